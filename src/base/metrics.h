@@ -1,0 +1,29 @@
+#pragma once
+// Process-wide counters, exported later in Prometheus text format. Counters are relaxed atomics so
+// any thread can bump them without a lock.
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace verbund {
+
+class Counter {
+public:
+  Counter(const char* name, const char* help);
+  void inc(uint64_t n = 1) { v_.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t value() const { return v_.load(std::memory_order_relaxed); }
+  const char* name() const { return name_; }
+  const char* help() const { return help_; }
+
+private:
+  const char* name_;
+  const char* help_;
+  std::atomic<uint64_t> v_{0};
+};
+
+// All counters constructed so far (counters are static objects and never destroyed early).
+const std::vector<Counter*>& allCounters();
+std::string renderPrometheus();
+
+} // namespace verbund

@@ -1,0 +1,414 @@
+// The SIP message parser (RFC 3261 §7, §25). One pass over the bytes: unfold continuation lines in
+// place, split header lines, classify names, split list headers, parse routing headers. Never
+// throws; every failure becomes a ParseError with a reason fit for a 400 reason phrase.
+#include "base/metrics.h"
+#include "sip/message/message.h"
+#include "sip/message/builder.h"
+#include "sip/message/text.h"
+
+#include <cstring>
+
+namespace verbund::sip {
+
+namespace {
+Counter g_parsed("verbund_sip_messages_parsed_total", "SIP messages parsed successfully");
+Counter g_parseErrors("verbund_sip_parse_errors_total", "SIP messages rejected by the parser");
+
+struct Line {
+  uint32_t begin;
+  uint32_t end;  // exclusive, without CR LF
+};
+} // namespace
+
+// Splits a list header value on commas outside quoted strings and <...> (RFC 3261 §7.3.1).
+template <typename F>
+static bool splitList(std::string_view v, F&& emit) {
+  size_t start = 0;
+  bool inQuote = false;
+  int angle = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char c = v[i];
+    if (inQuote) {
+      if (c == '\\') ++i;
+      else if (c == '"') inQuote = false;
+      continue;
+    }
+    if (c == '"') inQuote = true;
+    else if (c == '<') ++angle;
+    else if (c == '>') --angle;
+    else if (c == ',' && angle == 0) {
+      auto e = text::trim(v.substr(start, i - start));
+      if (!e.empty() && !emit(e)) return false;
+      start = i + 1;
+    }
+  }
+  if (inQuote || angle != 0) return false;
+  auto e = text::trim(v.substr(start));
+  if (!e.empty() && !emit(e)) return false;
+  return true;
+}
+
+class Parser {
+public:
+  static ParseOutcome run(std::string buffer, const ParseOptions& opt);
+};
+
+Message::Message(std::string buffer) : buffer_(std::move(buffer)) {}
+
+ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
+  ParseOutcome out;
+  auto fail = [&](int status, std::string reason) {
+    g_parseErrors.inc();
+    out.message.reset();
+    out.error.status = status;
+    out.error.reason = std::move(reason);
+    return std::move(out);
+  };
+  if (buffer.size() > opt.limits.maxMessageSize) {
+    out.error.isRequest = buffer.compare(0, 4, "SIP/") != 0;
+    return fail(513, "Message Too Large");
+  }
+  MessagePtr m(new Message(std::move(buffer)));
+  Message& msg = *m;
+  char* base = msg.buffer_.data();
+  const size_t size = msg.buffer_.size();
+
+  // RFC 3261 §7.5: ignore CRLFs before the start line.
+  size_t pos = 0;
+  while (pos < size && (base[pos] == '\r' || base[pos] == '\n')) ++pos;
+  if (pos == size) return fail(400, "Empty message");
+
+  // Find the end of the header block: an empty line. Accept bare LF line ends leniently.
+  size_t headerEnd = std::string::npos, bodyStart = size;
+  for (size_t i = pos; i < size;) {
+    const char* nl = static_cast<const char*>(std::memchr(base + i, '\n', size - i));
+    if (!nl) break;
+    size_t n = size_t(nl - base);
+    if (n + 1 < size && base[n + 1] == '\n') {
+      headerEnd = n + 1;
+      bodyStart = n + 2;
+      break;
+    }
+    if (n + 2 < size && base[n + 1] == '\r' && base[n + 2] == '\n') {
+      headerEnd = n + 1;
+      bodyStart = n + 3;
+      break;
+    }
+    i = n + 1;
+  }
+  if (headerEnd == std::string::npos) {
+    if (opt.stream) return fail(400, "Incomplete header block");
+    // A datagram without the empty line: treat the end of the packet as the end of headers.
+    headerEnd = size;
+    bodyStart = size;
+  }
+
+  // Start line.
+  const char* sl = base + pos;
+  const char* slEnd = static_cast<const char*>(std::memchr(sl, '\n', headerEnd - pos));
+  size_t slLen = slEnd ? size_t(slEnd - sl) : headerEnd - pos;
+  size_t next = pos + slLen + 1;
+  if (slLen && sl[slLen - 1] == '\r') --slLen;
+  std::string_view start(sl, slLen);
+  const bool isResponse = start.size() >= 4 && start.compare(0, 4, "SIP/") == 0;
+  out.error.isRequest = !isResponse;
+  msg.isRequest_ = !isResponse;
+  if (isResponse) {
+    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+    auto sp1 = start.find(' ');
+    if (sp1 == std::string_view::npos) return fail(400, "Bad status line");
+    msg.version_ = start.substr(0, sp1);
+    if (!text::iequals(msg.version_, "SIP/2.0")) return fail(505, "Version Not Supported");
+    std::string_view rest = start.substr(sp1 + 1);
+    if (rest.size() < 3 || !text::isDigit(rest[0]) || !text::isDigit(rest[1]) ||
+        !text::isDigit(rest[2]) || (rest.size() > 3 && rest[3] != ' '))
+      return fail(400, "Bad status code");
+    msg.status_ = (rest[0] - '0') * 100 + (rest[1] - '0') * 10 + (rest[2] - '0');
+    if (msg.status_ < 100 || msg.status_ > 699) return fail(400, "Bad status code");
+    msg.reason_ = rest.size() > 4 ? rest.substr(4) : std::string_view{};
+  } else {
+    // Request-Line = Method SP Request-URI SP SIP-Version (single spaces, RFC 3261 §7.1)
+    auto sp1 = start.find(' ');
+    if (sp1 == std::string_view::npos || sp1 == 0) return fail(400, "Bad request line");
+    auto sp2 = start.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos) return fail(400, "Bad request line");
+    if (start.find(' ', sp2 + 1) != std::string_view::npos || start.find('\t') != start.npos)
+      return fail(400, "Whitespace in Request-URI");
+    msg.methodText_ = start.substr(0, sp1);
+    if (!text::isToken(msg.methodText_)) return fail(400, "Bad method");
+    msg.method_ = methodFromName(msg.methodText_);
+    std::string_view ruri = start.substr(sp1 + 1, sp2 - sp1 - 1);
+    if (ruri.empty()) return fail(400, "Empty Request-URI");
+    if (ruri.front() == '<') return fail(400, "Request-URI in angle brackets");
+    auto uri = parseUri(ruri);
+    if (!uri) return fail(400, uri.error().message);
+    msg.requestUri_ = uri.value();
+    msg.version_ = start.substr(sp2 + 1);
+    if (msg.version_.size() < 5 || !text::iequals(msg.version_.substr(0, 4), "SIP/"))
+      return fail(400, "Bad SIP version");
+    if (!text::iequals(msg.version_, "SIP/2.0")) return fail(505, "Version Not Supported");
+  }
+
+  // Unfold continuation lines in place (RFC 3261 §7.3.1): CRLF followed by SP/HTAB becomes
+  // spaces, so header values stay contiguous views.
+  Line lines[256];
+  size_t nLines = 0;
+  size_t lineStart = next;
+  for (size_t i = next; i < headerEnd;) {
+    char* nl = static_cast<char*>(std::memchr(base + i, '\n', headerEnd - i));
+    size_t n = nl ? size_t(nl - base) : headerEnd;
+    if (n + 1 < headerEnd && text::isWs(base[n + 1])) {
+      // fold: blank out CR LF
+      base[n] = ' ';
+      if (n > 0 && base[n - 1] == '\r') base[n - 1] = ' ';
+      i = n + 1;
+      continue;
+    }
+    size_t e = n;
+    if (e > lineStart && base[e - 1] == '\r') --e;
+    if (e > lineStart) {
+      if (nLines == std::size(lines) || nLines >= opt.limits.maxHeaders)
+        return fail(400, "Too many headers");
+      if (e - lineStart > opt.limits.maxHeaderLine) return fail(400, "Header line too long");
+      lines[nLines++] = Line{uint32_t(lineStart), uint32_t(e)};
+    }
+    lineStart = n + 1;
+    i = n + 1;
+  }
+
+  msg.headers_.reserve(nLines + 4);
+  bool haveFrom = false, haveTo = false, haveCallId = false, haveCSeq = false;
+  std::optional<uint32_t> contentLength;
+  for (size_t li = 0; li < nLines; ++li) {
+    std::string_view line(base + lines[li].begin, lines[li].end - lines[li].begin);
+    if (text::isWs(line[0])) return fail(400, "Continuation line without header");
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) return fail(400, "Malformed header line");
+    std::string_view name = line.substr(0, colon);
+    while (!name.empty() && text::isWs(name.back())) name.remove_suffix(1);
+    if (!text::isToken(name)) return fail(400, "Bad header name");
+    std::string_view value = text::trim(line.substr(colon + 1));
+    HeaderId id = headerIdFromName(name);
+
+    auto addOne = [&](std::string_view v) -> bool {
+      if (msg.headers_.size() >= opt.limits.maxHeaders) return false;
+      msg.headers_.push_back(Header{id, name, v});
+      return true;
+    };
+    if (isListHeader(id)) {
+      bool star = id == HeaderId::Contact && value == "*";
+      if (star) {
+        msg.contactStar_ = true;
+        addOne(value);
+        continue;
+      }
+      size_t before = msg.headers_.size();
+      if (!splitList(value, addOne)) return fail(400, "Bad list in header " + std::string(name));
+      for (size_t k = before; k < msg.headers_.size(); ++k) {
+        std::string_view ev = msg.headers_[k].value;
+        switch (id) {
+        case HeaderId::Via: {
+          auto via = parseVia(ev);
+          if (!via) return fail(400, "Bad Via header: " + via.error().message);
+          msg.vias_.push_back(via.value());
+          break;
+        }
+        case HeaderId::Route:
+        case HeaderId::RecordRoute:
+        case HeaderId::Contact: {
+          auto na = parseNameAddr(ev);
+          if (!na) {
+            return fail(400, "Bad " + std::string(headerCanonicalName(id)) +
+                                 " header: " + na.error().message);
+          }
+          (id == HeaderId::Route         ? msg.routes_
+           : id == HeaderId::RecordRoute ? msg.recordRoutes_
+                                         : msg.contacts_)
+              .push_back(na.value());
+          break;
+        }
+        default:
+          break;
+        }
+      }
+      continue;
+    }
+    if (!addOne(value)) return fail(400, "Too many headers");
+    switch (id) {
+    case HeaderId::From:
+    case HeaderId::To: {
+      bool& have = id == HeaderId::From ? haveFrom : haveTo;
+      if (have) return fail(400, "Duplicate " + std::string(headerCanonicalName(id)) + " header");
+      have = true;
+      auto na = parseNameAddr(value);
+      if (!na) {
+        return fail(400, "Bad " + std::string(headerCanonicalName(id)) +
+                             " header: " + na.error().message);
+      }
+      (id == HeaderId::From ? msg.from_ : msg.to_) = na.value();
+      (id == HeaderId::From ? msg.fromTag_ : msg.toTag_) = na->tag();
+      break;
+    }
+    case HeaderId::CallId: {
+      if (haveCallId) return fail(400, "Duplicate Call-ID header");
+      haveCallId = true;
+      // callid = word [ "@" word ]: no whitespace
+      if (value.empty()) return fail(400, "Empty Call-ID");
+      for (char c : value)
+        if (text::isWs(c) || c < 0x21 || c == 0x7f) return fail(400, "Bad Call-ID");
+      msg.callId_ = value;
+      break;
+    }
+    case HeaderId::CSeq: {
+      if (haveCSeq) return fail(400, "Duplicate CSeq header");
+      haveCSeq = true;
+      auto c = parseCSeq(value);
+      if (!c) return fail(400, c.error().message);
+      msg.cseq_ = c.value();
+      break;
+    }
+    case HeaderId::MaxForwards: {
+      auto n = parseUint(value);
+      if (!n || *n > 255) return fail(400, "Bad Max-Forwards");
+      if (msg.maxForwards_) return fail(400, "Duplicate Max-Forwards header");
+      msg.maxForwards_ = *n;
+      break;
+    }
+    case HeaderId::ContentLength: {
+      auto n = parseUint(value);
+      if (!n) return fail(400, "Bad Content-Length");
+      if (contentLength && *contentLength != *n) return fail(400, "Conflicting Content-Length");
+      contentLength = *n;
+      break;
+    }
+    case HeaderId::Expires: {
+      // RFC 3261 §20.19: delta-seconds. A date form (RFC 2543) is a client error.
+      if (!parseUint(value)) return fail(400, "Bad Expires");
+      break;
+    }
+    default:
+      break;
+    }
+  }
+
+  if (msg.vias_.empty()) return fail(400, "Missing Via header");
+  if (!haveFrom) return fail(400, "Missing From header");
+  if (!haveTo) return fail(400, "Missing To header");
+  if (!haveCallId) return fail(400, "Missing Call-ID header");
+  if (!haveCSeq) return fail(400, "Missing CSeq header");
+  if (msg.isRequest_ && msg.cseq_.methodText != msg.methodText_)
+    return fail(400, "CSeq method does not match request method");
+
+  // Body (RFC 3261 §18.3 framing).
+  size_t available = size - bodyStart;
+  if (contentLength) {
+    if (*contentLength > available) return fail(400, "Content-Length larger than message");
+    if (opt.stream && *contentLength != available) return fail(400, "Content-Length mismatch");
+    msg.body_ = std::string_view(base + bodyStart, *contentLength);
+  } else {
+    if (opt.stream) return fail(400, "Missing Content-Length");
+    msg.body_ = std::string_view(base + bodyStart, available);
+  }
+
+  g_parsed.inc();
+  out.message = std::move(m);
+  return out;
+}
+
+ParseOutcome parseMessage(std::string buffer, const ParseOptions& options) {
+  return Parser::run(std::move(buffer), options);
+}
+
+std::optional<std::string_view> Message::header(HeaderId id) const {
+  for (const auto& h : headers_)
+    if (h.id == id) return h.value;
+  return std::nullopt;
+}
+
+std::optional<std::string_view> Message::header(std::string_view name) const {
+  HeaderId id = headerIdFromName(name);
+  if (id != HeaderId::Other) return header(id);
+  for (const auto& h : headers_)
+    if (h.id == HeaderId::Other && text::iequals(h.name, name)) return h.value;
+  return std::nullopt;
+}
+
+size_t Message::headerCount(HeaderId id) const {
+  size_t n = 0;
+  for (const auto& h : headers_) n += h.id == id;
+  return n;
+}
+
+std::string Message::serialize() const {
+  std::string out;
+  out.reserve(buffer_.size() + 64);
+  if (isRequest_) {
+    out.append(methodText_).append(" ").append(requestUri_.text).append(" ").append(version_);
+  } else {
+    out.append(version_).append(" ").append(std::to_string(status_)).append(" ").append(reason_);
+  }
+  out.append("\r\n");
+  for (const auto& h : headers_) out.append(h.name).append(": ").append(h.value).append("\r\n");
+  out.append("\r\n");
+  out.append(body_);
+  return out;
+}
+
+std::string buildErrorResponse(std::string_view raw, const ParseError& error) {
+  if (!error.isRequest) return {};
+  std::string via, rest;
+  bool haveTo = false;
+  size_t i = 0;
+  // Skip the start line.
+  auto nl = raw.find('\n');
+  if (nl == std::string_view::npos) return {};
+  i = nl + 1;
+  while (i < raw.size()) {
+    auto e = raw.find('\n', i);
+    std::string_view line = raw.substr(i, e == std::string_view::npos ? raw.npos : e - i);
+    i = e == std::string_view::npos ? raw.size() : e + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view name = text::trim(line.substr(0, colon));
+    std::string_view value = text::trim(line.substr(colon + 1));
+    bool printable = true;
+    for (char c : value)
+      if ((unsigned char)c < 0x20 && c != '\t') printable = false;
+    if (!printable || value.size() > 1024) continue;
+    HeaderId id = headerIdFromName(name);
+    switch (id) {
+    case HeaderId::Via:
+      via.append("Via: ").append(value).append("\r\n");
+      break;
+    case HeaderId::From:
+    case HeaderId::CallId:
+    case HeaderId::CSeq:
+      rest.append(headerCanonicalName(id)).append(": ").append(value).append("\r\n");
+      break;
+    case HeaderId::To:
+      if (haveTo) break;
+      haveTo = true;
+      rest.append("To: ").append(value);
+      if (value.find(";tag=") == std::string_view::npos &&
+          value.find(";TAG=") == std::string_view::npos)
+        rest.append(";tag=").append(newTag());
+      rest.append("\r\n");
+      break;
+    default:
+      break;
+    }
+  }
+  if (via.empty()) return {};
+  std::string reason;
+  for (char c : error.reason) reason += ((unsigned char)c < 0x20 || c == 0x7f) ? ' ' : c;
+  if (reason.size() > 120) reason.resize(120);
+  std::string out = "SIP/2.0 " + std::to_string(error.status) + " " + reason + "\r\n";
+  out += via;
+  out += rest;
+  out += "Content-Length: 0\r\n\r\n";
+  return out;
+}
+
+} // namespace verbund::sip
