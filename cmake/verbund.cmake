@@ -38,7 +38,7 @@ endfunction()
 # verbund_fuzzer(NAME SOURCE f.cpp DEPS lib ... CORPUS dir): with VERBUND_LIBFUZZER a libFuzzer
 # binary; otherwise a replay binary that runs every file of the seed corpus as a ctest test.
 function(verbund_fuzzer name)
-  cmake_parse_arguments(A "" "SOURCE;CORPUS" "DEPS" ${ARGN})
+  cmake_parse_arguments(A "" "SOURCE" "DEPS;CORPUS" ${ARGN})
   if(VERBUND_LIBFUZZER)
     add_executable(${name} ${A_SOURCE})
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)

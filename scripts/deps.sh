@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Verbund needs, only when something is missing (idempotent).
+# usage: scripts/deps.sh build|test
+set -euo pipefail
+kind=${1:-build}
+
+build_pkgs=(cmake ninja-build ccache g++ pkg-config git
+  libasio-dev libssl-dev libsqlite3-dev nlohmann-json3-dev libc-ares-dev libspdlog-dev
+  libcli11-dev libpugixml-dev libcpp-httplib-dev libtomlplusplus-dev
+  libgtest-dev libgmock-dev libbenchmark-dev openssl)
+# Test-only tools: the third-party SIP peers, sanitizer/fuzzer toolchain, formatting check,
+# the differential parser (sofia-sip), audio checks.
+test_pkgs=(clang libclang-rt-14-dev clang-format sip-tester kamailio libsofia-sip-ua-dev sox
+  iproute2 procps python3)
+
+pkgs=("${build_pkgs[@]}")
+[ "$kind" = test ] && pkgs+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Kamailio's package enables a system service; tests start their own instances.
+if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+fi
+echo "deps: done"
