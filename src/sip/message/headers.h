@@ -1,6 +1,7 @@
 #pragma once
 // Typed header values. Every string_view points into the owning Message's buffer.
 #include "base/result.h"
+#include "sip/message/text.h"
 #include "sip/message/types.h"
 #include "sip/message/uri.h"
 
@@ -73,6 +74,35 @@ struct AuthParams {
   std::optional<std::string_view> get(std::string_view name) const;  // case-insensitive
 };
 Result<AuthParams> parseAuthParams(std::string_view value);
+
+// Calls emit(element) for each comma-separated element of a list header value, splitting only
+// outside quoted strings and <...> (RFC 3261 §7.3.1). Empty elements are skipped. Returns false
+// on unbalanced quotes or brackets, or as soon as emit returns false.
+template <typename F>
+bool forEachListElement(std::string_view v, F&& emit) {
+  size_t start = 0;
+  bool inQuote = false;
+  int angle = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char c = v[i];
+    if (inQuote) {
+      if (c == '\\') ++i;
+      else if (c == '"') inQuote = false;
+      continue;
+    }
+    if (c == '"') inQuote = true;
+    else if (c == '<') ++angle;
+    else if (c == '>') --angle;
+    else if (c == ',' && angle == 0) {
+      auto e = text::trim(v.substr(start, i - start));
+      if (!e.empty() && !emit(e)) return false;
+      start = i + 1;
+    }
+  }
+  if (inQuote || angle != 0) return false;
+  auto e = text::trim(v.substr(start));
+  return e.empty() || emit(e);
+}
 
 // Removes backslash escapes of a quoted-string body.
 std::string unquote(std::string_view quotedBody);

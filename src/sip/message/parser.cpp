@@ -20,34 +20,6 @@ struct Line {
 };
 } // namespace
 
-// Splits a list header value on commas outside quoted strings and <...> (RFC 3261 §7.3.1).
-template <typename F>
-static bool splitList(std::string_view v, F&& emit) {
-  size_t start = 0;
-  bool inQuote = false;
-  int angle = 0;
-  for (size_t i = 0; i < v.size(); ++i) {
-    char c = v[i];
-    if (inQuote) {
-      if (c == '\\') ++i;
-      else if (c == '"') inQuote = false;
-      continue;
-    }
-    if (c == '"') inQuote = true;
-    else if (c == '<') ++angle;
-    else if (c == '>') --angle;
-    else if (c == ',' && angle == 0) {
-      auto e = text::trim(v.substr(start, i - start));
-      if (!e.empty() && !emit(e)) return false;
-      start = i + 1;
-    }
-  }
-  if (inQuote || angle != 0) return false;
-  auto e = text::trim(v.substr(start));
-  if (!e.empty() && !emit(e)) return false;
-  return true;
-}
-
 class Parser {
 public:
   static ParseOutcome run(std::string buffer, const ParseOptions& opt);
@@ -203,7 +175,7 @@ ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
         continue;
       }
       size_t before = msg.headers_.size();
-      if (!splitList(value, addOne)) return fail(400, "Bad list in header " + std::string(name));
+      if (!forEachListElement(value, addOne)) return fail(400, "Bad list in header " + std::string(name));
       for (size_t k = before; k < msg.headers_.size(); ++k) {
         std::string_view ev = msg.headers_[k].value;
         switch (id) {

@@ -134,6 +134,14 @@ bool isListHeader(HeaderId id) {
   case HeaderId::RecordRoute:
   case HeaderId::Contact:
   case HeaderId::Path:
+    return true;
+  default:
+    return false;
+  }
+}
+
+bool isOtherListHeader(HeaderId id) {
+  switch (id) {
   case HeaderId::Supported:
   case HeaderId::Require:
   case HeaderId::ProxyRequire:

@@ -80,9 +80,12 @@ HeaderId headerIdFromName(std::string_view name);
 // Canonical full name of a known header ("Call-ID", "CSeq", ...).
 std::string_view headerCanonicalName(HeaderId id);
 
-// Headers whose values may be comma-separated lists (RFC 3261 §7.3.1). The parser splits these
-// into one entry per element so each entry is one value.
+// Routing headers whose values may be comma-separated lists (RFC 3261 §7.3.1). The parser
+// splits these eagerly into one entry per element so each entry is one value.
 bool isListHeader(HeaderId id);
+// Other list headers (Supported, Require, Allow, ...): kept as written, one entry per line, and
+// split on demand with forEachListElement (headers.h).
+bool isOtherListHeader(HeaderId id);
 
 enum class TransportType : uint8_t { Udp, Tcp, Tls };
 std::string_view transportName(TransportType t);  // "UDP", "TCP", "TLS"

@@ -11,25 +11,10 @@ namespace {
 
 bool isHex(char c) { return text::isDigit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
 
-// RFC 3261 §25.1: unreserved = alphanum / mark; mark = "-" / "_" / "." / "!" / "~" / "*" / "'" /
-// "(" / ")"; user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
-bool isUserChar(char c) {
-  if (text::isAlnum(c)) return true;
-  return std::strchr("-_.!~*'()&=+$,;?/", c) != nullptr && c != 0;
-}
-bool isPasswordChar(char c) {
-  if (text::isAlnum(c)) return true;
-  return std::strchr("-_.!~*'()&=+$,", c) != nullptr && c != 0;
-}
-// param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
-bool isParamChar(char c) {
-  if (text::isAlnum(c)) return true;
-  return std::strchr("-_.!~*'()[]/:&+$%=;", c) != nullptr && c != 0;
-}
-bool isHeaderChar(char c) {
-  if (text::isAlnum(c)) return true;
-  return std::strchr("-_.!~*'()[]/?:+$%=&", c) != nullptr && c != 0;
-}
+bool isUserChar(char c) { return text::is(c, text::kUser); }
+bool isPasswordChar(char c) { return text::is(c, text::kPassword); }
+bool isParamChar(char c) { return text::is(c, text::kParam); }
+bool isHeaderChar(char c) { return text::is(c, text::kHeader); }
 
 bool validEscapes(std::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
@@ -68,7 +53,7 @@ bool validHost(std::string_view h) {
     char c = h[i];
     if (c == '.') {
       if (prev == '.') return false;
-    } else if (!text::isAlnum(c) && c != '-') {
+    } else if (!text::is(c, text::kHost)) {
       return false;
     }
     prev = c;
@@ -122,9 +107,9 @@ Result<Uri> parseUri(std::string_view in) {
     if (pc != std::string_view::npos) u.password = userinfo.substr(pc + 1);
     if (u.user.empty()) return uriError("empty user");
     for (char c : u.user)
-      if (!isUserChar(c) && c != '%') return uriError("bad character in user");
+      if (!isUserChar(c)) return uriError("bad character in user");
     for (char c : u.password)
-      if (!isPasswordChar(c) && c != '%') return uriError("bad character in password");
+      if (!isPasswordChar(c)) return uriError("bad character in password");
     if (!validEscapes(u.user) || !validEscapes(u.password)) return uriError("bad escape");
   }
   // headers
