@@ -1,0 +1,87 @@
+#include "app/config.h"
+
+#include <cstdlib>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+namespace verbund::app {
+
+NodeConfig defaultConfig() {
+  NodeConfig c;
+  if (geteuid() == 0) {
+    c.dataDir = "/var/lib/verbund";
+  } else {
+    const char* home = std::getenv("HOME");
+    c.dataDir = std::string(home ? home : ".") + "/.local/share/verbund";
+  }
+  return c;
+}
+
+namespace {
+Error configError(const std::string& what) { return Error{1, "config: " + what}; }
+
+Result<std::vector<std::string>> stringList(const toml::node& n, const std::string& key) {
+  std::vector<std::string> out;
+  if (auto s = n.value<std::string>()) {
+    out.push_back(*s);
+    return out;
+  }
+  const toml::array* arr = n.as_array();
+  if (!arr) return configError(key + " must be a string or a list of strings");
+  for (const auto& e : *arr) {
+    auto s = e.value<std::string>();
+    if (!s) return configError(key + " must be a list of strings");
+    out.push_back(*s);
+  }
+  return out;
+}
+} // namespace
+
+Result<NodeConfig> loadConfig(const std::string& path) {
+  NodeConfig c = defaultConfig();
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return configError(path + ": " + std::string(e.description()));
+  }
+  for (const auto& [k, v] : t) {
+    std::string key(k.str());
+    if (key == "node") {
+      const toml::table* node = v.as_table();
+      if (!node) return configError("[node] must be a table");
+      for (const auto& [nk, nv] : *node) {
+        std::string name(nk.str());
+        auto s = nv.value<std::string>();
+        if (!s) return configError("node." + name + " must be a string");
+        if (name == "name") c.nodeName = *s;
+        else if (name == "data_dir") c.dataDir = *s;
+        else if (name == "log_level") c.logLevel = *s;
+        else if (name == "admin_listen") c.adminListen = *s;
+        else return configError("unknown key node." + name);
+      }
+    } else if (key == "sip") {
+      const toml::table* sip = v.as_table();
+      if (!sip) return configError("[sip] must be a table");
+      for (const auto& [sk, sv] : *sip) {
+        std::string name(sk.str());
+        if (name == "udp" || name == "tcp" || name == "tls") {
+          auto list = stringList(sv, "sip." + name);
+          if (!list) return list.error();
+          (name == "udp" ? c.sipUdp : name == "tcp" ? c.sipTcp : c.sipTls) = list.value();
+        } else if (name == "tls_cert" || name == "tls_key" || name == "tls_ca") {
+          auto s = sv.value<std::string>();
+          if (!s) return configError("sip." + name + " must be a string");
+          (name == "tls_cert" ? c.tlsCert : name == "tls_key" ? c.tlsKey : c.tlsCa) = *s;
+        } else {
+          return configError("unknown key sip." + name);
+        }
+      }
+    } else {
+      return configError("unknown section " + key);
+    }
+  }
+  return c;
+}
+
+} // namespace verbund::app

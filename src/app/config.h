@@ -1,0 +1,27 @@
+#pragma once
+// Node configuration file (TOML). Only what a node needs before its database is open lives here:
+// listen addresses, data directory, log level. Everything else is stored in SQLite.
+#include "base/result.h"
+
+#include <string>
+#include <vector>
+
+namespace verbund::app {
+
+struct NodeConfig {
+  std::string nodeName = "verbund";
+  std::string dataDir;  // default: /var/lib/verbund for root, else $HOME/.local/share/verbund
+  std::string logLevel = "info";
+  std::vector<std::string> sipUdp{"0.0.0.0:5060"};
+  std::vector<std::string> sipTcp{"0.0.0.0:5060"};
+  std::vector<std::string> sipTls;  // e.g. "0.0.0.0:5061"; needs tlsCert/tlsKey
+  std::string tlsCert, tlsKey, tlsCa;
+  std::string adminListen = "127.0.0.1:8080";
+};
+
+// Loads a TOML file; unknown keys are errors so that typos do not pass silently.
+Result<NodeConfig> loadConfig(const std::string& path);
+// The built-in default configuration, with the default data directory filled in.
+NodeConfig defaultConfig();
+
+} // namespace verbund::app

@@ -1,0 +1,249 @@
+// verbund: the node (`verbund serve`), its command line tools, and the test user agent.
+#include "app/config.h"
+#include "app/test_ua.h"
+#include "base/asio_timers.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "sip/stack/sip_stack.h"
+#include "sip/transaction/transaction_layer.h"
+#include "sip/transport/transport_manager.h"
+
+#include <CLI/CLI.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+using namespace verbund;
+
+namespace {
+
+const char* kVersion = "0.1.0";
+
+struct ListenSpec {
+  sip::TransportType type;
+  std::string addr;
+};
+
+// Binds every listener; returns the bound addresses by transport name ("udp", "tcp", "tls").
+Result<nlohmann::json> bindAll(sip::TransportManager& tm, const std::vector<ListenSpec>& specs) {
+  nlohmann::json bound = nlohmann::json::object();
+  for (const auto& s : specs) {
+    auto a = SockAddr::parse(s.addr);
+    if (!a) return Error{1, "bad listen address '" + s.addr + "'"};
+    auto r = tm.listen(s.type, *a);
+    if (!r) return Error{1, "listen " + s.addr + ": " + r.error().message};
+    std::string key(sip::transportName(s.type));
+    for (auto& c : key) c = char(std::tolower(c));
+    if (!bound.contains(key)) bound[key] = r->toString();
+  }
+  return bound;
+}
+
+Result<void> loadTls(sip::TransportManager& tm, const std::string& cert, const std::string& key,
+                     const std::string& ca) {
+  sip::TlsConfig tls;
+  tls.certificateChainFile = cert;
+  tls.privateKeyFile = key;
+  tls.caFile = ca;
+  tls.clientCertMode = sip::TlsConfig::ClientCertMode::None;
+  tls.verifyServer = !ca.empty();
+  return tm.configureTls(tls);
+}
+
+void writeReadyFile(const std::string& path, nlohmann::json info) {
+  if (path.empty()) return;
+  info["pid"] = getpid();
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << info.dump() << "\n";
+  }
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+struct TestUaOptions {
+  std::vector<std::string> udp, tcp, tls;
+  std::string tlsCert, tlsKey, readyFile, logLevel = "warn", realm = "verbund.test";
+  int answerDelayMs = 0, hangupAfterMs = 0;
+  std::vector<std::string> auth;
+};
+
+int runTestUa(const TestUaOptions& o) {
+  setLogLevel(o.logLevel);
+  auto log = logger("testua");
+  asio::io_context io;
+  AsioTimers timers(io);
+  sip::TransportManager transport(io);
+  if (!o.tls.empty()) {
+    if (auto r = loadTls(transport, o.tlsCert, o.tlsKey, ""); !r) {
+      std::fprintf(stderr, "testua: TLS: %s\n", r.error().message.c_str());
+      return 2;
+    }
+  }
+  app::TestUaConfig cfg;
+  cfg.answerDelay = Duration(o.answerDelayMs);
+  cfg.hangupAfter = Duration(o.hangupAfterMs);
+  cfg.realm = o.realm;
+  for (const auto& a : o.auth) {
+    auto colon = a.find(':');
+    if (colon == std::string::npos) {
+      std::fprintf(stderr, "testua: --auth wants USER:PASS\n");
+      return 2;
+    }
+    cfg.users[a.substr(0, colon)] = a.substr(colon + 1);
+  }
+  // The TU is created after the layer but the layer needs it: a small forwarding shim.
+  struct Forward : sip::TransactionUser {
+    app::TestUa* ua = nullptr;
+    void onRequest(sip::ServerTxId tx, const sip::Message& m) override { ua->onRequest(tx, m); }
+    void onAck(const sip::Message& m) override { ua->onAck(m); }
+    void onCancel(sip::ServerTxId tx, const sip::Message& m) override { ua->onCancel(tx, m); }
+    void onServerTxTerminated(sip::ServerTxId tx, sip::ServerTxEnd how) override {
+      ua->onServerTxTerminated(tx, how);
+    }
+  } forward;
+  sip::TransactionLayer layer(transport, timers, forward);
+  app::TestUa ua(layer, timers, cfg);
+  forward.ua = &ua;
+  sip::SipStack stack(transport, layer);
+  transport.setUser(&stack);
+
+  std::vector<ListenSpec> specs;
+  for (const auto& a : o.udp) specs.push_back({sip::TransportType::Udp, a});
+  for (const auto& a : o.tcp) specs.push_back({sip::TransportType::Tcp, a});
+  for (const auto& a : o.tls) specs.push_back({sip::TransportType::Tls, a});
+  if (specs.empty()) specs.push_back({sip::TransportType::Udp, "127.0.0.1:5060"});
+  auto bound = bindAll(transport, specs);
+  if (!bound) {
+    std::fprintf(stderr, "testua: %s\n", bound.error().message.c_str());
+    return 2;
+  }
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const std::error_code&, int) {
+    transport.close();
+    io.stop();
+  });
+  writeReadyFile(o.readyFile, bound.value());
+  log->info("test UA listening on {}", bound->dump());
+  io.run();
+  const auto& s = ua.stats();
+  std::printf("testua: invites=%llu answered=%llu cancelled=%llu byes_received=%llu "
+              "byes_sent=%llu bye_failures=%llu options=%llu registers=%llu auth_ok=%llu "
+              "auth_failed=%llu challenges=%llu active_calls=%zu\n",
+              (unsigned long long)s.invites, (unsigned long long)s.answered,
+              (unsigned long long)s.cancelled, (unsigned long long)s.byesReceived,
+              (unsigned long long)s.byesSent, (unsigned long long)s.byeFailures,
+              (unsigned long long)s.options, (unsigned long long)s.registers,
+              (unsigned long long)s.authOk, (unsigned long long)s.authFailed,
+              (unsigned long long)s.authChallenges, ua.activeCalls());
+  return 0;
+}
+
+// Until the PBX lands, a node answers OPTIONS (keep-alive pings of phones and trunks) and turns
+// every other request away with a clear status.
+class NodeUa final : public sip::TransactionUser {
+public:
+  void attach(sip::TransactionLayer* layer) { layer_ = layer; }
+  void onRequest(sip::ServerTxId tx, const sip::Message& request) override {
+    if (request.method() == sip::Method::Options) {
+      (void)layer_->respond(tx, 200);
+      return;
+    }
+    (void)layer_->respond(tx, 480, "No PBX service configured");
+  }
+  void onAck(const sip::Message&) override {}
+  void onCancel(sip::ServerTxId tx, const sip::Message&) override {
+    (void)layer_->respond(tx, 487);
+  }
+
+private:
+  sip::TransactionLayer* layer_ = nullptr;
+};
+
+int runServe(const std::string& configPath) {
+  app::NodeConfig cfg = app::defaultConfig();
+  if (!configPath.empty()) {
+    auto c = app::loadConfig(configPath);
+    if (!c) {
+      std::fprintf(stderr, "verbund: %s\n", c.error().message.c_str());
+      return 2;
+    }
+    cfg = c.value();
+  }
+  setLogLevel(cfg.logLevel);
+  auto log = logger("node");
+  asio::io_context io;
+  AsioTimers timers(io);
+  sip::TransportManager transport(io);
+  if (!cfg.sipTls.empty()) {
+    if (auto r = loadTls(transport, cfg.tlsCert, cfg.tlsKey, cfg.tlsCa); !r) {
+      std::fprintf(stderr, "verbund: TLS: %s\n", r.error().message.c_str());
+      return 2;
+    }
+  }
+  NodeUa ua;
+  sip::TransactionLayer layer(transport, timers, ua);
+  ua.attach(&layer);
+  sip::SipStack stack(transport, layer);
+  transport.setUser(&stack);
+  std::vector<ListenSpec> specs;
+  for (const auto& a : cfg.sipUdp) specs.push_back({sip::TransportType::Udp, a});
+  for (const auto& a : cfg.sipTcp) specs.push_back({sip::TransportType::Tcp, a});
+  for (const auto& a : cfg.sipTls) specs.push_back({sip::TransportType::Tls, a});
+  auto bound = bindAll(transport, specs);
+  if (!bound) {
+    std::fprintf(stderr, "verbund: %s\n", bound.error().message.c_str());
+    return 2;
+  }
+  log->info("verbund {} node '{}' listening on {} (data directory {})", kVersion, cfg.nodeName,
+            bound->dump(), cfg.dataDir);
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const std::error_code&, int) {
+    log->info("shutting down");
+    transport.close();
+    io.stop();
+  });
+  io.run();
+  return 0;
+}
+
+} // namespace
+
+using verbund::app::NodeConfig;
+
+int main(int argc, char** argv) {
+  CLI::App cli{"Verbund: a federated PBX"};
+  cli.require_subcommand(1);
+
+  std::string configPath;
+  auto* serve = cli.add_subcommand("serve", "Run a node");
+  serve->add_option("-c,--config", configPath, "TOML configuration file")->check(CLI::ExistingFile);
+
+  TestUaOptions ua;
+  auto* testua = cli.add_subcommand("testua", "Run the SIP test user agent");
+  testua->add_option("--udp", ua.udp, "UDP listen address (port 0: any)");
+  testua->add_option("--tcp", ua.tcp, "TCP listen address");
+  testua->add_option("--tls", ua.tls, "TLS listen address");
+  testua->add_option("--tls-cert", ua.tlsCert, "certificate chain (PEM file)");
+  testua->add_option("--tls-key", ua.tlsKey, "private key (PEM file)");
+  testua->add_option("--answer-delay", ua.answerDelayMs, "ms from 180 to 200 (0: at once)");
+  testua->add_option("--hangup-after", ua.hangupAfterMs, "ms after the ACK to send BYE (0: never)");
+  testua->add_option("--auth", ua.auth, "USER:PASS required for OPTIONS and REGISTER");
+  testua->add_option("--realm", ua.realm, "digest realm");
+  testua->add_option("--ready-file", ua.readyFile, "write bound addresses as JSON here");
+  testua->add_option("--log-level", ua.logLevel, "trace|debug|info|warn|error");
+
+  auto* version = cli.add_subcommand("version", "Print the version");
+
+  CLI11_PARSE(cli, argc, argv);
+  if (*serve) return runServe(configPath);
+  if (*testua) return runTestUa(ua);
+  if (*version) {
+    std::printf("verbund %s\n", kVersion);
+    return 0;
+  }
+  return 1;
+}
