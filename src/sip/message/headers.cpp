@@ -191,17 +191,31 @@ Result<Via> parseVia(std::string_view value) {
   while (i < v.size() && text::isWs(v[i])) ++i;
   via.params = v.substr(i);
   if (!via.params.empty()) {
-    // Allow a trailing "(comment)" per RFC 3261 §25.1 ("via-extension") is not in 3261: reject.
     if (!validParams(via.params)) return bad("Bad Via parameters");
-    if (auto b = findParam(via.params, "branch")) via.branch = *b;
-    if (auto r = findParam(via.params, "received")) via.received = *r;
-    if (auto rp = findParam(via.params, "rport")) {
-      via.hasRport = true;
-      if (!rp->empty()) {
-        auto n = parseUint(*rp);
-        if (!n || *n > 65535) return bad("Bad Via rport");
-        via.rport = uint16_t(*n);
+    // One pass over the parameters for the three the core reads.
+    std::string_view p = via.params;
+    while (!p.empty()) {
+      p.remove_prefix(1);  // ';' (validParams guarantees the shape)
+      auto end = p.find(';');
+      std::string_view item = p.substr(0, end);
+      auto eq = item.find('=');
+      std::string_view n = text::trim(item.substr(0, eq));
+      std::string_view val = eq == std::string_view::npos ? std::string_view{}
+                                                          : text::trim(item.substr(eq + 1));
+      if (n.size() == 6 && text::iequals(n, "branch")) {
+        via.branch = val;
+      } else if (n.size() == 8 && text::iequals(n, "received")) {
+        via.received = val;
+      } else if (n.size() == 5 && text::iequals(n, "rport")) {
+        via.hasRport = true;
+        if (!val.empty()) {
+          auto num = parseUint(val);
+          if (!num || *num > 65535) return bad("Bad Via rport");
+          via.rport = uint16_t(*num);
+        }
       }
+      if (end == std::string_view::npos) break;
+      p = p.substr(end);
     }
   }
   return via;

@@ -175,7 +175,12 @@ ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
         continue;
       }
       size_t before = msg.headers_.size();
-      if (!forEachListElement(value, addOne)) return fail(400, "Bad list in header " + std::string(name));
+      // Most lines carry one element: skip the quote-aware splitter when there is no comma.
+      if (std::memchr(value.data(), ',', value.size()) == nullptr) {
+        if (!addOne(value)) return fail(400, "Too many headers");
+      } else if (!forEachListElement(value, addOne)) {
+        return fail(400, "Bad list in header " + std::string(name));
+      }
       for (size_t k = before; k < msg.headers_.size(); ++k) {
         std::string_view ev = msg.headers_[k].value;
         switch (id) {
