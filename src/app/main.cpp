@@ -105,10 +105,9 @@ int runTestUa(const TestUaOptions& o) {
       ua->onServerTxTerminated(tx, how);
     }
   } forward;
-  sip::TransactionLayer layer(transport, timers, forward);
-  app::TestUa ua(layer, timers, cfg);
+  sip::SipStack stack(transport, timers, forward);
+  app::TestUa ua(stack.transactions(), timers, cfg);
   forward.ua = &ua;
-  sip::SipStack stack(transport, layer);
   transport.setUser(&stack);
 
   std::vector<ListenSpec> specs;
@@ -185,9 +184,8 @@ int runServe(const std::string& configPath) {
     }
   }
   NodeUa ua;
-  sip::TransactionLayer layer(transport, timers, ua);
-  ua.attach(&layer);
-  sip::SipStack stack(transport, layer);
+  sip::SipStack stack(transport, timers, ua);
+  ua.attach(&stack.transactions());
   transport.setUser(&stack);
   std::vector<ListenSpec> specs;
   for (const auto& a : cfg.sipUdp) specs.push_back({sip::TransportType::Udp, a});

@@ -143,6 +143,7 @@ struct ParseOptions {
 struct ParseOutcome {
   MessagePtr message;  // set on success
   ParseError error;    // meaningful when !message
+  std::string raw;     // on failure: the input bytes handed back (for buildErrorResponse)
   bool ok() const { return message != nullptr; }
 };
 ParseOutcome parseMessage(std::string buffer, const ParseOptions& options = {});

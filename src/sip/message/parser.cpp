@@ -29,8 +29,14 @@ Message::Message(std::string buffer) : buffer_(std::move(buffer)) {}
 
 ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
   ParseOutcome out;
+  MessagePtr m;
   auto fail = [&](int status, std::string reason) {
     g_parseErrors.inc();
+    // Hand the bytes back so the caller can answer without having kept a copy. Unfolding may
+    // have turned CR LF inside headers into spaces, which only helps the error response.
+    if (m) out.raw = std::move(m->buffer_);
+    else out.raw = std::move(buffer);
+    m.reset();
     out.message.reset();
     out.error.status = status;
     out.error.reason = std::move(reason);
@@ -40,7 +46,7 @@ ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
     out.error.isRequest = buffer.compare(0, 4, "SIP/") != 0;
     return fail(513, "Message Too Large");
   }
-  MessagePtr m(new Message(std::move(buffer)));
+  m.reset(new Message(std::move(buffer)));
   Message& msg = *m;
   char* base = msg.buffer_.data();
   const size_t size = msg.buffer_.size();

@@ -1,0 +1,144 @@
+#pragma once
+// UDP, TCP and TLS transports on one Asio io_context (RFC 3261 §18). Single-threaded: every
+// callback runs on the io_context's thread, so nothing here is locked. Network input never throws:
+// bad streams are closed and counted, failures reach TransportUser::onTransportError.
+#include "base/clock.h"
+#include "base/result.h"
+#include "sip/transport/transport.h"
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+typedef struct x509_st X509;
+
+namespace asio::ssl {
+class context;
+}
+
+namespace verbund::sip {
+
+struct TlsConfig {
+  enum class ClientCertMode {
+    None,     // do not ask clients for a certificate
+    Optional, // ask; a presented certificate must verify, none is accepted
+    Required, // ask and fail the handshake without a verifiable certificate
+  };
+  // Our certificate chain (leaf first) and its private key, as PEM text or as file paths (the
+  // text wins when both are set). Required for listening; optional for client-only use.
+  std::string certificateChainPem;
+  std::string privateKeyPem;
+  std::string certificateChainFile;
+  std::string privateKeyFile;
+  // Trust anchors for verifying peers; when both are empty the system default paths are used.
+  std::string caPem;
+  std::string caFile;
+  ClientCertMode clientCertMode = ClientCertMode::None;
+  // Verify the server's chain on outgoing connections. Host names are not checked (we connect to
+  // addresses); identity checks belong in TransportManager::onTlsPeerVerified.
+  bool verifyServer = true;
+  // TLS 1.2 is the floor (RFC 8996 deprecates 1.0/1.1); a higher one may be chosen.
+  bool requireTls13 = false;
+};
+
+struct TransportOptions {
+  Duration idleTimeout = std::chrono::seconds(300);   // streams with no traffic are closed
+  Duration connectTimeout = std::chrono::seconds(10); // TCP connect + TLS handshake
+  size_t maxConnections = 4096;
+  size_t maxHeaderBytes = 16 * 1024;
+  size_t maxMessageBytes = 64 * 1024;
+  size_t maxWriteQueueBytes = 4 * 1024 * 1024; // per connection; beyond it send() fails
+};
+
+class TransportManager final : public Transport {
+public:
+  // Called after each TLS handshake, for both directions, with the peer's certificate (null when
+  // the peer sent none). The certificate was verified against the CA unless verification is off
+  // for that direction. Returning false closes the connection.
+  using TlsPeerVerified = std::function<bool(ConnectionId, const Peer&, X509* peerCert)>;
+
+  explicit TransportManager(asio::io_context& io, TransportOptions options = {});
+  ~TransportManager() override;
+  TransportManager(const TransportManager&) = delete;
+  TransportManager& operator=(const TransportManager&) = delete;
+
+  void setUser(TransportUser* user) { user_ = user; }
+  // Replaces the TLS settings; connections already open keep theirs.
+  Result<void> configureTls(const TlsConfig& config);
+  TlsPeerVerified onTlsPeerVerified;
+
+  // Binds a listener; port 0 picks a free port. Returns the bound address.
+  Result<SockAddr> listen(TransportType type, const SockAddr& addr);
+
+  Result<void> send(const Peer& to, std::string_view bytes) override;
+  std::optional<SockAddr> localAddress(TransportType transport,
+                                       const SockAddr& remote) const override;
+
+  // Closes one stream connection without reporting an error. Unknown ids are ignored.
+  void closeConnection(ConnectionId id);
+  // Closes every listener and connection; send() fails afterwards. Idempotent.
+  void close();
+
+  size_t connectionCount() const { return connections_.size(); }
+  std::vector<SockAddr> listeningAddresses(TransportType type) const;
+
+private:
+  struct Connection;
+  struct Listener;
+  struct ConnKey {
+    TransportType type;
+    SockAddr remote;
+    friend bool operator==(const ConnKey&, const ConnKey&) = default;
+  };
+  struct ConnKeyHash {
+    size_t operator()(const ConnKey& k) const noexcept {
+      return SockAddrHash{}(k.remote) * 3 + size_t(k.type);
+    }
+  };
+  enum class CloseReason { Local, PeerClosed, Error, Idle };
+  // Handlers hold this token instead of `this`: the manager clears it on destruction so handlers
+  // still queued in the io_context become no-ops.
+  using Guard = std::shared_ptr<TransportManager*>;
+
+  void startAccept(const std::shared_ptr<Listener>& l);
+  void startReceive(const std::shared_ptr<Listener>& l);
+  void startRead(const std::shared_ptr<Connection>& c);
+  void onRead(const std::shared_ptr<Connection>& c, size_t n);
+  void startHandshake(const std::shared_ptr<Connection>& c, bool server);
+  void onOpen(const std::shared_ptr<Connection>& c);
+  void queueWrite(const std::shared_ptr<Connection>& c, std::string bytes);
+  void startWrite(const std::shared_ptr<Connection>& c);
+  void closeConnection(const std::shared_ptr<Connection>& c, CloseReason why,
+                       const std::string& reason);
+  Result<void> sendDatagram(const Peer& to, std::string_view bytes);
+  Result<void> sendStream(const Peer& to, std::string_view bytes);
+  Result<std::shared_ptr<Connection>> connect(TransportType type, const SockAddr& remote);
+  std::shared_ptr<Connection> makeConnection(TransportType type, bool outgoing);
+  Peer peerOf(const Connection& c) const;
+  void armSweep();
+  void sweep();
+
+  asio::io_context& io_;
+  TransportOptions options_;
+  TransportUser* user_ = nullptr;
+  Guard guard_;
+  bool closed_ = false;
+  std::unique_ptr<asio::ssl::context> tlsContext_;
+  TlsConfig::ClientCertMode clientCertMode_ = TlsConfig::ClientCertMode::None;
+  bool verifyServer_ = true;
+  bool tlsHasCertificate_ = false;
+  std::vector<std::shared_ptr<Listener>> listeners_;
+  std::unordered_map<ConnectionId, std::shared_ptr<Connection>> connections_;
+  std::unordered_map<ConnKey, ConnectionId, ConnKeyHash> byRemote_;
+  ConnectionId nextId_ = 0;
+  asio::steady_timer sweepTimer_;
+  bool sweepArmed_ = false;
+};
+
+} // namespace verbund::sip
