@@ -32,7 +32,7 @@ function(verbund_test name)
   target_compile_definitions(${name} PRIVATE
     VERBUND_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data")
   include(GoogleTest)
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "unit;${A_LABELS}")
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "unit\\;${A_LABELS}")
 endfunction()
 
 # verbund_fuzzer(NAME SOURCE f.cpp DEPS lib ... CORPUS dir): with VERBUND_LIBFUZZER a libFuzzer

@@ -107,10 +107,12 @@ Result<NameAddr> parseNameAddr(std::string_view value) {
   } else {
     auto lt = v.find('<');
     if (lt != std::string_view::npos) {
-      // display-name = *(token LWS): only tokens and whitespace before '<'
+      // display-name = *(token LWS). RFC 4475 §3.1.2.15 (baddn): a liberal element may accept
+      // other characters (e.g. "Bell, Alexander") in an unquoted display name; we do, except
+      // quotes and control characters.
       std::string_view dn = text::trim(v.substr(0, lt));
       for (char c : dn)
-        if (!text::isTokenChar(c) && !text::isWs(c)) return bad("Bad display name");
+        if (c == '"' || (unsigned char)c < 0x20 || c == 0x7f) return bad("Bad display name");
       na.displayName = dn;
       i = lt;
     }
@@ -118,7 +120,8 @@ Result<NameAddr> parseNameAddr(std::string_view value) {
   if (i < v.size() && v[i] == '<') {
     auto gt = v.find('>', i);
     if (gt == std::string_view::npos) return bad("Unterminated <URI>");
-    uriText = v.substr(i + 1, gt - i - 1);
+    // RFC 4475 §3.1.2.14 (badaspec): tolerate spaces just inside the brackets.
+    uriText = text::trim(v.substr(i + 1, gt - i - 1));
     i = gt + 1;
     while (i < v.size() && text::isWs(v[i])) ++i;
     na.params = v.substr(i);
@@ -128,7 +131,8 @@ Result<NameAddr> parseNameAddr(std::string_view value) {
     auto semi = v.find(';');
     uriText = text::trim(v.substr(0, semi));
     if (semi != std::string_view::npos) na.params = v.substr(semi);
-    if (uriText.find_first_of("? \t<>\"") != std::string_view::npos)
+    // RFC 4475 §3.1.2.13 (regbadct): a '?' here is unambiguous up to the first ';', so accept it.
+    if (uriText.find_first_of(" \t<>\"") != std::string_view::npos)
       return bad("Bad addr-spec (URI needs <>)");
   }
   for (char c : uriText)

@@ -105,23 +105,29 @@ ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
     if (msg.status_ < 100 || msg.status_ > 699) return fail(400, "Bad status code");
     msg.reason_ = rest.size() > 4 ? rest.substr(4) : std::string_view{};
   } else {
-    // Request-Line = Method SP Request-URI SP SIP-Version (single spaces, RFC 3261 §7.1)
+    // Request-Line = Method SP Request-URI SP SIP-Version (RFC 3261 §7.1). Runs of spaces
+    // between the elements and trailing spaces are tolerated (RFC 4475 §3.1.2.9, §3.1.2.10:
+    // a liberal element may accept them); whitespace inside the Request-URI is not (§3.1.2.4).
+    if (start.find('\t') != start.npos) return fail(400, "Tab in request line");
+    while (!start.empty() && start.back() == ' ') start.remove_suffix(1);
     auto sp1 = start.find(' ');
     if (sp1 == std::string_view::npos || sp1 == 0) return fail(400, "Bad request line");
-    auto sp2 = start.find(' ', sp1 + 1);
-    if (sp2 == std::string_view::npos) return fail(400, "Bad request line");
-    if (start.find(' ', sp2 + 1) != std::string_view::npos || start.find('\t') != start.npos)
+    auto uriStart = start.find_first_not_of(' ', sp1);
+    auto uriEnd = uriStart == start.npos ? start.npos : start.find(' ', uriStart);
+    auto verStart = uriEnd == start.npos ? start.npos : start.find_first_not_of(' ', uriEnd);
+    if (verStart == std::string_view::npos) return fail(400, "Bad request line");
+    if (start.find(' ', verStart) != std::string_view::npos)
       return fail(400, "Whitespace in Request-URI");
     msg.methodText_ = start.substr(0, sp1);
     if (!text::isToken(msg.methodText_)) return fail(400, "Bad method");
     msg.method_ = methodFromName(msg.methodText_);
-    std::string_view ruri = start.substr(sp1 + 1, sp2 - sp1 - 1);
+    std::string_view ruri = start.substr(uriStart, uriEnd - uriStart);
     if (ruri.empty()) return fail(400, "Empty Request-URI");
     if (ruri.front() == '<') return fail(400, "Request-URI in angle brackets");
     auto uri = parseUri(ruri);
     if (!uri) return fail(400, uri.error().message);
     msg.requestUri_ = uri.value();
-    msg.version_ = start.substr(sp2 + 1);
+    msg.version_ = start.substr(verStart);
     if (msg.version_.size() < 5 || !text::iequals(msg.version_.substr(0, 4), "SIP/"))
       return fail(400, "Bad SIP version");
     if (!text::iequals(msg.version_, "SIP/2.0")) return fail(505, "Version Not Supported");

@@ -98,7 +98,7 @@ TEST(Parser, RejectsWithReasons) {
       {"INVITE sip:a@b SIP/7.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nFrom: <sip:a@b>;tag=1\nTo: "
        "<sip:a@b>\nCall-ID: x\nCSeq: 1 INVITE\n\n",
        505, "Version Not Supported"},
-      {"INVITE sip:a@b  SIP/2.0\nVia: SIP/2.0/UDP h\nFrom: <sip:a@b>\nTo: <sip:a@b>\nCall-ID: "
+      {"INVITE sip:a@b ;lr SIP/2.0\nVia: SIP/2.0/UDP h\nFrom: <sip:a@b>\nTo: <sip:a@b>\nCall-ID: "
        "x\nCSeq: 1 INVITE\n\n",
        400, "Whitespace in Request-URI"},
       {"INVITE sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nFrom: <sip:a@b>;tag=1\nTo: "
@@ -118,6 +118,14 @@ TEST(Parser, RejectsWithReasons) {
     EXPECT_EQ(r.error.reason, c.reason) << c.msg;
     EXPECT_TRUE(r.error.isRequest);
   }
+}
+
+TEST(Parser, ToleratesExtraSpacesBetweenRequestLineElements) {
+  auto r = parseMessage(crlf("OPTIONS  sip:a@b   SIP/2.0  \nVia: SIP/2.0/UDP h;branch=z9hG4bK1\n"
+                             "From: <sip:a@b>;tag=1\nTo: <sip:a@b>\nCall-ID: x\nCSeq: 1 OPTIONS\n\n"));
+  ASSERT_TRUE(r.ok()) << r.error.reason;
+  EXPECT_EQ(r.message->requestUri().text, "sip:a@b");
+  EXPECT_EQ(r.message->sipVersion(), "SIP/2.0");
 }
 
 TEST(Parser, DatagramBodyIsTruncatedToContentLength) {

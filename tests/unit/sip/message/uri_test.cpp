@@ -59,7 +59,8 @@ TEST(NameAddr, Forms) {
   EXPECT_EQ(b->uri.params, "");
   EXPECT_EQ(b->tag(), "88");
   EXPECT_FALSE(parseNameAddr("Bob <sip:bob@x").ok());
-  EXPECT_FALSE(parseNameAddr("B@b <sip:bob@x>").ok());
+  EXPECT_FALSE(parseNameAddr("B\"b <sip:bob@x>").ok());
+  EXPECT_TRUE(parseNameAddr("Bell, Alexander <sip:bob@x>").ok());  // RFC 4475 baddn: liberal
 }
 
 TEST(Via, Parameters) {
