@@ -1,6 +1,7 @@
 # Build helpers shared by every module. Each module is one library with declared dependencies.
 
-set(VERBUND_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wno-unused-parameter)
+set(VERBUND_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wno-unused-parameter
+  -Wno-missing-field-initializers)
 if(VERBUND_WERROR)
   list(APPEND VERBUND_WARNINGS -Werror)
 endif()

@@ -1,0 +1,176 @@
+#include "pbx/calllog/call_log.h"
+
+#include <algorithm>
+#include <array>
+
+namespace verbund::pbx {
+
+namespace {
+constexpr std::array<std::string_view, 6> kDispositions{
+    "answered", "missed", "busy", "picked-up", "completed-elsewhere", "failed"};
+constexpr std::array<std::string_view, 4> kRoles{"caller", "callee", "rang", "answered-by"};
+
+std::string text(const store::Value& v) { return store::asText(v).value_or(""); }
+int64_t num(const store::Value& v) { return store::asInt(v).value_or(0); }
+} // namespace
+
+std::string_view dispositionName(Disposition d) { return kDispositions[size_t(d)]; }
+
+std::optional<Disposition> dispositionFromName(std::string_view s) {
+  for (size_t i = 0; i < kDispositions.size(); ++i)
+    if (kDispositions[i] == s) return Disposition(i);
+  return std::nullopt;
+}
+
+std::vector<store::Migration> CallLog::migrations() {
+  return {{"calllog", 1, "call records and parties", R"SQL(
+CREATE TABLE call_records(
+  id INTEGER PRIMARY KEY,
+  correlation_id TEXT NOT NULL UNIQUE,
+  direction TEXT NOT NULL,
+  caller TEXT NOT NULL,
+  caller_name TEXT NOT NULL,
+  dialled TEXT NOT NULL,
+  answered_by TEXT NOT NULL,
+  disposition TEXT NOT NULL,
+  via_trunk INTEGER NOT NULL,
+  start_ms INTEGER NOT NULL,
+  answer_ms INTEGER NOT NULL,
+  end_ms INTEGER NOT NULL);
+CREATE INDEX call_records_start ON call_records(start_ms);
+CREATE TABLE call_parties(
+  call_id INTEGER NOT NULL REFERENCES call_records(id) ON DELETE CASCADE,
+  role TEXT NOT NULL,
+  extension TEXT NOT NULL,
+  name TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  disposition TEXT NOT NULL);
+CREATE INDEX call_parties_ext ON call_parties(extension);
+CREATE INDEX call_parties_call ON call_parties(call_id);
+)SQL"}};
+}
+
+Result<int64_t> CallLog::save(const CallRecord& r) {
+  int64_t id = 0;
+  auto tx = db_.transaction([&]() -> Result<void> {
+    auto existing = db_.query("SELECT id FROM call_records WHERE correlation_id = ?1",
+                              {r.correlationId});
+    if (!existing) return existing.error();
+    std::vector<store::Value> v{r.correlationId,
+                                r.direction,
+                                r.caller,
+                                r.callerName,
+                                r.dialled,
+                                r.answeredBy,
+                                std::string(dispositionName(r.disposition)),
+                                int64_t(r.viaTrunk),
+                                r.startMs,
+                                r.answerMs,
+                                r.endMs};
+    if (existing->empty()) {
+      auto ins = db_.exec("INSERT INTO call_records(correlation_id, direction, caller, "
+                          "caller_name, dialled, answered_by, disposition, via_trunk, start_ms, "
+                          "answer_ms, end_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                          v);
+      if (!ins) return ins;
+      id = db_.lastInsertId();
+    } else {
+      id = num(existing->at(0)[0]);
+      v.push_back(id);
+      auto up = db_.exec("UPDATE call_records SET correlation_id=?1, direction=?2, caller=?3, "
+                         "caller_name=?4, dialled=?5, answered_by=?6, disposition=?7, "
+                         "via_trunk=?8, start_ms=?9, answer_ms=?10, end_ms=?11 WHERE id=?12",
+                         v);
+      if (!up) return up;
+      if (auto d = db_.exec("DELETE FROM call_parties WHERE call_id = ?1", {id}); !d) return d;
+    }
+    for (const auto& p : r.parties) {
+      auto ins = db_.exec("INSERT INTO call_parties(call_id, role, extension, name, owner, "
+                          "disposition) VALUES (?1,?2,?3,?4,?5,?6)",
+                          {id, std::string(kRoles[size_t(p.role)]), p.extension, p.name, p.owner,
+                           std::string(dispositionName(p.disposition))});
+      if (!ins) return ins;
+    }
+    return {};
+  });
+  if (!tx) return tx.error();
+  return id;
+}
+
+namespace {
+CallRecord recordFromRow(const store::Row& row) {
+  CallRecord r;
+  r.id = num(row[0]);
+  r.correlationId = text(row[1]);
+  r.direction = text(row[2]);
+  r.caller = text(row[3]);
+  r.callerName = text(row[4]);
+  r.dialled = text(row[5]);
+  r.answeredBy = text(row[6]);
+  r.disposition = dispositionFromName(text(row[7])).value_or(Disposition::Failed);
+  r.viaTrunk = num(row[8]) != 0;
+  r.startMs = num(row[9]);
+  r.answerMs = num(row[10]);
+  r.endMs = num(row[11]);
+  return r;
+}
+constexpr const char* kColumns =
+    "r.id, r.correlation_id, r.direction, r.caller, r.caller_name, r.dialled, r.answered_by, "
+    "r.disposition, r.via_trunk, r.start_ms, r.answer_ms, r.end_ms";
+} // namespace
+
+void CallLog::loadParties(CallRecord& r) {
+  auto parties = db_.query("SELECT role, extension, name, owner, disposition FROM call_parties "
+                           "WHERE call_id = ?1 ORDER BY rowid",
+                           {r.id});
+  if (!parties) return;
+  for (const auto& p : *parties) {
+    CallParty cp;
+    std::string role = text(p[0]);
+    for (size_t i = 0; i < kRoles.size(); ++i)
+      if (kRoles[i] == role) cp.role = PartyRole(i);
+    cp.extension = text(p[1]);
+    cp.name = text(p[2]);
+    cp.owner = text(p[3]);
+    cp.disposition = dispositionFromName(text(p[4])).value_or(Disposition::Failed);
+    r.parties.push_back(std::move(cp));
+  }
+}
+
+Result<std::vector<CallRecord>> CallLog::find(const CallQuery& q) {
+  std::string sql = std::string("SELECT ") + kColumns + " FROM call_records r WHERE 1=1";
+  std::vector<store::Value> params;
+  auto arg = [&](store::Value v) {
+    params.push_back(std::move(v));
+    return "?" + std::to_string(params.size());
+  };
+  if (q.extension) {
+    sql += " AND r.id IN (SELECT call_id FROM call_parties WHERE extension = " +
+           arg(*q.extension) + ")";
+  }
+  if (q.disposition) sql += " AND r.disposition = " + arg(std::string(dispositionName(*q.disposition)));
+  if (q.fromMs) sql += " AND r.start_ms >= " + arg(q.fromMs);
+  if (q.toMs) sql += " AND r.start_ms < " + arg(q.toMs);
+  sql += " ORDER BY r.start_ms DESC, r.id DESC LIMIT " + arg(int64_t(std::clamp(q.limit, 1, 1000)));
+  auto rows = db_.query(sql, params);
+  if (!rows) return rows.error();
+  std::vector<CallRecord> out;
+  for (const auto& row : *rows) {
+    CallRecord r = recordFromRow(row);
+    loadParties(r);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::optional<CallRecord> CallLog::byCorrelation(const std::string& correlationId) {
+  auto rows = db_.query(std::string("SELECT ") + kColumns +
+                            " FROM call_records r WHERE r.correlation_id = ?1",
+                        {correlationId});
+  if (!rows || rows->empty()) return std::nullopt;
+  CallRecord r = recordFromRow(rows->at(0));
+  loadParties(r);
+  return r;
+}
+
+} // namespace verbund::pbx

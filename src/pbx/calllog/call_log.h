@@ -1,0 +1,73 @@
+#pragma once
+// Call lists: one record per call, with every party the call touched. Written by the call
+// manager when a call ends (and at answer, so a node killed mid-call still has the record);
+// read by the API per user. Records carry a correlation id that the federation makes
+// federation-wide, so the records of one call on several nodes can be tied together.
+#include "base/result.h"
+#include "store/database.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace verbund::pbx {
+
+enum class Disposition : uint8_t {
+  Answered,
+  Missed,            // nobody answered (caller hung up, or no-answer timeout)
+  Busy,
+  PickedUp,          // answered by someone the call did not ring for (answeredBy says who)
+  CompletedElsewhere,  // for a party whose fork was cancelled because another one answered
+  Failed,
+};
+std::string_view dispositionName(Disposition d);  // "answered", "missed", "busy", "picked-up", ...
+std::optional<Disposition> dispositionFromName(std::string_view s);
+
+enum class PartyRole : uint8_t { Caller, Callee, Rang, AnsweredBy };
+
+struct CallParty {
+  PartyRole role = PartyRole::Callee;
+  std::string extension;  // or external number
+  std::string name;
+  std::string owner;      // node id of the party's user; empty = this node / external
+  Disposition disposition = Disposition::Missed;  // what the call was for this party
+};
+
+struct CallRecord {
+  int64_t id = 0;
+  std::string correlationId;  // federation-wide
+  std::string direction;      // "internal", "inbound", "outbound"
+  std::string caller, callerName;
+  std::string dialled;        // what the caller dialled
+  std::string answeredBy;     // extension of whoever answered; empty if nobody
+  Disposition disposition = Disposition::Missed;
+  bool viaTrunk = false;      // went out over the external line (also: fallback)
+  int64_t startMs = 0, answerMs = 0, endMs = 0;  // Unix epoch ms; 0 = not reached
+  std::vector<CallParty> parties;
+};
+
+struct CallQuery {
+  std::optional<std::string> extension;  // calls in which this extension took part
+  std::optional<Disposition> disposition;
+  int64_t fromMs = 0, toMs = 0;  // start time range, 0 = open
+  int limit = 100;
+};
+
+class CallLog {
+public:
+  explicit CallLog(store::Database& db) : db_(db) {}
+  static std::vector<store::Migration> migrations();
+
+  // Inserts or replaces the record with this correlation id (a call is saved at answer and again
+  // at its end). Returns the row id.
+  Result<int64_t> save(const CallRecord& record);
+  Result<std::vector<CallRecord>> find(const CallQuery& query);
+  std::optional<CallRecord> byCorrelation(const std::string& correlationId);
+
+private:
+  void loadParties(CallRecord& record);
+  store::Database& db_;
+};
+
+} // namespace verbund::pbx
