@@ -110,6 +110,9 @@ MessageBuilder responseTo(const Message& request, int status, std::string_view r
   std::string cseq = std::to_string(request.cseq().seq);
   cseq.append(" ").append(request.cseq().methodText);
   b.header(HeaderId::CSeq, cseq);
+  // RFC 3261 §8.2.6.1: a 100 (Trying) copies the request's Timestamp.
+  if (status == 100)
+    if (auto ts = request.header(HeaderId::Timestamp)) b.header(HeaderId::Timestamp, *ts);
   return b;
 }
 

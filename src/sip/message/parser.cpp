@@ -367,6 +367,26 @@ std::string buildErrorResponse(std::string_view raw, const ParseError& error) {
       if ((unsigned char)c < 0x20 && c != '\t') printable = false;
     if (!printable || value.size() > 1024) continue;
     HeaderId id = headerIdFromName(name);
+    // Copy only what parses, so that the 400 itself is well formed for strict peers.
+    bool valid = true;
+    switch (id) {
+    case HeaderId::Via:
+      valid = parseVia(value).ok();
+      break;
+    case HeaderId::From:
+    case HeaderId::To:
+      valid = parseNameAddr(value).ok();
+      break;
+    case HeaderId::CSeq:
+      valid = parseCSeq(value).ok();
+      break;
+    case HeaderId::CallId:
+      valid = !value.empty() && value.find_first_of(" \t") == std::string_view::npos;
+      break;
+    default:
+      break;
+    }
+    if (!valid) continue;
     switch (id) {
     case HeaderId::Via:
       via.append("Via: ").append(value).append("\r\n");

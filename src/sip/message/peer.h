@@ -18,6 +18,7 @@ struct Peer {
   ConnectionId connection = 0;  // stream transports: the connection it arrived on
 
   std::string toString() const;
+  friend bool operator==(const Peer&, const Peer&) = default;
 };
 
 } // namespace verbund::sip

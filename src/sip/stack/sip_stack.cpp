@@ -35,9 +35,6 @@ void SipStack::onReceive(std::string bytes, const Peer& from) {
   ParseOptions options;
   options.stream = isReliable(from.transport);
   options.limits = config_.limits;
-  // The parser takes the buffer; keep a copy (reused capacity, no allocation once warm) for the
-  // error response should parsing fail.
-  raw_.assign(bytes);
   ParseOutcome out = parseMessage(std::move(bytes), options);
   if (!out.ok()) {
     if (!out.error.isRequest) {
@@ -51,8 +48,8 @@ void SipStack::onReceive(std::string bytes, const Peer& from) {
                          out.error.reason);
     // Never answer an ACK (RFC 3261 §17.2.1 / §8.2); otherwise answer over the same transport
     // and connection, as far as a Via can be found (RFC 3261 §18.2.2 needs one).
-    if (std::string_view(raw_).substr(0, 4) == "ACK ") return;
-    std::string response = buildErrorResponse(raw_, out.error);
+    if (std::string_view(out.raw).substr(0, 4) == "ACK ") return;
+    std::string response = buildErrorResponse(out.raw, out.error);
     if (!response.empty()) (void)transport_.send(from, response);
     return;
   }

@@ -43,7 +43,6 @@ private:
   Transport& transport_;
   StackConfig config_;
   TransactionLayer layer_;
-  std::string raw_; // copy of the bytes being parsed, for the error response if parsing fails
 };
 
 } // namespace verbund::sip

@@ -35,10 +35,14 @@ Peer responseDestination(const Message& request) {
   Peer p = request.source();
   if (request.vias().empty()) return p;
   const Via& via = request.topVia();
+  if (p.remote.port == 0) {
+    // No source known (a locally made request): the Via's transport and sent-by.
+    if (text::iequals(via.transport, "TCP")) p.transport = TransportType::Tcp;
+    if (text::iequals(via.transport, "TLS")) p.transport = TransportType::Tls;
+    if (auto ip = IpAddress::parse(via.host)) p.remote.ip = *ip;
+  }
   uint16_t sentByPort = via.port ? via.port : (p.transport == TransportType::Tls ? 5061 : 5060);
   if (p.remote.port == 0) {
-    // No source known (a locally made request): sent-by.
-    if (auto ip = IpAddress::parse(via.host)) p.remote.ip = *ip;
     p.remote.port = sentByPort;
     return p;
   }
@@ -134,7 +138,11 @@ void TransactionLayer::onTransportError(const Peer& peer) {
   }
   std::vector<ServerTxId> serverIds;
   for (auto& [id, tx] : servers_) {
-    if (tx.state != State::Terminated && hits(tx.responsePeer)) serverIds.push_back(id);
+    // Only transactions that still owe a response, or wait for the ACK of a non-2xx (whose
+    // retransmissions need the transport). The rest run out on their timers as usual.
+    bool owes = tx.state == State::Trying || tx.state == State::Proceeding ||
+                (tx.invite && tx.state == State::Completed);
+    if (owes && hits(tx.responsePeer)) serverIds.push_back(id);
   }
   for (ClientTxId id : clientIds) {
     auto it = clients_.find(id);

@@ -9,9 +9,9 @@
 //
 // Callbacks into the TU are made from receive(), onTransportError() and timer callbacks, never
 // from inside a call the TU makes (sendRequest, cancel, respond, ...).
-// A transaction is only ever destroyed from a timer callback (a zero delay timer when the RFC
-// says "immediately"), so a Message reference handed to the TU stays valid for the whole
-// callback, even if the TU answers (and thereby completes) the transaction inside it.
+// A server transaction is only ever destroyed from a timer callback (a zero-delay timer when the
+// RFC says "immediately"), so the request handed to onRequest()/onCancel() stays valid for the
+// whole callback, even if the TU answers (and thereby ends) the transaction inside it.
 #include "base/clock.h"
 #include "base/result.h"
 #include "sip/message/builder.h"
@@ -75,7 +75,8 @@ public:
   virtual ~TransactionUser() = default;
   // A new request that created server transaction `tx` (never ACK or CANCEL). Answer it with
   // TransactionLayer::respond(); the request stays available through request(tx) until the
-  // transaction ends.
+  // transaction ends. The TU must send a final response eventually: the layer has no timer for
+  // an unanswered request (an INVITE may ring for minutes), so an unanswered transaction stays.
   virtual void onRequest(ServerTxId tx, const Message& request) = 0;
   // An ACK that is not absorbed by an INVITE server transaction: the ACK for a 2xx (RFC 3261
   // §13.2.2.4, RFC 6026 §8.7), or a stray ACK. Goes to the dialog layer.
@@ -125,8 +126,12 @@ public:
   // A parsed message with its source set. Requests are matched per RFC 3261 §17.2.3, responses
   // per §17.1.3.
   void receive(MessagePtr message);
-  // A stream connection failed (RFC 3261 §17.1.4, §17.2.4): transactions using it end and their
-  // TUs are told. Scans all transactions (transport errors are rare).
+  // A stream connection failed (RFC 3261 §17.1.4, §17.2.4): client transactions still waiting
+  // for a final response fail with TransportError; server transactions that still owe a
+  // response (or wait for the ACK of a non-2xx) end with ServerTxEnd::TransportError; others
+  // using the peer end quietly (client) or run out on their timers (server). Matches by
+  // connection id when both sides know it, else by transport and remote address. Scans all
+  // transactions (transport errors are rare).
   void onTransportError(const Peer& peer);
   // Called for every new request except ACK before the TU sees it (and before merge detection);
   // a Rejection is sent from an internal server transaction instead (the TU never sees it).

@@ -179,6 +179,12 @@ TEST(Parser, ErrorResponseCopiesDialogHeaders) {
   EXPECT_EQ(p.message->callId(), "x");
   EXPECT_FALSE(p.message->toTag().empty());
   EXPECT_EQ(buildErrorResponse("garbage\r\n\r\n", ParseError{400, "x", true}), "");
+  // A header that does not parse is left out rather than echoed.
+  std::string badCseq = crlf("INVITE sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\n"
+                             "From: <sip:a@b>;tag=1\nTo: <sip:a@b>\nCall-ID: x\nCSeq: abc INVITE\n\n");
+  std::string resp2 = buildErrorResponse(badCseq, ParseError{400, "Bad CSeq", true});
+  EXPECT_EQ(resp2.find("CSeq:"), std::string::npos);
+  EXPECT_NE(resp2.find("Call-ID: x"), std::string::npos);
 }
 
 TEST(Parser, NeverCrashesOnTruncations) {

@@ -140,7 +140,7 @@ TEST_F(ServerTxTest, InviteServerTimerIAbsorbsAcks) {
   inject(inv); // Confirmed absorbs INVITE retransmissions too
   EXPECT_EQ(transport.sent.size(), 1u);
   EXPECT_TRUE(tu.acks.empty());
-  timers.advance(3899ms); // Timer I = T4 = 5 s from the ACK at 0.1 s
+  timers.advance(3999ms); // Timer I = T4 = 5 s from the ACK at 0.1 s
   EXPECT_TRUE(tu.ended.empty());
   timers.advance(1ms);
   ASSERT_EQ(tu.ended.size(), 1u);
