@@ -1,0 +1,192 @@
+#pragma once
+// The call engine of a node: a back-to-back user agent. Every call is an inbound leg (the
+// caller's INVITE, an InviteSession on the UAS side) and one or more outbound forks (one
+// ClientInvite per device rung). SDP passes through untouched, so media flows phone to phone.
+// Routing is a chain of small stages (feature codes, local user, local group, external line);
+// the federation adds its stage later. Everything runs on the node's event loop.
+#include "base/clock.h"
+#include "pbx/calllog/call_log.h"
+#include "sip/dialog/dialog_manager.h"
+#include "sip/dialog/invite_session.h"
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace verbund::pbx {
+
+// ---- Seams owned by the call engine (implemented by registrar, directory, presence, trunk) ----
+
+// A registered device of a user: where to send its INVITE.
+struct DeviceTarget {
+  std::string contactUri;  // Request-URI for the fork
+  sip::Peer peer;          // the device's flow (NAT / connection reuse)
+};
+
+// A party that can be called: a local user (with its devices) or a group's member.
+struct Party {
+  std::string owner;  // node id; empty = this node
+  std::string extension;
+  std::string displayName;
+  std::string sipUser;
+  std::string externalNumber;
+};
+
+struct GroupTarget {
+  std::string number, name;
+  std::vector<Party> loggedInMembers;
+};
+
+// What the engine needs to know about the node's users and devices.
+class CallDirectory {
+public:
+  virtual ~CallDirectory() = default;
+  virtual std::optional<Party> userByExtension(const std::string& extension) = 0;
+  virtual std::optional<Party> userBySipUser(const std::string& sipUser) = 0;
+  virtual std::optional<GroupTarget> groupByNumber(const std::string& number) = 0;
+  virtual std::vector<DeviceTarget> devices(const std::string& sipUser) = 0;
+  // Groups whose member `extension` is (for group pickup).
+  virtual std::vector<std::string> groupsOf(const std::string& extension) = 0;
+  // Feature-code group login/logout; returns false when the group or member is unknown.
+  virtual bool setGroupLogin(const std::string& groupNumber, const std::string& extension,
+                             bool loggedIn) = 0;
+};
+
+// Line-state changes for BLF (RFC 4235 dialog states), per party.
+struct LineEvent {
+  enum class State : uint8_t { Early, Confirmed, Terminated };
+  std::string owner, extension;  // whose line
+  std::string dialogId;          // stable id of this dialog for this party
+  State state = State::Early;
+  bool initiator = false;        // the party placed the call
+  std::string remoteUri, remoteName;
+  std::string callId, localTag, remoteTag;  // for pickup by INVITE with Replaces
+};
+class LineObserver {
+public:
+  virtual ~LineObserver() = default;
+  virtual void lineEvent(const LineEvent& e) = 0;
+};
+
+// Who is calling: the engine asks before routing a new INVITE.
+struct Caller {
+  enum class Kind : uint8_t { LocalUser, Trunk } kind = Kind::LocalUser;
+  Party party;           // for LocalUser
+  std::string number;    // for Trunk: the caller's number as received
+  std::string name;
+};
+// Returns the caller, or nullopt when it has answered the INVITE itself (407 challenge, 403).
+using CallerCheck = std::function<std::optional<Caller>(sip::InviteSession&, const sip::Message&)>;
+
+// The external line, as the engine sees it.
+class ExternalLine {
+public:
+  virtual ~ExternalLine() = default;
+  // Whether a dialled string should go out over the trunk.
+  virtual bool isExternalNumber(const std::string& dialled) = 0;
+  // Fills the outbound INVITE for calling `number` with caller `from` (its external number as
+  // caller ID). False when the trunk cannot take calls now.
+  virtual bool prepareOutbound(const std::string& number, const Party& from,
+                               sip::DialogManager::InviteParams& params) = 0;
+  // Maps an inbound call's DID to a local extension or group number.
+  virtual std::optional<std::string> inboundTarget(const sip::Message& invite) = 0;
+};
+
+struct FeatureCodes {
+  std::string pickup = "*8";       // *8<ext>: directed pickup
+  std::string groupPickup = "*9";  // *9: pick up a call ringing in one of my groups
+  std::string groupLogin = "*41";  // *41<group>
+  std::string groupLogout = "*42"; // *42<group>
+};
+
+struct CallManagerConfig {
+  std::string domain;  // host part of the identities the node writes ("pbx.example" or an IP)
+  std::string nodeId;  // owner id of local parties
+  Duration noAnswer{30000};
+  FeatureCodes features;
+};
+
+struct CallStats {
+  uint64_t started = 0, answered = 0, failed = 0, pickedUp = 0, active = 0;
+};
+
+class CallManager final : public sip::InviteHandler {
+public:
+  CallManager(sip::DialogManager& dm, Timers& timers, CallDirectory& directory, CallLog& log,
+              CallManagerConfig config);
+  ~CallManager() override;
+
+  void setCallerCheck(CallerCheck check) { callerCheck_ = std::move(check); }
+  void setLineObserver(LineObserver* o) { observer_ = o; }
+  void setExternalLine(ExternalLine* line) { externalLine_ = line; }
+
+  // InviteHandler
+  void onNewSession(sip::InviteSession& session, const sip::Message& invite) override;
+  void onProvisional(sip::ClientInvite& invite, sip::InviteSession* session,
+                     const sip::Message& response) override;
+  void onConnected(sip::InviteSession& session, const sip::Message& message) override;
+  void onFailure(sip::ClientInvite& invite, int status, const sip::Message* response) override;
+  void onOffer(sip::InviteSession& session, sip::ServerTxId tx,
+               const sip::Message& request) override;
+  void onOfferAnswered(sip::InviteSession& session, sip::Method method,
+                       const sip::Message& response) override;
+  void onTerminated(sip::InviteSession& session, sip::InviteEnd why,
+                    const sip::Message* message) override;
+
+  struct ActiveCall {
+    std::string correlationId, caller, callerName, dialled, answeredBy, state;
+    int64_t startMs = 0, answerMs = 0;
+  };
+  std::vector<ActiveCall> activeCalls() const;
+  const CallStats& stats() const { return stats_; }
+
+private:
+  struct Call;
+  struct Fork;
+  using CallId = uint64_t;
+
+  // Routing stages.
+  void route(Call& call, const sip::Message& invite);
+  bool routeFeatureCode(Call& call, const std::string& dialled);
+  void ringParties(Call& call, const std::vector<Party>& parties);
+  void startFork(Call& call, const Party& party, const DeviceTarget& device);
+  void startTrunkFork(Call& call, const std::string& number);
+
+  // Pickup: connects `picker`'s call to the ringing call `target`.
+  bool pickUp(Call& picker, Call& target);
+  Call* findRingingFor(const std::string& extension);
+  Call* findRingingInGroups(const std::vector<std::string>& groups);
+  Call* findByForkCallId(const std::string& callId);
+
+  void answered(Call& call, Fork& fork, sip::InviteSession& session, const sip::Message& answer);
+  void cancelForks(Call& call, const Fork* except, bool completedElsewhere);
+  void failCall(Call& call, int status, std::string_view reason);
+  void endCall(Call& call, sip::InviteSession* from);
+  void finish(CallId id);
+  void saveRecord(Call& call);
+  void line(Call& call, const Party& party, LineEvent::State state, bool initiator,
+            const std::string& callId = {}, const std::string& localTag = {},
+            const std::string& remoteTag = {});
+
+  Call* callOf(uint64_t appData);
+  Fork* forkOf(Call& call, sip::UsageId clientInvite);
+  sip::InviteSession* session(sip::UsageId id) { return dm_.inviteSession(id); }
+  static int64_t nowMs();
+
+  sip::DialogManager& dm_;
+  Timers& timers_;
+  CallDirectory& directory_;
+  CallLog& log_;
+  CallManagerConfig config_;
+  CallerCheck callerCheck_;
+  LineObserver* observer_ = nullptr;
+  ExternalLine* externalLine_ = nullptr;
+  CallId nextCall_ = 0;
+  std::unordered_map<CallId, std::unique_ptr<Call>> calls_;
+  CallStats stats_;
+};
+
+} // namespace verbund::pbx
