@@ -65,8 +65,8 @@ Result<Dialog> Dialog::fromUac(const Message& request, const Message& response) 
   d.localCSeq_ = request.cseq().seq;
   d.local_ = std::string(request.from().text);
   d.remote_ = std::string(response.to().text);
-  d.localContact_ = request.contacts().empty() ? std::string()
-                                               : std::string(request.contacts().front().uri.text);
+  d.localContact_ =
+      request.contacts().empty() ? std::string() : std::string(request.contacts().front().uri.text);
   return d;
 }
 

@@ -37,9 +37,9 @@ DialogId dialogIdOfResponse(const Message& response);
 
 // Where and how an in-dialog request goes (RFC 3261 §12.2.1.1).
 struct DialogTarget {
-  std::string requestUri;           // remote target, or the first route when it is a strict router
-  std::vector<std::string> routes;  // Route header values, in order
-  std::string nextHop;              // URI to resolve (RFC 3263) to find the destination
+  std::string requestUri;          // remote target, or the first route when it is a strict router
+  std::vector<std::string> routes; // Route header values, in order
+  std::string nextHop;             // URI to resolve (RFC 3263) to find the destination
 };
 
 class Dialog {

@@ -90,8 +90,8 @@ void DialogManager::unbindDialog(const DialogId& id, UsageId owner) {
   if (it != dialogs_.end() && it->second == owner) dialogs_.erase(it);
 }
 
-void DialogManager::bindPendingSubscription(const std::string& callId,
-                                            const std::string& localTag, UsageId owner) {
+void DialogManager::bindPendingSubscription(const std::string& callId, const std::string& localTag,
+                                            UsageId owner) {
   pendingSubs_[callId + '\n' + localTag] = owner;
 }
 
@@ -136,6 +136,29 @@ Result<ClientTxId> DialogManager::send(std::string bytes, const Peer& target,
   return txl_->sendRequest(std::move(parsed.message), target, std::move(cb));
 }
 
+Result<UsageId> DialogManager::invite(InviteParams params) {
+  if (!txl_) return makeError(500, "no transaction layer");
+  if (!inviteHandler_) return makeError(500, "no INVITE handler");
+  auto& ci = create<ClientInvite>(std::move(params));
+  if (auto r = ci.start(); !r) {
+    retire(ci);
+    return r.error();
+  }
+  return ci.id();
+}
+
+Result<UsageId> DialogManager::subscribe(SubscribeParams params,
+                                         ClientSubscriptionHandler& handler) {
+  if (!txl_) return makeError(500, "no transaction layer");
+  auto& s = create<ClientSubscription>(std::move(params), handler);
+  if (auto r = s.start(); !r) {
+    s.state_ = ClientSubscription::State::Terminated;
+    retire(s);
+    return r.error();
+  }
+  return s.id();
+}
+
 void DialogManager::respond(ServerTxId tx, int status, std::string_view reason) {
   (void)txl_->respond(tx, status, reason);
 }
@@ -170,8 +193,12 @@ void DialogManager::onRequest(ServerTxId tx, const Message& request) {
     return;
   }
   switch (request.method()) {
-  case Method::Invite: newInvite(tx, request); return;
-  case Method::Subscribe: newSubscribe(tx, request); return;
+  case Method::Invite:
+    newInvite(tx, request);
+    return;
+  case Method::Subscribe:
+    newSubscribe(tx, request);
+    return;
   case Method::Bye:
   case Method::Notify:
   case Method::Update:
@@ -179,7 +206,8 @@ void DialogManager::onRequest(ServerTxId tx, const Message& request) {
     // Only meaningful inside a dialog (RFC 3261 §12.2.2, RFC 6665 §4.1.2.4).
     respond(tx, 481);
     return;
-  default: break;
+  default:
+    break;
   }
   if (outOfDialog_) {
     outOfDialog_(tx, request);

@@ -42,7 +42,7 @@ struct DialogConfig {
   // RFC 6665 §4.2.1.1: limits for incoming subscriptions (seconds).
   uint32_t subscriptionMinExpires = 60;
   uint32_t subscriptionMaxExpires = 3600;
-  uint32_t subscriptionDefaultExpires = 3600;  // when SUBSCRIBE has no Expires
+  uint32_t subscriptionDefaultExpires = 3600; // when SUBSCRIBE has no Expires
   // Subscriptions are refreshed this long before they expire (half the time when shorter).
   Duration subscriptionRefreshMargin{30000};
 };
@@ -68,25 +68,25 @@ public:
   // ---- Starting usages ----
   struct InviteParams {
     std::string requestUri;
-    std::string from;  // name-addr, without tag
-    std::string to;    // name-addr
-    std::string contact;  // URI; empty: config contact
-    std::string callId;   // empty: a new one
-    std::vector<std::string> routes;  // pre-loaded route set (Route values)
-    std::optional<Peer> target;  // destination; default: resolve the first route or the R-URI
+    std::string from;                // name-addr, without tag
+    std::string to;                  // name-addr
+    std::string contact;             // URI; empty: config contact
+    std::string callId;              // empty: a new one
+    std::vector<std::string> routes; // pre-loaded route set (Route values)
+    std::optional<Peer> target;      // destination; default: resolve the first route or the R-URI
     std::string contentType, body;
     ExtraHeaders headers;
-    AuthCallback auth;  // answers 401/407 to the INVITE (once per challenge)
+    AuthCallback auth; // answers 401/407 to the INVITE (once per challenge)
   };
   // RFC 3261 §13.2.1: sends an INVITE. Returns the ClientInvite's id.
   Result<UsageId> invite(InviteParams params);
 
   struct SubscribeParams {
     std::string requestUri;
-    std::string from, to;  // name-addrs (from without tag)
+    std::string from, to; // name-addrs (from without tag)
     std::string contact;
-    std::string event;   // Event header value ("dialog", "presence;id=1")
-    std::string accept;  // Accept header value; empty: none
+    std::string event;  // Event header value ("dialog", "presence;id=1")
+    std::string accept; // Accept header value; empty: none
     uint32_t expires = 3600;
     std::vector<std::string> routes;
     std::optional<Peer> target;
@@ -133,8 +133,7 @@ public:
   // Ends a usage: it no longer receives anything and is destroyed from a zero-delay timer.
   void retire(Usage& usage);
   UsageId nextId() { return ++nextId_; }
-  template <typename T, typename... Args>
-  T& create(Args&&... args) {
+  template <typename T, typename... Args> T& create(Args&&... args) {
     UsageId id = nextId();
     auto u = std::unique_ptr<T>(new T(*this, id, std::forward<Args>(args)...));
     T& ref = *u;
@@ -164,7 +163,7 @@ private:
   std::unordered_map<UsageId, std::unique_ptr<Usage>> usages_;
   std::unordered_map<DialogId, UsageId, DialogIdHash> dialogs_;
   std::unordered_map<ServerTxId, UsageId> serverTxOwner_;
-  std::unordered_map<std::string, UsageId> pendingSubs_;  // Call-ID '\n' local tag
+  std::unordered_map<std::string, UsageId> pendingSubs_; // Call-ID '\n' local tag
   std::vector<UsageId> retiring_;
   TimerId reapTimer_ = 0;
 };

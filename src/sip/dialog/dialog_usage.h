@@ -12,7 +12,7 @@
 namespace verbund::sip {
 
 class DialogManager;
-using UsageId = uint64_t;  // 0: none
+using UsageId = uint64_t; // 0: none
 
 class Usage {
 public:
@@ -67,7 +67,7 @@ protected:
   std::optional<Peer> nextHopPeer() const;
 
   std::optional<Dialog> dialog_;
-  std::optional<Peer> remotePeer_;  // source of the last request or response from the remote
+  std::optional<Peer> remotePeer_; // source of the last request or response from the remote
 };
 
 } // namespace verbund::sip

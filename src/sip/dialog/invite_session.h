@@ -21,13 +21,13 @@ class ClientInvite;
 
 // Why a session ended.
 enum class InviteEnd : uint8_t {
-  LocalBye,      // we sent BYE
-  RemoteBye,     // the peer sent BYE
-  Cancelled,     // UAS: CANCEL received; UAC: our CANCEL succeeded (487)
-  Rejected,      // UAS: we answered non-2xx; UAC: the INVITE got a non-2xx final response
-  NoAck,         // UAS: no ACK for our 2xx within 64*T1 (BYE sent, RFC 3261 §13.3.1.4)
-  ForkLost,      // UAC: another fork answered (this one got ACK+BYE or its early dialog expired)
-  DialogError,   // 481/408 or a transaction timeout inside the dialog (RFC 3261 §12.2.1.2)
+  LocalBye,    // we sent BYE
+  RemoteBye,   // the peer sent BYE
+  Cancelled,   // UAS: CANCEL received; UAC: our CANCEL succeeded (487)
+  Rejected,    // UAS: we answered non-2xx; UAC: the INVITE got a non-2xx final response
+  NoAck,       // UAS: no ACK for our 2xx within 64*T1 (BYE sent, RFC 3261 §13.3.1.4)
+  ForkLost,    // UAC: another fork answered (this one got ACK+BYE or its early dialog expired)
+  DialogError, // 481/408 or a transaction timeout inside the dialog (RFC 3261 §12.2.1.2)
 };
 std::string_view inviteEndName(InviteEnd e);
 
@@ -63,6 +63,7 @@ public:
 // The set of dialogs created by one INVITE we sent (RFC 3261 §13.2.2.4).
 class ClientInvite final : public Usage {
 public:
+  ~ClientInvite() override;
   const std::string& callId() const { return callId_; }
   const std::string& localTag() const { return fromTag_; }
   ClientTxId transaction() const { return tx_; }
@@ -88,24 +89,26 @@ private:
   DialogManager::InviteParams params_;
   std::string callId_, fromTag_, contact_;
   uint32_t cseq_ = 1;
-  MessagePtr request_;  // the INVITE as sent (the last one, after auth)
+  MessagePtr request_; // the INVITE as sent (the last one, after auth)
   Peer target_;
   ClientTxId tx_ = 0;
   bool final_ = false;
   bool cancelled_ = false;
   int authAttempts_ = 0;
-  UsageId answered_ = 0;  // the first session that got a 2xx
+  UsageId answered_ = 0; // the first session that got a 2xx
   std::map<std::string, UsageId> sessions_;
-  TimerId earlyExpiry_ = 0;  // RFC 3261 §13.2.2.4: early dialogs of other forks end at 64*T1
+  // ACKs of forks we ended, resent when their 2xx is retransmitted.
+  std::map<std::string, std::pair<std::string, Peer>> lostAcks_;
+  TimerId earlyExpiry_ = 0; // RFC 3261 §13.2.2.4: early dialogs of other forks end at 64*T1
 };
 
 class InviteSession final : public DialogUsage {
 public:
   enum class State : uint8_t {
-    Early,        // 1xx with tag received (UAC) or INVITE received, not answered 2xx (UAS)
-    WaitingAck,   // UAS: 2xx sent, its ACK not yet here
+    Early,      // 1xx with tag received (UAC) or INVITE received, not answered 2xx (UAS)
+    WaitingAck, // UAS: 2xx sent, its ACK not yet here
     Confirmed,
-    Terminating,  // BYE sent
+    Terminating, // BYE sent
     Terminated,
   };
   ~InviteSession() override;
@@ -169,6 +172,7 @@ private:
   void onOfferFailure(Method method);
   void start2xxRetransmission(std::string bytes, const Peer& to, uint32_t cseq);
   void stop2xxRetransmission();
+  void retransmitTick();
   void sendBye();
   void terminate(InviteEnd why, const Message* message);
   std::string buildResponse(ServerTxId tx, int status, std::string_view reason,
@@ -177,7 +181,7 @@ private:
 
   State state_ = State::Early;
   UsageId clientInvite_ = 0;
-  ServerTxId inviteTx_ = 0;  // UAS: initial INVITE until its final response
+  ServerTxId inviteTx_ = 0; // UAS: initial INVITE until its final response
   // UAC: the ACK for the last 2xx, resent when that 2xx is retransmitted.
   std::string ack_;
   uint32_t ackCSeq_ = 0;
@@ -189,6 +193,7 @@ private:
   Duration retransmitInterval_{0};
   TimerId retransmitTimer_ = 0;
   TimerId noAckTimer_ = 0;
+  bool byeAfterAck_ = false; // RFC 3261 §15: no BYE before the ACK for our 2xx
   // Offer/answer transactions in progress (RFC 3261 §14, RFC 3311 §5).
   ClientTxId outgoingInvite_ = 0;
   ServerTxId incomingInvite_ = 0;

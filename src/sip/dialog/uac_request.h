@@ -36,13 +36,13 @@ struct OutOfDialogRequest {
   std::string_view method;
   std::string_view requestUri;
   std::string_view via;
-  std::string_view from;     // name-addr without tag
+  std::string_view from; // name-addr without tag
   std::string_view fromTag;
-  std::string_view to;       // name-addr
+  std::string_view to; // name-addr
   std::string_view callId;
   uint32_t cseq = 1;
-  std::string_view contact;  // URI, written as <contact>; empty: none
-  const std::vector<std::string>* routes = nullptr;  // Route values (pre-loaded route set)
+  std::string_view contact;                         // URI, written as <contact>; empty: none
+  const std::vector<std::string>* routes = nullptr; // Route values (pre-loaded route set)
   const ExtraHeaders* headers = nullptr;
   std::string_view contentType;
   std::string_view body;

@@ -63,6 +63,11 @@ bool validHost(std::string_view h) {
 
 } // namespace
 
+namespace {
+template <typename F>
+void forEachParam(std::string_view params, F&& f);
+} // namespace
+
 Result<Uri> parseUri(std::string_view in) {
   Uri u;
   u.text = in;
@@ -145,6 +150,19 @@ Result<Uri> parseUri(std::string_view in) {
     for (char c : rest)
       if (!isParamChar(c)) return uriError("bad character in parameters");
     if (!validEscapes(rest)) return uriError("bad escape in parameters");
+    // RFC 3261 §19.1.1: a parameter MUST NOT appear more than once (comparison would otherwise
+    // depend on which copy is read).
+    std::string_view names[32];
+    size_t count = 0;
+    bool duplicate = false, tooMany = false;
+    forEachParam(rest, [&](std::string_view n, std::string_view) {
+      for (size_t k = 0; k < count; ++k)
+        if (text::iequals(names[k], n)) duplicate = true;
+      if (count == std::size(names)) tooMany = true;
+      else names[count++] = n;
+    });
+    if (duplicate) return uriError("duplicate parameter");
+    if (tooMany) return uriError("too many parameters");
     u.params = rest;
   }
   return u;

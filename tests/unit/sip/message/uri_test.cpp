@@ -32,7 +32,7 @@ TEST(Uri, TelAndOtherSchemes) {
 
 TEST(Uri, RejectsBadUris) {
   for (const char* bad : {"sip:", "sip:user@", "sip:a@b:99999", "sip:a@b c", "sip:a@[::1",
-                          "sip:us%zzer@b", "nocolon", "sip:a@exa%2ecom", "1sip:a@b"})
+                          "sip:us%zzer@b", "nocolon", "sip:a@exa%2ecom", "1sip:a@b", "sip:a@h;ttl=1;TTL=2"})
     EXPECT_FALSE(parseUri(bad).ok()) << bad;
 }
 
