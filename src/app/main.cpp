@@ -69,6 +69,7 @@ struct TestUaOptions {
   std::string tlsCert, tlsKey, readyFile, logLevel = "warn", realm = "verbund.test";
   int answerDelayMs = 0, hangupAfterMs = 0;
   std::vector<std::string> auth;
+  std::vector<std::string> digestAlgorithms;
 };
 
 int runTestUa(const TestUaOptions& o) {
@@ -94,6 +95,14 @@ int runTestUa(const TestUaOptions& o) {
       return 2;
     }
     cfg.users[a.substr(0, colon)] = a.substr(colon + 1);
+  }
+  for (const auto& name : o.digestAlgorithms) {
+    auto alg = sip::digestAlgorithmFromName(name);
+    if (!alg) {
+      std::fprintf(stderr, "testua: unknown digest algorithm '%s'\n", name.c_str());
+      return 2;
+    }
+    cfg.algorithms.push_back(*alg);
   }
   // The TU is created after the layer but the layer needs it: a small forwarding shim.
   struct Forward : sip::TransactionUser {
@@ -231,6 +240,8 @@ int main(int argc, char** argv) {
   testua->add_option("--hangup-after", ua.hangupAfterMs, "ms after the ACK to send BYE (0: never)");
   testua->add_option("--auth", ua.auth, "USER:PASS required for OPTIONS and REGISTER");
   testua->add_option("--realm", ua.realm, "digest realm");
+  testua->add_option("--digest-algorithms", ua.digestAlgorithms,
+                     "challenges to offer, most preferred first (e.g. MD5 SHA-256)");
   testua->add_option("--ready-file", ua.readyFile, "write bound addresses as JSON here");
   testua->add_option("--log-level", ua.logLevel, "trace|debug|info|warn|error");
 

@@ -38,6 +38,7 @@ TestUa::TestUa(TransactionLayer& layer, Timers& timers, TestUaConfig config)
   if (!config_.users.empty()) {
     DigestServerConfig dc;
     dc.realm = config_.realm;
+    if (!config_.algorithms.empty()) dc.algorithms = config_.algorithms;
     digest_ = std::make_unique<DigestServer>(dc, timers_);
   }
 }

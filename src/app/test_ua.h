@@ -19,6 +19,9 @@ struct TestUaConfig {
   Duration hangupAfter{0};  // 0: never hang up ourselves
   std::map<std::string, std::string> users;  // digest credentials; empty: no auth
   std::string realm = "verbund.test";
+  // Challenges offered, most preferred first (RFC 8760 §2.4); empty: the digest default
+  // (SHA-256, MD5). Clients that only read the first challenge (SIPp 3.6) need MD5 first.
+  std::vector<sip::DigestAlgorithm> algorithms;
 };
 
 class TestUa final : public sip::TransactionUser {

@@ -5,6 +5,7 @@ Against a testua without --hangup-after the same scenario must fail (no BYE arri
 import sys
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 from harness import check, log, run_main  # noqa: E402
 

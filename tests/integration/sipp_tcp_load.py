@@ -5,6 +5,7 @@ Zero failed calls required."""
 import sys
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 from harness import log, run_main, scaled  # noqa: E402
 
@@ -17,7 +18,9 @@ def body(h):
         calls = scaled(n)
         r = h.run_sipp(f"tcp_load_{transport}", ua.tcp, "uac_call.xml", calls=calls, rate=RATE,
                        limit=2 * RATE, transport=transport, hold_ms=500, timeout=180,
-                       recv_timeout_ms=10000)
+                       recv_timeout_ms=10000,
+                       # tn: SIPp refuses to start if -max_socket (default 50000) exceeds ulimit -n
+                       extra=["-max_socket", "2048"] if transport == "tn" else [])
         r.expect_all_ok()
         log(f"tcp_load {transport}: {r.successful} calls, {r.failed} failed, {r.wall:.1f}s, "
             f"{r.cps:.1f} calls/s")

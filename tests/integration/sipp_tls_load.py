@@ -7,6 +7,7 @@ Zero failed calls required; a handshake failure fails the test."""
 import sys
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 from harness import check, log, run_main, scaled, tls_target  # noqa: E402
 

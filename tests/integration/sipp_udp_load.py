@@ -6,6 +6,7 @@ The run must also show retransmissions (else the loss did not happen and the tes
 import sys
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 from harness import check, log, run_main, scaled  # noqa: E402
 

@@ -246,14 +246,16 @@ class Harness:
     # -- the server under test
     def start_testua(self, *extra: str, tls: bool = True, ready_timeout: float = 30.0) -> "TestUA":
         verbund = self.args.verbund
-        ready = self.tmp / f"testua-{len(self._procs)}.ready.json"
+        self._ua_count = getattr(self, "_ua_count", 0) + 1
+        n = self._ua_count
+        ready = self.tmp / f"testua-{n}.ready.json"
         cmd = [verbund, "testua", "--udp", f"{LOOPBACK}:0", "--tcp", f"{LOOPBACK}:0"]
         if tls:
             c = self.certs()
             cmd += ["--tls", f"{LOOPBACK}:0", "--tls-cert", c["cert"], "--tls-key", c["key"]]
         cmd += ["--ready-file", ready, "--log-level", self.args.log_level, *extra]
-        out = self.tmp / f"testua-{len(self._procs)}.out"
-        err = self.tmp / f"testua-{len(self._procs)}.err"
+        out = self.tmp / f"testua-{n}.out"
+        err = self.tmp / f"testua-{n}.err"
         p = self.spawn("verbund testua", cmd, stdout=open(out, "wb"), stderr=open(err, "wb"),
                        stdin=subprocess.DEVNULL, cwd=self.tmp)
         ua = TestUA(self, p, out, err)
