@@ -69,6 +69,25 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           auto list = stringList(sv, "sip." + name);
           if (!list) return list.error();
           (name == "udp" ? c.sipUdp : name == "tcp" ? c.sipTcp : c.sipTls) = list.value();
+        } else if (name == "advertise") {
+          auto adv = sv.value<std::string>();
+          if (!adv) return configError("sip.advertise must be a string");
+          c.sipAdvertise = *adv;
+        } else if (name == "no_answer_seconds") {
+          auto secs = sv.value<int64_t>();
+          if (!secs || *secs < 5 || *secs > 600)
+            return configError("sip.no_answer_seconds must be 5..600");
+          c.noAnswerSeconds = int(*secs);
+        } else if (name == "digest_algorithms") {
+          auto list = stringList(sv, "sip.digest_algorithms");
+          if (!list) return list.error();
+          c.digestAlgorithms.clear();
+          for (const auto& a : list.value()) {
+            auto alg = sip::digestAlgorithmFromName(a);
+            if (!alg) return configError("sip.digest_algorithms: unknown algorithm " + a);
+            c.digestAlgorithms.push_back(*alg);
+          }
+          if (c.digestAlgorithms.empty()) return configError("sip.digest_algorithms is empty");
         } else if (name == "tls_cert" || name == "tls_key" || name == "tls_ca") {
           auto s = sv.value<std::string>();
           if (!s) return configError("sip." + name + " must be a string");

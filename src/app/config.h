@@ -2,6 +2,7 @@
 // Node configuration file (TOML). Only what a node needs before its database is open lives here:
 // listen addresses, data directory, log level. Everything else is stored in SQLite.
 #include "base/result.h"
+#include "sip/auth/digest.h"
 
 #include <string>
 #include <vector>
@@ -16,6 +17,11 @@ struct NodeConfig {
   std::vector<std::string> sipTcp{"0.0.0.0:5060"};
   std::vector<std::string> sipTls;  // e.g. "0.0.0.0:5061"; needs tlsCert/tlsKey
   std::string tlsCert, tlsKey, tlsCa;
+  std::string sipAdvertise;  // host[:port] written into Contact; default: first bound address
+  // Digest challenges offered to phones, most preferred first (RFC 8760 §2.4).
+  std::vector<sip::DigestAlgorithm> digestAlgorithms{sip::DigestAlgorithm::Sha256,
+                                                     sip::DigestAlgorithm::Md5};
+  int noAnswerSeconds = 30;
   std::string adminListen = "127.0.0.1:8080";
 };
 

@@ -1,5 +1,9 @@
 // verbund: the node (`verbund serve`), its command line tools, and the test user agent.
 #include "app/config.h"
+#include "app/listen.h"
+#ifdef VERBUND_HAVE_NODE
+#include "app/node.h"
+#endif
 #include "app/test_ua.h"
 #include "base/asio_timers.h"
 #include "base/log.h"
@@ -22,48 +26,6 @@ namespace {
 
 const char* kVersion = "0.1.0";
 
-struct ListenSpec {
-  sip::TransportType type;
-  std::string addr;
-};
-
-// Binds every listener; returns the bound addresses by transport name ("udp", "tcp", "tls").
-Result<nlohmann::json> bindAll(sip::TransportManager& tm, const std::vector<ListenSpec>& specs) {
-  nlohmann::json bound = nlohmann::json::object();
-  for (const auto& s : specs) {
-    auto a = SockAddr::parse(s.addr);
-    if (!a) return Error{1, "bad listen address '" + s.addr + "'"};
-    auto r = tm.listen(s.type, *a);
-    if (!r) return Error{1, "listen " + s.addr + ": " + r.error().message};
-    std::string key(sip::transportName(s.type));
-    for (auto& c : key) c = char(std::tolower(c));
-    if (!bound.contains(key)) bound[key] = r->toString();
-  }
-  return bound;
-}
-
-Result<void> loadTls(sip::TransportManager& tm, const std::string& cert, const std::string& key,
-                     const std::string& ca) {
-  sip::TlsConfig tls;
-  tls.certificateChainFile = cert;
-  tls.privateKeyFile = key;
-  tls.caFile = ca;
-  tls.clientCertMode = sip::TlsConfig::ClientCertMode::None;
-  tls.verifyServer = !ca.empty();
-  return tm.configureTls(tls);
-}
-
-void writeReadyFile(const std::string& path, nlohmann::json info) {
-  if (path.empty()) return;
-  info["pid"] = getpid();
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << info.dump() << "\n";
-  }
-  std::rename(tmp.c_str(), path.c_str());
-}
-
 struct TestUaOptions {
   std::vector<std::string> udp, tcp, tls;
   std::string tlsCert, tlsKey, readyFile, logLevel = "warn", realm = "verbund.test";
@@ -79,7 +41,7 @@ int runTestUa(const TestUaOptions& o) {
   AsioTimers timers(io);
   sip::TransportManager transport(io);
   if (!o.tls.empty()) {
-    if (auto r = loadTls(transport, o.tlsCert, o.tlsKey, ""); !r) {
+    if (auto r = app::loadTls(transport, o.tlsCert, o.tlsKey, ""); !r) {
       std::fprintf(stderr, "testua: TLS: %s\n", r.error().message.c_str());
       return 2;
     }
@@ -119,12 +81,12 @@ int runTestUa(const TestUaOptions& o) {
   forward.ua = &ua;
   transport.setUser(&stack);
 
-  std::vector<ListenSpec> specs;
+  std::vector<app::ListenSpec> specs;
   for (const auto& a : o.udp) specs.push_back({sip::TransportType::Udp, a});
   for (const auto& a : o.tcp) specs.push_back({sip::TransportType::Tcp, a});
   for (const auto& a : o.tls) specs.push_back({sip::TransportType::Tls, a});
   if (specs.empty()) specs.push_back({sip::TransportType::Udp, "127.0.0.1:5060"});
-  auto bound = bindAll(transport, specs);
+  auto bound = app::bindListeners(transport, specs);
   if (!bound) {
     std::fprintf(stderr, "testua: %s\n", bound.error().message.c_str());
     return 2;
@@ -134,7 +96,7 @@ int runTestUa(const TestUaOptions& o) {
     transport.close();
     io.stop();
   });
-  writeReadyFile(o.readyFile, bound.value());
+  app::writeReadyFile(o.readyFile, bound.value());
   log->info("test UA listening on {}", bound->dump());
   io.run();
   const auto& s = ua.stats();
@@ -150,28 +112,8 @@ int runTestUa(const TestUaOptions& o) {
   return 0;
 }
 
-// Until the PBX lands, a node answers OPTIONS (keep-alive pings of phones and trunks) and turns
-// every other request away with a clear status.
-class NodeUa final : public sip::TransactionUser {
-public:
-  void attach(sip::TransactionLayer* layer) { layer_ = layer; }
-  void onRequest(sip::ServerTxId tx, const sip::Message& request) override {
-    if (request.method() == sip::Method::Options) {
-      (void)layer_->respond(tx, 200);
-      return;
-    }
-    (void)layer_->respond(tx, 480, "No PBX service configured");
-  }
-  void onAck(const sip::Message&) override {}
-  void onCancel(sip::ServerTxId tx, const sip::Message&) override {
-    (void)layer_->respond(tx, 487);
-  }
-
-private:
-  sip::TransactionLayer* layer_ = nullptr;
-};
-
-int runServe(const std::string& configPath) {
+#ifdef VERBUND_HAVE_NODE
+int runServe(const std::string& configPath, const std::string& readyFile) {
   app::NodeConfig cfg = app::defaultConfig();
   if (!configPath.empty()) {
     auto c = app::loadConfig(configPath);
@@ -184,50 +126,43 @@ int runServe(const std::string& configPath) {
   setLogLevel(cfg.logLevel);
   auto log = logger("node");
   asio::io_context io;
-  AsioTimers timers(io);
-  sip::TransportManager transport(io);
-  if (!cfg.sipTls.empty()) {
-    if (auto r = loadTls(transport, cfg.tlsCert, cfg.tlsKey, cfg.tlsCa); !r) {
-      std::fprintf(stderr, "verbund: TLS: %s\n", r.error().message.c_str());
-      return 2;
-    }
-  }
-  NodeUa ua;
-  sip::SipStack stack(transport, timers, ua);
-  ua.attach(&stack.transactions());
-  transport.setUser(&stack);
-  std::vector<ListenSpec> specs;
-  for (const auto& a : cfg.sipUdp) specs.push_back({sip::TransportType::Udp, a});
-  for (const auto& a : cfg.sipTcp) specs.push_back({sip::TransportType::Tcp, a});
-  for (const auto& a : cfg.sipTls) specs.push_back({sip::TransportType::Tls, a});
-  auto bound = bindAll(transport, specs);
-  if (!bound) {
-    std::fprintf(stderr, "verbund: %s\n", bound.error().message.c_str());
+  auto node = app::Node::start(io, cfg);
+  if (!node) {
+    std::fprintf(stderr, "verbund: %s\n", node.error().message.c_str());
     return 2;
   }
-  log->info("verbund {} node '{}' listening on {} (data directory {})", kVersion, cfg.nodeName,
-            bound->dump(), cfg.dataDir);
+  nlohmann::json info = (*node)->bound();
+  info["node_id"] = (*node)->nodeId();
+  app::writeReadyFile(readyFile, info);
+  log->info("verbund {} node '{}' ({}) listening on {} (data directory {})", kVersion,
+            cfg.nodeName, (*node)->nodeId(), info.dump(), cfg.dataDir);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const std::error_code&, int) {
     log->info("shutting down");
-    transport.close();
+    (*node)->stop();
     io.stop();
   });
   io.run();
   return 0;
 }
+#else
+int runServe(const std::string&, const std::string&) {
+  std::fprintf(stderr, "verbund: this build has no PBX node\n");
+  return 2;
+}
+#endif
 
 } // namespace
 
-using verbund::app::NodeConfig;
 
 int main(int argc, char** argv) {
   CLI::App cli{"Verbund: a federated PBX"};
   cli.require_subcommand(1);
 
-  std::string configPath;
+  std::string configPath, serveReadyFile;
   auto* serve = cli.add_subcommand("serve", "Run a node");
   serve->add_option("-c,--config", configPath, "TOML configuration file")->check(CLI::ExistingFile);
+  serve->add_option("--ready-file", serveReadyFile, "write bound addresses as JSON here");
 
   TestUaOptions ua;
   auto* testua = cli.add_subcommand("testua", "Run the SIP test user agent");
@@ -248,7 +183,7 @@ int main(int argc, char** argv) {
   auto* version = cli.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(cli, argc, argv);
-  if (*serve) return runServe(configPath);
+  if (*serve) return runServe(configPath, serveReadyFile);
   if (*testua) return runTestUa(ua);
   if (*version) {
     std::printf("verbund %s\n", kVersion);

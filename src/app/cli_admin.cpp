@@ -1,0 +1,384 @@
+#include "app/cli_admin.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <httplib.h>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace verbund::app {
+
+using nlohmann::json;
+
+struct AdminCliState {
+  // Common options.
+  std::string api = "http://127.0.0.1:8080";
+  std::string token, passwordFile;
+  bool jsonOut = false;
+  // Command and arguments.
+  CLI::App *userCmd = nullptr, *groupCmd = nullptr, *adminCmd = nullptr;
+  std::string command; // "user list", ...
+  std::string query, key, name, number, sipUser, external, language, newExtension, shared;
+  std::vector<std::string> members;
+  bool sipPasswordStdin = false, membersGiven = false;
+  std::string member;
+};
+
+namespace {
+
+struct CliError {
+  int exitCode;
+  std::string message;
+};
+
+std::optional<std::string> env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return std::nullopt;
+  return std::string(v);
+}
+
+std::string readLine(std::istream& in) {
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
+  return line;
+}
+
+std::string generatePassword() {
+  static constexpr char kChars[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  std::random_device rd;
+  std::string out;
+  for (int i = 0; i < 16; ++i) out += kChars[rd() % (sizeof kChars - 1)];
+  return out;
+}
+
+// One API conversation: authenticates once, then sends JSON requests.
+class ApiClient {
+public:
+  ApiClient(const AdminCliState& s) : s_(s), http_(s.api) {
+    http_.set_connection_timeout(5);
+    http_.set_read_timeout(30);
+  }
+  ~ApiClient() {
+    if (!cookie_.empty()) http_.Delete("/api/v1/session", headers());
+  }
+
+  void authenticate() {
+    auto token = !s_.token.empty() ? std::optional(s_.token) : env("VERBUND_API_TOKEN");
+    if (token) {
+      bearer_ = *token;
+      return;
+    }
+    std::optional<std::string> password;
+    if (!s_.passwordFile.empty()) {
+      std::ifstream f(s_.passwordFile);
+      if (!f) throw CliError{2, "cannot read " + s_.passwordFile};
+      password = readLine(f);
+    } else {
+      password = env("VERBUND_ADMIN_PASSWORD");
+    }
+    if (!password)
+      throw CliError{2, "no credentials: use --token, VERBUND_API_TOKEN, --password-file or "
+                        "VERBUND_ADMIN_PASSWORD"};
+    currentPassword_ = *password;
+    auto r =
+        http_.Post("/api/v1/session", json{{"password", *password}}.dump(), "application/json");
+    check(r);
+    auto setCookie = r->get_header_value("Set-Cookie");
+    cookie_ = setCookie.substr(0, setCookie.find(';'));
+    csrf_ = json::parse(r->body, nullptr, false).value("csrfToken", "");
+  }
+
+  json call(const std::string& method, const std::string& path, const json& body = nullptr) {
+    httplib::Result r{nullptr, httplib::Error::Unknown};
+    std::string text = body.is_null() ? "" : body.dump();
+    if (method == "GET")
+      r = http_.Get(path.c_str(), headers());
+    else if (method == "POST")
+      r = http_.Post(path.c_str(), headers(), text, "application/json");
+    else if (method == "PUT")
+      r = http_.Put(path.c_str(), headers(), text, "application/json");
+    else if (method == "PATCH")
+      r = http_.Patch(path.c_str(), headers(), text, "application/json");
+    else
+      r = http_.Delete(path.c_str(), headers());
+    check(r);
+    if (r->body.empty()) return nullptr;
+    return json::parse(r->body, nullptr, false);
+  }
+
+  const std::string& currentPassword() const { return currentPassword_; }
+  bool usesSession() const { return !cookie_.empty(); }
+
+private:
+  httplib::Headers headers() const {
+    httplib::Headers h;
+    if (!bearer_.empty()) h.emplace("Authorization", "Bearer " + bearer_);
+    if (!cookie_.empty()) {
+      h.emplace("Cookie", cookie_);
+      h.emplace("X-CSRF-Token", csrf_);
+    }
+    return h;
+  }
+  void check(const httplib::Result& r) {
+    if (!r)
+      throw CliError{2,
+                     "cannot reach the node at " + s_.api + ": " + httplib::to_string(r.error())};
+    if (r->status < 400) return;
+    auto j = json::parse(r->body, nullptr, false);
+    std::string msg;
+    if (j.is_object() && j.contains("error") && j["error"].is_object())
+      msg = j["error"].value("message", "");
+    if (msg.empty()) msg = "HTTP " + std::to_string(r->status);
+    throw CliError{1, msg};
+  }
+
+  const AdminCliState& s_;
+  httplib::Client http_;
+  std::string bearer_, cookie_, csrf_, currentPassword_;
+};
+
+std::string str(const json& j, const char* key) {
+  if (!j.contains(key)) return "";
+  const auto& v = j[key];
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+void printTable(std::ostream& out, const std::vector<std::string>& head,
+                const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(head.size());
+  for (size_t i = 0; i < head.size(); ++i) w[i] = head[i].size();
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string s;
+    for (size_t i = 0; i < r.size(); ++i) {
+      s += r[i];
+      if (i + 1 < r.size()) s += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    out << s << "\n";
+  };
+  line(head);
+  for (const auto& r : rows) line(r);
+}
+
+std::string membersText(const json& g) {
+  std::string s;
+  for (const auto& m : g.value("members", json::array())) {
+    if (!s.empty()) s += ",";
+    auto owner = m.value("owner", "");
+    s += owner.empty() ? m.value("extension", "") : owner + "/" + m.value("extension", "");
+    if (!m.value("loggedIn", true)) s += "(out)";
+  }
+  return s;
+}
+
+json parseMembers(const std::vector<std::string>& specs) {
+  json out = json::array();
+  for (const auto& spec : specs) {
+    auto slash = spec.find('/');
+    if (slash == std::string::npos)
+      out.push_back({{"extension", spec}});
+    else
+      out.push_back({{"owner", spec.substr(0, slash)}, {"extension", spec.substr(slash + 1)}});
+  }
+  return out;
+}
+
+// Resolves an extension or group number to the record's id.
+int64_t idOf(ApiClient& api, const std::string& kind, const std::string& key) {
+  auto list = api.call("GET", "/api/v1/" + kind + (kind == "users" ? "?extension=" : "?number=") +
+                                  httplib::detail::encode_query_param(key));
+  const auto& items = list[kind];
+  if (!items.is_array() || items.empty())
+    throw CliError{1,
+                   (kind == "users" ? "no user with extension " : "no group with number ") + key};
+  return items[0].value("id", int64_t(0));
+}
+
+} // namespace
+
+AdminCommands::AdminCommands(CLI::App& app) : s_(std::make_unique<AdminCliState>()) {
+  auto& s = *s_;
+  auto common = [&s](CLI::App* c) {
+    c->add_option("--api", s.api, "admin API of the node")->capture_default_str();
+    c->add_option("--token", s.token, "bearer token (or VERBUND_API_TOKEN)");
+    c->add_option("--password-file", s.passwordFile,
+                  "file holding the admin password (or VERBUND_ADMIN_PASSWORD)");
+    c->add_flag("--json", s.jsonOut, "print JSON instead of a table");
+  };
+  auto sub = [&s, common](CLI::App* parent, const char* name, const char* help) {
+    auto* c = parent->add_subcommand(name, help);
+    common(c);
+    c->callback([&s, parent, name] { s.command = parent->get_name() + " " + name; });
+    return c;
+  };
+  auto userFields = [&s](CLI::App* c) {
+    c->add_option("--sip-user", s.sipUser, "device login name (default: the extension)");
+    c->add_option("--external", s.external, "external number, E.164 (+4930...)");
+    c->add_option("--language", s.language, "de or en");
+    c->add_option("--shared", s.shared, "publish to the federation: true or false");
+    c->add_flag("--sip-password-stdin", s.sipPasswordStdin,
+                "read the device password from stdin (default on add: generate one)");
+  };
+
+  s.userCmd = app.add_subcommand("user", "Manage users of the running node");
+  s.userCmd->require_subcommand(1);
+  sub(s.userCmd, "list", "List users")->add_option("-q,--query", s.query, "search text");
+  auto* uadd = sub(s.userCmd, "add", "Add a user");
+  uadd->add_option("extension", s.key, "extension")->required();
+  uadd->add_option("name", s.name, "display name")->required();
+  userFields(uadd);
+  auto* uset = sub(s.userCmd, "set", "Change a user");
+  uset->add_option("extension", s.key, "extension")->required();
+  uset->add_option("--name", s.name, "display name");
+  uset->add_option("--extension", s.newExtension, "new extension");
+  userFields(uset);
+  sub(s.userCmd, "delete", "Delete a user")
+      ->add_option("extension", s.key, "extension")
+      ->required();
+
+  s.groupCmd = app.add_subcommand("group", "Manage groups of the running node");
+  s.groupCmd->require_subcommand(1);
+  sub(s.groupCmd, "list", "List groups")->add_option("-q,--query", s.query, "search text");
+  auto* gadd = sub(s.groupCmd, "add", "Add a group");
+  gadd->add_option("number", s.key, "group number")->required();
+  gadd->add_option("name", s.name, "group name")->required();
+  gadd->add_option("-m,--member", s.members, "member: EXT or NODE/EXT (repeat)");
+  auto* gset = sub(s.groupCmd, "set", "Change a group");
+  gset->add_option("number", s.key, "group number")->required();
+  gset->add_option("--name", s.name, "group name");
+  gset->add_option("--number", s.number, "new group number");
+  gset->add_option("-m,--member", s.members, "replaces the members: EXT or NODE/EXT (repeat)");
+  sub(s.groupCmd, "delete", "Delete a group")
+      ->add_option("number", s.key, "group number")
+      ->required();
+  for (const char* verb : {"login", "logout"}) {
+    auto* c = sub(s.groupCmd, verb,
+                  verb == std::string("login") ? "Log a member in" : "Log a member out");
+    c->add_option("number", s.key, "group number")->required();
+    c->add_option("member", s.member, "member: EXT or NODE/EXT")->required();
+  }
+
+  s.adminCmd = app.add_subcommand("admin", "Administer the node");
+  s.adminCmd->require_subcommand(1);
+  sub(s.adminCmd, "set-password", "Set the admin password (new password read from stdin)");
+}
+
+AdminCommands::~AdminCommands() = default;
+
+bool AdminCommands::selected() const {
+  return !s_->command.empty();
+}
+
+int AdminCommands::run() {
+  return run(std::cin, std::cout, std::cerr);
+}
+
+int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
+  auto& s = *s_;
+  try {
+    ApiClient api(s);
+    api.authenticate();
+    auto emit = [&](const json& j) { out << j.dump(2) << "\n"; };
+    auto userBody = [&](bool create) {
+      json b = json::object();
+      if (create) b["extension"] = s.key;
+      if (!s.name.empty()) b["displayName"] = s.name;
+      if (!s.newExtension.empty()) b["extension"] = s.newExtension;
+      if (!s.sipUser.empty()) b["sipUser"] = s.sipUser;
+      if (!s.external.empty()) b["externalNumber"] = s.external == "-" ? "" : s.external;
+      if (!s.language.empty()) b["language"] = s.language;
+      if (!s.shared.empty()) b["shared"] = s.shared == "true" || s.shared == "yes";
+      if (s.sipPasswordStdin) b["sipPassword"] = readLine(in);
+      return b;
+    };
+    auto printUsers = [&](const json& users) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& u : users)
+        rows.push_back({str(u, "extension"), str(u, "displayName"), str(u, "sipUser"),
+                        str(u, "externalNumber"), str(u, "language")});
+      printTable(out, {"EXTENSION", "NAME", "SIP USER", "EXTERNAL", "LANG"}, rows);
+    };
+    auto printGroups = [&](const json& groups) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& g : groups)
+        rows.push_back({str(g, "number"), str(g, "name"), membersText(g)});
+      printTable(out, {"NUMBER", "NAME", "MEMBERS"}, rows);
+    };
+
+    if (s.command == "user list") {
+      auto j = api.call("GET", "/api/v1/users?q=" + httplib::detail::encode_query_param(s.query));
+      s.jsonOut ? emit(j["users"]) : printUsers(j["users"]);
+    } else if (s.command == "user add") {
+      auto b = userBody(true);
+      std::string generated;
+      if (!b.contains("sipPassword")) b["sipPassword"] = generated = generatePassword();
+      auto u = api.call("POST", "/api/v1/users", b);
+      if (s.jsonOut) {
+        if (!generated.empty()) u["sipPassword"] = generated;
+        emit(u);
+      } else {
+        printUsers(json::array({u}));
+        if (!generated.empty()) out << "device password: " << generated << "\n";
+      }
+    } else if (s.command == "user set") {
+      auto id = idOf(api, "users", s.key);
+      auto u = api.call("PATCH", "/api/v1/users/" + std::to_string(id), userBody(false));
+      s.jsonOut ? emit(u) : printUsers(json::array({u}));
+    } else if (s.command == "user delete") {
+      auto id = idOf(api, "users", s.key);
+      api.call("DELETE", "/api/v1/users/" + std::to_string(id));
+      if (!s.jsonOut) out << "deleted user " << s.key << "\n";
+    } else if (s.command == "group list") {
+      auto j = api.call("GET", "/api/v1/groups?q=" + httplib::detail::encode_query_param(s.query));
+      s.jsonOut ? emit(j["groups"]) : printGroups(j["groups"]);
+    } else if (s.command == "group add" || s.command == "group set") {
+      bool create = s.command == "group add";
+      json b = json::object();
+      if (create) b["number"] = s.key;
+      if (!s.number.empty()) b["number"] = s.number;
+      if (!s.name.empty()) b["name"] = s.name;
+      if (create || !s.members.empty()) b["members"] = parseMembers(s.members);
+      json g = create ? api.call("POST", "/api/v1/groups", b)
+                      : api.call("PATCH",
+                                 "/api/v1/groups/" + std::to_string(idOf(api, "groups", s.key)), b);
+      s.jsonOut ? emit(g) : printGroups(json::array({g}));
+    } else if (s.command == "group delete") {
+      auto id = idOf(api, "groups", s.key);
+      api.call("DELETE", "/api/v1/groups/" + std::to_string(id));
+      if (!s.jsonOut) out << "deleted group " << s.key << "\n";
+    } else if (s.command == "group login" || s.command == "group logout") {
+      auto id = idOf(api, "groups", s.key);
+      auto slash = s.member.find('/');
+      std::string owner = slash == std::string::npos ? "local" : s.member.substr(0, slash);
+      std::string ext = slash == std::string::npos ? s.member : s.member.substr(slash + 1);
+      auto g = api.call("PUT",
+                        "/api/v1/groups/" + std::to_string(id) + "/members/" +
+                            httplib::detail::encode_query_param(owner) + "/" +
+                            httplib::detail::encode_query_param(ext) + "/login",
+                        json{{"loggedIn", s.command == "group login"}});
+      s.jsonOut ? emit(g) : printGroups(json::array({g}));
+    } else if (s.command == "admin set-password") {
+      std::string pw = readLine(in);
+      json b{{"password", pw}};
+      if (api.usesSession()) b["currentPassword"] = api.currentPassword();
+      auto r = api.call("PUT", "/api/v1/admin/password", b);
+      s.jsonOut ? emit(r) : void(out << "admin password changed; all sessions ended\n");
+    } else {
+      err << "verbund: unknown command\n";
+      return 2;
+    }
+    return 0;
+  } catch (const CliError& e) {
+    err << "verbund: " << e.message << "\n";
+    return e.exitCode;
+  }
+}
+
+} // namespace verbund::app

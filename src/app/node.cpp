@@ -1,0 +1,498 @@
+#include "app/node.h"
+
+#include "base/log.h"
+#include "base/metrics.h"
+#include "app/listen.h"
+#include "http/admin_server.h"
+#include "http/directory_routes.h"
+#include "pbx/calllog/call_log.h"
+#include "pbx/calls/call_manager.h"
+#include "pbx/directory/directory.h"
+#include "pbx/presence/blf_notifier.h"
+#include "pbx/presence/presence_hub.h"
+#include "pbx/registrar/registrar.h"
+#include "sip/auth/digest.h"
+#include "sip/dialog/dialog_manager.h"
+#include "sip/stack/sip_stack.h"
+#include "sip/transport/transport_manager.h"
+#include "store/database.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+namespace verbund::app {
+
+namespace {
+
+const char* kVersion = "0.1.0";
+
+std::vector<store::Migration> nodeMigrations() {
+  return {{"node", 1, "node identity", R"SQL(
+CREATE TABLE node_identity(
+  id TEXT NOT NULL,
+  created_ms INTEGER NOT NULL);
+)SQL"}};
+}
+
+std::string randomId() {
+  std::random_device rd;
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 32; ++i) s += hex[rd() & 15];
+  return s;
+}
+
+} // namespace
+
+// Adapts the directory and the registrar to what the call engine needs.
+class NodeCallDirectory final : public pbx::CallDirectory {
+public:
+  NodeCallDirectory(pbx::Directory& dir, pbx::Registrar& reg) : dir_(dir), reg_(reg) {}
+
+  static pbx::Party party(const pbx::User& u) {
+    return pbx::Party{u.owner, u.extension, u.displayName, u.sipUser, u.externalNumber};
+  }
+  std::optional<pbx::Party> userByExtension(const std::string& ext) override {
+    auto u = dir_.userByExtension(ext);
+    if (!u) return std::nullopt;
+    return party(*u);
+  }
+  std::optional<pbx::Party> userBySipUser(const std::string& sipUser) override {
+    auto u = dir_.userBySipUser(sipUser);
+    if (!u) return std::nullopt;
+    return party(*u);
+  }
+  std::optional<pbx::GroupTarget> groupByNumber(const std::string& number) override {
+    auto g = dir_.groupByNumber(number);
+    if (!g) return std::nullopt;
+    pbx::GroupTarget t{g->number, g->name, {}};
+    for (const auto& m : g->members) {
+      if (!m.loggedIn || !m.owner.empty()) continue;  // remote members: federation (issue 4)
+      if (auto u = dir_.userByExtension(m.extension)) t.loggedInMembers.push_back(party(*u));
+    }
+    return t;
+  }
+  std::vector<pbx::DeviceTarget> devices(const std::string& sipUser) override {
+    std::vector<pbx::DeviceTarget> out;
+    for (const auto& b : reg_.lookup(sipUser)) out.push_back({b.contact, b.peer});
+    return out;
+  }
+  std::vector<std::string> groupsOf(const std::string& extension) override {
+    std::vector<std::string> out;
+    for (const auto& g : dir_.groups())
+      for (const auto& m : g.members)
+        if (m.owner.empty() && m.extension == extension) out.push_back(g.number);
+    return out;
+  }
+  bool setGroupLogin(const std::string& number, const std::string& extension,
+                     bool loggedIn) override {
+    auto g = dir_.groupByNumber(number);
+    if (!g) return false;
+    return dir_.setMemberLoggedIn(g->id, "", extension, loggedIn).ok();
+  }
+
+private:
+  pbx::Directory& dir_;
+  pbx::Registrar& reg_;
+};
+
+// Feeds call-engine line events into the presence hub (BLF).
+class NodeLineObserver final : public pbx::LineObserver {
+public:
+  explicit NodeLineObserver(pbx::PresenceHub& hub) : hub_(hub) {}
+  void lineEvent(const pbx::LineEvent& e) override {
+    pbx::DialogInfo d;
+    d.id = e.dialogId;
+    d.callId = e.callId;
+    d.localTag = e.localTag;
+    d.remoteTag = e.remoteTag;
+    d.direction = e.initiator ? pbx::DialogDirection::Initiator : pbx::DialogDirection::Recipient;
+    d.remote.identity = e.remoteUri;
+    d.remote.displayName = e.remoteName;
+    pbx::CallEventKind kind = e.state == pbx::LineEvent::State::Early       ? pbx::CallEventKind::Ringing
+                              : e.state == pbx::LineEvent::State::Confirmed ? pbx::CallEventKind::Answered
+                                                                            : pbx::CallEventKind::Ended;
+    hub_.callEvent(pbx::UserKey{e.owner, e.extension}, kind, std::move(d));
+  }
+
+private:
+  pbx::PresenceHub& hub_;
+};
+
+struct Node::Impl {
+  asio::io_context& io;
+  NodeConfig config;
+  std::string nodeId;
+  nlohmann::json bound = nlohmann::json::object();
+
+  AsioTimers timers;
+  std::unique_ptr<store::Database> db;
+  std::unique_ptr<pbx::Directory> directory;
+  std::unique_ptr<pbx::CallLog> callLog;
+  std::unique_ptr<http::AdminAuth> adminAuth;
+
+  sip::TransportManager transport;
+  std::unique_ptr<sip::DialogManager> dialogs;
+  std::unique_ptr<sip::SipStack> stack;
+  std::unique_ptr<pbx::Registrar> registrar;
+  pbx::PresenceHub presence;
+  std::unique_ptr<pbx::BlfNotifier> blf;
+  std::unique_ptr<NodeCallDirectory> callDirectory;
+  std::unique_ptr<NodeLineObserver> lineObserver;
+  std::unique_ptr<pbx::CallManager> calls;
+  std::unique_ptr<sip::DigestServer> callAuth;  // INVITE from devices: 407 challenges
+  std::unique_ptr<http::AdminServer> admin;
+
+  Impl(asio::io_context& ioc, NodeConfig cfg)
+      : io(ioc), config(std::move(cfg)), timers(ioc), transport(ioc) {}
+
+  Result<void> openStorage();
+  Result<void> startSip();
+  Result<void> startAdmin();
+  void addApiRoutes();
+  std::optional<pbx::Caller> checkCaller(sip::InviteSession& s, const sip::Message& invite);
+  bool authorizeSubscribe(const sip::Message& subscribe);
+  void outOfDialog(sip::ServerTxId tx, const sip::Message& request);
+};
+
+Result<void> Node::Impl::openStorage() {
+  std::error_code ec;
+  std::filesystem::create_directories(config.dataDir, ec);
+  if (ec) return Error{1, "data directory " + config.dataDir + ": " + ec.message()};
+  std::vector<store::Migration> migrations = nodeMigrations();
+  for (auto& m : pbx::Directory::migrations()) migrations.push_back(m);
+  for (auto& m : pbx::CallLog::migrations()) migrations.push_back(m);
+  for (auto& m : pbx::Registrar::migrations()) migrations.push_back(m);
+  for (auto& m : http::AdminAuth::migrations()) migrations.push_back(m);
+  auto d = store::Database::open(config.dataDir + "/verbund.db", migrations);
+  if (!d) return d.error();
+  db = std::move(d.value());
+  auto id = db->query("SELECT id FROM node_identity LIMIT 1");
+  if (!id) return id.error();
+  if (id->empty()) {
+    nodeId = randomId();
+    if (auto r = db->exec("INSERT INTO node_identity(id, created_ms) VALUES (?1, ?2)",
+                          {nodeId, int64_t(std::time(nullptr)) * 1000});
+        !r)
+      return r;
+  } else {
+    nodeId = store::asText(id->at(0).at(0)).value_or("");
+  }
+  auto dir = pbx::Directory::open(*db, config.nodeName);
+  if (!dir) return dir.error();
+  directory = std::move(dir.value());
+  callLog = std::make_unique<pbx::CallLog>(*db);
+  auto auth = http::AdminAuth::open(*db, timers);
+  if (!auth) return auth.error();
+  adminAuth = std::move(auth.value());
+  const char* envPassword = std::getenv("VERBUND_ADMIN_PASSWORD");
+  auto initial = adminAuth->bootstrap(envPassword ? std::optional<std::string>(envPassword)
+                                                  : std::nullopt);
+  if (!initial) return initial.error();
+  if (*initial) {
+    // Shown once, on the first start only (the hash is what is stored).
+    std::printf("initial admin password: %s\n", initial->value().c_str());
+    std::fflush(stdout);
+  }
+  return {};
+}
+
+Result<void> Node::Impl::startSip() {
+  if (!config.sipTls.empty()) {
+    if (auto r = loadTls(transport, config.tlsCert, config.tlsKey, config.tlsCa); !r)
+      return Error{1, "TLS: " + r.error().message};
+  }
+  std::vector<ListenSpec> specs;
+  for (const auto& a : config.sipUdp) specs.push_back({sip::TransportType::Udp, a});
+  for (const auto& a : config.sipTcp) specs.push_back({sip::TransportType::Tcp, a});
+  for (const auto& a : config.sipTls) specs.push_back({sip::TransportType::Tls, a});
+  auto b = bindListeners(transport, specs);
+  if (!b) return b.error();
+  bound = b.value();
+
+  // The address the node writes into Contact and its own identities: the configured public
+  // host, else the first bound address (a wildcard bind needs `sip.advertise` in the config).
+  std::string first = bound.contains("udp") ? bound["udp"].get<std::string>()
+                                            : bound.begin().value().get<std::string>();
+  std::string advertise = config.sipAdvertise.empty() ? first : config.sipAdvertise;
+  auto addr = SockAddr::parse(advertise);
+  std::string host = addr ? addr->hostString() : advertise;
+
+  sip::DialogConfig dc;
+  dc.contact = "sip:verbund@" + advertise;
+  dialogs = std::make_unique<sip::DialogManager>(timers, dc);
+  sip::StackConfig sc;
+  // The dialog layer retransmits 2xx itself (RFC 3261 §13.3.1.4).
+  sc.transactions.retransmitInvite2xx = false;
+  sc.supported = {"replaces", "path", "outbound"};
+  stack = std::make_unique<sip::SipStack>(transport, timers, *dialogs, sc);
+  dialogs->attach(stack->transactions());
+  transport.setUser(stack.get());
+
+  pbx::RegistrarConfig rc;
+  rc.realm = directory->realm();
+  rc.credentials = [this](std::string_view sipUser) { return directory->credentials(sipUser); };
+  auto reg = pbx::Registrar::open(*db, timers, rc);
+  if (!reg) return reg.error();
+  registrar = std::move(reg.value());
+
+  sip::DigestServerConfig authCfg;
+  authCfg.realm = directory->realm();
+  authCfg.algorithms = config.digestAlgorithms;
+  callAuth = std::make_unique<sip::DigestServer>(authCfg, timers);
+
+  pbx::BlfNotifierConfig bc;
+  bc.authorize = [this](const sip::Message& m) { return authorizeSubscribe(m); };
+  bc.resolve = [this](std::string_view ext) -> std::optional<pbx::UserKey> {
+    if (!directory->userByExtension(ext)) return std::nullopt;
+    return pbx::UserKey{"", std::string(ext)};
+  };
+  blf = std::make_unique<pbx::BlfNotifier>(*dialogs, presence, bc);
+  dialogs->setServerSubscriptionHandler(blf.get());
+
+  callDirectory = std::make_unique<NodeCallDirectory>(*directory, *registrar);
+  lineObserver = std::make_unique<NodeLineObserver>(presence);
+  pbx::CallManagerConfig cc;
+  cc.domain = host;
+  cc.nodeId = nodeId;
+  cc.noAnswer = Duration(config.noAnswerSeconds * 1000);
+  calls = std::make_unique<pbx::CallManager>(*dialogs, timers, *callDirectory, *callLog, cc);
+  calls->setLineObserver(lineObserver.get());
+  calls->setCallerCheck(
+      [this](sip::InviteSession& s, const sip::Message& m) { return checkCaller(s, m); });
+  dialogs->setInviteHandler(calls.get());
+  dialogs->setOutOfDialogHandler(
+      [this](sip::ServerTxId tx, const sip::Message& m) { outOfDialog(tx, m); });
+  return {};
+}
+
+namespace {
+sip::DigestLookup credentialLookup(pbx::Directory& dir) {
+  return [&dir](std::string_view user, std::string_view,
+                sip::DigestAlgorithm alg) -> std::optional<sip::DigestSecret> {
+    auto c = dir.credentials(user);
+    if (!c) return std::nullopt;
+    const std::string& ha1 = alg == sip::DigestAlgorithm::Md5 ? c->ha1Md5 : c->ha1Sha256;
+    if (ha1.empty()) return std::nullopt;
+    return sip::DigestSecret{sip::DigestSecret::Kind::Ha1, ha1};
+  };
+}
+} // namespace
+
+std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
+                                                   const sip::Message& invite) {
+  bool stale = false;
+  if (auto creds = invite.header(sip::HeaderId::ProxyAuthorization)) {
+    if (auto params = sip::parseAuthParams(*creds)) {
+      auto v = callAuth->verify(*params, invite.methodName(), invite.body(),
+                                credentialLookup(*directory));
+      if (v.ok()) {
+        auto user = directory->userBySipUser(v.username);
+        if (user) {
+          pbx::Caller c;
+          c.kind = pbx::Caller::Kind::LocalUser;
+          c.party = NodeCallDirectory::party(*user);
+          return c;
+        }
+      }
+      stale = v.wantsStaleChallenge();
+    }
+  }
+  // RFC 3261 §22.3: a proxy-style challenge, so the phone answers with Proxy-Authorization.
+  sip::ExtraHeaders h;
+  for (auto& c : callAuth->challenges(stale)) h.emplace_back("Proxy-Authenticate", std::move(c));
+  (void)s.reject(407, {}, h);
+  return std::nullopt;
+}
+
+bool Node::Impl::authorizeSubscribe(const sip::Message& m) {
+  if (auto creds = m.header(sip::HeaderId::ProxyAuthorization)) {
+    if (auto params = sip::parseAuthParams(*creds)) {
+      if (callAuth->verify(*params, m.methodName(), m.body(), credentialLookup(*directory)).ok())
+        return true;
+    }
+  }
+  // A watcher that registered from the same flow (address, port, transport) is one of our
+  // devices: phones subscribe BLF keys right after registering, from the same socket.
+  auto user = sip::unescape(m.from().uri.user).value_or("");
+  for (const auto& b : registrar->lookup(user))
+    if (b.peer.remote == m.source().remote && b.peer.transport == m.source().transport) return true;
+  return false;
+}
+
+void Node::Impl::outOfDialog(sip::ServerTxId tx, const sip::Message& request) {
+  auto& txl = stack->transactions();
+  switch (request.method()) {
+  case sip::Method::Register:
+    registrar->handleRegister(txl, tx, request);
+    return;
+  case sip::Method::Options: {
+    auto b = txl.responseBuilder(tx, 200);
+    if (!b) return;
+    b->header(sip::HeaderId::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, "
+                                    "NOTIFY, UPDATE, INFO")
+        .header(sip::HeaderId::Accept, "application/sdp");
+    (void)txl.respond(tx, b->finish());
+    return;
+  }
+  default: {
+    auto b = txl.responseBuilder(tx, 405);
+    if (!b) return;
+    b->header(sip::HeaderId::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, "
+                                    "NOTIFY, UPDATE, INFO");
+    (void)txl.respond(tx, b->finish());
+    return;
+  }
+  }
+}
+
+
+namespace {
+nlohmann::json recordJson(const pbx::CallRecord& r) {
+  nlohmann::json parties = nlohmann::json::array();
+  static const char* roles[] = {"caller", "callee", "rang", "answered-by"};
+  for (const auto& p : r.parties)
+    parties.push_back({{"role", roles[size_t(p.role)]},
+                       {"extension", p.extension},
+                       {"name", p.name},
+                       {"node", p.owner},
+                       {"disposition", pbx::dispositionName(p.disposition)}});
+  return {{"id", r.id},
+          {"correlationId", r.correlationId},
+          {"direction", r.direction},
+          {"caller", r.caller},
+          {"callerName", r.callerName},
+          {"dialled", r.dialled},
+          {"answeredBy", r.answeredBy},
+          {"disposition", pbx::dispositionName(r.disposition)},
+          {"viaExternalLine", r.viaTrunk},
+          {"startMs", r.startMs},
+          {"answerMs", r.answerMs},
+          {"endMs", r.endMs},
+          {"parties", parties}};
+}
+
+const char* lineStateName(pbx::LineState s) {
+  switch (s) {
+  case pbx::LineState::Idle: return "idle";
+  case pbx::LineState::Ringing: return "ringing";
+  case pbx::LineState::Busy: return "busy";
+  case pbx::LineState::Unknown: return "unknown";
+  }
+  return "unknown";
+}
+} // namespace
+
+void Node::Impl::addApiRoutes() {
+  using http::Method;
+  using http::RequestContext;
+  using http::Response;
+  admin->route(Method::Get, "/api/v1/calls", [this](RequestContext& c) -> Result<Response> {
+    pbx::CallQuery q;
+    if (auto e = c.queryValue("extension")) q.extension = *e;
+    if (auto d = c.queryValue("disposition")) {
+      auto disp = pbx::dispositionFromName(*d);
+      if (!disp) return Error{400, "disposition: unknown value '" + *d + "'"};
+      q.disposition = *disp;
+    }
+    auto num = [&](const char* name, int64_t& out) -> Result<void> {
+      auto v = c.queryValue(name);
+      if (!v) return {};
+      try {
+        size_t used = 0;
+        out = std::stoll(*v, &used);
+        if (used != v->size()) throw std::invalid_argument("junk");
+      } catch (const std::exception&) {
+        return Error{400, std::string(name) + ": not a number"};
+      }
+      return {};
+    };
+    int64_t limit = 100;
+    if (auto r = num("from", q.fromMs); !r) return r.error();
+    if (auto r = num("to", q.toMs); !r) return r.error();
+    if (auto r = num("limit", limit); !r) return r.error();
+    if (limit < 1 || limit > 1000) return Error{400, "limit: must be 1..1000"};
+    q.limit = int(limit);
+    auto records = callLog->find(q);
+    if (!records) return records.error();
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : *records) out.push_back(recordJson(r));
+    return Response::json({{"calls", out}});
+  });
+  admin->route(Method::Get, "/api/v1/calls/active", [this](RequestContext&) -> Result<Response> {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& a : calls->activeCalls())
+      out.push_back({{"correlationId", a.correlationId},
+                     {"caller", a.caller},
+                     {"callerName", a.callerName},
+                     {"dialled", a.dialled},
+                     {"answeredBy", a.answeredBy},
+                     {"state", a.state},
+                     {"startMs", a.startMs},
+                     {"answerMs", a.answerMs}});
+    return Response::json({{"calls", out}});
+  });
+  admin->route(Method::Get, "/api/v1/registrations", [this](RequestContext&) -> Result<Response> {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& b : registrar->all())
+      out.push_back({{"sipUser", b.sipUser},
+                     {"contact", b.contact},
+                     {"transport", std::string(sip::transportName(b.peer.transport))},
+                     {"source", b.peer.remote.toString()},
+                     {"userAgent", b.userAgent},
+                     {"expiresInSeconds", b.expiresIn(timers.now())}});
+    return Response::json({{"registrations", out}});
+  });
+  admin->route(Method::Get, "/api/v1/presence", [this](RequestContext&) -> Result<Response> {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& u : directory->users()) {
+      auto p = presence.get(pbx::UserKey{"", u.extension});
+      out.push_back({{"node", ""},
+                     {"extension", u.extension},
+                     {"displayName", u.displayName},
+                     {"state", lineStateName(p.state)}});
+    }
+    return Response::json({{"users", out}});
+  });
+  admin->addStatus([this](nlohmann::json& j) {
+    j["nodeId"] = nodeId;
+    j["registrations"] = registrar->all().size();
+    j["activeCalls"] = calls->activeCalls().size();
+  });
+}
+
+Result<void> Node::Impl::startAdmin() {
+  http::AdminServerConfig ac;
+  ac.listen = config.adminListen;
+  ac.nodeName = config.nodeName;
+  ac.version = kVersion;
+  admin = std::make_unique<http::AdminServer>(io, *adminAuth, ac);
+  http::addDirectoryRoutes(*admin, *directory);
+  addApiRoutes();
+  auto b = admin->start();
+  if (!b) return Error{1, "admin API: " + b.error().message};
+  bound["admin"] = b->toString();
+  return {};
+}
+
+Result<std::unique_ptr<Node>> Node::start(asio::io_context& io, const NodeConfig& config) {
+  auto impl = std::make_unique<Impl>(io, config);
+  if (auto r = impl->openStorage(); !r) return r.error();
+  if (auto r = impl->startSip(); !r) return r.error();
+  if (auto r = impl->startAdmin(); !r) return r.error();
+  return std::unique_ptr<Node>(new Node(std::move(impl)));
+}
+
+Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Node::~Node() { stop(); }
+const nlohmann::json& Node::bound() const { return impl_->bound; }
+const std::string& Node::nodeId() const { return impl_->nodeId; }
+
+void Node::stop() {
+  if (!impl_) return;
+  if (impl_->admin) impl_->admin->stop();
+  impl_->transport.close();
+}
+
+} // namespace verbund::app
