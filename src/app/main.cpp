@@ -2,6 +2,7 @@
 #include "app/config.h"
 #include "app/listen.h"
 #ifdef VERBUND_HAVE_NODE
+#include "app/cli_admin.h"
 #include "app/node.h"
 #endif
 #include "app/test_ua.h"
@@ -181,8 +182,14 @@ int main(int argc, char** argv) {
   testua->add_option("--log-level", ua.logLevel, "trace|debug|info|warn|error");
 
   auto* version = cli.add_subcommand("version", "Print the version");
+#ifdef VERBUND_HAVE_NODE
+  app::AdminCommands admin(cli);
+#endif
 
   CLI11_PARSE(cli, argc, argv);
+#ifdef VERBUND_HAVE_NODE
+  if (admin.selected()) return admin.run();
+#endif
   if (*serve) return runServe(configPath, serveReadyFile);
   if (*testua) return runTestUa(ua);
   if (*version) {

@@ -1,0 +1,136 @@
+#include "http/directory_routes.h"
+
+#include "http/directory_json.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace verbund::http {
+
+namespace {
+
+bool containsFolded(std::string_view hay, std::string_view needle) {
+  auto lower = [](char c) { return char(std::tolower(uint8_t(c))); };
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
+                     [&](char a, char b) { return lower(a) == lower(b); }) != hay.end();
+}
+
+std::string gauge(const char* name, const char* help, int64_t value) {
+  return std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " +
+         std::to_string(value) + "\n";
+}
+
+} // namespace
+
+void addDirectoryRoutes(AdminServer& server, pbx::Directory& dir) {
+  server.route(Method::Get, "/api/v1/users", [&dir](RequestContext& c) -> Result<Response> {
+    auto list = nlohmann::json::array();
+    if (auto ext = c.queryValue("extension")) {
+      if (auto u = dir.userByExtension(*ext)) list.push_back(toJson(*u));
+    } else {
+      for (const auto& u : dir.searchUsers(c.queryValue("q").value_or("")))
+        list.push_back(toJson(u));
+    }
+    return Response::json({{"users", list}, {"version", dir.version()}});
+  });
+  server.route(Method::Post, "/api/v1/users", [&dir](RequestContext& c) -> Result<Response> {
+    auto in = parseUserInput(c.body);
+    if (!in) return in.error();
+    auto u = dir.createUser(*in);
+    if (!u) return u.error();
+    return Response::json(toJson(*u), 201);
+  });
+  server.route(Method::Get, "/api/v1/users/{id}", [&dir](RequestContext& c) -> Result<Response> {
+    auto id = c.idParam("id");
+    if (!id) return id.error();
+    auto u = dir.user(*id);
+    if (!u) return Error{404, "user: not found"};
+    return Response::json(toJson(*u));
+  });
+  server.route(Method::Patch, "/api/v1/users/{id}", [&dir](RequestContext& c) -> Result<Response> {
+    auto id = c.idParam("id");
+    if (!id) return id.error();
+    auto in = parseUserInput(c.body);
+    if (!in) return in.error();
+    auto u = dir.updateUser(*id, *in);
+    if (!u) return u.error();
+    return Response::json(toJson(*u));
+  });
+  server.route(Method::Delete, "/api/v1/users/{id}", [&dir](RequestContext& c) -> Result<Response> {
+    auto id = c.idParam("id");
+    if (!id) return id.error();
+    if (auto r = dir.deleteUser(*id); !r) return r.error();
+    return Response::noContent();
+  });
+
+  server.route(Method::Get, "/api/v1/groups", [&dir](RequestContext& c) -> Result<Response> {
+    auto list = nlohmann::json::array();
+    if (auto num = c.queryValue("number")) {
+      if (auto g = dir.groupByNumber(*num)) list.push_back(toJson(*g));
+    } else {
+      auto q = c.queryValue("q").value_or("");
+      for (const auto& g : dir.groups())
+        if (q.empty() || containsFolded(g.number, q) || containsFolded(g.name, q))
+          list.push_back(toJson(g));
+    }
+    return Response::json({{"groups", list}, {"version", dir.version()}});
+  });
+  server.route(Method::Post, "/api/v1/groups", [&dir](RequestContext& c) -> Result<Response> {
+    auto in = parseGroupInput(c.body);
+    if (!in) return in.error();
+    auto g = dir.createGroup(*in);
+    if (!g) return g.error();
+    return Response::json(toJson(*g), 201);
+  });
+  server.route(Method::Get, "/api/v1/groups/{id}", [&dir](RequestContext& c) -> Result<Response> {
+    auto id = c.idParam("id");
+    if (!id) return id.error();
+    auto g = dir.group(*id);
+    if (!g) return Error{404, "group: not found"};
+    return Response::json(toJson(*g));
+  });
+  server.route(Method::Patch, "/api/v1/groups/{id}", [&dir](RequestContext& c) -> Result<Response> {
+    auto id = c.idParam("id");
+    if (!id) return id.error();
+    auto in = parseGroupInput(c.body);
+    if (!in) return in.error();
+    auto g = dir.updateGroup(*id, *in);
+    if (!g) return g.error();
+    return Response::json(toJson(*g));
+  });
+  server.route(Method::Delete, "/api/v1/groups/{id}",
+               [&dir](RequestContext& c) -> Result<Response> {
+                 auto id = c.idParam("id");
+                 if (!id) return id.error();
+                 if (auto r = dir.deleteGroup(*id); !r) return r.error();
+                 return Response::noContent();
+               });
+  server.route(Method::Put, "/api/v1/groups/{id}/members/{owner}/{extension}/login",
+               [&dir](RequestContext& c) -> Result<Response> {
+                 auto id = c.idParam("id");
+                 if (!id) return id.error();
+                 std::string owner = c.params["owner"];
+                 if (owner == "local") owner.clear();
+                 auto obj = c.object();
+                 if (!obj) return obj.error();
+                 auto it = (*obj)->find("loggedIn");
+                 if (it == (*obj)->end() || !it->is_boolean())
+                   return Error{400, "loggedIn: true or false expected"};
+                 auto g = dir.setMemberLoggedIn(*id, owner, c.params["extension"], it->get<bool>());
+                 if (!g) return g.error();
+                 return Response::json(toJson(*g));
+               });
+
+  server.addStatus([&dir](nlohmann::json& s) {
+    s["users"] = dir.userCount();
+    s["groups"] = dir.groupCount();
+    s["directoryVersion"] = dir.version();
+  });
+  server.addMetrics([&dir] {
+    return gauge("verbund_directory_users", "Users of this node", int64_t(dir.userCount())) +
+           gauge("verbund_directory_groups", "Groups of this node", int64_t(dir.groupCount())) +
+           gauge("verbund_directory_version", "Directory change sequence", dir.version());
+  });
+}
+
+} // namespace verbund::http

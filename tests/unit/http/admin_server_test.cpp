@@ -1,0 +1,256 @@
+// The admin server over real sockets: AdminServer on 127.0.0.1:0, the node loop on its own
+// thread, cpp-httplib's client.
+#include "server_fixture.h"
+
+namespace verbund::http {
+namespace {
+
+using nlohmann::json;
+
+const std::string kAlice =
+    R"({"extension":"101","displayName":"Alice","sipPassword":"secret-pass"})";
+
+TEST_F(AdminServerTest, SessionCsrfAndUserCrud) {
+  // No session: 401.
+  auto r = client_->Post("/api/v1/users", kAlice, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(body(r)["error"]["code"], "unauthorized");
+  EXPECT_EQ(client_->Get("/api/v1/users")->status, 401);
+
+  login();
+  // Session without the CSRF header: reads work, changes do not.
+  EXPECT_EQ(client_->Get("/api/v1/users", session(false))->status, 200);
+  r = client_->Post("/api/v1/users", session(false), kAlice, "application/json");
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(body(r)["error"]["field"], "X-CSRF-Token");
+  httplib::Headers wrong{{"Cookie", cookie_}, {"X-CSRF-Token", "nope"}};
+  EXPECT_EQ(client_->Post("/api/v1/users", wrong, kAlice, "application/json")->status, 403);
+
+  r = client_->Post("/api/v1/users", session(), kAlice, "application/json");
+  ASSERT_EQ(r->status, 201) << r->body;
+  auto alice = body(r);
+  EXPECT_EQ(alice["extension"], "101");
+  EXPECT_EQ(alice["sipUser"], "101");
+  EXPECT_FALSE(alice.contains("sipPassword"));
+  EXPECT_EQ(r->body.find("secret-pass"), std::string::npos);
+  std::string path = "/api/v1/users/" + std::to_string(alice["id"].get<int64_t>());
+
+  r = client_->Post("/api/v1/users", session(), kAlice, "application/json");
+  EXPECT_EQ(r->status, 409);
+  EXPECT_EQ(body(r)["error"]["field"], "extension");
+
+  r = client_->Patch(path.c_str(), session(), R"({"displayName":"Alice W","language":"en"})",
+                     "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(body(r)["displayName"], "Alice W");
+
+  r = client_->Patch(path.c_str(), session(), R"({"externalNumber":"0301234"})",
+                     "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(body(r)["error"]["code"], "invalid");
+  EXPECT_EQ(body(r)["error"]["field"], "externalNumber");
+
+  r = client_->Get("/api/v1/users?q=alice%20w", session(false));
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(body(r)["users"].size(), 1u);
+  r = client_->Get("/api/v1/users?extension=101", session(false));
+  EXPECT_EQ(body(r)["users"].size(), 1u);
+  r = client_->Get("/api/v1/users?q=bob", session(false));
+  EXPECT_EQ(body(r)["users"].size(), 0u);
+
+  EXPECT_EQ(client_->Delete(path.c_str(), session(false))->status, 403);
+  EXPECT_EQ(client_->Delete(path.c_str(), session())->status, 204);
+  r = client_->Get(path.c_str(), session(false));
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(body(r)["error"]["code"], "not_found");
+  r = client_->Get("/api/v1/users/abc", session(false));
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(body(r)["error"]["field"], "id");
+}
+
+TEST_F(AdminServerTest, ValidationErrorsNameTheField) {
+  login();
+  struct Case {
+    const char* body;
+    const char* field;
+  };
+  for (const auto& c : std::vector<Case>{
+           {R"({"extension":"1","displayName":"A","sipPassword":"secret-pass"})", "extension"},
+           {R"({"extension":101,"displayName":"A","sipPassword":"secret-pass"})", "extension"},
+           {R"({"extension":"101","displayName":"","sipPassword":"secret-pass"})", "displayName"},
+           {R"({"extension":"101","displayName":"A","sipPassword":"short"})", "sipPassword"},
+           {R"({"extension":"101","displayName":"A"})", "sipPassword"},
+           {R"({"extension":"101","displayName":"A","sipPassword":"secret-pass","x":1})", "x"},
+           {R"([])", "body"},
+       }) {
+    auto r = client_->Post("/api/v1/users", session(), c.body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << c.body;
+    EXPECT_EQ(body(r)["error"]["field"], c.field) << c.body << " -> " << r->body;
+  }
+}
+
+TEST_F(AdminServerTest, BadJsonOversizedBodyUnknownRoute) {
+  login();
+  auto r = client_->Post("/api/v1/users", session(), "{\"extension\":", "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(body(r)["error"]["field"], "body");
+
+  std::string big = "{\"displayName\":\"" + std::string((1 << 20) + 10, 'a') + "\"}";
+  r = client_->Post("/api/v1/users", session(), big, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(body(r)["error"]["code"], "too_large");
+
+  r = client_->Get("/api/v1/nothing", session(false));
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(body(r)["error"]["code"], "not_found");
+  r = client_->Get("/no/such/thing");
+  EXPECT_EQ(r->status, 404);
+  EXPECT_TRUE(body(r).contains("error"));
+  r = client_->Put("/api/v1/users", session(), "{}", "application/json");
+  EXPECT_EQ(r->status, 405);
+}
+
+TEST_F(AdminServerTest, WrongPasswordAndThrottle) {
+  for (int i = 0; i < 5; ++i) {
+    auto r =
+        client_->Post("/api/v1/session", R"({"password":"wrong-password"})", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401) << i;
+    EXPECT_EQ(body(r)["error"]["field"], "password");
+  }
+  // Even the right password waits out the window now.
+  auto r =
+      client_->Post("/api/v1/session", json{{"password", kPassword}}.dump(), "application/json");
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(body(r)["error"]["code"], "too_many_requests");
+  timers_.advance(std::chrono::seconds(61)); // ManualTimers: only the loop reads it
+  login();
+  r = client_->Post("/api/v1/session", R"({"pass":"x"})", "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(body(r)["error"]["field"], "password");
+}
+
+TEST_F(AdminServerTest, BearerTokens) {
+  login();
+  auto r = client_->Post("/api/v1/tokens", session(), R"({"name":"ci"})", "application/json");
+  ASSERT_EQ(r->status, 201) << r->body;
+  std::string token = body(r)["token"];
+  int64_t id = body(r)["id"];
+  httplib::Headers bearer{{"Authorization", "Bearer " + token}};
+
+  // Tokens need no CSRF header (no ambient credential).
+  r = client_->Post("/api/v1/users", bearer, kAlice, "application/json");
+  EXPECT_EQ(r->status, 201) << r->body;
+  r = client_->Get("/api/v1/tokens", bearer);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(body(r)["tokens"][0]["name"], "ci");
+  EXPECT_EQ(r->body.find(token), std::string::npos);
+  // A token cannot mint tokens.
+  EXPECT_EQ(client_->Post("/api/v1/tokens", bearer, R"({"name":"x"})", "application/json")->status,
+            403);
+  r = client_->Get("/api/v1/session", bearer);
+  EXPECT_EQ(body(r)["principal"]["kind"], "token");
+
+  std::string del = "/api/v1/tokens/" + std::to_string(id);
+  EXPECT_EQ(client_->Delete(del.c_str(), session())->status, 204);
+  r = client_->Get("/api/v1/users", bearer);
+  EXPECT_EQ(r->status, 401);
+  httplib::Headers bogus{{"Authorization", "Bearer vbt_bogus"}};
+  EXPECT_EQ(client_->Get("/api/v1/users", bogus)->status, 401);
+}
+
+TEST_F(AdminServerTest, LogoutAndPasswordChange) {
+  login();
+  EXPECT_EQ(client_->Delete("/api/v1/session", session(false))->status, 403);
+  auto r = client_->Delete("/api/v1/session", session());
+  EXPECT_EQ(r->status, 204);
+  EXPECT_NE(r->get_header_value("Set-Cookie").find("Max-Age=0"), std::string::npos);
+  EXPECT_EQ(client_->Get("/api/v1/users", session())->status, 401);
+
+  login();
+  r = client_->Put("/api/v1/admin/password", session(), R"({"password":"new-password-2"})",
+                   "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(body(r)["error"]["field"], "currentPassword");
+  r = client_->Put("/api/v1/admin/password", session(),
+                   R"({"password":"new-password-2","currentPassword":"nope-nope"})",
+                   "application/json");
+  EXPECT_EQ(r->status, 403);
+  r = client_->Put("/api/v1/admin/password", session(),
+                   json{{"password", "new-password-2"}, {"currentPassword", kPassword}}.dump(),
+                   "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(client_->Get("/api/v1/users", session())->status, 401); // sessions ended
+  r = client_->Post("/api/v1/session", R"({"password":"new-password-2"})", "application/json");
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(AdminServerTest, GroupsAndMemberLogin) {
+  login();
+  ASSERT_EQ(client_->Post("/api/v1/users", session(), kAlice, "application/json")->status, 201);
+  auto r =
+      client_->Post("/api/v1/groups", session(),
+                    R"({"number":"101","name":"Sales","members":["101"]})", "application/json");
+  EXPECT_EQ(r->status, 409);
+  EXPECT_EQ(body(r)["error"]["field"], "number");
+  r = client_->Post("/api/v1/groups", session(),
+                    R"({"number":"600","name":"Sales","members":["101",
+                       {"owner":"node-b","extension":"201"}]})",
+                    "application/json");
+  ASSERT_EQ(r->status, 201) << r->body;
+  int64_t id = body(r)["id"];
+  std::string base = "/api/v1/groups/" + std::to_string(id);
+  r = client_->Put((base + "/members/local/101/login").c_str(), session(), R"({"loggedIn":false})",
+                   "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(body(r)["members"][0]["loggedIn"], false);
+  r = client_->Put((base + "/members/node-b/201/login").c_str(), session(), R"({"loggedIn":false})",
+                   "application/json");
+  EXPECT_EQ(r->status, 200);
+  r = client_->Put((base + "/members/local/999/login").c_str(), session(), R"({"loggedIn":false})",
+                   "application/json");
+  EXPECT_EQ(r->status, 404);
+  r = client_->Put((base + "/members/local/101/login").c_str(), session(), R"({"loggedIn":1})",
+                   "application/json");
+  EXPECT_EQ(body(r)["error"]["field"], "loggedIn");
+  r = client_->Get("/api/v1/groups?q=sal", session());
+  EXPECT_EQ(body(r)["groups"].size(), 1u);
+  r = client_->Patch(base.c_str(), session(), R"({"name":"Sales Team"})", "application/json");
+  EXPECT_EQ(body(r)["name"], "Sales Team");
+  EXPECT_EQ(client_->Delete(base.c_str(), session())->status, 204);
+
+  r = client_->Get("/api/v1/status", session());
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(body(r)["node"], "node-a");
+  EXPECT_EQ(body(r)["users"], 1);
+  EXPECT_EQ(body(r)["groups"], 0);
+}
+
+TEST_F(AdminServerTest, MetricsFromLoopbackWithoutAuth) {
+  auto r = client_->Get("/metrics");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/plain"), std::string::npos);
+  EXPECT_NE(r->body.find("# TYPE verbund_http_requests_total counter"), std::string::npos);
+  EXPECT_NE(r->body.find("verbund_directory_users 0"), std::string::npos);
+  EXPECT_NE(r->body.find("verbund_admin_sessions 0"), std::string::npos);
+}
+
+TEST_F(AdminServerTest, BusyLoopGives503) {
+  login();
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  asio::post(io_, [released] { released.wait(); });
+  auto r = client_->Get("/api/v1/users", session(false));
+  release.set_value();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(body(r)["error"]["code"], "unavailable");
+  EXPECT_EQ(client_->Get("/api/v1/users", session(false))->status, 200);
+}
+
+} // namespace
+} // namespace verbund::http
