@@ -109,7 +109,7 @@ public:
     d.remoteTag = e.remoteTag;
     d.direction = e.initiator ? pbx::DialogDirection::Initiator : pbx::DialogDirection::Recipient;
     d.remote.identity = e.remoteUri;
-    d.remote.displayName = e.remoteName;
+    d.remote.display = e.remoteName;
     pbx::CallEventKind kind = e.state == pbx::LineEvent::State::Early       ? pbx::CallEventKind::Ringing
                               : e.state == pbx::LineEvent::State::Confirmed ? pbx::CallEventKind::Answered
                                                                             : pbx::CallEventKind::Ended;
