@@ -233,6 +233,7 @@ Result<void> Node::Impl::startSip() {
   pbx::RegistrarConfig rc;
   rc.realm = directory->realm();
   rc.credentials = [this](std::string_view sipUser) { return directory->credentials(sipUser); };
+  rc.algorithms = config.digestAlgorithms;
   auto reg = pbx::Registrar::open(*db, timers, rc);
   if (!reg) return reg.error();
   registrar = std::move(reg.value());
@@ -373,15 +374,6 @@ nlohmann::json recordJson(const pbx::CallRecord& r) {
           {"parties", parties}};
 }
 
-const char* lineStateName(pbx::LineState s) {
-  switch (s) {
-  case pbx::LineState::Idle: return "idle";
-  case pbx::LineState::Ringing: return "ringing";
-  case pbx::LineState::Busy: return "busy";
-  case pbx::LineState::Unknown: return "unknown";
-  }
-  return "unknown";
-}
 } // namespace
 
 void Node::Impl::addApiRoutes() {
@@ -451,7 +443,7 @@ void Node::Impl::addApiRoutes() {
       out.push_back({{"node", ""},
                      {"extension", u.extension},
                      {"displayName", u.displayName},
-                     {"state", lineStateName(p.state)}});
+                     {"state", std::string(pbx::lineStateName(p.state))}});
     }
     return Response::json({{"users", out}});
   });

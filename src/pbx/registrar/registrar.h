@@ -1,0 +1,187 @@
+#pragma once
+// The registrar of a PBX node (RFC 3261 §10.3): digest-authenticated REGISTER handling, bindings
+// per user (several devices each), expiry, persistence in the store and the queries the call
+// engine, presence and the API make.
+//
+// Runs on the node's event loop: single-threaded, no locks. handleRegister() is called by the
+// node's request dispatcher for every REGISTER outside a dialog and always sends a final
+// response on the transaction.
+//
+// Bindings are keyed per RFC 3261 §10.3 step 7 by the Contact URI, except that a Contact with
+// +sip.instance (RFC 5626 §6, RFC 5627) is keyed by (instance, reg-id): a phone that comes back
+// from a new port or after a reboot replaces its old binding instead of adding a second one that
+// would ring into the void until it expires.
+//
+// GRUU (RFC 5627): not offered by default. linphone sends +sip.instance with "Supported: gruu"
+// and, when it gets a pub-gruu back, uses that port-less GRUU as its Contact from then on; every
+// in-dialog request towards it must then be routed through lookupGruu() (see the Kamailio
+// pitfall in the test-tools recipe). Handing out GRUUs is optional for a registrar (RFC 5627
+// §5.1); omitting pub-gruu keeps linphone on its plain, directly routable Contact.
+// RegistrarConfig::offerGruu turns GRUUs on; lookupGruu() resolves them either way.
+#include "base/clock.h"
+#include "base/net.h"
+#include "base/result.h"
+#include "pbx/directory/directory.h"
+#include "sip/auth/digest.h"
+#include "sip/message/message.h"
+#include "sip/message/peer.h"
+#include "sip/transaction/transaction_layer.h"
+#include "store/database.h"
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace verbund::pbx {
+
+// One registered device of a user.
+struct Binding {
+  int64_t id = 0;       // store row id
+  std::string sipUser;  // the AoR's user part (= the authenticated device login)
+  std::string contact;  // Contact URI as sent, without <> and header parameters
+  std::string instance; // +sip.instance without quotes ("<urn:uuid:...>"), or empty
+  uint32_t regId = 0;   // RFC 5626 reg-id; 0 when absent
+  int16_t q = -1;       // Contact q-value times 1000; -1 when absent
+  std::string callId;   // of the REGISTER that last changed the binding (§10.3 step 7)
+  uint32_t cseq = 0;
+  std::string path;      // RFC 3327 Path values as received, joined by ", "; or empty
+  std::string userAgent; // User-Agent, truncated; informational
+  sip::Peer peer;        // the flow the REGISTER came over: send requests to the device here
+  TimePoint expires{};   // on the Timers clock
+  int64_t updatedMs = 0; // wall clock of the last REGISTER that refreshed it
+  uint64_t sequence = 0; // higher = registered or refreshed more recently
+
+  // Seconds until expiry, rounded up; 0 when expired.
+  uint32_t expiresIn(TimePoint now) const;
+  // The instance id without the angle brackets: "urn:uuid:...". Empty when none.
+  std::string_view instanceUrn() const;
+};
+
+struct RegistrarConfig {
+  std::string realm;
+  // Device credentials by SIP user name (Directory::credentials); nullopt for unknown users.
+  std::function<std::optional<DeviceCredentials>(std::string_view sipUser)> credentials;
+  // Challenges offered, strongest first (RFC 8760 §2.4).
+  std::vector<sip::DigestAlgorithm> algorithms{sip::DigestAlgorithm::Sha256,
+                                               sip::DigestAlgorithm::Md5};
+  Duration nonceLifetime = std::chrono::seconds(300);
+
+  // RFC 3261 §10.3 step 7: expiry limits in seconds. Below minExpires: 423 with Min-Expires;
+  // above maxExpires: shortened.
+  uint32_t minExpires = 60;
+  uint32_t maxExpires = 3600;
+  uint32_t defaultExpires = 3600;
+
+  size_t maxBindingsPerUser = 10; // beyond this the oldest binding of the user is dropped
+  size_t maxBindings = 100000;    // node-wide; beyond this new bindings get 503
+  size_t maxContactsPerRequest = 10;
+
+  // Brute-force / enumeration throttle, per source IP (IPv6: per /64). After maxAuthFailures
+  // wrong responses within failureWindow every REGISTER from there gets 403 for cooldown,
+  // whether the user exists or not.
+  uint32_t maxAuthFailures = 10;
+  Duration failureWindow = std::chrono::seconds(60);
+  Duration cooldown = std::chrono::seconds(300);
+  size_t maxTrackedSources = 10000; // LRU cap of the throttle table
+
+  // Expired bindings are removed by a sweep that runs at most this often.
+  Duration sweepGranularity = std::chrono::seconds(1);
+
+  // RFC 5627: hand out pub-gruu to instances that send "Supported: gruu" (see the file comment).
+  bool offerGruu = false;
+
+  // Wall clock in ms since the epoch, for persisted expiry times; empty: the system clock.
+  std::function<int64_t()> wallClockMs;
+};
+
+class Registrar {
+public:
+  static std::vector<store::Migration> migrations();
+  // Loads the persisted bindings, dropping expired ones. Throws only if the digest server cannot
+  // start (no randomness, algorithm unavailable): start-up only.
+  static Result<std::unique_ptr<Registrar>> open(store::Database& db, Timers& timers,
+                                                 RegistrarConfig config);
+  ~Registrar();
+  Registrar(const Registrar&) = delete;
+  Registrar& operator=(const Registrar&) = delete;
+
+  // Answers REGISTER request on server transaction `tx`; always sends a final response.
+  void handleRegister(sip::TransactionLayer& txl, sip::ServerTxId tx, const sip::Message& request);
+
+  // Live bindings of a user, newest first.
+  std::vector<Binding> lookup(std::string_view sipUser) const;
+  // The binding a GRUU ("sip:alice@host;gr=urn:uuid:...") stands for (RFC 5627 §6.1).
+  std::optional<Binding> lookupGruu(std::string_view gruu) const;
+  std::optional<Binding> lookupGruu(std::string_view sipUser, std::string_view instanceUrn) const;
+  // Every live binding, by user, newest first within a user.
+  std::vector<Binding> all() const;
+  size_t size() const { return count_; }
+
+  // Removes every binding of a user (user deleted, admin action). Notifies listeners.
+  void removeUser(std::string_view sipUser);
+
+  // Called with the user whose set of bindings changed (added, removed, expired, moved to another
+  // flow); not for plain refreshes. Called after the change is committed.
+  using ChangeListener = std::function<void(const std::string& sipUser)>;
+  void onChange(ChangeListener l) { listeners_.push_back(std::move(l)); }
+
+  // Sources currently tracked by the throttle (for tests and metrics).
+  size_t throttleEntries() const { return sources_.size(); }
+
+private:
+  struct SourceState {
+    SockAddr key;
+    uint32_t failures = 0;
+    TimePoint windowStart{};
+    TimePoint blockedUntil{};
+  };
+
+  Registrar(store::Database& db, Timers& timers, RegistrarConfig config);
+  Result<void> load();
+  int64_t wallNowMs() const;
+
+  // Throttle.
+  static SockAddr sourceKey(const sip::Peer& peer);
+  bool isBlocked(const SockAddr& key);
+  void noteFailure(const SockAddr& key);
+
+  void challenge(sip::TransactionLayer& txl, sip::ServerTxId tx, bool stale);
+  void reply(sip::TransactionLayer& txl, sip::ServerTxId tx, int status,
+             std::string_view reason = {});
+  void replyOk(sip::TransactionLayer& txl, sip::ServerTxId tx, const sip::Message& request,
+               const std::string& sipUser);
+  // RFC 3261 §10.3 steps 6-7: the user's binding set after this REGISTER, or the error status to
+  // answer with (nothing is changed then).
+  Result<std::vector<Binding>> plan(const sip::Message& request, const std::string& sipUser);
+  // Writes the tentative binding set of a user (RFC 3261 §10.3: all or nothing) and installs it.
+  Result<void> commit(const std::string& sipUser, std::vector<Binding> next);
+
+  void armSweep(TimePoint due);
+  void sweep();
+  void notify(const std::string& sipUser);
+
+  store::Database& db_;
+  Timers& timers_;
+  RegistrarConfig config_;
+  std::unique_ptr<sip::DigestServer> digest_;
+
+  std::unordered_map<std::string, std::vector<Binding>> users_; // each vector newest first
+  size_t count_ = 0;
+  uint64_t nextSequence_ = 0;
+
+  TimerId sweepTimer_ = 0;
+  TimePoint sweepDue_{};
+
+  std::list<SourceState> lru_; // most recently used first
+  std::unordered_map<SockAddr, std::list<SourceState>::iterator, SockAddrHash> sources_;
+
+  std::vector<ChangeListener> listeners_;
+};
+
+} // namespace verbund::pbx
