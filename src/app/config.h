@@ -18,9 +18,12 @@ struct NodeConfig {
   std::vector<std::string> sipTls;  // e.g. "0.0.0.0:5061"; needs tlsCert/tlsKey
   std::string tlsCert, tlsKey, tlsCa;
   std::string sipAdvertise;  // host[:port] written into Contact; default: first bound address
-  // Digest challenges offered to phones, most preferred first (RFC 8760 §2.4).
-  std::vector<sip::DigestAlgorithm> digestAlgorithms{sip::DigestAlgorithm::Sha256,
-                                                     sip::DigestAlgorithm::Md5};
+  // Digest challenges offered to phones, in this order (RFC 8760 §2.4: a client uses the
+  // topmost one it supports). MD5 comes first by default because common phones and tools
+  // (baresip 1.0, SIPp 3.6) answer only the first challenge and fail on SHA-256; a site whose
+  // phones all speak SHA-256 sets sip.digest_algorithms = ["SHA-256", "MD5"].
+  std::vector<sip::DigestAlgorithm> digestAlgorithms{sip::DigestAlgorithm::Md5,
+                                                     sip::DigestAlgorithm::Sha256};
   int noAnswerSeconds = 30;
   std::string adminListen = "127.0.0.1:8080";
 };

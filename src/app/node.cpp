@@ -153,6 +153,8 @@ struct Node::Impl {
   void addApiRoutes();
   std::optional<pbx::Caller> checkCaller(sip::InviteSession& s, const sip::Message& invite);
   bool authorizeSubscribe(const sip::Message& subscribe);
+  bool gate(sip::ServerTxId tx, const sip::Message& request);
+  bool registeredFlow(const sip::Message& request);
   void outOfDialog(sip::ServerTxId tx, const sip::Message& request);
 };
 
@@ -263,6 +265,8 @@ Result<void> Node::Impl::startSip() {
   calls->setCallerCheck(
       [this](sip::InviteSession& s, const sip::Message& m) { return checkCaller(s, m); });
   dialogs->setInviteHandler(calls.get());
+  dialogs->setNewRequestGate(
+      [this](sip::ServerTxId tx, const sip::Message& m) { return gate(tx, m); });
   dialogs->setOutOfDialogHandler(
       [this](sip::ServerTxId tx, const sip::Message& m) { outOfDialog(tx, m); });
   return {};
@@ -307,19 +311,39 @@ std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
   return std::nullopt;
 }
 
-bool Node::Impl::authorizeSubscribe(const sip::Message& m) {
+// Gate for new out-of-dialog requests: SUBSCRIBE from devices must authenticate (digest, 407)
+// unless it comes over the flow a device registered from. INVITEs are checked by the call
+// engine's CallerCheck (it needs the session to answer); REGISTER by the registrar.
+bool Node::Impl::gate(sip::ServerTxId tx, const sip::Message& m) {
+  if (m.method() != sip::Method::Subscribe) return true;
+  bool stale = false;
   if (auto creds = m.header(sip::HeaderId::ProxyAuthorization)) {
     if (auto params = sip::parseAuthParams(*creds)) {
-      if (callAuth->verify(*params, m.methodName(), m.body(), credentialLookup(*directory)).ok())
-        return true;
+      auto v = callAuth->verify(*params, m.methodName(), m.body(), credentialLookup(*directory));
+      if (v.ok()) return true;
+      stale = v.wantsStaleChallenge();
     }
   }
-  // A watcher that registered from the same flow (address, port, transport) is one of our
-  // devices: phones subscribe BLF keys right after registering, from the same socket.
+  if (registeredFlow(m)) return true;
+  auto& txl = stack->transactions();
+  auto b = txl.responseBuilder(tx, 407);
+  if (!b) return false;
+  for (const auto& c : callAuth->challenges(stale)) b->header(sip::HeaderId::ProxyAuthenticate, c);
+  (void)txl.respond(tx, b->finish());
+  return false;
+}
+
+bool Node::Impl::registeredFlow(const sip::Message& m) {
   auto user = sip::unescape(m.from().uri.user).value_or("");
   for (const auto& b : registrar->lookup(user))
     if (b.peer.remote == m.source().remote && b.peer.transport == m.source().transport) return true;
   return false;
+}
+
+bool Node::Impl::authorizeSubscribe(const sip::Message&) {
+  // The request gate (above) has authenticated every new SUBSCRIBE already; verifying the same
+  // credentials twice would trip the nonce-count replay check.
+  return true;
 }
 
 void Node::Impl::outOfDialog(sip::ServerTxId tx, const sip::Message& request) {

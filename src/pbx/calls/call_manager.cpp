@@ -305,12 +305,16 @@ void CallManager::startFork(Call& call, const Party& party, const DeviceTarget& 
   Fork f;
   f.invite = *id;
   f.party = party;
+  std::string ourTag;
   if (auto* ci = dm_.clientInvite(*id)) {
     ci->appData = call.id;
     f.callId = ci->callId();
+    ourTag = ci->localTag();
   }
   call.forks.push_back(std::move(f));
-  line(call, party, LineEvent::State::Early, false, call.forks.back().callId);
+  // RFC 4235 §4.1 from the callee's side: our From tag is its remote tag; its own tag (local)
+  // is known once it answers provisionally.
+  line(call, party, LineEvent::State::Early, false, call.forks.back().callId, {}, ourTag);
 }
 
 void CallManager::startTrunkFork(Call& call, const std::string& number) {
@@ -345,6 +349,9 @@ void CallManager::onProvisional(sip::ClientInvite& invite, InviteSession* s,
   if (s) s->appData = call->id;
   Fork* fork = forkOf(*call, invite.id());
   if (!fork || response.statusCode() == 100) return;
+  if (s && !fork->ringing && !fork->trunk)
+    line(*call, fork->party, LineEvent::State::Early, false, fork->callId,
+         s->dialog().id().remoteTag, s->dialog().id().localTag);
   fork->ringing = true;
   if (call->answered || call->ringingSent) return;
   if (InviteSession* in = session(call->inbound)) {

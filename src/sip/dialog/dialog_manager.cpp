@@ -192,6 +192,10 @@ void DialogManager::onRequest(ServerTxId tx, const Message& request) {
     u->onRequest(tx, request);
     return;
   }
+  if (gate_ && request.method() != Method::Bye && request.method() != Method::Notify &&
+      request.method() != Method::Update && request.method() != Method::Prack &&
+      !gate_(tx, request))
+    return;
   switch (request.method()) {
   case Method::Invite:
     newInvite(tx, request);

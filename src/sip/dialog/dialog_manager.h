@@ -63,6 +63,10 @@ public:
   // New requests outside any dialog that are neither INVITE nor SUBSCRIBE (OPTIONS, REGISTER,
   // MESSAGE, ...). Without a handler they are answered 501 (405 for NOTIFY/PUBLISH-like methods).
   using RequestHandler = std::function<void(ServerTxId, const Message&)>;
+  // Called for every new out-of-dialog request (no To tag) before it is dispatched; returns
+  // false when it has answered the request itself (e.g. a 407 digest challenge).
+  using RequestGate = std::function<bool(ServerTxId, const Message&)>;
+  void setNewRequestGate(RequestGate g) { gate_ = std::move(g); }
   void setOutOfDialogHandler(RequestHandler h) { outOfDialog_ = std::move(h); }
 
   // ---- Starting usages ----
@@ -158,6 +162,7 @@ private:
   InviteHandler* inviteHandler_ = nullptr;
   ServerSubscriptionHandler* subscriptionHandler_ = nullptr;
   RequestHandler outOfDialog_;
+  RequestGate gate_;
   std::mt19937 rng_{std::random_device{}()};
   UsageId nextId_ = 0;
   std::unordered_map<UsageId, std::unique_ptr<Usage>> usages_;
