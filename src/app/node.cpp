@@ -11,6 +11,10 @@
 #include "pbx/presence/blf_notifier.h"
 #include "pbx/presence/presence_hub.h"
 #include "pbx/registrar/registrar.h"
+#include "pbx/trunk/trunk_manager.h"
+#include "pbx/trunk/trunk_store.h"
+#include "sip/dns/dns_resolver.h"
+#include "sip/dns/server_locator.h"
 #include "sip/auth/digest.h"
 #include "sip/dialog/dialog_manager.h"
 #include "sip/stack/sip_stack.h"
@@ -120,6 +124,32 @@ private:
   pbx::PresenceHub& hub_;
 };
 
+// The trunk as the call engine's external line.
+class NodeExternalLine final : public pbx::ExternalLine {
+public:
+  explicit NodeExternalLine(pbx::TrunkManager& trunk) : trunk_(trunk) {}
+  bool isExternalNumber(const std::string& dialled) override {
+    return trunk_.isExternalNumber(dialled);
+  }
+  bool prepareOutbound(const std::string& number, const pbx::Party& from,
+                       sip::DialogManager::InviteParams& params) override {
+    pbx::CallerIdentity caller;
+    caller.externalNumber = from.externalNumber;
+    caller.displayName = from.displayName;
+    auto r = trunk_.prepareInvite(number, caller, params);
+    if (!r) logger("calls")->info("external line refused {}: {}", number, r.error().message);
+    return r.ok();
+  }
+  std::optional<std::string> inboundTarget(const sip::Message& invite) override {
+    auto route = trunk_.inboundDid(invite);
+    if (!route) return std::nullopt;
+    return route->target;
+  }
+
+private:
+  pbx::TrunkManager& trunk_;
+};
+
 struct Node::Impl {
   asio::io_context& io;
   NodeConfig config;
@@ -142,6 +172,10 @@ struct Node::Impl {
   std::unique_ptr<NodeLineObserver> lineObserver;
   std::unique_ptr<pbx::CallManager> calls;
   std::unique_ptr<sip::DigestServer> callAuth;  // INVITE from devices: 407 challenges
+  std::unique_ptr<sip::DnsResolver> dns;
+  std::unique_ptr<sip::ServerLocator> locator;
+  std::unique_ptr<pbx::TrunkManager> trunk;
+  std::unique_ptr<NodeExternalLine> externalLine;
   std::unique_ptr<http::AdminServer> admin;
 
   Impl(asio::io_context& ioc, NodeConfig cfg)
@@ -167,6 +201,7 @@ Result<void> Node::Impl::openStorage() {
   for (auto& m : pbx::CallLog::migrations()) migrations.push_back(m);
   for (auto& m : pbx::Registrar::migrations()) migrations.push_back(m);
   for (auto& m : http::AdminAuth::migrations()) migrations.push_back(m);
+  for (auto& m : pbx::trunkMigrations()) migrations.push_back(m);
   auto d = store::Database::open(config.dataDir + "/verbund.db", migrations);
   if (!d) return d.error();
   db = std::move(d.value());
@@ -265,6 +300,27 @@ Result<void> Node::Impl::startSip() {
   calls->setCallerCheck(
       [this](sip::InviteSession& s, const sip::Message& m) { return checkCaller(s, m); });
   dialogs->setInviteHandler(calls.get());
+
+  // The external line: RFC 3263 location through c-ares, registration, DID routing.
+  auto resolver = sip::DnsResolver::create(io);
+  if (!resolver) return Error{1, "DNS: " + resolver.error().message};
+  dns = std::move(resolver.value());
+  locator = std::make_unique<sip::ServerLocator>(*dns);
+  pbx::TrunkManagerOptions to;
+  to.db = db.get();
+  to.isInternalNumber = [this](const std::string& n) {
+    return directory->userByExtension(n).has_value() || directory->groupByNumber(n).has_value() ||
+           (!n.empty() && n[0] == '*');
+  };
+  trunk = std::make_unique<pbx::TrunkManager>(*dialogs, transport, timers, locator.get(), to);
+  auto stored = pbx::loadTrunk(*db);
+  if (!stored) return Error{1, "trunk settings: " + stored.error().message};
+  if (*stored) {
+    if (auto r = trunk->configure(**stored); !r)
+      logger("node")->warn("trunk settings not applied: {}", r.error().message);
+  }
+  externalLine = std::make_unique<NodeExternalLine>(*trunk);
+  calls->setExternalLine(externalLine.get());
   dialogs->setNewRequestGate(
       [this](sip::ServerTxId tx, const sip::Message& m) { return gate(tx, m); });
   dialogs->setOutOfDialogHandler(
@@ -287,6 +343,14 @@ sip::DigestLookup credentialLookup(pbx::Directory& dir) {
 
 std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
                                                    const sip::Message& invite) {
+  if (trunk && trunk->isTrunkPeer(invite.source())) {
+    // The carrier is trusted by address (RFC 3263-resolved registrar/proxy, configured IPs).
+    pbx::Caller c;
+    c.kind = pbx::Caller::Kind::Trunk;
+    c.number = sip::unescape(invite.from().uri.user).value_or("");
+    c.name = std::string(invite.from().displayName);
+    return c;
+  }
   bool stale = false;
   if (auto creds = invite.header(sip::HeaderId::ProxyAuthorization)) {
     if (auto params = sip::parseAuthParams(*creds)) {
@@ -508,6 +572,7 @@ const std::string& Node::nodeId() const { return impl_->nodeId; }
 void Node::stop() {
   if (!impl_) return;
   if (impl_->admin) impl_->admin->stop();
+  if (impl_->trunk) impl_->trunk->stop();
   impl_->transport.close();
 }
 
