@@ -2,8 +2,8 @@
 // place, split header lines, classify names, split list headers, parse routing headers. Never
 // throws; every failure becomes a ParseError with a reason fit for a 400 reason phrase.
 #include "base/metrics.h"
-#include "sip/message/message.h"
 #include "sip/message/builder.h"
+#include "sip/message/message.h"
 #include "sip/message/text.h"
 
 #include <cstring>
@@ -16,8 +16,30 @@ Counter g_parseErrors("verbund_sip_parse_errors_total", "SIP messages rejected b
 
 struct Line {
   uint32_t begin;
-  uint32_t end;  // exclusive, without CR LF
+  uint32_t end;     // exclusive, without CR LF
+  uint32_t nameEnd; // header name is [begin, nameEnd)
+  uint32_t colon;   // offset of the ':' after the name
+  HeaderId id;
+  bool nameOk; // name is a token followed by optional whitespace and ':'
+  bool folded; // contains continuation lines (CR LF still in place until unfolded)
 };
+
+// RFC 3261 §7.3.1: a line starting with SP or HTAB continues the previous header line. Turns the
+// CR LF of every fold in [from, to) into spaces, so that the header value is one contiguous view.
+// Every LF in that range that is followed by whitespace is a fold: the header block has been
+// split at all other LFs already.
+void unfold(char* base, size_t size, size_t from, size_t to) {
+  for (size_t i = from; i < to;) {
+    const void* nl = std::memchr(base + i, '\n', to - i);
+    if (!nl) break;
+    size_t n = size_t(static_cast<const char*>(nl) - base);
+    if (n + 1 < size && text::isWs(base[n + 1])) {
+      base[n] = ' ';
+      if (n > 0 && base[n - 1] == '\r') base[n - 1] = ' ';
+    }
+    i = n + 1;
+  }
+}
 } // namespace
 
 class Parser {
@@ -34,8 +56,10 @@ ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
     g_parseErrors.inc();
     // Hand the bytes back so the caller can answer without having kept a copy. Unfolding may
     // have turned CR LF inside headers into spaces, which only helps the error response.
-    if (m) out.raw = std::move(m->buffer_);
-    else out.raw = std::move(buffer);
+    if (m)
+      out.raw = std::move(m->buffer_);
+    else
+      out.raw = std::move(buffer);
     m.reset();
     out.message.reset();
     out.error.status = status;
@@ -56,23 +80,91 @@ ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
   while (pos < size && (base[pos] == '\r' || base[pos] == '\n')) ++pos;
   if (pos == size) return fail(400, "Empty message");
 
-  // Find the end of the header block: an empty line. Accept bare LF line ends leniently.
+  // One pass over the header block with one memchr per line: the start line, the header lines,
+  // folds, and the empty line that ends the block (bare LF line ends are accepted leniently).
+  // Errors found here are reported in message order: an incomplete block first, then start-line
+  // errors, then limits. Folds are only noted; their CR LF are blanked once the start line has
+  // been accepted, so a start-line error hands back the bytes as received.
+  Line lines[256];
+  size_t nLines = 0;
+  bool anyFold = false;
+  const char* limitError = nullptr;
+  size_t limitPos = 0; // the LF (or end) ending the line that broke a limit
   size_t headerEnd = std::string::npos, bodyStart = size;
-  for (size_t i = pos; i < size;) {
-    const char* nl = static_cast<const char*>(std::memchr(base + i, '\n', size - i));
-    if (!nl) break;
-    size_t n = size_t(nl - base);
+  // An LF at n ends the header block when an empty line follows it.
+  auto endsBlock = [&](size_t n) {
     if (n + 1 < size && base[n + 1] == '\n') {
       headerEnd = n + 1;
       bodyStart = n + 2;
-      break;
+      return true;
     }
     if (n + 2 < size && base[n + 1] == '\r' && base[n + 2] == '\n') {
       headerEnd = n + 1;
       bodyStart = n + 3;
-      break;
+      return true;
     }
-    i = n + 1;
+    return false;
+  };
+  // Names and ids as the lines are found, so the vectors can be sized before anything is
+  // pushed: growing them would strand the old blocks in the monotonic arena and spill it to the
+  // heap. A folded line waits until it has been unfolded (a fold may sit before the colon).
+  size_t idCount[size_t(HeaderId::kCount)] = {};
+  auto classify = [&](Line& l) {
+    const char* lp = base + l.begin;
+    const size_t len = l.end - l.begin;
+    // header-name = token, then optional whitespace before HCOLON (RFC 3261 §7.3.1, §25.1).
+    size_t k = text::scan(lp, 0, len, text::kToken);
+    l.nameEnd = uint32_t(l.begin + k);
+    k = text::scan(lp, k, len, text::kWs);
+    l.nameOk = k < len && lp[k] == ':' && l.nameEnd > l.begin;
+    if (!l.nameOk) return;
+    l.colon = uint32_t(l.begin + k);
+    l.id = headerIdFromName(std::string_view(lp, l.nameEnd - l.begin));
+    ++idCount[size_t(l.id)];
+  };
+  auto addLine = [&](size_t b, size_t n, bool folded) {
+    size_t e = n;
+    if (e > b && base[e - 1] == '\r') --e;
+    if (e == b || limitError) return;
+    if (nLines == std::size(lines) || nLines >= opt.limits.maxHeaders) {
+      limitError = "Too many headers";
+      limitPos = n;
+    } else if (e - b > opt.limits.maxHeaderLine) {
+      limitError = "Header line too long";
+      limitPos = n;
+    } else {
+      Line& l = lines[nLines++];
+      l = Line{uint32_t(b), uint32_t(e), 0, 0, HeaderId::Other, false, folded};
+      if (folded)
+        anyFold = true;
+      else
+        classify(l);
+    }
+  };
+  const char* slNl = static_cast<const char*>(std::memchr(base + pos, '\n', size - pos));
+  if (slNl && !endsBlock(size_t(slNl - base))) {
+    size_t lineStart = size_t(slNl - base) + 1;
+    bool folded = false;
+    for (size_t i = lineStart;;) {
+      const char* nl = static_cast<const char*>(std::memchr(base + i, '\n', size - i));
+      if (!nl) {
+        addLine(lineStart, size, folded); // datagram without the empty line
+        break;
+      }
+      size_t n = size_t(nl - base);
+      if (endsBlock(n)) {
+        addLine(lineStart, n, folded);
+        break;
+      }
+      i = n + 1;
+      if (n + 1 < size && text::isWs(base[n + 1])) {
+        folded = true;
+        continue;
+      }
+      addLine(lineStart, n, folded);
+      lineStart = n + 1;
+      folded = false;
+    }
   }
   if (headerEnd == std::string::npos) {
     if (opt.stream) return fail(400, "Incomplete header block");
@@ -83,8 +175,7 @@ ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
 
   // Start line.
   const char* sl = base + pos;
-  const char* slEnd = static_cast<const char*>(std::memchr(sl, '\n', headerEnd - pos));
-  size_t slLen = slEnd ? size_t(slEnd - sl) : headerEnd - pos;
+  size_t slLen = slNl ? size_t(slNl - sl) : headerEnd - pos;
   size_t next = pos + slLen + 1;
   if (slLen && sl[slLen - 1] == '\r') --slLen;
   std::string_view start(sl, slLen);
@@ -133,46 +224,37 @@ ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
     if (!text::iequals(msg.version_, "SIP/2.0")) return fail(505, "Version Not Supported");
   }
 
-  // Unfold continuation lines in place (RFC 3261 §7.3.1): CRLF followed by SP/HTAB becomes
-  // spaces, so header values stay contiguous views.
-  Line lines[256];
-  size_t nLines = 0;
-  size_t lineStart = next;
-  for (size_t i = next; i < headerEnd;) {
-    char* nl = static_cast<char*>(std::memchr(base + i, '\n', headerEnd - i));
-    size_t n = nl ? size_t(nl - base) : headerEnd;
-    if (n + 1 < headerEnd && text::isWs(base[n + 1])) {
-      // fold: blank out CR LF
-      base[n] = ' ';
-      if (n > 0 && base[n - 1] == '\r') base[n - 1] = ' ';
-      i = n + 1;
-      continue;
-    }
-    size_t e = n;
-    if (e > lineStart && base[e - 1] == '\r') --e;
-    if (e > lineStart) {
-      if (nLines == std::size(lines) || nLines >= opt.limits.maxHeaders)
-        return fail(400, "Too many headers");
-      if (e - lineStart > opt.limits.maxHeaderLine) return fail(400, "Header line too long");
-      lines[nLines++] = Line{uint32_t(lineStart), uint32_t(e)};
-    }
-    lineStart = n + 1;
-    i = n + 1;
+  if (limitError) {
+    unfold(base, size, next, limitPos); // as far as the lines were taken before the limit hit
+    return fail(400, limitError);
   }
-
+  if (anyFold) {
+    for (size_t li = 0; li < nLines; ++li) {
+      if (!lines[li].folded) continue;
+      unfold(base, size, lines[li].begin, lines[li].end);
+      classify(lines[li]);
+    }
+  }
   msg.headers_.reserve(nLines + 4);
+  msg.vias_.reserve(idCount[size_t(HeaderId::Via)]);
+  msg.routes_.reserve(idCount[size_t(HeaderId::Route)]);
+  msg.recordRoutes_.reserve(idCount[size_t(HeaderId::RecordRoute)]);
+  msg.contacts_.reserve(idCount[size_t(HeaderId::Contact)]);
+
   bool haveFrom = false, haveTo = false, haveCallId = false, haveCSeq = false;
   std::optional<uint32_t> contentLength;
   for (size_t li = 0; li < nLines; ++li) {
-    std::string_view line(base + lines[li].begin, lines[li].end - lines[li].begin);
+    const Line& l = lines[li];
+    std::string_view line(base + l.begin, l.end - l.begin);
     if (text::isWs(line[0])) return fail(400, "Continuation line without header");
-    auto colon = line.find(':');
-    if (colon == std::string_view::npos) return fail(400, "Malformed header line");
-    std::string_view name = line.substr(0, colon);
-    while (!name.empty() && text::isWs(name.back())) name.remove_suffix(1);
-    if (!text::isToken(name)) return fail(400, "Bad header name");
-    std::string_view value = text::trim(line.substr(colon + 1));
-    HeaderId id = headerIdFromName(name);
+    if (!l.nameOk) {
+      // Which error: a line without any ':' is malformed, else the name is not a token.
+      if (line.find(':') == std::string_view::npos) return fail(400, "Malformed header line");
+      return fail(400, "Bad header name");
+    }
+    std::string_view name(base + l.begin, l.nameEnd - l.begin);
+    std::string_view value = text::trim(std::string_view(base + l.colon + 1, l.end - l.colon - 1));
+    const HeaderId id = l.id;
 
     auto addOne = [&](std::string_view v) -> bool {
       if (msg.headers_.size() >= opt.limits.maxHeaders) return false;
@@ -243,8 +325,8 @@ ParseOutcome Parser::run(std::string buffer, const ParseOptions& opt) {
       haveCallId = true;
       // callid = word [ "@" word ]: no whitespace
       if (value.empty()) return fail(400, "Empty Call-ID");
-      for (char c : value)
-        if (text::isWs(c) || c < 0x21 || c == 0x7f) return fail(400, "Bad Call-ID");
+      if (text::scan(value.data(), 0, value.size(), text::kCallId) != value.size())
+        return fail(400, "Bad Call-ID");
       msg.callId_ = value;
       break;
     }

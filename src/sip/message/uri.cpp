@@ -9,12 +9,22 @@ namespace verbund::sip {
 
 namespace {
 
-bool isHex(char c) { return text::isDigit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+bool isHex(char c) {
+  return text::isDigit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
 
-bool isUserChar(char c) { return text::is(c, text::kUser); }
-bool isPasswordChar(char c) { return text::is(c, text::kPassword); }
-bool isParamChar(char c) { return text::is(c, text::kParam); }
-bool isHeaderChar(char c) { return text::is(c, text::kHeader); }
+bool isUserChar(char c) {
+  return text::is(c, text::kUser);
+}
+bool isPasswordChar(char c) {
+  return text::is(c, text::kPassword);
+}
+bool isParamChar(char c) {
+  return text::is(c, text::kParam);
+}
+bool isHeaderChar(char c) {
+  return text::is(c, text::kHeader);
+}
 
 bool validEscapes(std::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
@@ -25,7 +35,9 @@ bool validEscapes(std::string_view s) {
   return true;
 }
 
-Error uriError(const char* why) { return Error{400, std::string("Bad URI: ") + why}; }
+Error uriError(const char* why) {
+  return Error{400, std::string("Bad URI: ") + why};
+}
 
 bool parsePort(std::string_view s, uint16_t& out) {
   if (s.empty() || s.size() > 5) return false;
@@ -64,11 +76,11 @@ bool validHost(std::string_view h) {
 } // namespace
 
 namespace {
-template <typename F>
-void forEachParam(std::string_view params, F&& f);
-} // namespace
+template <typename F> void forEachParam(std::string_view params, F&& f);
 
-Result<Uri> parseUri(std::string_view in) {
+// The general URI parser: every scheme, every error with its reason. parseUri() runs the fast
+// path below first and comes here only when that one declines.
+Result<Uri> parseUriGeneral(std::string_view in) {
   Uri u;
   u.text = in;
   auto colon = in.find(':');
@@ -92,12 +104,14 @@ Result<Uri> parseUri(std::string_view in) {
     if (semi != std::string_view::npos) u.params = rest.substr(semi);
     if (u.user.empty()) return uriError("empty tel number");
     for (char c : rest)
-      if (c <= ' ' || c == '<' || c == '>' || c == '"' || c == 0x7f) return uriError("bad character");
+      if (c <= ' ' || c == '<' || c == '>' || c == '"' || c == 0x7f)
+        return uriError("bad character");
     return u;
   } else {
     u.scheme = UriScheme::Other;
     for (char c : rest)
-      if (c <= ' ' || c == '<' || c == '>' || c == '"' || c == 0x7f) return uriError("bad character");
+      if (c <= ' ' || c == '<' || c == '>' || c == '"' || c == 0x7f)
+        return uriError("bad character");
     if (rest.empty()) return uriError("empty");
     return u;
   }
@@ -158,14 +172,142 @@ Result<Uri> parseUri(std::string_view in) {
     forEachParam(rest, [&](std::string_view n, std::string_view) {
       for (size_t k = 0; k < count; ++k)
         if (text::iequals(names[k], n)) duplicate = true;
-      if (count == std::size(names)) tooMany = true;
-      else names[count++] = n;
+      if (count == std::size(names))
+        tooMany = true;
+      else
+        names[count++] = n;
     });
     if (duplicate) return uriError("duplicate parameter");
     if (tooMany) return uriError("too many parameters");
     u.params = rest;
   }
   return u;
+}
+
+constexpr size_t kBad = std::string_view::npos;
+
+// Scans characters of class k from i, stopping before end or at the first character outside the
+// class; %-escapes (RFC 3261 §25.1 escaped = "%" HEXDIG HEXDIG) must lie wholly before end, as
+// validEscapes() requires of a component. Returns where it stopped, or kBad on a bad escape.
+size_t scanEscaped(const char* b, size_t i, size_t end, uint32_t k) {
+  for (;;) {
+    i = text::scan(b, i, end, k | text::kNotPct);
+    if (i >= end || b[i] != '%') return i;
+    if (i + 2 >= end || !text::is(b[i + 1], text::kHex) || !text::is(b[i + 2], text::kHex))
+      return kBad;
+    i += 3;
+  }
+}
+
+// Fast path for the URIs routing headers carry: "sip:" / "sips:", no whitespace. One left-to-right
+// pass validates and splits at the same time; anything it is not sure about (another scheme, a
+// bad character, a duplicate parameter, ...) makes it return false, and parseUriGeneral() then
+// decides - so the fast path only has to agree with the general parser on what it accepts.
+// The grammar is RFC 3261 §25.1 SIP-URI as parseUriGeneral() implements it:
+//   [ user [ ":" password ] "@" ] host [ ":" port ] *( ";" uri-parameter ) [ "?" headers ]
+// with the first '@' anywhere ending the userinfo and the first '?' starting the headers.
+bool parseSipUriFast(std::string_view in, Uri& u) {
+  const char* const b = in.data();
+  const size_t n = in.size();
+  size_t i;
+  if (n > 4 && (b[0] | 0x20) == 's' && (b[1] | 0x20) == 'i' && (b[2] | 0x20) == 'p') {
+    if (b[3] == ':') {
+      i = 4;
+      u.scheme = UriScheme::Sip;
+    } else if ((b[3] | 0x20) == 's' && b[4] == ':') {
+      i = 5;
+      u.scheme = UriScheme::Sips;
+    } else {
+      return false;
+    }
+  } else {
+    return false;
+  }
+  u.text = in;
+  u.schemeText = std::string_view(b, i - 1);
+
+  // userinfo ends at the first '@' of the whole rest.
+  if (const void* at = std::memchr(b + i, '@', n - i)) {
+    const size_t a = size_t(static_cast<const char*>(at) - b);
+    size_t j = scanEscaped(b, i, a, text::kUser);
+    if (j == i || j == kBad) return false;
+    u.user = std::string_view(b + i, j - i);
+    if (j < a) {
+      if (b[j] != ':') return false;
+      const size_t ps = ++j;
+      if (scanEscaped(b, ps, a, text::kPassword) != a) return false;
+      u.password = std::string_view(b + ps, a - ps);
+    }
+    i = a + 1;
+  }
+
+  // host: hostname / IPv4address, or an IPv6 reference in brackets.
+  const size_t hs = i;
+  if (i < n && b[i] == '[') {
+    i = text::scan(b, i + 1, n, text::kIPv6);
+    if (i >= n || b[i] != ']' || i - hs < 3) return false;
+    ++i;
+  } else {
+    // Labels must not be empty, except that a trailing dot is allowed.
+    for (;;) {
+      const size_t ls = i;
+      i = text::scan(b, i, n, text::kLabel);
+      if (i == n || b[i] != '.') break;
+      if (i == ls) return false;
+      ++i;
+    }
+    if (i == hs) return false;
+  }
+  u.host = std::string_view(b + hs, i - hs);
+
+  // port = 1*5DIGIT, at most 65535
+  if (i < n && b[i] == ':') {
+    const size_t ps = ++i;
+    unsigned port = 0;
+    while (i < n && text::isDigit(b[i]) && i - ps < 5) port = port * 10 + unsigned(b[i++] - '0');
+    if (i == ps || port > 65535) return false;
+    u.port = uint16_t(port);
+  }
+
+  // uri-parameters; RFC 3261 §19.1.1: no parameter may appear twice (names compared
+  // case-insensitively, as the general parser does).
+  if (i < n && b[i] == ';') {
+    const size_t ps = i;
+    uint32_t nameAt[8], nameLen[8];
+    size_t count = 0;
+    while (i < n && b[i] == ';') {
+      const size_t ns = ++i;
+      i = scanEscaped(b, i, n, text::kParamName);
+      if (i == kBad) return false;
+      const std::string_view name(b + ns, i - ns);
+      for (size_t m = 0; m < count; ++m)
+        if (text::iequals(std::string_view(b + nameAt[m], nameLen[m]), name)) return false;
+      if (count == std::size(nameAt)) return false;
+      nameAt[count] = uint32_t(ns);
+      nameLen[count++] = uint32_t(i - ns);
+      if (i < n && b[i] == '=') {
+        i = scanEscaped(b, i + 1, n, text::kParamValue);
+        if (i == kBad) return false;
+      }
+    }
+    u.params = std::string_view(b + ps, i - ps);
+  }
+
+  // headers: everything after the first '?'.
+  if (i < n) {
+    if (b[i] != '?') return false;
+    const size_t qs = ++i;
+    if (scanEscaped(b, qs, n, text::kHeader) != n) return false;
+    u.headers = std::string_view(b + qs, n - qs);
+  }
+  return true;
+}
+} // namespace
+
+Result<Uri> parseUri(std::string_view in) {
+  Uri u;
+  if (parseSipUriFast(in, u)) return u;
+  return parseUriGeneral(in);
 }
 
 std::optional<std::string_view> Uri::param(std::string_view name) const {
@@ -195,8 +337,7 @@ std::optional<std::string> unescape(std::string_view s) {
 
 namespace {
 // Iterates ";name=value" elements of a raw parameter string.
-template <typename F>
-void forEachParam(std::string_view params, F&& f) {
+template <typename F> void forEachParam(std::string_view params, F&& f) {
   while (!params.empty()) {
     if (params.front() == ';') params.remove_prefix(1);
     auto end = params.find(';');
