@@ -1,10 +1,8 @@
 // verbund: the node (`verbund serve`), its command line tools, and the test user agent.
 #include "app/config.h"
 #include "app/listen.h"
-#ifdef VERBUND_HAVE_NODE
 #include "app/cli_admin.h"
 #include "app/node.h"
-#endif
 #include "app/test_ua.h"
 #include "base/asio_timers.h"
 #include "base/log.h"
@@ -113,7 +111,6 @@ int runTestUa(const TestUaOptions& o) {
   return 0;
 }
 
-#ifdef VERBUND_HAVE_NODE
 int runServe(const std::string& configPath, const std::string& readyFile) {
   app::NodeConfig cfg = app::defaultConfig();
   if (!configPath.empty()) {
@@ -146,12 +143,6 @@ int runServe(const std::string& configPath, const std::string& readyFile) {
   io.run();
   return 0;
 }
-#else
-int runServe(const std::string&, const std::string&) {
-  std::fprintf(stderr, "verbund: this build has no PBX node\n");
-  return 2;
-}
-#endif
 
 } // namespace
 
@@ -182,14 +173,10 @@ int main(int argc, char** argv) {
   testua->add_option("--log-level", ua.logLevel, "trace|debug|info|warn|error");
 
   auto* version = cli.add_subcommand("version", "Print the version");
-#ifdef VERBUND_HAVE_NODE
   app::AdminCommands admin(cli);
-#endif
 
   CLI11_PARSE(cli, argc, argv);
-#ifdef VERBUND_HAVE_NODE
   if (admin.selected()) return admin.run();
-#endif
   if (*serve) return runServe(configPath, serveReadyFile);
   if (*testua) return runTestUa(ua);
   if (*version) {
