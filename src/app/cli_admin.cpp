@@ -20,7 +20,10 @@ struct AdminCliState {
   std::string token, passwordFile;
   bool jsonOut = false;
   // Command and arguments.
-  CLI::App *userCmd = nullptr, *groupCmd = nullptr, *adminCmd = nullptr;
+  CLI::App *userCmd = nullptr, *groupCmd = nullptr, *adminCmd = nullptr, *callsCmd = nullptr,
+           *regCmd = nullptr, *trunkCmd = nullptr;
+  std::string disposition;
+  int limit = 50;
   std::string command; // "user list", ...
   std::string query, key, name, number, sipUser, external, language, newExtension, shared;
   std::vector<std::string> members;
@@ -265,6 +268,21 @@ AdminCommands::AdminCommands(CLI::App& app) : s_(std::make_unique<AdminCliState>
     c->add_option("member", s.member, "member: EXT or NODE/EXT")->required();
   }
 
+  s.callsCmd = app.add_subcommand("calls", "Call lists and active calls of the running node");
+  s.callsCmd->require_subcommand(1);
+  auto* clist = sub(s.callsCmd, "list", "List call records (newest first)");
+  clist->add_option("-e,--extension", s.key, "only calls this extension took part in");
+  clist->add_option("-d,--disposition", s.disposition,
+                    "answered, missed, busy, picked-up, completed-elsewhere or failed");
+  clist->add_option("-n,--limit", s.limit, "at most this many (1..1000)")->capture_default_str();
+  sub(s.callsCmd, "active", "List calls in progress");
+  s.regCmd = app.add_subcommand("registrations", "Registered devices of the running node");
+  s.regCmd->require_subcommand(1);
+  sub(s.regCmd, "list", "List registered devices");
+  s.trunkCmd = app.add_subcommand("trunk", "The external line (SIP trunk)");
+  s.trunkCmd->require_subcommand(1);
+  sub(s.trunkCmd, "show", "Show the trunk settings (without the password) and its state");
+
   s.adminCmd = app.add_subcommand("admin", "Administer the node");
   s.adminCmd->require_subcommand(1);
   sub(s.adminCmd, "set-password", "Set the admin password (new password read from stdin)");
@@ -364,6 +382,48 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
                             httplib::detail::encode_query_param(ext) + "/login",
                         json{{"loggedIn", s.command == "group login"}});
       s.jsonOut ? emit(g) : printGroups(json::array({g}));
+    } else if (s.command == "calls list") {
+      std::string q = "/api/v1/calls?limit=" + std::to_string(s.limit);
+      if (!s.key.empty()) q += "&extension=" + httplib::detail::encode_query_param(s.key);
+      if (!s.disposition.empty())
+        q += "&disposition=" + httplib::detail::encode_query_param(s.disposition);
+      auto j = api.call("GET", q);
+      if (s.jsonOut) {
+        emit(j["calls"]);
+      } else {
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& c : j["calls"]) {
+          rows.push_back({std::to_string(c.value("startMs", int64_t(0)) / 1000), str(c, "caller"),
+                          str(c, "dialled"), str(c, "disposition"), str(c, "answeredBy"),
+                          c.value("viaExternalLine", false) ? "external" : ""});
+        }
+        printTable(out, {"START (UNIX S)", "CALLER", "DIALLED", "RESULT", "ANSWERED BY", "LINE"},
+                   rows);
+      }
+    } else if (s.command == "calls active") {
+      auto j = api.call("GET", "/api/v1/calls/active");
+      if (s.jsonOut) {
+        emit(j["calls"]);
+      } else {
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& c : j["calls"])
+          rows.push_back({str(c, "caller"), str(c, "dialled"), str(c, "state"),
+                          str(c, "answeredBy")});
+        printTable(out, {"CALLER", "DIALLED", "STATE", "ANSWERED BY"}, rows);
+      }
+    } else if (s.command == "registrations list") {
+      auto j = api.call("GET", "/api/v1/registrations");
+      if (s.jsonOut) {
+        emit(j["registrations"]);
+      } else {
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& r : j["registrations"])
+          rows.push_back({str(r, "sipUser"), str(r, "transport"), str(r, "source"),
+                          std::to_string(r.value("expiresInSeconds", 0)), str(r, "userAgent")});
+        printTable(out, {"SIP USER", "TRANSPORT", "SOURCE", "EXPIRES IN", "USER AGENT"}, rows);
+      }
+    } else if (s.command == "trunk show") {
+      emit(api.call("GET", "/api/v1/trunk"));
     } else if (s.command == "admin set-password") {
       std::string pw = readLine(in);
       json b{{"password", pw}};
