@@ -499,16 +499,17 @@ void CallManager::onOfferAnswered(InviteSession& s, sip::Method, const Message& 
 void CallManager::onTerminated(InviteSession& s, InviteEnd why, const Message*) {
   Call* call = callOf(s.appData);
   if (!call || call->ended) return;
+  // Mark the call ended before touching the other leg: ending it may call back into
+  // onTerminated for that leg from inside end().
   if (s.id() == call->inbound) {
-    if (!call->answered) {
-      cancelForks(*call, nullptr, false);
-    } else if (InviteSession* o = session(call->other)) {
-      (void)o->end();
-    }
+    sip::UsageId other = call->answered ? call->other : 0;
+    if (!call->answered) cancelForks(*call, nullptr, false);
     endCall(*call, &s);
+    if (InviteSession* o = other ? session(other) : nullptr) (void)o->end();
   } else if (call->answered && s.id() == call->other) {
-    if (InviteSession* in = session(call->inbound)) (void)in->end();
+    sip::UsageId inbound = call->inbound;
     endCall(*call, &s);
+    if (InviteSession* in = session(inbound)) (void)in->end();
   }
   // Other forks' early sessions end as they are cancelled: nothing to do.
 }
@@ -528,7 +529,10 @@ void CallManager::endCall(Call& call, InviteSession*) {
   finish(call.id);
 }
 
-void CallManager::finish(CallId id) { calls_.erase(id); }
+void CallManager::finish(CallId id) {
+  // Erased from the event loop, never inside a callback that may still hold the Call.
+  timers_.after(Duration(0), [this, id] { calls_.erase(id); });
+}
 
 void CallManager::saveRecord(Call& call) {
   CallRecord r;
@@ -648,6 +652,7 @@ bool CallManager::pickUp(Call& picker, Call& target) {
 std::vector<CallManager::ActiveCall> CallManager::activeCalls() const {
   std::vector<ActiveCall> out;
   for (const auto& [id, c] : calls_) {
+    if (c->ended) continue;
     ActiveCall a;
     a.correlationId = c->correlationId;
     a.caller = c->caller.kind == Caller::Kind::LocalUser ? c->caller.party.extension : c->caller.number;
