@@ -12,8 +12,10 @@ namespace {
 std::string crlf(const char* s) {
   std::string out;
   for (; *s; ++s) {
-    if (*s == '\n') out += "\r\n";
-    else out += *s;
+    if (*s == '\n')
+      out += "\r\n";
+    else
+      out += *s;
   }
   return out;
 }
@@ -22,17 +24,21 @@ const std::string& invite() {
   static const std::string msg = crlf(
       "INVITE sip:2001@pbx.example.com;user=phone SIP/2.0\n"
       "Via: SIP/2.0/UDP 10.20.30.40:5060;branch=z9hG4bK-524287-1---5f6a8b9c0d1e2f30;rport\n"
-      "Via: SIP/2.0/TCP proxy2.example.net:5060;branch=z9hG4bK7a8b9c0d1e2f3a4b;received=192.0.2.17\n"
+      "Via: SIP/2.0/TCP "
+      "proxy2.example.net:5060;branch=z9hG4bK7a8b9c0d1e2f3a4b;received=192.0.2.17\n"
       "Via: SIP/2.0/UDP 192.168.1.25:5062;branch=z9hG4bKnashds8;rport=5062;received=198.51.100.9\n"
       "Max-Forwards: 68\n"
       "Record-Route: <sip:proxy2.example.net;lr;ftag=as1f2e3d4c>\n"
       "Record-Route: <sip:proxy1.example.net;lr;transport=tcp>\n"
-      "Contact: \"Alice Example\" <sip:1001@192.168.1.25:5062;transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000B82A1B2C3>\"\n"
+      "Contact: \"Alice Example\" "
+      "<sip:1001@192.168.1.25:5062;transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-1000-"
+      "8000-000B82A1B2C3>\"\n"
       "To: \"Reception\" <sip:2001@pbx.example.com;user=phone>\n"
       "From: \"Alice Example\" <sip:1001@pbx.example.com;user=phone>;tag=as1f2e3d4c\n"
       "Call-ID: 8f3a2b1c-4d5e6f70-81928374@192.168.1.25\n"
       "CSeq: 102 INVITE\n"
-      "Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, OPTIONS, INFO, SUBSCRIBE, UPDATE, PRACK, MESSAGE\n"
+      "Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, OPTIONS, INFO, SUBSCRIBE, UPDATE, PRACK, "
+      "MESSAGE\n"
       "Supported: replaces, timer, 100rel, path\n"
       "User-Agent: Example DeskPhone 7.4.3 (model X200, firmware 2026.10)\n"
       "Allow-Events: talk, hold, conference, dialog, presence, refer\n"
@@ -86,9 +92,8 @@ void BM_ParseAndRoute(benchmark::State& state) {
   for (auto _ : state) {
     auto r = parseMessage(std::string(in));
     const Message& m = *r.message;
-    sink += m.topVia().branch.size() + m.callId().size() + m.fromTag().size() +
-            m.cseq().seq + m.recordRoutes().size() + m.contacts()[0].uri.host.size() +
-            m.requestUri().user.size();
+    sink += m.topVia().branch.size() + m.callId().size() + m.fromTag().size() + m.cseq().seq +
+            m.recordRoutes().size() + m.contacts()[0].uri.host.size() + m.requestUri().user.size();
   }
   benchmark::DoNotOptimize(sink);
 }

@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# OPTIONS benchmark: `verbund testua` beside Kamailio 5.6 (stateless sl_send_reply 200), SIPp as
-# the load generator, everything on 127.0.0.1 (the load generator shares the cores).
+# OPTIONS benchmark: `verbund testua` and `verbund serve` (the PBX node, which answers OPTIONS too)
+# beside Kamailio 5.6 (stateless sl_send_reply 200), SIPp as the load generator, everything on
+# 127.0.0.1 (the load generator shares the cores).
 #
-# For each fixed-rate run (A B A B ...: Verbund, Kamailio, Verbund, Kamailio) it measures the
+# For each fixed-rate run (A B C A B C ...: testua, serve, Kamailio, ...) it measures the
 # server's CPU time (utime+stime from /proc/<pid>/stat, summed over all of Kamailio's processes)
 # across the load window and prints CPU-µs per answered OPTIONS; then a max-rate probe per server
 # (rising rates, highest rate with < 0.1 % failed requests). Prints Markdown table rows.
 #
 # usage: bench/sipp/options_vs_kamailio.sh --verbund PATH [--duration S] [--rate R] [--pairs N]
 #          [--transport udp|tcp] [--probe "2000 5000 10000 20000"] [--probe-duration S]
-#          [--kamailio-children N] [--no-probe]
-# Defaults: 30 s at 2,000 OPTIONS/s, 2 pairs, UDP, probe steps of 10 s each.
+#          [--kamailio-children N] [--no-probe] [--servers "verbund serve kamailio"]
+# Defaults: 30 s at 2,000 OPTIONS/s, 2 pairs, UDP, probe steps of 10 s each, all three servers
+# (`verbund` is the test UA, `serve` the node with a fresh data dir, log level warn).
 # Needs: sipp (sip-tester), kamailio, python3. Use a release build of verbund.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 verbund="" duration=30 rate=2000 pairs=2 transport=udp probe="2000 5000 10000 20000 40000"
-probe_duration=10 kchildren=2 do_probe=1
+probe_duration=10 kchildren=2 do_probe=1 servers="verbund serve kamailio"
 while [ $# -gt 0 ]; do
   case $1 in
     --verbund) verbund=$2; shift 2 ;;
@@ -28,7 +30,8 @@ while [ $# -gt 0 ]; do
     --probe-duration) probe_duration=$2; shift 2 ;;
     --kamailio-children) kchildren=$2; shift 2 ;;
     --no-probe) do_probe=0; shift ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    --servers) servers=$2; shift 2 ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -106,6 +109,29 @@ start_verbund() {
   server_name="Verbund testua"
 }
 
+start_serve() { # `verbund serve`: the PBX node, fresh data dir, no users
+  local ready=$tmp/serve.ready.json d=$tmp/serve-$RANDOM
+  mkdir -p "$d/data"; rm -f "$ready"
+  cat > "$d/node.toml" <<EOT
+[node]
+name = "bench"
+data_dir = "$d/data"
+log_level = "warn"
+admin_listen = "127.0.0.1:0"
+
+[sip]
+udp = ["127.0.0.1:0"]
+tcp = ["127.0.0.1:0"]
+EOT
+  VERBUND_ADMIN_PASSWORD="bench-$RANDOM$RANDOM-Pw" "$verbund" serve --config "$d/node.toml" --ready-file "$ready" \
+    > "$tmp/serve.out" 2>&1 < /dev/null &
+  server_pid=$!; pids+=("$server_pid")
+  for _ in $(seq 1 300); do [ -s "$ready" ] && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); j['udp']" "$ready" 2>/dev/null && break; sleep 0.1; done
+  [ -s "$ready" ] || { echo "verbund serve did not start:" >&2; tail "$tmp/serve.out" >&2; exit 1; }
+  server_addr=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$ready" "$transport")
+  server_name="Verbund serve"
+}
+
 start_kamailio() {
   local port; port=$(free_port)
   mkdir -p "$tmp/kam"
@@ -166,17 +192,18 @@ ok, failed, wall, cpu = int(ok), int(failed), float(wall), float(cpu)
 total = ok + failed
 us = cpu * 1e6 / ok if ok else float("nan")
 fail_pct = 100.0 * failed / total if total else 100.0
-print(f"| {server} | {tr.upper()} | {target} | {dur} s | {ok / wall:,.0f} | {ok:,} | {fail_pct:.3f} % | {cpu:.2f} | {us:.1f} |")
+load = open("/proc/loadavg").read().split()[0]
+print(f"| {server} | {tr.upper()} | {target} | {dur} s | {ok / wall:,.0f} | {ok:,} | {fail_pct:.3f} % | {cpu:.2f} | {us:.1f} | {load} |")
 EOF
 }
 
 echo "OPTIONS benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*'), $(kamailio -v | head -1)"
 echo "verbund: $verbund"
 echo
-echo "| Server | Transport | Target rate (req/s) | Duration | Achieved (req/s) | Answered | Failed | Server CPU (s) | CPU-µs / request |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| Server | Transport | Target rate (req/s) | Duration | Achieved (req/s) | Answered | Failed | Server CPU (s) | CPU-µs / request | Load (1 min) |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for i in $(seq 1 "$pairs"); do
-  for server in verbund kamailio; do
+  for server in $servers; do
     start_$server
     sleep 0.5
     c0=$(cpu_of "$server_pid")
@@ -192,9 +219,9 @@ if [ $do_probe = 1 ]; then
   echo
   echo "Max-rate probe (${probe_duration} s per step; the highest step with < 0.1 % failed counts):"
   echo
-  echo "| Server | Transport | Target rate (req/s) | Duration | Achieved (req/s) | Answered | Failed | Server CPU (s) | CPU-µs / request |"
-  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-  for server in verbund kamailio; do
+  echo "| Server | Transport | Target rate (req/s) | Duration | Achieved (req/s) | Answered | Failed | Server CPU (s) | CPU-µs / request | Load (1 min) |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for server in $servers; do
     start_$server
     sleep 0.5
     best=""
@@ -211,7 +238,7 @@ if [ $do_probe = 1 ]; then
         break
       fi
     done
-    echo "| **$server_name: highest clean step** | | | | **${best:-none}** | | | | |"
+    echo "| **$server_name: highest clean step** | | | | **${best:-none}** | | | | | |"
     stop_server
   done
 fi

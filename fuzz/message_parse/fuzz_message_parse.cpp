@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)m.header("X-Unknown");
     std::string wire = m.serialize();
     auto again = parseMessage(wire, ParseOptions{});
-    if (!again.ok()) continue;  // a datagram body may legally differ once re-framed
+    if (!again.ok()) continue; // a datagram body may legally differ once re-framed
     const Message& a = *again.message;
     if (a.callId() != m.callId() || a.cseq().seq != m.cseq().seq || a.fromTag() != m.fromTag() ||
         a.toTag() != m.toTag() || a.branch() != m.branch())

@@ -407,8 +407,8 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
       } else {
         std::vector<std::vector<std::string>> rows;
         for (const auto& c : j["calls"])
-          rows.push_back({str(c, "caller"), str(c, "dialled"), str(c, "state"),
-                          str(c, "answeredBy")});
+          rows.push_back(
+              {str(c, "caller"), str(c, "dialled"), str(c, "state"), str(c, "answeredBy")});
         printTable(out, {"CALLER", "DIALLED", "STATE", "ANSWERED BY"}, rows);
       }
     } else if (s.command == "registrations list") {

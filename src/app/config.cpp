@@ -18,7 +18,9 @@ NodeConfig defaultConfig() {
 }
 
 namespace {
-Error configError(const std::string& what) { return Error{1, "config: " + what}; }
+Error configError(const std::string& what) {
+  return Error{1, "config: " + what};
+}
 
 Result<std::vector<std::string>> stringList(const toml::node& n, const std::string& key) {
   std::vector<std::string> out;
@@ -54,11 +56,16 @@ Result<NodeConfig> loadConfig(const std::string& path) {
         std::string name(nk.str());
         auto s = nv.value<std::string>();
         if (!s) return configError("node." + name + " must be a string");
-        if (name == "name") c.nodeName = *s;
-        else if (name == "data_dir") c.dataDir = *s;
-        else if (name == "log_level") c.logLevel = *s;
-        else if (name == "admin_listen") c.adminListen = *s;
-        else return configError("unknown key node." + name);
+        if (name == "name")
+          c.nodeName = *s;
+        else if (name == "data_dir")
+          c.dataDir = *s;
+        else if (name == "log_level")
+          c.logLevel = *s;
+        else if (name == "admin_listen")
+          c.adminListen = *s;
+        else
+          return configError("unknown key node." + name);
       }
     } else if (key == "sip") {
       const toml::table* sip = v.as_table();

@@ -11,13 +11,13 @@ namespace verbund::app {
 
 struct NodeConfig {
   std::string nodeName = "verbund";
-  std::string dataDir;  // default: /var/lib/verbund for root, else $HOME/.local/share/verbund
+  std::string dataDir; // default: /var/lib/verbund for root, else $HOME/.local/share/verbund
   std::string logLevel = "info";
   std::vector<std::string> sipUdp{"0.0.0.0:5060"};
   std::vector<std::string> sipTcp{"0.0.0.0:5060"};
-  std::vector<std::string> sipTls;  // e.g. "0.0.0.0:5061"; needs tlsCert/tlsKey
+  std::vector<std::string> sipTls; // e.g. "0.0.0.0:5061"; needs tlsCert/tlsKey
   std::string tlsCert, tlsKey, tlsCa;
-  std::string sipAdvertise;  // host[:port] written into Contact; default: first bound address
+  std::string sipAdvertise; // host[:port] written into Contact; default: first bound address
   // Digest challenges offered to phones, in this order (RFC 8760 §2.4: a client uses the
   // topmost one it supports). MD5 comes first by default because common phones and tools
   // (baresip 1.0, SIPp 3.6) answer only the first challenge and fail on SHA-256; a site whose

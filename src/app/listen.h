@@ -15,7 +15,8 @@ struct ListenSpec {
 };
 
 // Binds every listener; returns the first bound address per transport ("udp", "tcp", "tls").
-Result<nlohmann::json> bindListeners(sip::TransportManager& tm, const std::vector<ListenSpec>& specs);
+Result<nlohmann::json> bindListeners(sip::TransportManager& tm,
+                                     const std::vector<ListenSpec>& specs);
 
 // TLS from PEM files; peers are verified against `ca` when it is given.
 Result<void> loadTls(sip::TransportManager& tm, const std::string& cert, const std::string& key,

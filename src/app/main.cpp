@@ -1,7 +1,7 @@
 // verbund: the node (`verbund serve`), its command line tools, and the test user agent.
+#include "app/cli_admin.h"
 #include "app/config.h"
 #include "app/listen.h"
-#include "app/cli_admin.h"
 #include "app/node.h"
 #include "app/test_ua.h"
 #include "base/asio_timers.h"
@@ -132,8 +132,8 @@ int runServe(const std::string& configPath, const std::string& readyFile) {
   nlohmann::json info = (*node)->bound();
   info["node_id"] = (*node)->nodeId();
   app::writeReadyFile(readyFile, info);
-  log->info("verbund {} node '{}' ({}) listening on {} (data directory {})", kVersion,
-            cfg.nodeName, (*node)->nodeId(), info.dump(), cfg.dataDir);
+  log->info("verbund {} node '{}' ({}) listening on {} (data directory {})", kVersion, cfg.nodeName,
+            (*node)->nodeId(), info.dump(), cfg.dataDir);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const std::error_code&, int) {
     log->info("shutting down");
@@ -145,7 +145,6 @@ int runServe(const std::string& configPath, const std::string& readyFile) {
 }
 
 } // namespace
-
 
 int main(int argc, char** argv) {
   CLI::App cli{"Verbund: a federated PBX"};

@@ -1,10 +1,11 @@
 #include "app/node.h"
 
+#include "app/listen.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "app/listen.h"
 #include "http/admin_server.h"
 #include "http/directory_routes.h"
+#include "http/trunk_routes.h"
 #include "pbx/calllog/call_log.h"
 #include "pbx/calls/call_manager.h"
 #include "pbx/directory/directory.h"
@@ -13,10 +14,10 @@
 #include "pbx/registrar/registrar.h"
 #include "pbx/trunk/trunk_manager.h"
 #include "pbx/trunk/trunk_store.h"
-#include "sip/dns/dns_resolver.h"
-#include "sip/dns/server_locator.h"
 #include "sip/auth/digest.h"
 #include "sip/dialog/dialog_manager.h"
+#include "sip/dns/dns_resolver.h"
+#include "sip/dns/server_locator.h"
 #include "sip/stack/sip_stack.h"
 #include "sip/transport/transport_manager.h"
 #include "store/database.h"
@@ -72,7 +73,7 @@ public:
     if (!g) return std::nullopt;
     pbx::GroupTarget t{g->number, g->name, {}};
     for (const auto& m : g->members) {
-      if (!m.loggedIn || !m.owner.empty()) continue;  // remote members: federation (issue 4)
+      if (!m.loggedIn || !m.owner.empty()) continue; // remote members: federation (issue 4)
       if (auto u = dir_.userByExtension(m.extension)) t.loggedInMembers.push_back(party(*u));
     }
     return t;
@@ -114,9 +115,10 @@ public:
     d.direction = e.initiator ? pbx::DialogDirection::Initiator : pbx::DialogDirection::Recipient;
     d.remote.identity = e.remoteUri;
     d.remote.display = e.remoteName;
-    pbx::CallEventKind kind = e.state == pbx::LineEvent::State::Early       ? pbx::CallEventKind::Ringing
-                              : e.state == pbx::LineEvent::State::Confirmed ? pbx::CallEventKind::Answered
-                                                                            : pbx::CallEventKind::Ended;
+    pbx::CallEventKind kind = e.state == pbx::LineEvent::State::Early ? pbx::CallEventKind::Ringing
+                              : e.state == pbx::LineEvent::State::Confirmed
+                                  ? pbx::CallEventKind::Answered
+                                  : pbx::CallEventKind::Ended;
     hub_.callEvent(pbx::UserKey{e.owner, e.extension}, kind, std::move(d));
   }
 
@@ -171,7 +173,7 @@ struct Node::Impl {
   std::unique_ptr<NodeCallDirectory> callDirectory;
   std::unique_ptr<NodeLineObserver> lineObserver;
   std::unique_ptr<pbx::CallManager> calls;
-  std::unique_ptr<sip::DigestServer> callAuth;  // INVITE from devices: 407 challenges
+  std::unique_ptr<sip::DigestServer> callAuth; // INVITE from devices: 407 challenges
   std::unique_ptr<sip::DnsResolver> dns;
   std::unique_ptr<sip::ServerLocator> locator;
   std::unique_ptr<pbx::TrunkManager> trunk;
@@ -224,8 +226,8 @@ Result<void> Node::Impl::openStorage() {
   if (!auth) return auth.error();
   adminAuth = std::move(auth.value());
   const char* envPassword = std::getenv("VERBUND_ADMIN_PASSWORD");
-  auto initial = adminAuth->bootstrap(envPassword ? std::optional<std::string>(envPassword)
-                                                  : std::nullopt);
+  auto initial =
+      adminAuth->bootstrap(envPassword ? std::optional<std::string>(envPassword) : std::nullopt);
   if (!initial) return initial.error();
   if (*initial) {
     // Shown once, on the first start only (the hash is what is stored).
@@ -436,7 +438,6 @@ void Node::Impl::outOfDialog(sip::ServerTxId tx, const sip::Message& request) {
   }
 }
 
-
 namespace {
 nlohmann::json recordJson(const pbx::CallRecord& r) {
   nlohmann::json parties = nlohmann::json::array();
@@ -549,6 +550,7 @@ Result<void> Node::Impl::startAdmin() {
   ac.version = kVersion;
   admin = std::make_unique<http::AdminServer>(io, *adminAuth, ac);
   http::addDirectoryRoutes(*admin, *directory);
+  http::addTrunkRoutes(*admin, *trunk, *db);
   addApiRoutes();
   auto b = admin->start();
   if (!b) return Error{1, "admin API: " + b.error().message};
@@ -565,9 +567,15 @@ Result<std::unique_ptr<Node>> Node::start(asio::io_context& io, const NodeConfig
 }
 
 Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Node::~Node() { stop(); }
-const nlohmann::json& Node::bound() const { return impl_->bound; }
-const std::string& Node::nodeId() const { return impl_->nodeId; }
+Node::~Node() {
+  stop();
+}
+const nlohmann::json& Node::bound() const {
+  return impl_->bound;
+}
+const std::string& Node::nodeId() const {
+  return impl_->nodeId;
+}
 
 void Node::stop() {
   if (!impl_) return;

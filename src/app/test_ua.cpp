@@ -25,7 +25,8 @@ std::string sdpAnswer(const Message& offer, const Peer& local) {
     std::string_view line = body.substr(m, eol == body.npos ? body.npos : eol - m);
     // m=audio <port> RTP/AVP <fmt...>
     size_t p = 0;
-    for (int field = 0; field < 3 && p != std::string_view::npos; ++field) p = line.find(' ', p + 1);
+    for (int field = 0; field < 3 && p != std::string_view::npos; ++field)
+      p = line.find(' ', p + 1);
     if (p != std::string_view::npos) payloads = std::string(line.substr(p + 1));
   }
   out += "m=audio 40000 RTP/AVP " + payloads + "\r\na=sendrecv\r\n";
@@ -57,13 +58,14 @@ bool TestUa::authorize(ServerTxId tx, const Message& request) {
   if (creds) {
     auto params = parseAuthParams(*creds);
     if (params) {
-      auto verdict = digest_->verify(*params, request.methodName(), request.body(),
-                                     [this](std::string_view user, std::string_view,
-                                            DigestAlgorithm) -> std::optional<DigestSecret> {
-                                       auto it = config_.users.find(std::string(user));
-                                       if (it == config_.users.end()) return std::nullopt;
-                                       return DigestSecret{DigestSecret::Kind::Password, it->second};
-                                     });
+      auto verdict =
+          digest_->verify(*params, request.methodName(), request.body(),
+                          [this](std::string_view user, std::string_view,
+                                 DigestAlgorithm) -> std::optional<DigestSecret> {
+                            auto it = config_.users.find(std::string(user));
+                            if (it == config_.users.end()) return std::nullopt;
+                            return DigestSecret{DigestSecret::Kind::Password, it->second};
+                          });
       if (verdict.ok()) {
         ++stats_.authOk;
         return true;

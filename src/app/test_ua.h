@@ -15,9 +15,9 @@
 namespace verbund::app {
 
 struct TestUaConfig {
-  Duration answerDelay{0};  // after the 180; 0 answers at once
-  Duration hangupAfter{0};  // 0: never hang up ourselves
-  std::map<std::string, std::string> users;  // digest credentials; empty: no auth
+  Duration answerDelay{0};                  // after the 180; 0 answers at once
+  Duration hangupAfter{0};                  // 0: never hang up ourselves
+  std::map<std::string, std::string> users; // digest credentials; empty: no auth
   std::string realm = "verbund.test";
   // Challenges offered, most preferred first (RFC 8760 §2.4); empty: the digest default
   // (SHA-256, MD5). Clients that only read the first challenge (SIPp 3.6) need MD5 first.
@@ -45,10 +45,10 @@ private:
   struct Call {
     sip::ServerTxId inviteTx = 0;
     std::string callId, localTag, remoteTag;
-    std::string localUri, remoteUri;  // our To, their From (name-addr text without tags)
-    std::string remoteTarget;         // their Contact URI
+    std::string localUri, remoteUri; // our To, their From (name-addr text without tags)
+    std::string remoteTarget;        // their Contact URI
     std::vector<std::string> routeSet;
-    sip::Peer peer;  // where their requests come from: in-dialog requests go back there
+    sip::Peer peer; // where their requests come from: in-dialog requests go back there
     uint32_t localCSeq = 0;
     TimerId answerTimer = 0;
     TimerId hangupTimer = 0;
@@ -66,7 +66,7 @@ private:
   TestUaConfig config_;
   std::unique_ptr<sip::DigestServer> digest_;
   std::unordered_map<std::string, Call> calls_;                 // by Call-ID + local tag
-  std::unordered_map<sip::ServerTxId, std::string> byInviteTx_;  // ringing INVITEs
+  std::unordered_map<sip::ServerTxId, std::string> byInviteTx_; // ringing INVITEs
   Stats stats_;
 };
 

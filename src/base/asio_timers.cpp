@@ -10,7 +10,7 @@ TimerId AsioTimers::after(Duration delay, std::function<void()> fn) {
   TimerId id = ++next_;
   auto timer = std::make_unique<asio::steady_timer>(io_, delay);
   timer->async_wait([this, id, fn = std::move(fn)](const std::error_code& ec) {
-    if (ec) return;  // cancelled
+    if (ec) return; // cancelled
     auto it = live_.find(id);
     if (it == live_.end()) return;
     // Keep the timer object alive until the handler returns: erase after the call is not

@@ -20,7 +20,9 @@ Counter::Counter(const char* name, const char* help) : name_(name), help_(help) 
   registry().push_back(this);
 }
 
-const std::vector<Counter*>& allCounters() { return registry(); }
+const std::vector<Counter*>& allCounters() {
+  return registry();
+}
 
 std::string renderPrometheus() {
   std::lock_guard<std::mutex> lock(registryMutex());

@@ -81,7 +81,9 @@ std::string SockAddr::hostString() const {
   return ip.v6 ? "[" + ip.toString() + "]" : ip.toString();
 }
 
-std::string SockAddr::toString() const { return hostString() + ":" + std::to_string(port); }
+std::string SockAddr::toString() const {
+  return hostString() + ":" + std::to_string(port);
+}
 
 size_t SockAddrHash::operator()(const SockAddr& a) const noexcept {
   uint64_t h = 1469598103934665603ull;

@@ -10,10 +10,10 @@ namespace verbund {
 
 struct IpAddress {
   bool v6 = false;
-  std::array<uint8_t, 16> bytes{};  // v4 uses the first 4
+  std::array<uint8_t, 16> bytes{}; // v4 uses the first 4
 
-  static std::optional<IpAddress> parse(std::string_view text);  // "1.2.3.4", "::1", "[::1]"
-  std::string toString() const;                                  // v6 without brackets
+  static std::optional<IpAddress> parse(std::string_view text); // "1.2.3.4", "::1", "[::1]"
+  std::string toString() const;                                 // v6 without brackets
   bool isLoopback() const;
   bool isAny() const;
   friend bool operator==(const IpAddress&, const IpAddress&) = default;
@@ -25,8 +25,8 @@ struct SockAddr {
 
   // "1.2.3.4:5060", "[::1]:5060"; a missing port gives 0.
   static std::optional<SockAddr> parse(std::string_view text);
-  std::string toString() const;  // "1.2.3.4:5060" / "[::1]:5060"
-  std::string hostString() const;  // "1.2.3.4" / "[::1]" for use in SIP URIs and Via
+  std::string toString() const;   // "1.2.3.4:5060" / "[::1]:5060"
+  std::string hostString() const; // "1.2.3.4" / "[::1]" for use in SIP URIs and Via
   friend bool operator==(const SockAddr&, const SockAddr&) = default;
 };
 

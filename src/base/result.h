@@ -8,12 +8,11 @@
 namespace verbund {
 
 struct Error {
-  int code = 0;         // protocol-specific: a SIP status for the SIP core, an HTTP status for the API
-  std::string message;  // human-readable; safe to log (never contains secrets)
+  int code = 0; // protocol-specific: a SIP status for the SIP core, an HTTP status for the API
+  std::string message; // human-readable; safe to log (never contains secrets)
 };
 
-template <typename T>
-class [[nodiscard]] Result {
+template <typename T> class [[nodiscard]] Result {
 public:
   Result(T value) : v_(std::move(value)) {}
   Result(Error error) : v_(std::move(error)) {}
@@ -35,8 +34,7 @@ private:
   std::variant<T, Error> v_;
 };
 
-template <>
-class [[nodiscard]] Result<void> {
+template <> class [[nodiscard]] Result<void> {
 public:
   Result() = default;
   Result(Error error) : err_(std::move(error)), ok_(false) {}
@@ -49,6 +47,8 @@ private:
   bool ok_ = true;
 };
 
-inline Error makeError(int code, std::string message) { return Error{code, std::move(message)}; }
+inline Error makeError(int code, std::string message) {
+  return Error{code, std::move(message)};
+}
 
 } // namespace verbund

@@ -18,18 +18,18 @@ Error Database::sqlError(const std::string& what) const {
 Result<std::unique_ptr<Database>> Database::open(const std::string& path,
                                                  const std::vector<Migration>& migrations) {
   std::unique_ptr<Database> d(new Database());
-  int rc = sqlite3_open_v2(path.c_str(), &d->db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &d->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return d->sqlError("open " + path);
   sqlite3_busy_timeout(d->db_, 5000);
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                             "PRAGMA foreign_keys=ON"}) {
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
     if (auto r = d->execScript(pragma); !r) return r.error();
   }
   if (auto r = d->execScript("CREATE TABLE IF NOT EXISTS schema_migrations(module TEXT NOT NULL, "
-                              "version INTEGER NOT NULL, name TEXT NOT NULL, applied_at INTEGER "
-                              "NOT NULL DEFAULT (unixepoch()), PRIMARY KEY(module, version))");
+                             "version INTEGER NOT NULL, name TEXT NOT NULL, applied_at INTEGER "
+                             "NOT NULL DEFAULT (unixepoch()), PRIMARY KEY(module, version))");
       !r)
     return r.error();
   for (const auto& m : migrations) {
@@ -80,10 +80,14 @@ Result<void> Database::bind(sqlite3_stmt* st, const std::vector<Value>& params) 
     int rc = std::visit(
         [&](const auto& v) -> int {
           using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, std::nullptr_t>) return sqlite3_bind_null(st, idx);
-          else if constexpr (std::is_same_v<T, int64_t>) return sqlite3_bind_int64(st, idx, v);
-          else if constexpr (std::is_same_v<T, double>) return sqlite3_bind_double(st, idx, v);
-          else return sqlite3_bind_text(st, idx, v.data(), int(v.size()), SQLITE_TRANSIENT);
+          if constexpr (std::is_same_v<T, std::nullptr_t>)
+            return sqlite3_bind_null(st, idx);
+          else if constexpr (std::is_same_v<T, int64_t>)
+            return sqlite3_bind_int64(st, idx, v);
+          else if constexpr (std::is_same_v<T, double>)
+            return sqlite3_bind_double(st, idx, v);
+          else
+            return sqlite3_bind_text(st, idx, v.data(), int(v.size()), SQLITE_TRANSIENT);
         },
         params[i]);
     if (rc != SQLITE_OK) return sqlError("bind");
@@ -143,14 +147,18 @@ Result<std::vector<Row>> Database::query(std::string_view sql, const std::vector
 }
 
 int Database::schemaVersion(std::string_view module) {
-  auto v = query("SELECT MAX(version) FROM schema_migrations WHERE module = ?1",
-                 {std::string(module)});
+  auto v =
+      query("SELECT MAX(version) FROM schema_migrations WHERE module = ?1", {std::string(module)});
   if (!v || v->empty()) return 0;
   return int(asInt(v->at(0).at(0)).value_or(0));
 }
 
-int64_t Database::changes() const { return sqlite3_changes64(db_); }
-int64_t Database::lastInsertId() const { return sqlite3_last_insert_rowid(db_); }
+int64_t Database::changes() const {
+  return sqlite3_changes64(db_);
+}
+int64_t Database::lastInsertId() const {
+  return sqlite3_last_insert_rowid(db_);
+}
 
 Result<void> Database::transaction(const std::function<Result<void>()>& fn) {
   if (auto r = execScript("BEGIN IMMEDIATE"); !r) return r;

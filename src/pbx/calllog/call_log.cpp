@@ -10,11 +10,17 @@ constexpr std::array<std::string_view, 6> kDispositions{
     "answered", "missed", "busy", "picked-up", "completed-elsewhere", "failed"};
 constexpr std::array<std::string_view, 4> kRoles{"caller", "callee", "rang", "answered-by"};
 
-std::string text(const store::Value& v) { return store::asText(v).value_or(""); }
-int64_t num(const store::Value& v) { return store::asInt(v).value_or(0); }
+std::string text(const store::Value& v) {
+  return store::asText(v).value_or("");
+}
+int64_t num(const store::Value& v) {
+  return store::asInt(v).value_or(0);
+}
 } // namespace
 
-std::string_view dispositionName(Disposition d) { return kDispositions[size_t(d)]; }
+std::string_view dispositionName(Disposition d) {
+  return kDispositions[size_t(d)];
+}
 
 std::optional<Disposition> dispositionFromName(std::string_view s) {
   for (size_t i = 0; i < kDispositions.size(); ++i)
@@ -53,8 +59,8 @@ CREATE INDEX call_parties_call ON call_parties(call_id);
 Result<int64_t> CallLog::save(const CallRecord& r) {
   int64_t id = 0;
   auto tx = db_.transaction([&]() -> Result<void> {
-    auto existing = db_.query("SELECT id FROM call_records WHERE correlation_id = ?1",
-                              {r.correlationId});
+    auto existing =
+        db_.query("SELECT id FROM call_records WHERE correlation_id = ?1", {r.correlationId});
     if (!existing) return existing.error();
     std::vector<store::Value> v{r.correlationId,
                                 r.direction,
@@ -145,10 +151,11 @@ Result<std::vector<CallRecord>> CallLog::find(const CallQuery& q) {
     return "?" + std::to_string(params.size());
   };
   if (q.extension) {
-    sql += " AND r.id IN (SELECT call_id FROM call_parties WHERE extension = " +
-           arg(*q.extension) + ")";
+    sql += " AND r.id IN (SELECT call_id FROM call_parties WHERE extension = " + arg(*q.extension) +
+           ")";
   }
-  if (q.disposition) sql += " AND r.disposition = " + arg(std::string(dispositionName(*q.disposition)));
+  if (q.disposition)
+    sql += " AND r.disposition = " + arg(std::string(dispositionName(*q.disposition)));
   if (q.fromMs) sql += " AND r.start_ms >= " + arg(q.fromMs);
   if (q.toMs) sql += " AND r.start_ms < " + arg(q.toMs);
   sql += " ORDER BY r.start_ms DESC, r.id DESC LIMIT " + arg(int64_t(std::clamp(q.limit, 1, 1000)));

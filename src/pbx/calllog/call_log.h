@@ -15,42 +15,42 @@ namespace verbund::pbx {
 
 enum class Disposition : uint8_t {
   Answered,
-  Missed,            // nobody answered (caller hung up, or no-answer timeout)
+  Missed, // nobody answered (caller hung up, or no-answer timeout)
   Busy,
-  PickedUp,          // answered by someone the call did not ring for (answeredBy says who)
-  CompletedElsewhere,  // for a party whose fork was cancelled because another one answered
+  PickedUp,           // answered by someone the call did not ring for (answeredBy says who)
+  CompletedElsewhere, // for a party whose fork was cancelled because another one answered
   Failed,
 };
-std::string_view dispositionName(Disposition d);  // "answered", "missed", "busy", "picked-up", ...
+std::string_view dispositionName(Disposition d); // "answered", "missed", "busy", "picked-up", ...
 std::optional<Disposition> dispositionFromName(std::string_view s);
 
 enum class PartyRole : uint8_t { Caller, Callee, Rang, AnsweredBy };
 
 struct CallParty {
   PartyRole role = PartyRole::Callee;
-  std::string extension;  // or external number
+  std::string extension; // or external number
   std::string name;
-  std::string owner;      // node id of the party's user; empty = this node / external
-  Disposition disposition = Disposition::Missed;  // what the call was for this party
+  std::string owner; // node id of the party's user; empty = this node / external
+  Disposition disposition = Disposition::Missed; // what the call was for this party
 };
 
 struct CallRecord {
   int64_t id = 0;
-  std::string correlationId;  // federation-wide
-  std::string direction;      // "internal", "inbound", "outbound"
+  std::string correlationId; // federation-wide
+  std::string direction;     // "internal", "inbound", "outbound"
   std::string caller, callerName;
-  std::string dialled;        // what the caller dialled
-  std::string answeredBy;     // extension of whoever answered; empty if nobody
+  std::string dialled;    // what the caller dialled
+  std::string answeredBy; // extension of whoever answered; empty if nobody
   Disposition disposition = Disposition::Missed;
-  bool viaTrunk = false;      // went out over the external line (also: fallback)
-  int64_t startMs = 0, answerMs = 0, endMs = 0;  // Unix epoch ms; 0 = not reached
+  bool viaTrunk = false;                        // went out over the external line (also: fallback)
+  int64_t startMs = 0, answerMs = 0, endMs = 0; // Unix epoch ms; 0 = not reached
   std::vector<CallParty> parties;
 };
 
 struct CallQuery {
-  std::optional<std::string> extension;  // calls in which this extension took part
+  std::optional<std::string> extension; // calls in which this extension took part
   std::optional<Disposition> disposition;
-  int64_t fromMs = 0, toMs = 0;  // start time range, 0 = open
+  int64_t fromMs = 0, toMs = 0; // start time range, 0 = open
   int limit = 100;
 };
 

@@ -62,7 +62,7 @@ struct CallManager::Call {
   std::optional<Party> callee;
   std::optional<GroupTarget> group;
   std::vector<Fork> forks;
-  sip::UsageId other = 0;  // the answered leg: a UAC fork session, or a picker's UAS session
+  sip::UsageId other = 0; // the answered leg: a UAC fork session, or a picker's UAS session
   Party answeredBy;
   bool answered = false, ended = false, ringingSent = false, pickedUp = false;
   TimerId noAnswer = 0;
@@ -71,7 +71,7 @@ struct CallManager::Call {
   // An in-dialog offer relayed to the other leg, waiting for its answer.
   sip::ServerTxId pendingOfferTx = 0;
   sip::UsageId pendingOfferFrom = 0;
-  std::vector<CallParty> parties;  // for the call list
+  std::vector<CallParty> parties; // for the call list
 };
 
 CallManager::CallManager(sip::DialogManager& dm, Timers& timers, CallDirectory& directory,
@@ -113,8 +113,9 @@ void CallManager::line(Call& call, const Party& party, LineEvent::State state, b
     e.remoteUri = "sip:" + call.dialled + "@" + config_.domain;
     e.remoteName = call.callee ? call.callee->displayName : (call.group ? call.group->name : "");
   } else {
-    const std::string& who =
-        call.caller.kind == Caller::Kind::LocalUser ? call.caller.party.extension : call.caller.number;
+    const std::string& who = call.caller.kind == Caller::Kind::LocalUser
+                                 ? call.caller.party.extension
+                                 : call.caller.number;
     e.remoteUri = "sip:" + who + "@" + config_.domain;
     e.remoteName = call.caller.kind == Caller::Kind::LocalUser ? call.caller.party.displayName
                                                                : call.caller.name;
@@ -129,7 +130,7 @@ void CallManager::onNewSession(InviteSession& session, const Message& invite) {
   std::optional<Caller> caller;
   if (callerCheck_) {
     caller = callerCheck_(session, invite);
-    if (!caller) return;  // the check answered (challenge or refusal)
+    if (!caller) return; // the check answered (challenge or refusal)
   } else {
     caller = Caller{};
     caller->party.extension = std::string(invite.from().uri.user);
@@ -152,7 +153,8 @@ void CallManager::onNewSession(InviteSession& session, const Message& invite) {
     c.parties.push_back({PartyRole::Caller, c.caller.party.extension, c.caller.party.displayName,
                          c.caller.party.owner, Disposition::Missed});
   } else {
-    c.parties.push_back({PartyRole::Caller, c.caller.number, c.caller.name, "", Disposition::Missed});
+    c.parties.push_back(
+        {PartyRole::Caller, c.caller.number, c.caller.name, "", Disposition::Missed});
   }
   route(c, invite);
 }
@@ -181,14 +183,15 @@ void CallManager::route(Call& call, const Message& invite) {
   if (routeFeatureCode(call, call.dialled)) return;
   if (auto user = directory_.userByExtension(call.dialled)) {
     call.callee = user;
-    call.parties.push_back({PartyRole::Callee, user->extension, user->displayName, user->owner,
-                            Disposition::Missed});
+    call.parties.push_back(
+        {PartyRole::Callee, user->extension, user->displayName, user->owner, Disposition::Missed});
     ringParties(call, {*user});
     return;
   }
   if (auto group = directory_.groupByNumber(call.dialled)) {
     call.group = group;
-    call.parties.push_back({PartyRole::Callee, group->number, group->name, "", Disposition::Missed});
+    call.parties.push_back(
+        {PartyRole::Callee, group->number, group->name, "", Disposition::Missed});
     ringParties(call, group->loggedInMembers);
     return;
   }
@@ -204,7 +207,8 @@ void CallManager::route(Call& call, const Message& invite) {
 bool CallManager::routeFeatureCode(Call& call, const std::string& dialled) {
   const FeatureCodes& fc = config_.features;
   auto starts = [&](const std::string& code) {
-    return !code.empty() && dialled.size() >= code.size() && dialled.compare(0, code.size(), code) == 0;
+    return !code.empty() && dialled.size() >= code.size() &&
+           dialled.compare(0, code.size(), code) == 0;
   };
   if (dialled.empty() || dialled[0] != '*') return false;
   if (call.caller.kind != Caller::Kind::LocalUser) {
@@ -257,8 +261,8 @@ void CallManager::ringParties(Call& call, const std::vector<Party>& parties) {
     auto devices = directory_.devices(p.sipUser);
     for (const auto& d : devices) startFork(call, p, d);
     if (call.group)
-      call.parties.push_back({PartyRole::Rang, p.extension, p.displayName, p.owner,
-                              Disposition::Missed});
+      call.parties.push_back(
+          {PartyRole::Rang, p.extension, p.displayName, p.owner, Disposition::Missed});
   }
   if (call.forks.empty()) {
     failCall(call, 480, "Temporarily Unavailable");
@@ -367,7 +371,7 @@ void CallManager::onProvisional(sip::ClientInvite& invite, InviteSession* s,
 }
 
 void CallManager::onConnected(InviteSession& s, const Message& message) {
-  if (!s.isUac()) return;  // the inbound leg got its ACK: nothing to do
+  if (!s.isUac()) return; // the inbound leg got its ACK: nothing to do
   sip::ClientInvite* ci = dm_.clientInvite(s.clientInvite());
   Call* call = callOf(s.appData ? s.appData : (ci ? ci->appData : 0));
   if (!call || call->ended || call->answered) {
@@ -429,8 +433,8 @@ void CallManager::onFailure(sip::ClientInvite& invite, int status, const Message
   fork->done = true;
   fork->status = status;
   if (!fork->trunk) line(*call, fork->party, LineEvent::State::Terminated, false);
-  bool allDone = std::all_of(call->forks.begin(), call->forks.end(),
-                             [](const Fork& f) { return f.done; });
+  bool allDone =
+      std::all_of(call->forks.begin(), call->forks.end(), [](const Fork& f) { return f.done; });
   if (!allDone) return;
   // RFC 3261 §16.7 in spirit: a busy anywhere means busy; a single fork's answer is passed on;
   // otherwise the callee is temporarily unavailable.
@@ -449,7 +453,7 @@ void CallManager::failCall(Call& call, int status, std::string_view reason) {
   if (call.ended) return;
   timers_.cancel(call.noAnswer);
   call.noAnswer = 0;
-  Disposition d = status == 486 || status == 600 ? Disposition::Busy
+  Disposition d = status == 486 || status == 600   ? Disposition::Busy
                   : status == 404 || status >= 500 ? Disposition::Failed
                                                    : Disposition::Missed;
   for (auto& p : call.parties) p.disposition = d;
@@ -473,8 +477,9 @@ void CallManager::onOffer(InviteSession& s, sip::ServerTxId tx, const Message& r
   }
   auto ct = request.header(sip::HeaderId::ContentType);
   std::string_view type = ct ? *ct : std::string_view{};
-  Result<void> sent = request.method() == sip::Method::Update ? other->update(type, request.body())
-                                                              : other->reinvite(type, request.body());
+  Result<void> sent = request.method() == sip::Method::Update
+                          ? other->update(type, request.body())
+                          : other->reinvite(type, request.body());
   if (!sent) {
     (void)s.respond(tx, 500);
     return;
@@ -538,7 +543,8 @@ void CallManager::saveRecord(Call& call) {
   CallRecord r;
   r.correlationId = call.correlationId;
   bool local = call.caller.kind == Caller::Kind::LocalUser;
-  bool trunk = std::any_of(call.forks.begin(), call.forks.end(), [](const Fork& f) { return f.trunk; });
+  bool trunk =
+      std::any_of(call.forks.begin(), call.forks.end(), [](const Fork& f) { return f.trunk; });
   r.direction = !local ? "inbound" : trunk ? "outbound" : "internal";
   r.caller = local ? call.caller.party.extension : call.caller.number;
   r.callerName = local ? call.caller.party.displayName : call.caller.name;
@@ -553,8 +559,8 @@ void CallManager::saveRecord(Call& call) {
     bool listed = false;
     for (auto& p : call.parties) {
       if (p.role == PartyRole::Caller) p.disposition = r.disposition;
-      if ((p.role == PartyRole::Rang || p.role == PartyRole::Callee) && p.owner == call.answeredBy.owner &&
-          p.extension == call.answeredBy.extension)
+      if ((p.role == PartyRole::Rang || p.role == PartyRole::Callee) &&
+          p.owner == call.answeredBy.owner && p.extension == call.answeredBy.extension)
         p.disposition = Disposition::Answered;
       else if (p.role == PartyRole::Rang)
         p.disposition = call.pickedUp ? Disposition::PickedUp : Disposition::CompletedElsewhere;
@@ -583,7 +589,8 @@ CallManager::Call* CallManager::findRingingFor(const std::string& extension) {
   for (auto& [id, c] : calls_) {
     if (c->answered || c->ended) continue;
     for (const auto& f : c->forks)
-      if (!f.done && !f.trunk && f.party.extension == extension && f.party.owner.empty()) return c.get();
+      if (!f.done && !f.trunk && f.party.extension == extension && f.party.owner.empty())
+        return c.get();
   }
   return nullptr;
 }
@@ -631,8 +638,8 @@ bool CallManager::pickUp(Call& picker, Call& target) {
     if (!f.trunk) line(target, f.party, LineEvent::State::Terminated, false);
   (void)callerLeg->accept("application/sdp", *toCaller);
   (void)pickerLeg->accept("application/sdp", *toPicker);
-  target.parties.push_back({PartyRole::AnsweredBy, by.extension, by.displayName, by.owner,
-                            Disposition::Answered});
+  target.parties.push_back(
+      {PartyRole::AnsweredBy, by.extension, by.displayName, by.owner, Disposition::Answered});
   line(target, by, LineEvent::State::Confirmed, false);
   if (target.caller.kind == Caller::Kind::LocalUser)
     line(target, target.caller.party, LineEvent::State::Confirmed, true);
@@ -655,8 +662,10 @@ std::vector<CallManager::ActiveCall> CallManager::activeCalls() const {
     if (c->ended) continue;
     ActiveCall a;
     a.correlationId = c->correlationId;
-    a.caller = c->caller.kind == Caller::Kind::LocalUser ? c->caller.party.extension : c->caller.number;
-    a.callerName = c->caller.kind == Caller::Kind::LocalUser ? c->caller.party.displayName : c->caller.name;
+    a.caller =
+        c->caller.kind == Caller::Kind::LocalUser ? c->caller.party.extension : c->caller.number;
+    a.callerName =
+        c->caller.kind == Caller::Kind::LocalUser ? c->caller.party.displayName : c->caller.name;
     a.dialled = c->dialled;
     a.answeredBy = c->answeredBy.extension;
     a.state = c->answered ? "connected" : "ringing";

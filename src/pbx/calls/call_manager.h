@@ -22,13 +22,13 @@ namespace verbund::pbx {
 
 // A registered device of a user: where to send its INVITE.
 struct DeviceTarget {
-  std::string contactUri;  // Request-URI for the fork
-  sip::Peer peer;          // the device's flow (NAT / connection reuse)
+  std::string contactUri; // Request-URI for the fork
+  sip::Peer peer;         // the device's flow (NAT / connection reuse)
 };
 
 // A party that can be called: a local user (with its devices) or a group's member.
 struct Party {
-  std::string owner;  // node id; empty = this node
+  std::string owner; // node id; empty = this node
   std::string extension;
   std::string displayName;
   std::string sipUser;
@@ -58,12 +58,12 @@ public:
 // Line-state changes for BLF (RFC 4235 dialog states), per party.
 struct LineEvent {
   enum class State : uint8_t { Early, Confirmed, Terminated };
-  std::string owner, extension;  // whose line
-  std::string dialogId;          // stable id of this dialog for this party
+  std::string owner, extension; // whose line
+  std::string dialogId;         // stable id of this dialog for this party
   State state = State::Early;
-  bool initiator = false;        // the party placed the call
+  bool initiator = false; // the party placed the call
   std::string remoteUri, remoteName;
-  std::string callId, localTag, remoteTag;  // for pickup by INVITE with Replaces
+  std::string callId, localTag, remoteTag; // for pickup by INVITE with Replaces
 };
 class LineObserver {
 public:
@@ -74,8 +74,8 @@ public:
 // Who is calling: the engine asks before routing a new INVITE.
 struct Caller {
   enum class Kind : uint8_t { LocalUser, Trunk } kind = Kind::LocalUser;
-  Party party;           // for LocalUser
-  std::string number;    // for Trunk: the caller's number as received
+  Party party;        // for LocalUser
+  std::string number; // for Trunk: the caller's number as received
   std::string name;
 };
 // Returns the caller, or nullopt when it has answered the INVITE itself (407 challenge, 403).
@@ -103,8 +103,8 @@ struct FeatureCodes {
 };
 
 struct CallManagerConfig {
-  std::string domain;  // host part of the identities the node writes ("pbx.example" or an IP)
-  std::string nodeId;  // owner id of local parties
+  std::string domain; // host part of the identities the node writes ("pbx.example" or an IP)
+  std::string nodeId; // owner id of local parties
   Duration noAnswer{30000};
   FeatureCodes features;
 };

@@ -35,13 +35,20 @@ std::optional<int> toInt(std::string_view s) {
 // RFC 3551 static payload types that phones commonly offer without rtpmap.
 std::string staticEncoding(int pt) {
   switch (pt) {
-  case 0: return "pcmu/8000";
-  case 8: return "pcma/8000";
-  case 9: return "g722/8000";
-  case 18: return "g729/8000";
-  case 3: return "gsm/8000";
-  case 4: return "g723/8000";
-  default: return {};
+  case 0:
+    return "pcmu/8000";
+  case 8:
+    return "pcma/8000";
+  case 9:
+    return "g722/8000";
+  case 18:
+    return "g729/8000";
+  case 3:
+    return "gsm/8000";
+  case 4:
+    return "g723/8000";
+  default:
+    return {};
   }
 }
 

@@ -11,22 +11,22 @@ namespace verbund::pbx::sdp {
 
 struct Codec {
   int payload = -1;
-  std::string encoding;  // "PCMU/8000" (lower-cased name), empty for unknown static types
+  std::string encoding; // "PCMU/8000" (lower-cased name), empty for unknown static types
   std::string fmtp;
 };
 
 struct Media {
-  std::string type;  // "audio", "video"
+  std::string type; // "audio", "video"
   int port = 0;
-  std::string proto;  // "RTP/AVP"
-  std::string address;  // media-level c= or the session-level one
+  std::string proto;   // "RTP/AVP"
+  std::string address; // media-level c= or the session-level one
   std::string addrType = "IP4";
   std::vector<Codec> codecs;
-  std::string direction;  // sendrecv, sendonly, recvonly, inactive (empty = sendrecv)
+  std::string direction; // sendrecv, sendonly, recvonly, inactive (empty = sendrecv)
 };
 
 struct Description {
-  std::string address;  // session-level c=
+  std::string address; // session-level c=
   std::string addrType = "IP4";
   std::vector<Media> media;
 };

@@ -22,15 +22,15 @@
 namespace verbund::sip {
 
 struct ParseLimits {
-  size_t maxMessageSize = 65535;  // whole message including body
-  size_t maxHeaders = 128;        // header lines (after list splitting)
-  size_t maxHeaderLine = 8192;    // one header line after unfolding
+  size_t maxMessageSize = 65535; // whole message including body
+  size_t maxHeaders = 128;       // header lines (after list splitting)
+  size_t maxHeaderLine = 8192;   // one header line after unfolding
 };
 
 struct Header {
   HeaderId id = HeaderId::Other;
-  std::string_view name;   // as written (may be compact)
-  std::string_view value;  // trimmed; one element for list headers
+  std::string_view name;  // as written (may be compact)
+  std::string_view value; // trimmed; one element for list headers
 };
 
 class Message {
@@ -65,7 +65,7 @@ public:
   const std::pmr::vector<NameAddr>& routes() const { return routes_; }
   const std::pmr::vector<NameAddr>& recordRoutes() const { return recordRoutes_; }
   const std::pmr::vector<NameAddr>& contacts() const { return contacts_; }
-  bool contactIsStar() const { return contactStar_; }  // "Contact: *"
+  bool contactIsStar() const { return contactStar_; } // "Contact: *"
 
   std::string_view body() const { return body_; }
 
@@ -129,7 +129,7 @@ using MessagePtr = std::unique_ptr<Message>;
 struct ParseError {
   int status = 400;
   std::string reason;
-  bool isRequest = false;  // start line looked like a request (so a response may be sent)
+  bool isRequest = false; // start line looked like a request (so a response may be sent)
 };
 
 // Parses one complete datagram or framed stream message. Never throws.
@@ -141,9 +141,9 @@ struct ParseOptions {
   ParseLimits limits;
 };
 struct ParseOutcome {
-  MessagePtr message;  // set on success
-  ParseError error;    // meaningful when !message
-  std::string raw;     // on failure: the input bytes handed back (for buildErrorResponse)
+  MessagePtr message; // set on success
+  ParseError error;   // meaningful when !message
+  std::string raw;    // on failure: the input bytes handed back (for buildErrorResponse)
   bool ok() const { return message != nullptr; }
 };
 ParseOutcome parseMessage(std::string buffer, const ParseOptions& options = {});

@@ -9,13 +9,13 @@
 
 namespace verbund::sip {
 
-using ConnectionId = uint64_t;  // 0: none / any
+using ConnectionId = uint64_t; // 0: none / any
 
 struct Peer {
   TransportType transport = TransportType::Udp;
   SockAddr remote;
   SockAddr local;              // the local address the message arrived on / should leave from
-  ConnectionId connection = 0;  // stream transports: the connection it arrived on
+  ConnectionId connection = 0; // stream transports: the connection it arrived on
 
   std::string toString() const;
   friend bool operator==(const Peer&, const Peer&) = default;

@@ -6,7 +6,7 @@
 namespace verbund::sip {
 
 enum class Method : uint8_t {
-  Unknown,  // an extension method; see Message::methodName()
+  Unknown, // an extension method; see Message::methodName()
   Invite,
   Ack,
   Bye,
@@ -23,8 +23,8 @@ enum class Method : uint8_t {
   Publish,
 };
 
-Method methodFromName(std::string_view name);  // case-sensitive (RFC 3261 §7.1)
-std::string_view methodName(Method m);         // "" for Unknown
+Method methodFromName(std::string_view name); // case-sensitive (RFC 3261 §7.1)
+std::string_view methodName(Method m);        // "" for Unknown
 
 // Headers the core knows by id. Everything else is HeaderId::Other and found by name.
 enum class HeaderId : uint8_t {
@@ -88,9 +88,9 @@ bool isListHeader(HeaderId id);
 bool isOtherListHeader(HeaderId id);
 
 enum class TransportType : uint8_t { Udp, Tcp, Tls };
-std::string_view transportName(TransportType t);  // "UDP", "TCP", "TLS"
+std::string_view transportName(TransportType t); // "UDP", "TCP", "TLS"
 bool isReliable(TransportType t);
 
-inline constexpr std::string_view kMagicCookie = "z9hG4bK";  // RFC 3261 §8.1.1.7
+inline constexpr std::string_view kMagicCookie = "z9hG4bK"; // RFC 3261 §8.1.1.7
 
 } // namespace verbund::sip

@@ -14,14 +14,14 @@ enum class UriScheme : uint8_t { Sip, Sips, Tel, Other };
 
 struct Uri {
   UriScheme scheme = UriScheme::Sip;
-  std::string_view schemeText;  // as written
-  std::string_view user;        // still %-escaped; tel: the number
+  std::string_view schemeText; // as written
+  std::string_view user;       // still %-escaped; tel: the number
   std::string_view password;
-  std::string_view host;        // IPv6 references keep their brackets: "[::1]"
-  uint16_t port = 0;            // 0 when absent
-  std::string_view params;      // raw ";a=b;lr" including the leading ';', or empty
-  std::string_view headers;     // raw "?a=b&c=d" without the '?', or empty
-  std::string_view text;        // the whole URI as written
+  std::string_view host;    // IPv6 references keep their brackets: "[::1]"
+  uint16_t port = 0;        // 0 when absent
+  std::string_view params;  // raw ";a=b;lr" including the leading ';', or empty
+  std::string_view headers; // raw "?a=b&c=d" without the '?', or empty
+  std::string_view text;    // the whole URI as written
 
   // Parameter lookup (case-insensitive name). A flag parameter ("lr") yields an empty view;
   // absence yields nullopt.

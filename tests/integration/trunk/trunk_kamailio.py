@@ -126,7 +126,9 @@ class Kamailio:
         self.binary, self.workdir, self.port = binary, workdir, port
         cfg = open(os.path.join(HERE, "kamailio-carrier.cfg")).read()
         dids = f'\t$sht(dids=>{DID}) = "{USER}";'
-        cfg = (cfg.replace("@PORT@", str(port)).replace("@RUNDIR@", workdir)
+        cfg = (cfg.replace("@IP@", "127.0.0.1").replace("@PORT@", str(port))
+               .replace("@PSTN@", "").replace("@MIN_EXPIRES@", "60")
+               .replace("@MAX_EXPIRES@", "3600").replace("@RUNDIR@", workdir)
                .replace("@USER@", USER).replace("@PASSWORD@", PASSWORD)
                .replace("@DID_INIT@", dids))
         self.cfg = os.path.join(workdir, "kamailio.cfg")
@@ -227,7 +229,8 @@ def main():
             check(inbound == f"INBOUND did={DID} target={TARGET} trusted=1",
                   f"DID routed to the trunk and mapped ({inbound}; caller got {finals})")
             unknown = sip_request(port, invite_for_did(port, "+4930999"), timeout=3)
-            check(any(" 404 " in l for l in unknown), f"unknown DID refused by carrier ({unknown})")
+            # not a DID: the carrier takes it for an outbound call and wants credentials
+            check(any(" 407 " in l for l in unknown), f"unknown DID refused by carrier ({unknown})")
         rc = p.finish()
         check(rc == 0 and not any(PASSWORD in l for l in p.lines),
               "probe exits 0 and never prints the password")

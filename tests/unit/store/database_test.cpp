@@ -8,7 +8,8 @@ namespace verbund::store {
 namespace {
 
 std::vector<Migration> migrations() {
-  return {{"test", 1, "items", "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"},
+  return {{"test", 1, "items",
+           "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"},
           {"test", 2, "items.note", "ALTER TABLE items ADD COLUMN note TEXT;"}};
 }
 
@@ -17,8 +18,8 @@ TEST(Database, MigratesAndQueries) {
   ASSERT_TRUE(db.ok()) << db.error().message;
   EXPECT_EQ((*db)->schemaVersion("test"), 2);
   EXPECT_EQ((*db)->schemaVersion("other"), 0);
-  ASSERT_TRUE((*db)->exec("INSERT INTO items(name, note) VALUES (?1, ?2)",
-                          {std::string("a"), nullptr}));
+  ASSERT_TRUE(
+      (*db)->exec("INSERT INTO items(name, note) VALUES (?1, ?2)", {std::string("a"), nullptr}));
   auto dup = (*db)->exec("INSERT INTO items(name) VALUES (?1)", {std::string("a")});
   ASSERT_FALSE(dup.ok());
   EXPECT_EQ(dup.error().code, 409);

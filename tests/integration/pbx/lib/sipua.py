@@ -252,7 +252,7 @@ class SipUA:
         self.notifies: list[Msg] = []
         self.nc = 0
         self._cv = threading.Condition()
-        self._pending: dict[str, list[Msg]] = {}  # branch -> responses
+        self._pending: dict[tuple, list[Msg]] = {}  # (branch, CSeq method) -> responses
         self._stop = False
         self._timers: list[threading.Timer] = []
         self.t = threading.Thread(target=self._rx, daemon=True, name=f"sipua-{name}")
@@ -309,7 +309,7 @@ class SipUA:
             with self._cv:
                 self.received.append(m)
                 if not m.is_request:
-                    self._pending.setdefault(m.branch, []).append(m)
+                    self._pending.setdefault((m.branch, m.cseq[1]), []).append(m)
                 self._cv.notify_all()
             try:
                 if m.is_request:
@@ -343,7 +343,7 @@ class SipUA:
         while True:
             now = time.time()
             with self._cv:
-                got = list(self._pending.get(branch, []))
+                got = list(self._pending.get((branch, method), []))
             if got and (not final_only or got[-1].status >= 200):
                 return got
             if now > end:
@@ -683,7 +683,7 @@ def dialog_states(body: str) -> list[dict]:
     """<dialog> elements of a dialog-info body: [{'id','state','call-id','local-tag',
     'remote-tag','direction'}]."""
     out = []
-    for dm in re.finditer(r"<(?:\w+:)?dialog\b([^>]*)>(.*?)</(?:\w+:)?dialog>", body, re.S):
+    for dm in re.finditer(r"<(?:\w+:)?dialog(?=[\s>])([^>]*)>(.*?)</(?:\w+:)?dialog>", body, re.S):
         attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', dm.group(1)))
         st = re.search(r"<(?:\w+:)?state[^>]*>\s*([a-z]+)\s*<", dm.group(2))
         attrs["state"] = st.group(1) if st else ""

@@ -37,7 +37,7 @@ TEST(CallLog, SavesAndFindsPerUser) {
   auto bob = log.find(CallQuery{.extension = "101"});
   ASSERT_TRUE(bob.ok());
   ASSERT_EQ(bob->size(), 2u);
-  EXPECT_EQ(bob->at(0).correlationId, "c2");  // newest first
+  EXPECT_EQ(bob->at(0).correlationId, "c2"); // newest first
   auto carol = log.find(CallQuery{.extension = "102"});
   ASSERT_EQ(carol->size(), 1u);
   EXPECT_EQ(carol->at(0).parties.size(), 3u);

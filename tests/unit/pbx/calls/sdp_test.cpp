@@ -25,7 +25,7 @@ TEST(Sdp, ParsesMediaAndCodecs) {
   auto b = parse(kPhoneB);
   ASSERT_TRUE(b.has_value());
   EXPECT_EQ(b->media[0].address, "10.0.0.2");
-  EXPECT_EQ(b->media[0].codecs[0].encoding, "pcmu/8000");  // static type without rtpmap
+  EXPECT_EQ(b->media[0].codecs[0].encoding, "pcmu/8000"); // static type without rtpmap
 }
 
 TEST(Sdp, AnswerUsesPeerAddressAndCommonCodecsInOfferOrder) {

@@ -28,9 +28,10 @@ TEST(Builder, RequestRoundTrip) {
 }
 
 TEST(Builder, ResponseAddsReceivedAndRport) {
-  auto req = parse("INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP phone.example:5070;rport;"
-                   "branch=z9hG4bK1\r\nVia: SIP/2.0/UDP proxy;branch=z9hG4bK0\r\n"
-                   "From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 5 INVITE\r\n\r\n");
+  auto req =
+      parse("INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP phone.example:5070;rport;"
+            "branch=z9hG4bK1\r\nVia: SIP/2.0/UDP proxy;branch=z9hG4bK0\r\n"
+            "From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 5 INVITE\r\n\r\n");
   ASSERT_TRUE(req);
   Peer src;
   src.remote = *SockAddr::parse("192.0.2.7:40000");
@@ -49,8 +50,9 @@ TEST(Builder, ResponseAddsReceivedAndRport) {
 }
 
 TEST(Builder, NoReceivedWhenSentByMatchesSource) {
-  auto req = parse("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1\r\n"
-                   "From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 5 OPTIONS\r\n\r\n");
+  auto req =
+      parse("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1\r\n"
+            "From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 5 OPTIONS\r\n\r\n");
   Peer src;
   src.remote = *SockAddr::parse("10.0.0.1:5070");
   req->setSource(src);

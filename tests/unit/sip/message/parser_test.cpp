@@ -9,8 +9,10 @@ namespace {
 std::string crlf(std::string s) {
   std::string out;
   for (char c : s) {
-    if (c == '\n') out += "\r\n";
-    else out += c;
+    if (c == '\n')
+      out += "\r\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -121,8 +123,9 @@ TEST(Parser, RejectsWithReasons) {
 }
 
 TEST(Parser, ToleratesExtraSpacesBetweenRequestLineElements) {
-  auto r = parseMessage(crlf("OPTIONS  sip:a@b   SIP/2.0  \nVia: SIP/2.0/UDP h;branch=z9hG4bK1\n"
-                             "From: <sip:a@b>;tag=1\nTo: <sip:a@b>\nCall-ID: x\nCSeq: 1 OPTIONS\n\n"));
+  auto r =
+      parseMessage(crlf("OPTIONS  sip:a@b   SIP/2.0  \nVia: SIP/2.0/UDP h;branch=z9hG4bK1\n"
+                        "From: <sip:a@b>;tag=1\nTo: <sip:a@b>\nCall-ID: x\nCSeq: 1 OPTIONS\n\n"));
   ASSERT_TRUE(r.ok()) << r.error.reason;
   EXPECT_EQ(r.message->requestUri().text, "sip:a@b");
   EXPECT_EQ(r.message->sipVersion(), "SIP/2.0");
@@ -180,8 +183,9 @@ TEST(Parser, ErrorResponseCopiesDialogHeaders) {
   EXPECT_FALSE(p.message->toTag().empty());
   EXPECT_EQ(buildErrorResponse("garbage\r\n\r\n", ParseError{400, "x", true}), "");
   // A header that does not parse is left out rather than echoed.
-  std::string badCseq = crlf("INVITE sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\n"
-                             "From: <sip:a@b>;tag=1\nTo: <sip:a@b>\nCall-ID: x\nCSeq: abc INVITE\n\n");
+  std::string badCseq =
+      crlf("INVITE sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\n"
+           "From: <sip:a@b>;tag=1\nTo: <sip:a@b>\nCall-ID: x\nCSeq: abc INVITE\n\n");
   std::string resp2 = buildErrorResponse(badCseq, ParseError{400, "Bad CSeq", true});
   EXPECT_EQ(resp2.find("CSeq:"), std::string::npos);
   EXPECT_NE(resp2.find("Call-ID: x"), std::string::npos);

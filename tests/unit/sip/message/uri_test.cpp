@@ -31,8 +31,9 @@ TEST(Uri, TelAndOtherSchemes) {
 }
 
 TEST(Uri, RejectsBadUris) {
-  for (const char* bad : {"sip:", "sip:user@", "sip:a@b:99999", "sip:a@b c", "sip:a@[::1",
-                          "sip:us%zzer@b", "nocolon", "sip:a@exa%2ecom", "1sip:a@b", "sip:a@h;ttl=1;TTL=2"})
+  for (const char* bad :
+       {"sip:", "sip:user@", "sip:a@b:99999", "sip:a@b c", "sip:a@[::1", "sip:us%zzer@b", "nocolon",
+        "sip:a@exa%2ecom", "1sip:a@b", "sip:a@h;ttl=1;TTL=2"})
     EXPECT_FALSE(parseUri(bad).ok()) << bad;
 }
 
@@ -60,11 +61,12 @@ TEST(NameAddr, Forms) {
   EXPECT_EQ(b->tag(), "88");
   EXPECT_FALSE(parseNameAddr("Bob <sip:bob@x").ok());
   EXPECT_FALSE(parseNameAddr("B\"b <sip:bob@x>").ok());
-  EXPECT_TRUE(parseNameAddr("Bell, Alexander <sip:bob@x>").ok());  // RFC 4475 baddn: liberal
+  EXPECT_TRUE(parseNameAddr("Bell, Alexander <sip:bob@x>").ok()); // RFC 4475 baddn: liberal
 }
 
 TEST(Via, Parameters) {
-  auto v = parseVia("SIP / 2.0 / TCP client.example:5070 ;branch=z9hG4bKabc;rport;received=1.2.3.4");
+  auto v =
+      parseVia("SIP / 2.0 / TCP client.example:5070 ;branch=z9hG4bKabc;rport;received=1.2.3.4");
   ASSERT_TRUE(v.ok()) << v.error().message;
   EXPECT_EQ(v->transport, "TCP");
   EXPECT_EQ(v->host, "client.example");
