@@ -11,7 +11,7 @@ build_pkgs=(cmake ninja-build ccache g++ pkg-config git
 # Test-only tools: the third-party SIP peers, sanitizer/fuzzer toolchain, formatting check,
 # the differential parser (sofia-sip), audio checks.
 test_pkgs=(clang libclang-rt-14-dev clang-format sip-tester kamailio libsofia-sip-ua-dev sox
-  iproute2 procps python3)
+  iproute2 procps python3 baresip-core linphone-cli sipvicious valgrind)
 
 pkgs=("${build_pkgs[@]}")
 [ "$kind" = test ] && pkgs+=("${test_pkgs[@]}")

@@ -232,6 +232,10 @@ std::string InviteSession::buildResponse(ServerTxId tx, int status, std::string_
   const Message* req = manager_.txl().request(tx);
   if (!req) return {};
   MessageBuilder b = responseTo(*req, status, reason, dialog().id().localTag);
+  // RFC 3261 §12.1.1: dialog-creating responses echo the request's Record-Route, in order, so
+  // that the caller learns the same route set as we did.
+  if (status > 100 && status < 300 && req->method() == Method::Invite)
+    b.copyHeaders(*req, HeaderId::RecordRoute);
   if (contact && status > 100 && status < 300 && !dialog().localContact().empty())
     b.header(HeaderId::Contact, "<" + dialog().localContact() + ">");
   addHeaders(b, headers);
