@@ -4,6 +4,7 @@
 #include <fstream>
 #include <httplib.h>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -282,6 +283,9 @@ AdminCommands::AdminCommands(CLI::App& app) : s_(std::make_unique<AdminCliState>
   s.trunkCmd = app.add_subcommand("trunk", "The external line (SIP trunk)");
   s.trunkCmd->require_subcommand(1);
   sub(s.trunkCmd, "show", "Show the trunk settings (without the password) and its state");
+  sub(s.trunkCmd, "set",
+      "Replace the trunk settings with a JSON document read from stdin "
+      "(the \"settings\" object of `trunk show`; password optional)");
 
   s.adminCmd = app.add_subcommand("admin", "Administer the node");
   s.adminCmd->require_subcommand(1);
@@ -424,6 +428,13 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
       }
     } else if (s.command == "trunk show") {
       emit(api.call("GET", "/api/v1/trunk"));
+    } else if (s.command == "trunk set") {
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      json body = json::parse(text, nullptr, false);
+      if (body.is_discarded() || !body.is_object())
+        throw CliError{2, "trunk set: stdin is not a JSON object"};
+      if (body.contains("settings") && body["settings"].is_object()) body = body["settings"];
+      emit(api.call("PUT", "/api/v1/trunk", body));
     } else if (s.command == "admin set-password") {
       std::string pw = readLine(in);
       json b{{"password", pw}};
