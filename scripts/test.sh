@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
+# Let ccache share results between clones in different folders (paths are made relative).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 
 jobs=$(nproc)
 echo "== format check"
