@@ -24,7 +24,7 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path,
   if (rc != SQLITE_OK) return d->sqlError("open " + path);
   sqlite3_busy_timeout(d->db_, 5000);
   for (const char* pragma :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
     if (auto r = d->execScript(pragma); !r) return r.error();
   }
   if (auto r = d->execScript("CREATE TABLE IF NOT EXISTS schema_migrations(module TEXT NOT NULL, "

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Calls per second: SIPp UAC -> `verbund serve` (B2BUA) -> SIPp UAS, beside SIPp UAC -> Kamailio
+# 5.6 (stateful record-routing proxy, bench/pbx/kamailio-pbx.cfg, -m 1024) -> SIPp UAS. Loopback
+# only; the load generator shares the cores.
+#
+# Verbund: users u1 (caller, authenticates its INVITE: 407 + MD5 from -au/-ap) and u2 (the UAS,
+# registered from the UAS's port with digest auth); the UAC dials u2's extension (100002).
+# Scenario bench/pbx/uac_b2bua.xml. Kamailio: "callee" registered (no auth) from the UAS's port;
+# the recipe's uac_rr.xml (no 407 round). Both: the recipe's uas_rr.xml answers at once (180,
+# 200), the UAC holds the call --hold ms (default 1000) and sends BYE.
+# Fixed-rate runs A B A B, then a probe alternating the servers at rising rates (a server drops
+# out at its first step with >= 0.1 % failed calls). Each row: achieved calls/s, successful /
+# failed calls (UAC; the UAS's counts in the Step column), server CPU-µs per successful call
+# (window: UAC start to 3 s after its end), load average, box busy share.
+#
+# usage: bench/pbx/b2bua_vs_kamailio.sh --verbund PATH [--rate R] [--duration S] [--pairs N]
+#          [--probe "R1 R2 ..."] [--probe-duration S] [--no-probe] [--hold MS]
+#          [--kamailio-children N] [--keep DIR]
+# Defaults: 2 pairs of 20 s at 200 calls/s; probe 100 200 400 800 1200 1600 2000 (15 s each).
+# Needs: sipp (sip-tester), kamailio, python3. Use a release build of verbund.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+case ${1:-} in -h|--help) sed -n 2,23p "$0"; exit 0 ;; esac
+exec python3 "$here/pbxbench.py" b2bua "$@"
