@@ -277,4 +277,19 @@ void DialogManager::onStrayResponse(const Message& response) {
   if (DialogUsage* u = findDialog(dialogIdOfResponse(response))) u->onStray2xx(response);
 }
 
+Result<Peer> DialogManager::firstHop(const std::string& requestUri,
+                                     const std::vector<std::string>& routes,
+                                     const std::optional<Peer>& target) {
+  if (target) return *target;
+  std::string hop = requestUri;
+  if (!routes.empty()) {
+    auto r = parseNameAddr(routes.front());
+    if (!r) return makeError(400, "bad route");
+    hop = std::string(r->uri.text);
+  }
+  auto p = resolve(hop);
+  if (!p) return makeError(503, "cannot resolve " + hop);
+  return *p;
+}
+
 } // namespace verbund::sip

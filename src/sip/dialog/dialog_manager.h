@@ -126,6 +126,10 @@ public:
   InviteHandler* inviteHandler() { return inviteHandler_; }
   uint32_t random(uint32_t lo, uint32_t hi);
   std::optional<Peer> resolve(std::string_view uriText);
+  // Where an out-of-dialog request goes (RFC 3261 §8.1.2): the given target, else the first
+  // pre-loaded route, else the Request-URI, resolved with the configured resolver.
+  Result<Peer> firstHop(const std::string& requestUri, const std::vector<std::string>& routes,
+                        const std::optional<Peer>& target);
   // Routes the dialog's id to `usage` (replacing a previous owner).
   void bindDialog(DialogUsage& usage);
   void unbindDialog(const DialogId& id, UsageId owner);

@@ -46,19 +46,9 @@ ClientInvite::ClientInvite(DialogManager& m, UsageId id, DialogManager::InvitePa
 }
 
 Result<void> ClientInvite::start() {
-  if (params_.target) {
-    target_ = *params_.target;
-  } else {
-    std::string hop = params_.requestUri;
-    if (!params_.routes.empty()) {
-      auto r = parseNameAddr(params_.routes.front());
-      if (!r) return makeError(400, "bad route");
-      hop = std::string(r->uri.text);
-    }
-    auto p = manager_.resolve(hop);
-    if (!p) return makeError(503, "cannot resolve " + hop);
-    target_ = *p;
-  }
+  auto hop = manager_.firstHop(params_.requestUri, params_.routes, params_.target);
+  if (!hop) return hop.error();
+  target_ = *hop;
   return sendInvite(std::nullopt);
 }
 

@@ -96,19 +96,9 @@ Result<void> ClientSubscription::start() {
   auto ev = parseEvent(params_.event);
   if (!ev) return ev.error();
   event_ = std::move(*ev);
-  if (params_.target) {
-    target_ = *params_.target;
-  } else {
-    std::string hop = params_.requestUri;
-    if (!params_.routes.empty()) {
-      auto r = parseNameAddr(params_.routes.front());
-      if (!r) return makeError(400, "bad route");
-      hop = std::string(r->uri.text);
-    }
-    auto p = manager_.resolve(hop);
-    if (!p) return makeError(503, "cannot resolve " + hop);
-    target_ = *p;
-  }
+  auto hop = manager_.firstHop(params_.requestUri, params_.routes, params_.target);
+  if (!hop) return hop.error();
+  target_ = *hop;
   manager_.bindPendingSubscription(callId_, fromTag_, id());
   return sendInitial(std::nullopt);
 }
