@@ -9,9 +9,10 @@ build_pkgs=(cmake ninja-build ccache g++ pkg-config git
   libcli11-dev libpugixml-dev libcpp-httplib-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev openssl)
 # Test-only tools: the third-party SIP peers, sanitizer/fuzzer toolchain, formatting check,
-# the differential parser (sofia-sip), audio checks.
+# the differential parser (sofia-sip), audio checks, the browser tests of the web UI (Node.js
+# with playwright-core from package-lock.json, driving Debian's headless Chromium).
 test_pkgs=(clang libclang-rt-14-dev clang-format sip-tester kamailio libsofia-sip-ua-dev sox
-  iproute2 procps python3 baresip-core linphone-cli sipvicious valgrind)
+  iproute2 procps python3 baresip-core linphone-cli sipvicious valgrind nodejs chromium)
 
 pkgs=("${build_pkgs[@]}")
 [ "$kind" = test ] && pkgs+=("${test_pkgs[@]}")
@@ -22,6 +23,10 @@ for p in "${pkgs[@]}"; do
     missing+=("$p")
   fi
 done
+# npm: Debian ships it as its own package; Node.js builds that bundle it conflict with that one.
+if [ "$kind" = test ] && ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#pkgs[@]} packages present"
   exit 0

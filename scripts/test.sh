@@ -17,6 +17,15 @@ if ! clang-format --dry-run --Werror $files >/tmp/verbund-format.log 2>&1; then
   exit 1
 fi
 
+# playwright-core for the browser tests (tests/browser): `npm ci` only when node_modules is
+# missing or package-lock.json changed since the last install.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -d node_modules/playwright-core ] || [ "$(cat node_modules/.verbund-lock-sha256 2>/dev/null)" != "$lock_sum" ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+  echo "$lock_sum" > node_modules/.verbund-lock-sha256
+fi
+
 rc=0
 for preset in ${VERBUND_TEST_PRESETS:-release asan}; do
   echo "== build ($preset)"

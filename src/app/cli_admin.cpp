@@ -22,7 +22,8 @@ struct AdminCliState {
   bool jsonOut = false;
   // Command and arguments.
   CLI::App *userCmd = nullptr, *groupCmd = nullptr, *adminCmd = nullptr, *callsCmd = nullptr,
-           *regCmd = nullptr, *trunkCmd = nullptr;
+           *regCmd = nullptr, *trunkCmd = nullptr, *fedCmd = nullptr;
+  std::string file, output;
   std::string disposition;
   int limit = 50;
   std::string command; // "user list", ...
@@ -111,11 +112,15 @@ public:
     else
       r = http_.Delete(path.c_str(), headers());
     check(r);
+    lastBody_ = r->body;
     if (r->body.empty()) return nullptr;
     return json::parse(r->body, nullptr, false);
   }
+  // The raw body of the last call (for non-JSON answers such as the federation certificate).
+  const std::string& lastBody() const { return lastBody_; }
 
   const std::string& currentPassword() const { return currentPassword_; }
+  std::string lastBody_;
   bool usesSession() const { return !cookie_.empty(); }
 
 private:
@@ -287,6 +292,24 @@ AdminCommands::AdminCommands(CLI::App& app) : s_(std::make_unique<AdminCliState>
       "Replace the trunk settings with a JSON document read from stdin "
       "(the \"settings\" object of `trunk show`; password optional)");
 
+  s.fedCmd = app.add_subcommand("federation", "The federation (Anlagenverbund) of the node");
+  s.fedCmd->require_subcommand(1);
+  sub(s.fedCmd, "show", "Federation name, members with state, version, RTT, conflicts");
+  sub(s.fedCmd, "create", "Create a federation with this node as its first member")
+      ->add_option("name", s.name, "federation name")
+      ->required();
+  auto* fcert = sub(s.fedCmd, "certificate",
+                    "Make the federation certificate file (passphrase read from stdin)");
+  fcert->add_option("-o,--output", s.output, "file to write")->required();
+  sub(s.fedCmd, "join", "Join an active federation (passphrase read from stdin)")
+      ->add_option("file", s.file, "the federation certificate file")
+      ->required();
+  sub(s.fedCmd, "leave", "Leave the federation");
+  sub(s.fedCmd, "remove", "Remove another member (revokes it on every member)")
+      ->add_option("node", s.key, "node id")
+      ->required();
+  sub(s.fedCmd, "audit", "Joins, leaves and removals");
+
   s.adminCmd = app.add_subcommand("admin", "Administer the node");
   s.adminCmd->require_subcommand(1);
   sub(s.adminCmd, "set-password", "Set the admin password (new password read from stdin)");
@@ -435,6 +458,65 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
         throw CliError{2, "trunk set: stdin is not a JSON object"};
       if (body.contains("settings") && body["settings"].is_object()) body = body["settings"];
       emit(api.call("PUT", "/api/v1/trunk", body));
+    } else if (s.command == "federation show") {
+      auto j = api.call("GET", "/api/v1/federation");
+      if (s.jsonOut || !j.value("member", false)) {
+        emit(j);
+      } else {
+        out << "federation: " << str(j, "name") << " (" << str(j, "federationId") << ")\n";
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& m : j["members"]) {
+          std::string rtt =
+              m["rttMs"].is_number() ? std::to_string(int(m["rttMs"].get<double>())) : "";
+          std::string addr =
+              m["controlAddresses"].empty() ? "" : m["controlAddresses"][0].get<std::string>();
+          rows.push_back({str(m, "name"), str(m, "nodeId"), addr, str(m, "state"),
+                          str(m, "productVersion") + "/" + str(m, "protocolVersion"), rtt,
+                          str(m, "lastError")});
+        }
+        printTable(out, {"NAME", "NODE", "ADDRESS", "STATE", "VERSION", "RTT MS", "NOTE"}, rows);
+        for (const auto& c : j["conflicts"]) {
+          out << "conflict: number " << str(c, "number") << " used by";
+          for (const auto& u : c["uses"])
+            out << " " << str(u, "nodeName") << " (" << str(u, "kind") << " " << str(u, "name")
+                << ")";
+          out << "\n";
+        }
+      }
+    } else if (s.command == "federation create") {
+      auto j = api.call("POST", "/api/v1/federation", json{{"name", s.name}});
+      s.jsonOut ? emit(j) : void(out << "created federation " << s.name << "\n");
+    } else if (s.command == "federation certificate") {
+      api.call("POST", "/api/v1/federation/certificate", json{{"passphrase", readLine(in)}});
+      std::ofstream f(s.output, std::ios::binary | std::ios::trunc);
+      if (!f) throw CliError{2, "cannot write " + s.output};
+      f << api.lastBody();
+      if (!s.jsonOut) out << "wrote " << s.output << "\n";
+    } else if (s.command == "federation join") {
+      std::ifstream f(s.file, std::ios::binary);
+      if (!f) throw CliError{2, "cannot read " + s.file};
+      std::string bundle((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      auto j = api.call("POST", "/api/v1/federation/join",
+                        json{{"bundle", bundle}, {"passphrase", readLine(in)}});
+      s.jsonOut ? emit(j) : void(out << "joined federation " << str(j, "name") << "\n");
+    } else if (s.command == "federation leave") {
+      api.call("DELETE", "/api/v1/federation");
+      if (!s.jsonOut) out << "left the federation\n";
+    } else if (s.command == "federation remove") {
+      api.call("DELETE",
+               "/api/v1/federation/members/" + httplib::detail::encode_query_param(s.key));
+      if (!s.jsonOut) out << "removed member " << s.key << "\n";
+    } else if (s.command == "federation audit") {
+      auto j = api.call("GET", "/api/v1/federation/audit");
+      if (s.jsonOut) {
+        emit(j["entries"]);
+      } else {
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& e : j["entries"])
+          rows.push_back({std::to_string(e.value("atMs", int64_t(0)) / 1000), str(e, "event"),
+                          str(e, "nodeName"), str(e, "detail")});
+        printTable(out, {"AT (UNIX S)", "EVENT", "NODE", "DETAIL"}, rows);
+      }
     } else if (s.command == "admin set-password") {
       std::string pw = readLine(in);
       json b{{"password", pw}};

@@ -1,5 +1,7 @@
 #include "app/config.h"
 
+#include "base/net.h"
+
 #include <cstdlib>
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -101,6 +103,36 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           (name == "tls_cert" ? c.tlsCert : name == "tls_key" ? c.tlsKey : c.tlsCa) = *s;
         } else {
           return configError("unknown key sip." + name);
+        }
+      }
+    } else if (key == "federation") {
+      const toml::table* fed = v.as_table();
+      if (!fed) return configError("[federation] must be a table");
+      for (const auto& [fk, fv] : *fed) {
+        std::string name(fk.str());
+        if (name == "listen" || name == "sip_listen") {
+          auto s = fv.value<std::string>();
+          if (!s || !SockAddr::parse(*s))
+            return configError("federation." + name + " must be an address \"ip:port\"");
+          (name == "listen" ? c.federationListen : c.federationSipListen) = *s;
+        } else if (name == "advertise") {
+          auto list = stringList(fv, "federation.advertise");
+          if (!list) return list.error();
+          for (const auto& a : list.value())
+            if (!IpAddress::parse(a))
+              return configError("federation.advertise: not an IP address: " + a);
+          c.federationAdvertise = list.value();
+        } else if (name == "fallback_ms") {
+          auto ms = fv.value<int64_t>();
+          if (!ms || *ms < 100 || *ms > 30000)
+            return configError("federation.fallback_ms must be 100..30000");
+          c.federationFallbackMs = int(*ms);
+        } else if (name == "enabled") {
+          auto b = fv.value<bool>();
+          if (!b) return configError("federation.enabled must be true or false");
+          c.federationEnabled = *b;
+        } else {
+          return configError("unknown key federation." + name);
         }
       }
     } else {

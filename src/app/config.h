@@ -26,6 +26,13 @@ struct NodeConfig {
                                                      sip::DigestAlgorithm::Sha256};
   int noAnswerSeconds = 30;
   std::string adminListen = "127.0.0.1:8080";
+
+  // [federation] (docs/federation-api.md)
+  bool federationEnabled = true;
+  std::string federationListen = "0.0.0.0:3090";    // control plane (mutual TLS)
+  std::string federationSipListen = "0.0.0.0:5061"; // SIP over TLS between nodes
+  std::vector<std::string> federationAdvertise;     // IPs peers use; default: first non-loopback
+  int federationFallbackMs = 1000;
 };
 
 // Loads a TOML file; unknown keys are errors so that typos do not pass silently.

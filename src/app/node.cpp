@@ -1,8 +1,11 @@
 #include "app/node.h"
 
+#include "app/federation_routes.h"
 #include "app/listen.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "federation/service/federation_service.h"
+#include "federation/trust/ossl.h"
 #include "http/admin_server.h"
 #include "http/directory_routes.h"
 #include "http/trunk_routes.h"
@@ -23,7 +26,11 @@
 #include "store/database.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <openssl/pem.h>
 #include <random>
 
 namespace verbund::app {
@@ -40,6 +47,38 @@ CREATE TABLE node_identity(
 )SQL"}};
 }
 
+// The first non-loopback IPv4 address of this host (what other nodes most likely reach), else
+// 127.0.0.1.
+std::string firstHostAddress() {
+  ifaddrs* list = nullptr;
+  std::string out = "127.0.0.1";
+  if (getifaddrs(&list) != 0) return out;
+  for (auto* a = list; a; a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
+    IpAddress ip;
+    const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+    std::memcpy(ip.bytes.data(), &in->sin_addr, 4);
+    if (ip.isLoopback()) continue;
+    out = ip.toString();
+    break;
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+std::string keyPem(EVP_PKEY* key) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (!bio) return {};
+  std::string out;
+  if (PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr) == 1) {
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio, &data);
+    out.assign(data, size_t(n));
+  }
+  BIO_free(bio);
+  return out;
+}
+
 std::string randomId() {
   std::random_device rd;
   static const char* hex = "0123456789abcdef";
@@ -54,6 +93,7 @@ std::string randomId() {
 class NodeCallDirectory final : public pbx::CallDirectory {
 public:
   NodeCallDirectory(pbx::Directory& dir, pbx::Registrar& reg) : dir_(dir), reg_(reg) {}
+  void setFederation(federation::FederationService* fed) { fed_ = fed; }
 
   static pbx::Party party(const pbx::User& u) {
     return pbx::Party{u.owner, u.extension, u.displayName, u.sipUser, u.externalNumber};
@@ -73,9 +113,11 @@ public:
     if (!g) return std::nullopt;
     pbx::GroupTarget t{g->number, g->name, {}};
     for (const auto& m : g->members) {
-      if (!m.loggedIn || !m.owner.empty()) continue; // remote members: federation (issue 4)
+      if (!m.loggedIn || !m.owner.empty()) continue; // remote members: below
       if (auto u = dir_.userByExtension(m.extension)) t.loggedInMembers.push_back(party(*u));
     }
+    if (fed_)
+      for (auto& p : fed_->remoteGroupMembers(g->members)) t.loggedInMembers.push_back(p);
     return t;
   }
   std::vector<pbx::DeviceTarget> devices(const std::string& sipUser) override {
@@ -100,6 +142,7 @@ public:
 private:
   pbx::Directory& dir_;
   pbx::Registrar& reg_;
+  federation::FederationService* fed_ = nullptr;
 };
 
 // Feeds call-engine line events into the presence hub (BLF).
@@ -107,6 +150,8 @@ class NodeLineObserver final : public pbx::LineObserver {
 public:
   explicit NodeLineObserver(pbx::PresenceHub& hub) : hub_(hub) {}
   void lineEvent(const pbx::LineEvent& e) override {
+    // Users of other nodes: their own node publishes their state (presence flows from the owner).
+    if (!e.owner.empty()) return;
     pbx::DialogInfo d;
     d.id = e.dialogId;
     d.callId = e.callId;
@@ -178,6 +223,9 @@ struct Node::Impl {
   std::unique_ptr<sip::ServerLocator> locator;
   std::unique_ptr<pbx::TrunkManager> trunk;
   std::unique_ptr<NodeExternalLine> externalLine;
+  std::unique_ptr<federation::FederationService> federation;
+  std::unordered_map<sip::ConnectionId, std::string> federationConnections; // TLS conn → node id
+  bool federationSipListening = false;
   std::unique_ptr<http::AdminServer> admin;
 
   Impl(asio::io_context& ioc, NodeConfig cfg)
@@ -185,6 +233,10 @@ struct Node::Impl {
 
   Result<void> openStorage();
   Result<void> startSip();
+  Result<void> startFederation();
+  void federationTls(const federation::TrustStore* trust);
+  bool tlsPeerVerified(sip::ConnectionId id, const sip::Peer& peer, X509* cert);
+  std::optional<pbx::Caller> federationCaller(const sip::Message& invite);
   Result<void> startAdmin();
   void addApiRoutes();
   std::optional<pbx::Caller> checkCaller(sip::InviteSession& s, const sip::Message& invite);
@@ -204,6 +256,7 @@ Result<void> Node::Impl::openStorage() {
   for (auto& m : pbx::Registrar::migrations()) migrations.push_back(m);
   for (auto& m : http::AdminAuth::migrations()) migrations.push_back(m);
   for (auto& m : pbx::trunkMigrations()) migrations.push_back(m);
+  for (auto& m : federation::FederationService::migrations()) migrations.push_back(m);
   auto d = store::Database::open(config.dataDir + "/verbund.db", migrations);
   if (!d) return d.error();
   db = std::move(d.value());
@@ -285,8 +338,12 @@ Result<void> Node::Impl::startSip() {
   pbx::BlfNotifierConfig bc;
   bc.authorize = [this](const sip::Message& m) { return authorizeSubscribe(m); };
   bc.resolve = [this](std::string_view ext) -> std::optional<pbx::UserKey> {
-    if (!directory->userByExtension(ext)) return std::nullopt;
-    return pbx::UserKey{"", std::string(ext)};
+    if (directory->userByExtension(ext)) return pbx::UserKey{"", std::string(ext)};
+    // A user of another node: its presence arrives from its node (once per node).
+    if (federation)
+      if (auto p = federation->userByExtension(std::string(ext)))
+        return pbx::UserKey{p->owner, std::string(ext)};
+    return std::nullopt;
   };
   blf = std::make_unique<pbx::BlfNotifier>(*dialogs, presence, bc);
   dialogs->setServerSubscriptionHandler(blf.get());
@@ -297,6 +354,7 @@ Result<void> Node::Impl::startSip() {
   cc.domain = host;
   cc.nodeId = nodeId;
   cc.noAnswer = Duration(config.noAnswerSeconds * 1000);
+  cc.federationFallback = Duration(config.federationFallbackMs);
   calls = std::make_unique<pbx::CallManager>(*dialogs, timers, *callDirectory, *callLog, cc);
   calls->setLineObserver(lineObserver.get());
   calls->setCallerCheck(
@@ -330,6 +388,139 @@ Result<void> Node::Impl::startSip() {
   return {};
 }
 
+Result<void> Node::Impl::startFederation() {
+  if (!config.federationEnabled) return {};
+  federation::FederationConfig fc;
+  fc.nodeId = nodeId;
+  fc.nodeName = config.nodeName;
+  fc.productVersion = kVersion;
+  // Test-only: announce another protocol version (rolling-upgrade and incompatibility tests).
+  if (const char* p = std::getenv("VERBUND_FEDERATION_PROTOCOL")) {
+    auto v = federation::ProtocolVersion::parse(p);
+    if (!v) return Error{1, std::string("VERBUND_FEDERATION_PROTOCOL: not a version: ") + p};
+    fc.protocol = *v;
+  }
+  fc.listen = config.federationListen;
+  fc.advertise = config.federationAdvertise;
+  if (fc.advertise.empty()) fc.advertise.push_back(firstHostAddress());
+  auto sipListen = SockAddr::parse(config.federationSipListen);
+  if (!sipListen) return Error{1, "federation.sip_listen: not an address"};
+  const std::string& adv = fc.advertise.front();
+  std::string advHost = adv.find(':') != std::string::npos ? "[" + adv + "]" : adv;
+  fc.sipAddress = advHost + ":" + std::to_string(sipListen->port);
+  fc.dataDir = config.dataDir;
+  federation =
+      std::make_unique<federation::FederationService>(io, *db, *directory, presence, *callLog, fc);
+  federation->onTrustChanged = [this](const federation::TrustStore* t) { federationTls(t); };
+  auto b = federation->start();
+  if (!b) return b.error();
+  bound["federation"] = b->toString();
+  transport.onTlsPeerVerified = [this](sip::ConnectionId id, const sip::Peer& p, X509* cert) {
+    return tlsPeerVerified(id, p, cert);
+  };
+  if (federation->trust()) federationTls(federation->trust());
+  calls->setRemoteNodes(federation.get());
+  callDirectory->setFederation(federation.get());
+  return {};
+}
+
+// SIP over TLS between nodes uses the node certificate of the federation, verified against the
+// federation CA in both directions. (A node in a federation serves phones over TLS with the same
+// certificate; a separate certificate for phones is not supported yet.)
+void Node::Impl::federationTls(const federation::TrustStore* trust) {
+  if (!trust || !trust->nodeCredentials()) return; // after leaving: peers are refused below
+  sip::TlsConfig tc;
+  auto cert = federation::detail::certToPem(trust->nodeCredentials()->cert.get());
+  auto ca = federation::detail::certToPem(trust->ca().cert());
+  if (!cert || !ca) return;
+  tc.certificateChainPem = *cert;
+  tc.privateKeyPem = keyPem(trust->nodeCredentials()->key.get());
+  tc.caPem = *ca;
+  tc.clientCertMode = sip::TlsConfig::ClientCertMode::Optional;
+  tc.verifyServer = true;
+  if (!config.sipTls.empty())
+    logger("node")->warn("sip.tls: the federation's node certificate replaces sip.tls_cert");
+  if (auto r = transport.configureTls(tc); !r) {
+    logger("node")->error("federation TLS: {}", r.error().message);
+    return;
+  }
+  if (!federationSipListening) {
+    auto addr = SockAddr::parse(config.federationSipListen);
+    auto l = transport.listen(sip::TransportType::Tls, *addr);
+    if (!l) {
+      logger("node")->error("federation SIP listener {}: {}", config.federationSipListen,
+                            l.error().message);
+      return;
+    }
+    federationSipListening = true;
+    bound["federationSip"] = l->toString();
+  }
+}
+
+bool Node::Impl::tlsPeerVerified(sip::ConnectionId id, const sip::Peer& peer, X509* cert) {
+  if (!cert) return true; // a phone without a client certificate
+  if (!federation || !federation->trust()) return true;
+  auto who = federation->verifySipPeer(cert);
+  if (!who) {
+    static Counter refused("verbund_federation_sip_refused_total",
+                           "SIP-over-TLS connections refused: certificate not of a member");
+    refused.inc();
+    logger("federation")
+        ->warn("SIP/TLS from {} refused: {}", peer.remote.toString(), who.error().message);
+    return false;
+  }
+  federationConnections[id] = who->nodeId;
+  return true;
+}
+
+// An INVITE from another node: over a TLS connection whose certificate is a member's. Its
+// P-Asserted-Identity names the caller (trusted because of mutual TLS), X-Verbund-Call carries
+// the federation-wide call id and what the calling node asks for.
+std::optional<pbx::Caller> Node::Impl::federationCaller(const sip::Message& invite) {
+  if (!federation || invite.source().transport != sip::TransportType::Tls) return std::nullopt;
+  auto it = federationConnections.find(invite.source().connection);
+  if (it == federationConnections.end()) return std::nullopt;
+  pbx::Caller c;
+  c.kind = pbx::Caller::Kind::Federation;
+  c.party.owner = it->second;
+  std::string origin = "user";
+  if (auto h = invite.header("X-Verbund-Call")) {
+    std::string_view v = *h;
+    auto semi = v.find(';');
+    c.correlationId = std::string(v.substr(0, semi));
+    while (semi != std::string_view::npos) {
+      v = v.substr(semi + 1);
+      semi = v.find(';');
+      auto param = v.substr(0, semi);
+      auto eq = param.find('=');
+      if (eq == std::string_view::npos) continue;
+      auto name = param.substr(0, eq), value = param.substr(eq + 1);
+      if (name == "mode" && (value == "user" || value == "route")) c.mode = std::string(value);
+      if (name == "origin") origin = std::string(value);
+    }
+    if (c.correlationId.size() > 64) c.correlationId.resize(64);
+  }
+  auto pai = invite.header("P-Asserted-Identity");
+  auto na = sip::parseNameAddr(pai ? *pai : invite.header(sip::HeaderId::From).value_or(""));
+  if (na) {
+    std::string user = sip::unescape(na->uri.user).value_or("");
+    c.party.displayName = std::string(na->displayName);
+    if (origin == "external") {
+      c.party.externalNumber = user;
+      c.party.extension = user;
+      c.number = user;
+      c.name = c.party.displayName;
+    } else {
+      c.party.extension = user;
+      if (auto u = federation->remoteUser(c.party.owner, user)) {
+        c.party.externalNumber = u->externalNumber;
+        if (c.party.displayName.empty()) c.party.displayName = u->displayName;
+      }
+    }
+  }
+  return c;
+}
+
 namespace {
 sip::DigestLookup credentialLookup(pbx::Directory& dir) {
   return [&dir](std::string_view user, std::string_view,
@@ -345,6 +536,7 @@ sip::DigestLookup credentialLookup(pbx::Directory& dir) {
 
 std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
                                                    const sip::Message& invite) {
+  if (auto c = federationCaller(invite)) return c;
   if (trunk && trunk->isTrunkPeer(invite.source())) {
     // The carrier is trusted by address (RFC 3263-resolved registrar/proxy, configured IPs).
     pbx::Caller c;
@@ -530,16 +722,44 @@ void Node::Impl::addApiRoutes() {
     for (const auto& u : directory->users()) {
       auto p = presence.get(pbx::UserKey{"", u.extension});
       out.push_back({{"node", ""},
+                     {"nodeName", config.nodeName},
                      {"extension", u.extension},
                      {"displayName", u.displayName},
                      {"state", std::string(pbx::lineStateName(p.state))}});
     }
+    // Users of the other nodes (replica); their state comes from their node, "unknown" while
+    // the link is down.
+    if (federation && federation->member())
+      for (const auto& u : federation->replica().allUsers()) {
+        auto p = presence.get(pbx::UserKey{u.owner, u.user.extension});
+        out.push_back({{"node", u.owner},
+                       {"nodeName", federation->nodeName(u.owner)},
+                       {"extension", u.user.extension},
+                       {"displayName", u.user.displayName},
+                       {"state", std::string(pbx::lineStateName(p.state))}});
+      }
     return Response::json({{"users", out}});
   });
   admin->addStatus([this](nlohmann::json& j) {
     j["nodeId"] = nodeId;
     j["registrations"] = registrar->all().size();
     j["activeCalls"] = calls->activeCalls().size();
+    if (federation) {
+      auto f = federation->status();
+      nlohmann::json brief = {{"member", f["member"]}};
+      if (f["member"].get<bool>()) {
+        brief["name"] = f["name"];
+        size_t up = 0, total = 0;
+        for (const auto& m : f["members"]) {
+          if (m["self"].get<bool>()) continue;
+          ++total;
+          if (m["state"] == "up") ++up;
+        }
+        brief["peersUp"] = up;
+        brief["peers"] = total;
+      }
+      j["federation"] = brief;
+    }
   });
 }
 
@@ -551,6 +771,7 @@ Result<void> Node::Impl::startAdmin() {
   admin = std::make_unique<http::AdminServer>(io, *adminAuth, ac);
   http::addDirectoryRoutes(*admin, *directory);
   http::addTrunkRoutes(*admin, *trunk, *db);
+  if (federation) addFederationRoutes(*admin, *federation);
   addApiRoutes();
   auto b = admin->start();
   if (!b) return Error{1, "admin API: " + b.error().message};
@@ -562,6 +783,7 @@ Result<std::unique_ptr<Node>> Node::start(asio::io_context& io, const NodeConfig
   auto impl = std::make_unique<Impl>(io, config);
   if (auto r = impl->openStorage(); !r) return r.error();
   if (auto r = impl->startSip(); !r) return r.error();
+  if (auto r = impl->startFederation(); !r) return r.error();
   if (auto r = impl->startAdmin(); !r) return r.error();
   return std::unique_ptr<Node>(new Node(std::move(impl)));
 }
@@ -580,6 +802,7 @@ const std::string& Node::nodeId() const {
 void Node::stop() {
   if (!impl_) return;
   if (impl_->admin) impl_->admin->stop();
+  if (impl_->federation) impl_->federation->stop();
   if (impl_->trunk) impl_->trunk->stop();
   impl_->transport.close();
 }

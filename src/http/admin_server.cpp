@@ -2,6 +2,7 @@
 
 #include "base/log.h"
 #include "base/metrics.h"
+#include "http/static_assets.h"
 
 #include <httplib.h>
 
@@ -12,6 +13,12 @@ namespace {
 Counter requestsTotal("verbund_http_requests_total", "Admin API and /metrics requests");
 Counter errorsTotal("verbund_http_errors_total", "Admin API requests answered with 4xx or 5xx");
 Counter loginFailures("verbund_http_login_failures_total", "Failed admin logins");
+Counter uiRequests("verbund_http_ui_requests_total", "Admin web UI file requests");
+
+// Paths of the REST API and /metrics; every other GET is a file of the web UI.
+bool isApiPath(std::string_view path) {
+  return path == "/api" || path.starts_with("/api/") || path == "/metrics";
+}
 
 std::string cookieValue(const std::string& header, std::string_view name) {
   size_t i = 0;
@@ -255,8 +262,34 @@ Result<Response> AdminServer::dispatch(const httplib::Request& req, RequestConte
   }
 }
 
+// The web UI's files: no authentication (they hold no data; the UI logs in through the API).
+// Revalidated on every load (ETag), so that an upgraded node never serves a stale UI.
+void AdminServer::serveAsset(const httplib::Request& req, httplib::Response& res) {
+  uiRequests.inc();
+  for (const auto& [k, v] : uiSecurityHeaders()) res.set_header(std::string(k), std::string(v));
+  auto asset = findAsset(req.path);
+  if (!asset) {
+    res.status = 404;
+    res.set_header("Cache-Control", "no-store");
+    res.set_content("not found\n", "text/plain; charset=utf-8");
+    return;
+  }
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("ETag", std::string(asset->etag));
+  if (req.get_header_value("If-None-Match") == asset->etag) {
+    res.status = 304;
+    return;
+  }
+  res.status = 200;
+  res.set_content(asset->data.data(), asset->data.size(), std::string(asset->contentType));
+}
+
 void AdminServer::serve(const httplib::Request& req, httplib::Response& res) {
   requestsTotal.inc();
+  if ((req.method == "GET" || req.method == "HEAD") && !isApiPath(req.path)) {
+    serveAsset(req, res);
+    return;
+  }
   RequestContext ctx;
   ctx.path = req.path;
   ctx.query = req.params;
@@ -277,6 +310,7 @@ void AdminServer::serve(const httplib::Request& req, httplib::Response& res) {
   }
   res.set_header("Cache-Control", "no-store");
   res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("X-Frame-Options", "DENY");
   if (!out) {
     errorsTotal.inc();
     res.status = out.error().code >= 400 && out.error().code < 600 ? out.error().code : 500;

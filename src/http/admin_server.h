@@ -15,6 +15,7 @@
 //   PUT    /api/v1/admin/password   {password, currentPassword}
 //   GET    /api/v1/status           node name, version, counts of the status sources
 //   GET    /metrics                 Prometheus text; without credentials from loopback only
+//   GET    any other path           the admin web UI's files (web/, built into the binary)
 #include "base/net.h"
 #include "base/result.h"
 #include "http/admin_auth.h"
@@ -77,6 +78,7 @@ private:
   };
   void addBuiltinRoutes();
   void serve(const httplib::Request& req, httplib::Response& res);
+  void serveAsset(const httplib::Request& req, httplib::Response& res);
   Result<Response> dispatch(const httplib::Request& req, RequestContext& ctx);
   Result<Response> login(RequestContext& ctx);
   Result<Response> changePassword(RequestContext& ctx);

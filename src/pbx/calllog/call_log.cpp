@@ -56,7 +56,129 @@ CREATE INDEX call_parties_call ON call_parties(call_id);
 )SQL"}};
 }
 
-Result<int64_t> CallLog::save(const CallRecord& r) {
+Result<int64_t> CallLog::save(const CallRecord& record) {
+  bool pending = std::any_of(kept_.begin(), kept_.end(), [&](const CallOutcome& o) {
+    return o.correlationId == record.correlationId ||
+           o.relatedCorrelationId == record.correlationId;
+  });
+  if (!pending) return write(record);
+  CallRecord merged = record;
+  for (const auto& o : kept_)
+    if (o.correlationId == record.correlationId || o.relatedCorrelationId == record.correlationId)
+      mergeOutcome(merged, o);
+  return write(merged);
+}
+
+std::string CallLog::ownerHere(const std::string& owner) const {
+  return !localNode_.empty() && owner == localNode_ ? std::string() : owner;
+}
+
+void CallLog::mergeOutcome(CallRecord& r, const CallOutcome& o) const {
+  std::string callerOwner = ownerHere(o.callerOwner);
+  std::string calleeOwner = ownerHere(o.calleeOwner);
+  std::string answeredOwner = ownerHere(o.answeredByOwner);
+  bool answered = !o.answeredBy.empty();
+  if (!o.caller.empty()) {
+    r.caller = o.caller;
+    r.callerName = o.callerName;
+  }
+  r.disposition = o.disposition;
+  if (answered) {
+    r.answeredBy = o.answeredBy;
+    if (!r.answerMs) r.answerMs = o.answerMs;
+  }
+  auto& ps = r.parties;
+  // The caller as the node that ran the call saw it (a cross-site picker's own record named the
+  // picker as caller; the picker is the answerer of the call it joined).
+  if (!o.caller.empty()) {
+    auto it = std::find_if(ps.begin(), ps.end(),
+                           [](const CallParty& p) { return p.role == PartyRole::Caller; });
+    if (it == ps.end()) it = ps.insert(ps.begin(), CallParty{PartyRole::Caller});
+    it->extension = o.caller;
+    it->name = o.callerName;
+    it->owner = callerOwner;
+  }
+  // Who the call rang for.
+  if (!o.callee.empty()) {
+    auto same = [&](const CallParty& p) {
+      return p.role == PartyRole::Callee && p.extension == o.callee && p.owner == calleeOwner;
+    };
+    if (std::none_of(ps.begin(), ps.end(), same)) {
+      auto it = std::find_if(ps.begin(), ps.end(),
+                             [](const CallParty& p) { return p.role == PartyRole::Callee; });
+      if (it == ps.end()) {
+        auto after = std::find_if(ps.begin(), ps.end(),
+                                  [](const CallParty& p) { return p.role == PartyRole::Caller; });
+        it = ps.insert(after == ps.end() ? ps.begin() : after + 1, CallParty{PartyRole::Callee});
+      }
+      it->extension = o.callee;
+      it->name = o.calleeName;
+      it->owner = calleeOwner;
+    }
+  }
+  // Who answered: one AnsweredBy party.
+  if (answered) {
+    ps.erase(std::remove_if(ps.begin(), ps.end(),
+                            [&](const CallParty& p) {
+                              return p.role == PartyRole::AnsweredBy &&
+                                     !(p.extension == o.answeredBy && p.owner == answeredOwner);
+                            }),
+             ps.end());
+    auto listed = std::any_of(ps.begin(), ps.end(),
+                              [](const CallParty& p) { return p.role == PartyRole::AnsweredBy; });
+    if (!listed)
+      ps.push_back({PartyRole::AnsweredBy, o.answeredBy, o.answeredByName, answeredOwner,
+                    Disposition::Answered});
+  }
+  for (auto& p : ps) {
+    switch (p.role) {
+    case PartyRole::Caller:
+      p.disposition = o.disposition;
+      break;
+    case PartyRole::AnsweredBy:
+      p.disposition = Disposition::Answered;
+      break;
+    case PartyRole::Callee:
+    case PartyRole::Rang:
+      if (answered && p.extension == o.answeredBy && p.owner == answeredOwner)
+        p.disposition = Disposition::Answered;
+      else if (o.disposition == Disposition::Answered)
+        p.disposition =
+            p.role == PartyRole::Rang ? Disposition::CompletedElsewhere : Disposition::Answered;
+      else
+        p.disposition = o.disposition;
+      break;
+    }
+  }
+}
+
+Result<int> CallLog::applyOutcome(const CallOutcome& o) {
+  if (o.correlationId.empty() && o.relatedCorrelationId.empty())
+    return Error{1, "call outcome without correlation id"};
+  // Keep it (replacing an older outcome of the same call): the engine here may save its own
+  // view of the call later (at its end), and that save merges the outcome again.
+  kept_.erase(std::remove_if(kept_.begin(), kept_.end(),
+                             [&](const CallOutcome& k) {
+                               return k.correlationId == o.correlationId &&
+                                      k.relatedCorrelationId == o.relatedCorrelationId;
+                             }),
+              kept_.end());
+  kept_.push_back(o);
+  while (kept_.size() > kKeptOutcomes) kept_.pop_front();
+  int changed = 0;
+  for (const std::string* id : {&o.correlationId, &o.relatedCorrelationId}) {
+    if (id->empty() || (id == &o.relatedCorrelationId && *id == o.correlationId)) continue;
+    auto record = byCorrelation(*id);
+    if (!record) continue;
+    mergeOutcome(*record, o);
+    auto w = write(*record);
+    if (!w) return w.error();
+    ++changed;
+  }
+  return changed;
+}
+
+Result<int64_t> CallLog::write(const CallRecord& r) {
   int64_t id = 0;
   auto tx = db_.transaction([&]() -> Result<void> {
     auto existing =

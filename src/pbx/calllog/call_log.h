@@ -7,6 +7,7 @@
 #include "store/database.h"
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,20 +55,50 @@ struct CallQuery {
   int limit = 100;
 };
 
+// What the node that ran a call tells the other nodes it involved (federation "call-outcome").
+struct CallOutcome {
+  std::string correlationId;        // the call's id (records of forks to other nodes share it)
+  std::string relatedCorrelationId; // cross-site pickup: the picker's call on its node
+  std::string caller, callerName, callerOwner;
+  std::string callee, calleeName, calleeOwner; // who the call rang for (dialled user or group)
+  std::string answeredBy, answeredByName, answeredByOwner;
+  Disposition disposition = Disposition::Missed; // of the whole call
+  int64_t answerMs = 0;
+};
+
 class CallLog {
 public:
   explicit CallLog(store::Database& db) : db_(db) {}
   static std::vector<store::Migration> migrations();
 
+  // The node's own id: outcomes name parties by owner node; parties of this node are stored with
+  // an empty owner.
+  void setLocalNode(std::string nodeId) { localNode_ = std::move(nodeId); }
+
   // Inserts or replaces the record with this correlation id (a call is saved at answer and again
-  // at its end). Returns the row id.
+  // at its end). Outcomes received for this id (or naming it as related) are merged in first, so
+  // the call engine saving its own view later does not undo what the other node said. Returns
+  // the row id.
   Result<int64_t> save(const CallRecord& record);
   Result<std::vector<CallRecord>> find(const CallQuery& query);
   std::optional<CallRecord> byCorrelation(const std::string& correlationId);
+  // Merges an outcome from the node that ran the call into the local record(s) with its
+  // correlation id or related id: caller, answeredBy (+ an AnsweredBy party with its owner).
+  // Returns how many records changed (0 when none exists yet: the outcome is kept and applied
+  // when the record is saved). The last kKeptOutcomes outcomes are kept in memory either way.
+  Result<int> applyOutcome(const CallOutcome& outcome);
+  // Merges `outcome` into `record` (exposed for tests).
+  void mergeOutcome(CallRecord& record, const CallOutcome& outcome) const;
+  static constexpr size_t kKeptOutcomes = 1024;
+  size_t keptOutcomes() const { return kept_.size(); }
 
 private:
   void loadParties(CallRecord& record);
+  Result<int64_t> write(const CallRecord& record);
+  std::string ownerHere(const std::string& owner) const;
   store::Database& db_;
+  std::string localNode_;
+  std::deque<CallOutcome> kept_; // newest last
 };
 
 } // namespace verbund::pbx

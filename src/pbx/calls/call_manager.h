@@ -2,8 +2,8 @@
 // The call engine of a node: a back-to-back user agent. Every call is an inbound leg (the
 // caller's INVITE, an InviteSession on the UAS side) and one or more outbound forks (one
 // ClientInvite per device rung). SDP passes through untouched, so media flows phone to phone.
-// Routing is a chain of small stages (feature codes, local user, local group, external line);
-// the federation adds its stage later. Everything runs on the node's event loop.
+// Routing is a chain of small stages (feature codes, local user, local group, other nodes of the
+// federation through RemoteNodes, external line). Everything runs on the node's event loop.
 #include "base/clock.h"
 #include "pbx/calllog/call_log.h"
 #include "sip/dialog/dialog_manager.h"
@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -73,10 +74,59 @@ public:
 
 // Who is calling: the engine asks before routing a new INVITE.
 struct Caller {
-  enum class Kind : uint8_t { LocalUser, Trunk } kind = Kind::LocalUser;
-  Party party;        // for LocalUser
+  enum class Kind : uint8_t {
+    LocalUser,
+    Trunk,
+    Federation, // another node of the federation (mutual TLS), calling on behalf of `party`
+  } kind = Kind::LocalUser;
+  Party party;        // for LocalUser; for Federation the remote caller (owner = its node id)
   std::string number; // for Trunk: the caller's number as received
   std::string name;
+  // Federation only: the calling node's correlation id (kept for this call's record), and what
+  // the calling node asks for (X-Verbund-Call "mode" parameter, docs/federation-protocol.md):
+  // "user"  ring exactly the user of the Request-URI (a fork of a call routed elsewhere);
+  // "route" route the Request-URI's user like a local caller's dialled string (direct calls,
+  //         feature codes such as *8<ext> and *41<group>, BLF pickup with Replaces).
+  std::string correlationId;
+  std::string mode = "route";
+};
+
+// The other nodes of the federation, as the engine sees them (implemented by the federation
+// service from its directory replica and links).
+struct RemoteCall {
+  Party caller;              // the calling party; owner empty = this node
+  std::string callerNumber;  // for callers from the external line
+  std::string correlationId; // federation-wide id of the call
+  std::string mode = "route";
+};
+class RemoteNodes {
+public:
+  virtual ~RemoteNodes() = default;
+  // A user of another node (replica) by extension; nullopt when no other node shares one, or
+  // when more than one does (conflict: not routable by extension).
+  virtual std::optional<Party> userByExtension(const std::string& extension) = 0;
+  // The node that owns group `number`, when it is another node's.
+  virtual std::optional<std::string> groupOwner(const std::string& number) = 0;
+  // Groups of other nodes that `extension` (a local user) is a member of (for *9 across sites).
+  virtual std::vector<std::pair<std::string, std::string>>
+  remoteGroupsOf(const std::string& extension) = 0; // (owner, group number)
+  // Calls to `owner` may go direct now (link up and protocol compatible).
+  virtual bool reachable(const std::string& owner) = 0;
+  // Fills an INVITE to node `owner` whose Request-URI user is `requestUser` (an extension, a
+  // group number, "*8201", ...): Request-URI and target (SIP over TLS to the node), From/P-
+  // Asserted-Identity of the caller, the X-Verbund-Call header. False when not possible.
+  virtual bool prepareInvite(const std::string& owner, const std::string& requestUser,
+                             const RemoteCall& call, sip::DialogManager::InviteParams& params) = 0;
+  // Logs a local user in or out of another node's group (feature code). False when the group's
+  // node is unknown or not reachable; the change is otherwise confirmed asynchronously.
+  virtual bool setGroupLogin(const std::string& owner, const std::string& groupNumber,
+                             const std::string& extension, bool loggedIn) = 0;
+  // Counts a call that went over the external line because `owner` was not reachable in time.
+  virtual void countFallback(const std::string& owner) = 0;
+  // A call that involved other nodes ended (or was answered): its outcome goes to those nodes so
+  // that their records with the same correlation id (or `outcome.relatedCorrelationId`, the
+  // picker's call of a cross-site pickup) name the same caller, callee and answerer.
+  virtual void shareOutcome(const std::vector<std::string>& nodes, const CallOutcome& outcome) = 0;
 };
 // Returns the caller, or nullopt when it has answered the INVITE itself (407 challenge, 403).
 using CallerCheck = std::function<std::optional<Caller>(sip::InviteSession&, const sip::Message&)>;
@@ -106,11 +156,22 @@ struct CallManagerConfig {
   std::string domain; // host part of the identities the node writes ("pbx.example" or an IP)
   std::string nodeId; // owner id of local parties
   Duration noAnswer{30000};
+  // A fork to another node that has no provisional answer within this bound is cancelled and
+  // the call goes over the external line (federation §"Fallback"; never SIP's 32 s Timer B).
+  Duration federationFallback{1000};
   FeatureCodes features;
 };
 
+// Federation §"Fallback": whether a fork to another node that failed with `status` goes out over
+// the external line instead (timeout or transport error before any provisional answer; never
+// busy, decline, unknown number or other final answers).
+bool shouldFallBack(int status, bool gotProvisional);
+// RFC 3326: whether a Reason header value says "SIP;cause=200" (call completed elsewhere).
+bool isCompletedElsewhere(std::string_view reason);
+
 struct CallStats {
   uint64_t started = 0, answered = 0, failed = 0, pickedUp = 0, active = 0;
+  uint64_t remoteForks = 0, fallbacks = 0;
 };
 
 class CallManager final : public sip::InviteHandler {
@@ -122,6 +183,7 @@ public:
   void setCallerCheck(CallerCheck check) { callerCheck_ = std::move(check); }
   void setLineObserver(LineObserver* o) { observer_ = o; }
   void setExternalLine(ExternalLine* line) { externalLine_ = line; }
+  void setRemoteNodes(RemoteNodes* nodes) { remote_ = nodes; }
 
   // InviteHandler
   void onNewSession(sip::InviteSession& session, const sip::Message& invite) override;
@@ -154,6 +216,21 @@ private:
   void ringParties(Call& call, const std::vector<Party>& parties);
   void startFork(Call& call, const Party& party, const DeviceTarget& device);
   void startTrunkFork(Call& call, const std::string& number);
+  // Federation: a fork to node `party.owner` whose Request-URI user is `requestUser`.
+  void startRemoteFork(Call& call, const Party& party, const std::string& requestUser,
+                       const std::string& mode, const std::string& replaces, bool mayFallBack);
+  // Forwards the whole call to the node of `party` (mode "route"): cross-site pickup.
+  void forwardToNode(Call& call, const Party& party, const std::string& requestUser,
+                     const std::string& replaces);
+  // The external-line fork that replaces a fork to `party`'s node (federation fallback).
+  bool startFallbackFork(Call& call, const Party& party);
+  void onFallbackTimer(CallId id, sip::UsageId invite);
+  void afterForksStarted(Call& call);
+  void forksSettled(Call& call, int lastStatus);
+  bool isRemote(const Party& p) const;
+  void addNode(Call& call, const std::string& owner);
+  void shareOutcome(Call& call);
+  void mergeWithStored(Call& call, CallRecord& r);
 
   // Pickup: connects `picker`'s call to the ringing call `target`.
   bool pickUp(Call& picker, Call& target);
@@ -184,6 +261,7 @@ private:
   CallerCheck callerCheck_;
   LineObserver* observer_ = nullptr;
   ExternalLine* externalLine_ = nullptr;
+  RemoteNodes* remote_ = nullptr;
   CallId nextCall_ = 0;
   std::unordered_map<CallId, std::unique_ptr<Call>> calls_;
   CallStats stats_;

@@ -73,5 +73,180 @@ TEST(CallLog, DispositionNamesRoundTrip) {
   EXPECT_FALSE(dispositionFromName("bogus").has_value());
 }
 
+// Node B's record of a group call of node A that rang two of B's users (two mode-"user" forks).
+CallRecord forksOnB(std::string id) {
+  CallRecord r;
+  r.correlationId = std::move(id);
+  r.direction = "internal";
+  r.caller = "300";
+  r.callerName = "Carol";
+  r.dialled = "201";
+  r.disposition = Disposition::CompletedElsewhere;
+  r.startMs = 1000;
+  r.endMs = 9000;
+  r.parties = {{PartyRole::Caller, "300", "Carol", "nodeA", Disposition::CompletedElsewhere},
+               {PartyRole::Rang, "201", "Bea", "", Disposition::CompletedElsewhere},
+               {PartyRole::Rang, "202", "Ben", "", Disposition::CompletedElsewhere}};
+  return r;
+}
+
+CallOutcome groupOutcome(std::string id) {
+  CallOutcome o;
+  o.correlationId = std::move(id);
+  o.caller = "300";
+  o.callerName = "Carol";
+  o.callerOwner = "nodeA";
+  o.callee = "600";
+  o.calleeName = "Sales";
+  o.calleeOwner = "nodeA";
+  o.answeredBy = "202";
+  o.answeredByName = "Ben";
+  o.answeredByOwner = "nodeB"; // this node
+  o.disposition = Disposition::Answered;
+  o.answerMs = 4000;
+  return o;
+}
+
+const CallParty* partyOf(const CallRecord& r, PartyRole role, const std::string& ext) {
+  for (const auto& p : r.parties)
+    if (p.role == role && p.extension == ext) return &p;
+  return nullptr;
+}
+
+TEST(CallLogOutcome, UpdatesTheRecordWithThatCorrelationId) {
+  auto db = store::Database::open(":memory:", CallLog::migrations());
+  ASSERT_TRUE(db.ok());
+  CallLog log(**db);
+  log.setLocalNode("nodeB");
+  ASSERT_TRUE(log.save(forksOnB("x1")).ok());
+  auto n = log.applyOutcome(groupOutcome("x1"));
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  auto r = log.byCorrelation("x1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->answeredBy, "202");
+  EXPECT_EQ(r->disposition, Disposition::Answered);
+  EXPECT_EQ(r->answerMs, 4000);
+  EXPECT_EQ(r->endMs, 9000);
+  const CallParty* callee = partyOf(*r, PartyRole::Callee, "600");
+  ASSERT_TRUE(callee);
+  EXPECT_EQ(callee->owner, "nodeA");
+  EXPECT_EQ(callee->disposition, Disposition::Answered);
+  EXPECT_EQ(partyOf(*r, PartyRole::Rang, "201")->disposition, Disposition::CompletedElsewhere);
+  EXPECT_EQ(partyOf(*r, PartyRole::Rang, "202")->disposition, Disposition::Answered);
+  const CallParty* by = partyOf(*r, PartyRole::AnsweredBy, "202");
+  ASSERT_TRUE(by);
+  EXPECT_EQ(by->owner, ""); // this node's user
+  EXPECT_EQ(partyOf(*r, PartyRole::Caller, "300")->disposition, Disposition::Answered);
+  // Applying it again changes nothing more (one AnsweredBy party).
+  ASSERT_TRUE(log.applyOutcome(groupOutcome("x1")).ok());
+  r = log.byCorrelation("x1");
+  int answerers = 0;
+  for (const auto& p : r->parties) answerers += p.role == PartyRole::AnsweredBy;
+  EXPECT_EQ(answerers, 1);
+  EXPECT_EQ(r->parties.size(), 5u);
+}
+
+TEST(CallLogOutcome, KeptUntilTheRecordIsSavedAndAppliedOnLaterSaves) {
+  auto db = store::Database::open(":memory:", CallLog::migrations());
+  CallLog log(**db);
+  log.setLocalNode("nodeB");
+  auto n = log.applyOutcome(groupOutcome("x2"));
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0);
+  EXPECT_EQ(log.keptOutcomes(), 1u);
+  ASSERT_TRUE(log.save(forksOnB("x2")).ok());
+  auto r = log.byCorrelation("x2");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->answeredBy, "202");
+  EXPECT_EQ(r->disposition, Disposition::Answered);
+  // The engine saves its own view again at the call's end: the outcome still holds.
+  auto end = forksOnB("x2");
+  end.endMs = 12000;
+  ASSERT_TRUE(log.save(end).ok());
+  r = log.byCorrelation("x2");
+  EXPECT_EQ(r->answeredBy, "202");
+  EXPECT_EQ(r->endMs, 12000);
+  EXPECT_TRUE(partyOf(*r, PartyRole::AnsweredBy, "202"));
+  // Other records are untouched.
+  ASSERT_TRUE(log.save(forksOnB("x3")).ok());
+  EXPECT_EQ(log.byCorrelation("x3")->answeredBy, "");
+}
+
+TEST(CallLogOutcome, CrossSitePickupUpdatesThePickersCall) {
+  // Node B: local user 250 dialled *8100 (user 100 of node A); the call went to node A, which
+  // connected it with the call of 300 ringing 100. B saw its fork answered "by 100".
+  auto db = store::Database::open(":memory:", CallLog::migrations());
+  CallLog log(**db);
+  log.setLocalNode("nodeB");
+  CallRecord mine;
+  mine.correlationId = "picker-1";
+  mine.direction = "internal";
+  mine.caller = "250";
+  mine.callerName = "Paul";
+  mine.dialled = "*8100";
+  mine.answeredBy = "100";
+  mine.disposition = Disposition::Answered;
+  mine.startMs = 5000;
+  mine.answerMs = 5100;
+  mine.parties = {{PartyRole::Caller, "250", "Paul", "", Disposition::Answered},
+                  {PartyRole::Callee, "100", "Alice", "nodeA", Disposition::Answered},
+                  {PartyRole::AnsweredBy, "100", "Alice", "nodeA", Disposition::Answered}};
+  ASSERT_TRUE(log.save(mine).ok());
+
+  CallOutcome o;
+  o.correlationId = "target-A-7";
+  o.relatedCorrelationId = "picker-1";
+  o.caller = "300";
+  o.callerName = "Carol";
+  o.callerOwner = "nodeA";
+  o.callee = "100";
+  o.calleeName = "Alice";
+  o.calleeOwner = "nodeA";
+  o.answeredBy = "250";
+  o.answeredByName = "Paul";
+  o.answeredByOwner = "nodeB";
+  o.disposition = Disposition::PickedUp;
+  o.answerMs = 5090;
+  auto n = log.applyOutcome(o);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  auto r = log.byCorrelation("picker-1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->caller, "300");
+  EXPECT_EQ(r->answeredBy, "250");
+  EXPECT_EQ(r->disposition, Disposition::PickedUp);
+  EXPECT_EQ(r->answerMs, 5100); // our own answer time stays
+  const CallParty* caller = partyOf(*r, PartyRole::Caller, "300");
+  ASSERT_TRUE(caller);
+  EXPECT_EQ(caller->owner, "nodeA");
+  EXPECT_EQ(partyOf(*r, PartyRole::Callee, "100")->disposition, Disposition::PickedUp);
+  EXPECT_FALSE(partyOf(*r, PartyRole::AnsweredBy, "100"));
+  const CallParty* by = partyOf(*r, PartyRole::AnsweredBy, "250");
+  ASSERT_TRUE(by);
+  EXPECT_EQ(by->owner, "");
+  // Paul still finds the call in his list.
+  auto paul = log.find(CallQuery{.extension = "250"});
+  ASSERT_TRUE(paul.ok());
+  EXPECT_EQ(paul->size(), 1u);
+  EXPECT_FALSE(log.byCorrelation("target-A-7"));
+}
+
+TEST(CallLogOutcome, RejectsOutcomesWithoutIdAndKeepsABoundedTable) {
+  auto db = store::Database::open(":memory:", CallLog::migrations());
+  CallLog log(**db);
+  EXPECT_FALSE(log.applyOutcome(CallOutcome{}).ok());
+  EXPECT_EQ(log.keptOutcomes(), 0u);
+  for (size_t i = 0; i < CallLog::kKeptOutcomes + 10; ++i)
+    ASSERT_TRUE(log.applyOutcome(groupOutcome("k" + std::to_string(i))).ok());
+  EXPECT_EQ(log.keptOutcomes(), CallLog::kKeptOutcomes);
+  // The oldest were dropped, the newest still apply.
+  ASSERT_TRUE(log.save(forksOnB("k0")).ok());
+  EXPECT_EQ(log.byCorrelation("k0")->answeredBy, "");
+  std::string newest = "k" + std::to_string(CallLog::kKeptOutcomes + 9);
+  ASSERT_TRUE(log.save(forksOnB(newest)).ok());
+  EXPECT_EQ(log.byCorrelation(newest)->answeredBy, "202");
+}
+
 } // namespace
 } // namespace verbund::pbx

@@ -1,0 +1,1257 @@
+#include "federation/control/link_manager.h"
+
+#include "base/log.h"
+#include "base/metrics.h"
+#include "federation/trust/errors.h"
+
+#include <algorithm>
+#include <charconv>
+#include <deque>
+
+#include <asio/connect.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/ssl.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+namespace verbund::federation {
+
+namespace {
+
+using asio::ip::tcp;
+using TlsStream = asio::ssl::stream<tcp::socket>;
+using namespace std::chrono_literals;
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kMaxWriteBatch = 64;
+// Accepted connections that have not completed hello yet; beyond this new ones are closed at once
+// so that a flood of idle connections cannot pin memory and handshakes.
+constexpr size_t kMaxPendingIncoming = 64;
+// After a refusal is written: how long we wait for the peer to close before we do.
+constexpr auto kFlushTimeout = 1000ms;
+constexpr size_t kMaxLoggedTypeChars = 32;
+
+Counter connectionsAccepted("federation_control_connections_accepted_total",
+                            "incoming control-plane connections accepted");
+Counter connectionsRefused("federation_control_connections_refused_total",
+                           "incoming control-plane connections refused (certificate, TLS, limit)");
+Counter peersRejected("federation_control_peers_rejected_total",
+                      "dialled peers whose certificate or hello we rejected");
+Counter dialFailures("federation_control_dial_failures_total",
+                     "outgoing control-plane connections that failed before hello");
+Counter badFrames("federation_control_bad_frames_total",
+                  "links closed because of a malformed frame");
+Counter badMessages("federation_control_bad_messages_total",
+                    "malformed known messages (logged and dropped, or closing before hello)");
+Counter linksUp("federation_control_links_up_total", "links that completed hello");
+Counter linksDown("federation_control_links_down_total", "links that went down");
+Counter duplicatesClosed("federation_control_duplicates_closed_total",
+                         "second connections to the same peer closed by the tie-break");
+Counter messagesReceived("federation_control_messages_received_total",
+                         "messages received on up links");
+Counter messagesSent("federation_control_messages_sent_total", "messages queued on up links");
+
+spdlog::logger& fedLog() {
+  static std::shared_ptr<spdlog::logger> l = verbund::logger("federation");
+  return *l;
+}
+
+int64_t unixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t steadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// OpenSSL's own chain check is not the authority here: verifyPeer() runs after the handshake and
+// knows the federation's rules (revocations, node URI, which federation). The peer still has to
+// prove possession of its key during the handshake.
+int acceptAnyCertificate(int, X509_STORE_CTX*) {
+  return 1;
+}
+
+std::string endpointString(const tcp::endpoint& e) {
+  asio::ip::address a = e.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  if (a.is_v6()) return "[" + a.to_string() + "]:" + std::to_string(e.port());
+  return a.to_string() + ":" + std::to_string(e.port());
+}
+
+// "host:port" with host an IP literal (IPv6 in brackets) or a DNS name.
+bool splitHostPort(std::string_view hp, std::string& host, uint16_t& port) {
+  size_t colon = hp.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  std::string_view h = hp.substr(0, colon);
+  std::string_view p = hp.substr(colon + 1);
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (p.empty() || ec != std::errc() || end != p.data() + p.size() || value == 0 || value > 65535)
+    return false;
+  if (h.front() == '[') {
+    if (h.size() < 3 || h.back() != ']') return false;
+    h = h.substr(1, h.size() - 2);
+  }
+  host = std::string(h);
+  port = static_cast<uint16_t>(value);
+  return true;
+}
+
+std::string shortType(const std::string& t) {
+  if (t.size() <= kMaxLoggedTypeChars) return t;
+  return t.substr(0, kMaxLoggedTypeChars) + "...";
+}
+
+std::string durationText(Duration d) {
+  return std::to_string(d.count()) + " ms";
+}
+
+} // namespace
+
+std::string_view linkStateName(LinkState s) {
+  switch (s) {
+  case LinkState::Connecting:
+    return "connecting";
+  case LinkState::Up:
+    return "up";
+  case LinkState::Down:
+    return "down";
+  case LinkState::Incompatible:
+    return "incompatible";
+  case LinkState::Revoked:
+    return "revoked";
+  }
+  return "unknown";
+}
+
+struct LinkManager::Impl {
+  using Guard = std::shared_ptr<Impl*>;
+
+  // What closing a connection does to its peer's link.
+  enum class Outcome {
+    Down,         // an ordinary failure: the link (if this was it) goes down and is redialled
+    Incompatible, // protocol majors differ: the peer's link shows Incompatible
+    Revoked,      // the peer is revoked: the link shows Revoked and is not redialled
+    Quiet,        // the peer's link is not affected (duplicate, replaced, stopping)
+  };
+
+  struct Conn {
+    enum class Phase { Connecting, Handshaking, Hello, Up, Closed };
+    template <typename Arg>
+    Conn(Arg&& arg, std::shared_ptr<asio::ssl::context> context, asio::io_context& io)
+        : ctx(std::move(context)), stream(std::forward<Arg>(arg), *ctx), timer(io), heartbeat(io),
+          readBuffer(std::make_unique<char[]>(kReadChunk)) {}
+
+    uint64_t id = 0;
+    bool outgoing = false;
+    Phase phase = Phase::Connecting;
+    std::shared_ptr<asio::ssl::context> ctx; // declared before the stream that uses it
+    TlsStream stream;
+    std::optional<tcp::resolver> resolver;
+    asio::steady_timer timer;     // connect + hello deadline, later the flush deadline
+    asio::steady_timer heartbeat; // ping / dead-link check while up
+    std::string address;          // remote "host:port"
+    std::string expectedNode;     // dialled for this peer (empty: probe or incoming)
+    std::string nodeId;           // from the verified certificate
+    std::string fingerprint;
+    bool verified = false;
+    bool countedPending = false; // incoming, not through hello yet: counts against the limit
+    bool detached = false;       // the peer's state no longer depends on this connection
+    bool closing = false;        // flushing a refusal, then closing
+    FrameDecoder decoder;
+    std::unique_ptr<char[]> readBuffer;
+    std::deque<std::string> queue;
+    std::vector<asio::const_buffer> writeBuffers;
+    size_t queuedBytes = 0;
+    size_t inFlight = 0;
+    std::optional<Hello> hello;
+    TimePoint lastReceived;
+    TimePoint lastPing;
+    std::function<void(Result<LinkInfo>)> probeDone;
+  };
+  using ConnPtr = std::shared_ptr<Conn>;
+
+  struct Peer {
+    explicit Peer(asio::io_context& io) : retry(io) {}
+    LinkInfo info;
+    std::vector<std::string> targets; // from setPeers
+    bool wanted = false;              // listed by setPeers: we (re)dial it
+    bool removed = false;
+    bool handoff = false; // the live connection closed while another one finishes hello
+    ConnPtr live;
+    ConnPtr dialing;
+    asio::steady_timer retry;
+    bool retryPending = false;
+    uint64_t retryGeneration = 0;
+    Duration backoff{0};
+    size_t nextAddress = 0;
+  };
+  using PeerPtr = std::shared_ptr<Peer>;
+
+  // Callbacks collected while state changes and run once it is consistent.
+  struct Notices {
+    std::optional<LinkInfo> down;
+    std::function<void(Result<LinkInfo>)> done;
+    std::optional<Result<LinkInfo>> doneResult;
+  };
+
+  struct Listener {
+    explicit Listener(asio::io_context& io) : acceptor(io), backoff(io) {}
+    tcp::acceptor acceptor;
+    asio::steady_timer backoff;
+    bool closed = false;
+  };
+
+  Impl(asio::io_context& io, Handler& handler, LinkOptions options)
+      : io_(io), handler_(handler), options_(options), guard_(std::make_shared<Impl*>(this)) {}
+
+  asio::io_context& io_;
+  Handler& handler_;
+  LinkOptions options_;
+  Guard guard_;
+  const TrustStore* trust_ = nullptr;
+  Hello self_;
+  std::shared_ptr<asio::ssl::context> ctx_;
+  std::vector<std::shared_ptr<Listener>> listeners_;
+  std::map<uint64_t, ConnPtr> conns_;
+  std::map<std::string, PeerPtr> peers_;
+  uint64_t nextConnId_ = 0;
+  size_t pendingIncoming_ = 0;
+  bool stopped_ = false;
+
+  // ---- peers -------------------------------------------------------------------------------
+
+  PeerPtr findPeer(const std::string& id) const {
+    if (id.empty()) return nullptr;
+    auto it = peers_.find(id);
+    return it == peers_.end() ? nullptr : it->second;
+  }
+
+  PeerPtr peerFor(const std::string& id) {
+    if (auto p = findPeer(id)) return p;
+    auto p = std::make_shared<Peer>(io_);
+    p->info.nodeId = id;
+    p->info.sinceMs = unixMs();
+    p->backoff = options_.retryMin;
+    peers_.emplace(id, p);
+    return p;
+  }
+
+  static void setState(Peer& p, LinkState s, const std::string& error) {
+    if (p.info.state != s) p.info.sinceMs = unixMs();
+    p.info.state = s;
+    p.info.lastError = s == LinkState::Up ? std::string() : error;
+    if (s != LinkState::Up) p.info.rttMs.reset();
+  }
+
+  void cancelRetry(Peer& p) {
+    ++p.retryGeneration;
+    p.retryPending = false;
+    p.retry.cancel();
+  }
+
+  void scheduleRedial(const PeerPtr& p) {
+    if (stopped_ || !ctx_ || p->removed || !p->wanted || p->live || p->dialing || p->retryPending ||
+        p->targets.empty() || p->info.state == LinkState::Revoked)
+      return;
+    Duration delay;
+    if (p->info.state == LinkState::Incompatible) {
+      delay = options_.incompatibleRetry;
+    } else {
+      delay = p->backoff;
+      p->backoff = std::min(p->backoff * 2, options_.retryMax);
+    }
+    p->retryPending = true;
+    uint64_t generation = ++p->retryGeneration;
+    p->retry.expires_after(delay);
+    p->retry.async_wait([g = guard_, p, generation](const asio::error_code& ec) {
+      Impl* m = *g;
+      if (!m || ec || p->retryGeneration != generation) return;
+      p->retryPending = false;
+      m->dial(p);
+    });
+  }
+
+  void dialSoon(const PeerPtr& p) {
+    asio::post(io_, [g = guard_, p]() {
+      if (Impl* m = *g) m->dial(p);
+    });
+  }
+
+  bool hasPending(const Peer& p, const Conn* except) const {
+    for (const auto& [id, c] : conns_) {
+      if (c.get() != except && !c->detached && c->verified && c->phase == Conn::Phase::Hello &&
+          c->nodeId == p.info.nodeId)
+        return true;
+    }
+    return false;
+  }
+
+  // ---- connections -------------------------------------------------------------------------
+
+  template <typename Arg> ConnPtr newConn(Arg&& arg, bool outgoing) {
+    auto c = std::make_shared<Conn>(std::forward<Arg>(arg), ctx_, io_);
+    c->id = ++nextConnId_;
+    c->outgoing = outgoing;
+    conns_.emplace(c->id, c);
+    armDeadline(c);
+    return c;
+  }
+
+  void armDeadline(const ConnPtr& c) {
+    c->timer.expires_after(options_.connectTimeout);
+    c->timer.async_wait([g = guard_, c](const asio::error_code& ec) {
+      Impl* m = *g;
+      if (!m || ec || c->phase == Conn::Phase::Up || c->phase == Conn::Phase::Closed) return;
+      bool beforeTcp = c->phase == Conn::Phase::Connecting;
+      std::string what = beforeTcp                              ? "no connection"
+                         : c->phase == Conn::Phase::Handshaking ? "TLS handshake not finished"
+                                                                : "no hello";
+      Error err = controlError(beforeTcp ? ControlErrc::kUnreachable : ControlErrc::kClosed,
+                               what + " within " + durationText(m->options_.connectTimeout) +
+                                   (c->address.empty() ? "" : " (" + c->address + ")"));
+      if (!c->outgoing && c->phase == Conn::Phase::Handshaking) {
+        connectionsRefused.inc();
+        fedLog().warn("federation: refused connection from {}: {}", c->address, err.message);
+      }
+      m->closeConn(c, err, Outcome::Down);
+    });
+  }
+
+  void dial(const PeerPtr& p) {
+    if (stopped_ || !ctx_ || p->removed || !p->wanted || p->live || p->dialing || p->retryPending ||
+        p->targets.empty() || p->info.state == LinkState::Revoked)
+      return;
+    const std::string& address = p->targets[p->nextAddress % p->targets.size()];
+    auto c = newConn(io_, true);
+    c->expectedNode = p->info.nodeId;
+    c->address = address;
+    p->dialing = c;
+    connect(c);
+  }
+
+  void connect(const ConnPtr& c) {
+    std::string host;
+    uint16_t port = 0;
+    if (!splitHostPort(c->address, host, port)) {
+      asio::post(io_, [g = guard_, c]() {
+        if (Impl* m = *g)
+          m->closeConn(c, controlError(ControlErrc::kUnreachable, "bad address " + c->address),
+                       Outcome::Down);
+      });
+      return;
+    }
+    auto onConnected = [g = guard_, c](const asio::error_code& ec) {
+      Impl* m = *g;
+      if (!m || c->phase != Conn::Phase::Connecting) return;
+      if (ec) {
+        dialFailures.inc();
+        m->closeConn(c,
+                     controlError(ControlErrc::kUnreachable,
+                                  "cannot connect to " + c->address + ": " + ec.message()),
+                     Outcome::Down);
+        return;
+      }
+      m->startHandshake(c);
+    };
+    asio::error_code ec;
+    auto ip = asio::ip::make_address(host, ec);
+    if (!ec) {
+      c->stream.lowest_layer().async_connect(tcp::endpoint(ip, port), onConnected);
+      return;
+    }
+    c->resolver.emplace(io_);
+    c->resolver->async_resolve(
+        host, std::to_string(port),
+        [g = guard_, c, onConnected](const asio::error_code& rec,
+                                     const tcp::resolver::results_type& results) {
+          Impl* m = *g;
+          if (!m || c->phase != Conn::Phase::Connecting) return;
+          if (rec) {
+            dialFailures.inc();
+            m->closeConn(c,
+                         controlError(ControlErrc::kUnreachable,
+                                      "cannot resolve " + c->address + ": " + rec.message()),
+                         Outcome::Down);
+            return;
+          }
+          asio::async_connect(c->stream.lowest_layer(), results,
+                              [onConnected](const asio::error_code& cec, const tcp::endpoint&) {
+                                onConnected(cec);
+                              });
+        });
+  }
+
+  void startHandshake(const ConnPtr& c) {
+    c->phase = Conn::Phase::Handshaking;
+    SSL* ssl = c->stream.native_handle();
+    if (c->outgoing) {
+      SSL_set_verify(ssl, SSL_VERIFY_PEER, acceptAnyCertificate);
+    } else {
+      SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, acceptAnyCertificate);
+    }
+    auto type = c->outgoing ? asio::ssl::stream_base::client : asio::ssl::stream_base::server;
+    c->stream.async_handshake(type, [g = guard_, c](const asio::error_code& ec) {
+      Impl* m = *g;
+      if (!m || c->phase != Conn::Phase::Handshaking) return;
+      if (ec) {
+        Error err = controlError(ControlErrc::kRefused,
+                                 "TLS handshake with " + c->address + " failed: " + ec.message());
+        ERR_clear_error();
+        if (c->outgoing) {
+          dialFailures.inc();
+        } else {
+          connectionsRefused.inc();
+          fedLog().warn("federation: refused connection from {}: {}", c->address, err.message);
+        }
+        m->closeConn(c, err, Outcome::Down);
+        return;
+      }
+      m->onHandshake(c);
+    });
+  }
+
+  void onHandshake(const ConnPtr& c) {
+    SSL* ssl = c->stream.native_handle();
+    X509* cert = SSL_get0_peer_certificate(ssl);
+    STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
+    auto identity = trust_ ? verifyPeer(cert, chain, *trust_)
+                           : Result<PeerIdentity>(controlError(ControlErrc::kNotInFederation,
+                                                               "no federation credentials"));
+    ERR_clear_error();
+    if (!identity) {
+      refuseCertificate(c, identity.error(), cert);
+      return;
+    }
+    c->nodeId = identity->nodeId;
+    c->fingerprint = identity->fingerprint;
+    if (c->nodeId == self_.nodeId) {
+      closeConn(c, controlError(ControlErrc::kRefused, c->address + " is this node itself"),
+                Outcome::Down);
+      return;
+    }
+    if (!c->expectedNode.empty() && c->nodeId != c->expectedNode) {
+      peersRejected.inc();
+      std::string msg =
+          c->address + " answered as node " + c->nodeId + ", not node " + c->expectedNode;
+      fedLog().warn("federation: {}", msg);
+      c->nodeId.clear(); // the link of the expected node shows the error
+      closeConn(c, controlError(ControlErrc::kRefused, msg), Outcome::Down);
+      return;
+    }
+    c->verified = true;
+    c->phase = Conn::Phase::Hello;
+    Hello h = self_;
+    h.sentMs = unixMs();
+    enqueue(c, toJson(h));
+    startRead(c);
+  }
+
+  void refuseCertificate(const ConnPtr& c, const Error& err, X509* cert) {
+    if (c->outgoing) {
+      peersRejected.inc();
+      fedLog().warn("federation: refusing node at {}: {}", c->address, err.message);
+    } else {
+      connectionsRefused.inc();
+      fedLog().warn("federation: refused connection from {}: {}", c->address, err.message);
+    }
+    Outcome outcome = Outcome::Down;
+    if (isTrustError(err, TrustErrc::kRevoked)) {
+      // The chain was verified before the revocation check, so the node id is genuine.
+      std::optional<std::string> id = cert ? nodeIdOf(cert) : std::nullopt;
+      if (id && *id != self_.nodeId) {
+        c->nodeId = *id;
+        peerFor(*id);
+        outcome = Outcome::Revoked;
+      }
+    }
+    closeConn(c, err, outcome);
+  }
+
+  // ---- reading -----------------------------------------------------------------------------
+
+  void startRead(const ConnPtr& c) {
+    c->stream.async_read_some(
+        asio::buffer(c->readBuffer.get(), kReadChunk),
+        [g = guard_, c](const asio::error_code& ec, size_t n) {
+          Impl* m = *g;
+          if (!m || c->phase == Conn::Phase::Closed) return;
+          if (ec) {
+            if (c->closing) {
+              m->physicalClose(*c);
+              return;
+            }
+            bool closedByPeer = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+            Error err;
+            if (c->phase == Conn::Phase::Hello) {
+              err = controlError(ControlErrc::kRefused,
+                                 "connection closed by " + c->address +
+                                     " before its hello (it may have refused our certificate)");
+            } else {
+              err =
+                  controlError(ControlErrc::kClosed, closedByPeer ? "connection closed by the peer"
+                                                                  : "read failed: " + ec.message());
+            }
+            ERR_clear_error();
+            m->closeConn(c, err, Outcome::Down);
+            return;
+          }
+          m->onRead(c, n);
+        });
+  }
+
+  void onRead(const ConnPtr& c, size_t n) {
+    if (c->closing) { // refusal being flushed: drain until the peer closes
+      startRead(c);
+      return;
+    }
+    c->lastReceived = Clock::now();
+    std::vector<nlohmann::json> messages;
+    Result<void> framed = c->decoder.feed(std::string_view(c->readBuffer.get(), n), messages);
+    Guard g = guard_;
+    for (const auto& msg : messages) {
+      handleMessage(c, msg);
+      if (!*g || c->phase == Conn::Phase::Closed || c->closing) break;
+    }
+    if (!*g || c->phase == Conn::Phase::Closed) return;
+    if (!framed && !c->closing) {
+      badFrames.inc();
+      fedLog().warn("federation: closing the link with {} ({}): {}", c->address,
+                    c->nodeId.empty() ? "?" : c->nodeId, framed.error().message);
+      closeConn(c, framed.error(), Outcome::Down);
+      return;
+    }
+    startRead(c);
+  }
+
+  void handleMessage(const ConnPtr& c, const nlohmann::json& msg) {
+    const std::string& type = msg["t"].get_ref<const std::string&>();
+    if (c->phase == Conn::Phase::Hello) {
+      if (type == "hello") {
+        auto h = helloFromJson(msg);
+        if (!h) {
+          badMessages.inc();
+          peersRejected.inc();
+          fedLog().warn("federation: bad hello from {}: {}", c->address, h.error().message);
+          closeConn(c, h.error(), Outcome::Down);
+          return;
+        }
+        onHello(c, std::move(*h));
+      } else if (type == "refuse") {
+        onRefuse(c, msg);
+      } else {
+        badMessages.inc();
+        closeConn(c,
+                  controlError(ControlErrc::kBadMessage,
+                               "expected hello from " + c->address + ", got " + shortType(type)),
+                  Outcome::Down);
+      }
+      return;
+    }
+    if (c->phase != Conn::Phase::Up) return;
+    if (type == "ping") {
+      auto ms = msg.find("ms");
+      if (ms == msg.end() || !ms->is_number_integer()) {
+        badMessages.inc();
+        fedLog().debug("federation: ping without ms from {}", c->nodeId);
+        return;
+      }
+      enqueue(c, nlohmann::json{{"t", "pong"}, {"ms", *ms}});
+    } else if (type == "pong") {
+      auto ms = msg.find("ms");
+      if (ms == msg.end() || !ms->is_number_integer()) {
+        badMessages.inc();
+        fedLog().debug("federation: pong without ms from {}", c->nodeId);
+        return;
+      }
+      int64_t sent =
+          ms->is_number_unsigned() && ms->get<uint64_t>() > INT64_MAX ? -1 : ms->get<int64_t>();
+      int64_t rtt = steadyMs() - sent;
+      auto p = findPeer(c->nodeId);
+      if (sent < 0 || rtt < 0 || rtt > 3'600'000 || !p || p->live != c) return;
+      // RFC 6298 §2-style smoothing (alpha = 1/8).
+      double sample = static_cast<double>(rtt);
+      p->info.rttMs = p->info.rttMs ? *p->info.rttMs * 0.875 + sample * 0.125 : sample;
+    } else if (type == "hello") {
+      badMessages.inc();
+      fedLog().debug("federation: second hello from {} ignored", c->nodeId);
+    } else if (type == "refuse") {
+      onRefuse(c, msg);
+    } else {
+      messagesReceived.inc();
+      handler_.onMessage(c->nodeId, msg);
+    }
+  }
+
+  void onHello(const ConnPtr& c, Hello h) {
+    if (h.nodeId != c->nodeId) {
+      badMessages.inc();
+      peersRejected.inc();
+      std::string msg = "hello from " + c->address + " names node " + h.nodeId +
+                        " but its certificate is of node " + c->nodeId;
+      fedLog().warn("federation: {}", msg);
+      closeConn(c, controlError(ControlErrc::kBadMessage, msg), Outcome::Down);
+      return;
+    }
+    auto p = peerFor(c->nodeId);
+    p->info.name = h.name;
+    p->info.productVersion = h.productVersion;
+    p->info.protocolVersion = h.protocol.toString();
+    p->info.sipAddress = h.sipAddress;
+    if (!h.controlAddresses.empty()) p->info.controlAddresses = h.controlAddresses;
+    if (h.federationId != self_.federationId) {
+      std::string msg = "node " + h.nodeId + " says it belongs to federation " + h.federationId;
+      fedLog().warn("federation: {}", msg);
+      refuse(c, "other-federation", controlError(ControlErrc::kOtherFederation, msg),
+             Outcome::Down);
+      return;
+    }
+    if (!h.protocol.compatibleWith(self_.protocol)) {
+      std::string msg = "protocol " + h.protocol.toString() + " of node " + h.name +
+                        " is incompatible with ours (" + self_.protocol.toString() + ")";
+      fedLog().warn("federation: {}", msg);
+      refuse(c, "incompatible", controlError(ControlErrc::kIncompatible, msg),
+             Outcome::Incompatible);
+      return;
+    }
+    c->hello = std::move(h);
+    if (c->countedPending) {
+      c->countedPending = false;
+      --pendingIncoming_;
+    }
+    establish(c, p);
+  }
+
+  void onRefuse(const ConnPtr& c, const nlohmann::json& msg) {
+    auto r = refusalFromJson(msg);
+    if (!r) {
+      badMessages.inc();
+      closeConn(c, r.error(), Outcome::Down);
+      return;
+    }
+    auto p = findPeer(c->nodeId);
+    std::string who = p && !p->info.name.empty() ? p->info.name : c->nodeId;
+    if (r->code == "duplicate") {
+      closeConn(c, controlError(ControlErrc::kClosed, "duplicate connection"), Outcome::Quiet);
+      return;
+    }
+    fedLog().warn("federation: node {} at {} refused the link ({}): {}", who, c->address, r->code,
+                  r->message);
+    if (r->code == "incompatible") {
+      closeConn(c,
+                controlError(ControlErrc::kIncompatible, "protocol " + r->protocol + " of node " +
+                                                             who + " is incompatible with ours (" +
+                                                             self_.protocol.toString() + ")"),
+                Outcome::Incompatible);
+    } else if (r->code == "revoked") {
+      closeConn(c,
+                controlError(ControlErrc::kRefused, "node " + who + " refused us: " + r->message),
+                Outcome::Revoked);
+    } else if (r->code == "other-federation") {
+      closeConn(c, controlError(ControlErrc::kOtherFederation, r->message), Outcome::Down);
+    } else {
+      closeConn(c,
+                controlError(ControlErrc::kRefused,
+                             "node " + who + " refused the link (" + r->code + "): " + r->message),
+                Outcome::Down);
+    }
+  }
+
+  // ---- link up -----------------------------------------------------------------------------
+
+  void establish(const ConnPtr& c, const PeerPtr& p) {
+    Guard g = guard_;
+    if (p->live && p->live != c) {
+      // Two connections to the same peer: keep the one dialled by the smaller node id (both
+      // sides decide alike); two dialled by the same side: the newer one (the older is stale).
+      const std::string& dialerNew = c->outgoing ? self_.nodeId : p->info.nodeId;
+      const std::string& dialerOld = p->live->outgoing ? self_.nodeId : p->info.nodeId;
+      bool keepNew = dialerNew == dialerOld || dialerNew < dialerOld;
+      duplicatesClosed.inc();
+      if (!keepNew) {
+        fedLog().debug("federation: second connection to {} closed (tie-break)", p->info.nodeId);
+        auto done = std::move(c->probeDone);
+        c->probeDone = nullptr;
+        closeConn(c, controlError(ControlErrc::kClosed, "duplicate connection"), Outcome::Quiet);
+        if (done && *g) done(p->info);
+        return;
+      }
+      auto old = p->live;
+      p->live = nullptr;
+      closeConn(old, controlError(ControlErrc::kClosed, "replaced by a newer connection"),
+                Outcome::Quiet);
+      if (!*g) return;
+    }
+    if (p->dialing == c) p->dialing = nullptr;
+    cancelRetry(*p);
+    bool wasUp = p->info.state == LinkState::Up;
+    p->live = c;
+    p->handoff = false;
+    p->backoff = options_.retryMin;
+    c->phase = Conn::Phase::Up;
+    c->timer.cancel();
+    p->info.address = c->address;
+    p->info.fingerprint = c->fingerprint;
+    p->info.outgoing = c->outgoing;
+    if (p->info.controlAddresses.empty()) p->info.controlAddresses = p->targets;
+    if (!wasUp) setState(*p, LinkState::Up, "");
+    linksUp.inc();
+    fedLog().info("federation: link to {} ({}) up, {} {}", p->info.name, p->info.nodeId,
+                  c->outgoing ? "dialled" : "accepted from", c->address);
+    c->lastReceived = Clock::now();
+    c->lastPing = Clock::now();
+    scheduleHeartbeat(c);
+    auto done = std::move(c->probeDone);
+    c->probeDone = nullptr;
+    LinkInfo info = p->info;
+    if (done) {
+      done(info);
+      if (!*g) return;
+    }
+    if (!wasUp) handler_.onLinkUp(info);
+  }
+
+  void scheduleHeartbeat(const ConnPtr& c) {
+    TimePoint next =
+        std::min(c->lastPing + options_.heartbeat, c->lastReceived + options_.deadAfter);
+    c->heartbeat.expires_at(next);
+    c->heartbeat.async_wait([g = guard_, c](const asio::error_code& ec) {
+      Impl* m = *g;
+      if (!m || ec || c->phase != Conn::Phase::Up) return;
+      m->onHeartbeat(c);
+    });
+  }
+
+  void onHeartbeat(const ConnPtr& c) {
+    TimePoint now = Clock::now();
+    if (now - c->lastReceived >= options_.deadAfter) {
+      fedLog().warn("federation: nothing from {} for {}; link down", c->nodeId,
+                    durationText(options_.deadAfter));
+      closeConn(c,
+                controlError(ControlErrc::kClosed,
+                             "no heartbeat for " + durationText(options_.deadAfter)),
+                Outcome::Down);
+      return;
+    }
+    if (now - c->lastPing >= options_.heartbeat) {
+      c->lastPing = now;
+      if (!enqueue(c, nlohmann::json{{"t", "ping"}, {"ms", steadyMs()}})) return;
+    }
+    scheduleHeartbeat(c);
+  }
+
+  // ---- writing -----------------------------------------------------------------------------
+
+  bool enqueue(const ConnPtr& c, const nlohmann::json& msg) {
+    if (c->phase == Conn::Phase::Closed || c->closing) return false;
+    std::string frame = encodeFrame(msg);
+    if (frame.size() - 4 > kMaxFrameBytes) {
+      fedLog().error("federation: message {} of {} bytes to {} exceeds the frame limit; dropped",
+                     shortType(msg.value("t", std::string())), frame.size(), c->nodeId);
+      return false;
+    }
+    if (c->queuedBytes + frame.size() > options_.maxWriteQueueBytes) {
+      fedLog().warn("federation: write queue to {} full ({} bytes); closing the link", c->nodeId,
+                    c->queuedBytes);
+      closeConn(c, controlError(ControlErrc::kClosed, "write queue full (peer stalled)"),
+                Outcome::Down);
+      return false;
+    }
+    c->queuedBytes += frame.size();
+    c->queue.push_back(std::move(frame));
+    if (c->inFlight == 0) startWrite(c);
+    return true;
+  }
+
+  void startWrite(const ConnPtr& c) {
+    c->writeBuffers.clear();
+    for (const auto& s : c->queue) {
+      if (c->writeBuffers.size() == kMaxWriteBatch) break;
+      c->writeBuffers.push_back(asio::buffer(s));
+    }
+    c->inFlight = c->writeBuffers.size();
+    asio::async_write(
+        c->stream, c->writeBuffers, [g = guard_, c](const asio::error_code& ec, size_t) {
+          Impl* m = *g;
+          if (!m || c->phase == Conn::Phase::Closed) return;
+          if (ec) {
+            ERR_clear_error();
+            if (c->closing) {
+              m->physicalClose(*c);
+              return;
+            }
+            m->closeConn(c, controlError(ControlErrc::kClosed, "write failed: " + ec.message()),
+                         Outcome::Down);
+            return;
+          }
+          for (size_t i = 0; i < c->inFlight; ++i) {
+            c->queuedBytes -= c->queue.front().size();
+            c->queue.pop_front();
+          }
+          c->inFlight = 0;
+          if (!c->queue.empty()) {
+            m->startWrite(c);
+          } else if (c->closing) {
+            asio::error_code ignored;
+            c->stream.lowest_layer().shutdown(tcp::socket::shutdown_send, ignored);
+          }
+        });
+  }
+
+  // Sends a refusal, settles the peer's state now and closes once it is written (or after
+  // kFlushTimeout).
+  void refuse(ConnPtr c, const std::string& code, const Error& err, Outcome outcome) {
+    enqueue(c, toJson(Refusal{code, err.message, self_.protocol.toString()}));
+    if (c->phase == Conn::Phase::Closed) return;
+    Notices notices = detach(c, err, outcome);
+    c->closing = true;
+    c->timer.expires_after(kFlushTimeout);
+    c->timer.async_wait([g = guard_, c](const asio::error_code& ec) {
+      Impl* m = *g;
+      if (!m || ec) return;
+      m->physicalClose(*c);
+    });
+    if (c->inFlight == 0) {
+      asio::error_code ignored;
+      c->stream.lowest_layer().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    notify(std::move(notices));
+  }
+
+  // ---- closing -----------------------------------------------------------------------------
+
+  void physicalClose(Conn& c) {
+    if (c.phase == Conn::Phase::Closed) return;
+    c.phase = Conn::Phase::Closed;
+    c.detached = true;
+    asio::error_code ignored;
+    c.timer.cancel();
+    c.heartbeat.cancel();
+    if (c.resolver) c.resolver->cancel();
+    c.stream.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
+    c.stream.lowest_layer().close(ignored);
+    if (c.countedPending) {
+      c.countedPending = false;
+      --pendingIncoming_;
+    }
+    c.queue.clear();
+    c.queuedBytes = 0;
+    conns_.erase(c.id);
+  }
+
+  // Applies what closing `c` means to its peer's link; the connection itself stays open.
+  Notices detach(ConnPtr c, const Error& err, Outcome outcome) {
+    Notices n;
+    if (c->probeDone) {
+      n.done = std::move(c->probeDone);
+      c->probeDone = nullptr;
+    }
+    if (c->detached) return n;
+    c->detached = true;
+    PeerPtr p = findPeer(c->nodeId.empty() ? c->expectedNode : c->nodeId);
+    if (n.done) n.doneResult = Result<LinkInfo>(err);
+    if (!p || outcome == Outcome::Quiet) {
+      if (p && p->dialing == c) p->dialing = nullptr;
+      return n;
+    }
+    bool wasLive = p->live == c;
+    bool wasDialing = p->dialing == c;
+    if (wasLive) p->live = nullptr;
+    if (wasDialing) p->dialing = nullptr;
+    LinkState old = p->info.state;
+    if (outcome == Outcome::Incompatible || outcome == Outcome::Revoked) {
+      if (p->live) {
+        auto other = p->live;
+        p->live = nullptr;
+        closeConn(other, err, Outcome::Quiet);
+      }
+      p->handoff = false;
+      LinkState s = outcome == Outcome::Revoked ? LinkState::Revoked : LinkState::Incompatible;
+      setState(*p, s, err.message);
+      if (old == LinkState::Up || (s == LinkState::Incompatible && old != s)) n.down = p->info;
+      if (s == LinkState::Revoked) cancelRetry(*p);
+      scheduleRedial(p);
+    } else if (wasLive) {
+      if (hasPending(*p, c.get())) {
+        p->handoff = true; // state stays Up: the other connection takes over
+      } else {
+        setState(*p, LinkState::Down, err.message);
+        n.down = p->info;
+        scheduleRedial(p);
+      }
+    } else if (!p->live && !hasPending(*p, c.get())) {
+      if (p->handoff) {
+        p->handoff = false;
+        setState(*p, LinkState::Down, err.message);
+        n.down = p->info;
+        scheduleRedial(p);
+      } else if (wasDialing) {
+        if (old != LinkState::Revoked) setState(*p, LinkState::Down, err.message);
+        ++p->nextAddress;
+        if (!p->targets.empty() && p->nextAddress % p->targets.size() != 0) {
+          dialSoon(p); // the next address of this round
+        } else {
+          scheduleRedial(p);
+        }
+      }
+    }
+    if (n.down) {
+      linksDown.inc();
+      if (old == LinkState::Up)
+        fedLog().info("federation: link to {} ({}) down: {}", p->info.name, p->info.nodeId,
+                      err.message);
+    }
+    if (n.done && p->live && p->info.state == LinkState::Up) n.doneResult = p->info;
+    return n;
+  }
+
+  void notify(Notices n) {
+    Guard g = guard_;
+    if (n.down) {
+      handler_.onLinkDown(*n.down);
+      if (!*g) return;
+    }
+    if (n.done && n.doneResult) n.done(std::move(*n.doneResult));
+  }
+
+  // c by value here and in detach/refuse: callers pass p->live, which detach() resets.
+  void closeConn(ConnPtr c, const Error& err, Outcome outcome) {
+    if (c->phase == Conn::Phase::Closed) return;
+    Notices n = detach(c, err, outcome);
+    physicalClose(*c);
+    notify(std::move(n));
+  }
+
+  // Closes everything without calling the handler (stop, destruction, credentials cleared).
+  std::vector<std::function<void(Result<LinkInfo>)>> closeAll(const std::string& why) {
+    std::vector<std::function<void(Result<LinkInfo>)>> probes;
+    auto all = conns_;
+    for (auto& [id, c] : all) {
+      if (c->probeDone) probes.push_back(std::move(c->probeDone));
+      c->probeDone = nullptr;
+      physicalClose(*c);
+    }
+    for (auto& [id, p] : peers_) {
+      cancelRetry(*p);
+      p->live = nullptr;
+      p->dialing = nullptr;
+      p->handoff = false;
+      if (p->info.state == LinkState::Up || p->info.state == LinkState::Connecting)
+        setState(*p, LinkState::Down, why);
+    }
+    return probes;
+  }
+
+  void accept(const std::shared_ptr<Listener>& l) {
+    l->acceptor.async_accept([g = guard_, l](const asio::error_code& ec, tcp::socket socket) {
+      Impl* m = *g;
+      if (!m || l->closed) return;
+      if (ec) {
+        if (ec == asio::error::operation_aborted) return;
+        fedLog().warn("federation: accept failed: {}", ec.message());
+        l->backoff.expires_after(100ms); // EMFILE and friends: do not spin
+        l->backoff.async_wait([g, l](const asio::error_code& bec) {
+          Impl* m2 = *g;
+          if (!m2 || bec || l->closed) return;
+          m2->accept(l);
+        });
+        return;
+      }
+      m->onAccept(std::move(socket));
+      if (*g && !l->closed) m->accept(l);
+    });
+  }
+
+  void onAccept(tcp::socket socket) {
+    asio::error_code ec;
+    auto remote = socket.remote_endpoint(ec);
+    std::string address = ec ? std::string("?") : endpointString(remote);
+    if (!ctx_ || stopped_) {
+      connectionsRefused.inc();
+      fedLog().debug("federation: connection from {} closed: not in a federation", address);
+      socket.close(ec);
+      return;
+    }
+    if (pendingIncoming_ >= kMaxPendingIncoming) {
+      connectionsRefused.inc();
+      fedLog().warn("federation: refused connection from {}: {} connections already in handshake",
+                    address, kMaxPendingIncoming);
+      socket.close(ec);
+      return;
+    }
+    connectionsAccepted.inc();
+    auto c = newConn(std::move(socket), false);
+    c->address = address;
+    c->countedPending = true;
+    ++pendingIncoming_;
+    startHandshake(c);
+  }
+};
+
+// ---- public API ----------------------------------------------------------------------------
+
+LinkManager::LinkManager(asio::io_context& io, Handler& handler, LinkOptions options)
+    : impl_(std::make_unique<Impl>(io, handler, options)) {}
+
+LinkManager::~LinkManager() {
+  *impl_->guard_ = nullptr; // pending handlers see a dead manager and return
+  impl_->stopped_ = true;
+  for (auto& l : impl_->listeners_) {
+    l->closed = true;
+    asio::error_code ignored;
+    l->acceptor.close(ignored);
+    l->backoff.cancel();
+  }
+  impl_->closeAll("stopped");
+  impl_->peers_.clear();
+}
+
+Result<void> LinkManager::setCredentials(const TrustStore* trust, Hello self) {
+  Impl& m = *impl_;
+  if (trust == nullptr) {
+    auto probes = m.closeAll("left the federation");
+    m.trust_ = nullptr;
+    m.ctx_.reset();
+    Impl::Guard g = m.guard_;
+    for (auto& done : probes) {
+      done(controlError(ControlErrc::kClosed, "credentials cleared"));
+      if (!*g) break;
+    }
+    return {};
+  }
+  const auto& creds = trust->nodeCredentials();
+  if (!creds || !creds->cert || !creds->key)
+    return controlError(ControlErrc::kNotInFederation, "this node has no node certificate");
+  auto nodeId = nodeIdOf(creds->cert.get());
+  if (!nodeId)
+    return controlError(ControlErrc::kNotInFederation, "the node certificate has no node id");
+  if (self.nodeId.empty()) self.nodeId = *nodeId;
+  if (self.federationId.empty()) self.federationId = trust->ca().federationId();
+  if (self.nodeId != *nodeId)
+    return controlError(ControlErrc::kBadMessage,
+                        "hello.nodeId differs from the node certificate's node id");
+  if (self.federationId != trust->ca().federationId())
+    return controlError(ControlErrc::kBadMessage, "hello.federationId differs from the CA's");
+  auto checked = helloFromJson(toJson(self));
+  if (!checked) return checked.error();
+
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls);
+  SSL_CTX* h = ctx->native_handle();
+  bool ok = SSL_CTX_set_min_proto_version(h, TLS1_2_VERSION) == 1;
+  SSL_CTX_set_options(h, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
+                             SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // No resumption: every connection presents (and we verify) the peer's certificate.
+  SSL_CTX_set_session_cache_mode(h, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(h, 0);
+  ok = ok && SSL_CTX_use_certificate(h, creds->cert.get()) == 1 &&
+       SSL_CTX_use_PrivateKey(h, creds->key.get()) == 1 && SSL_CTX_check_private_key(h) == 1;
+  // The federation CA is the only trust anchor (no system store); names it to clients too.
+  ok = ok && X509_STORE_add_cert(SSL_CTX_get_cert_store(h), trust->ca().cert()) == 1 &&
+       SSL_CTX_add_client_CA(h, trust->ca().cert()) == 1;
+  SSL_CTX_set_verify(h, SSL_VERIFY_PEER, acceptAnyCertificate);
+  if (!ok) {
+    std::string why = detail::drainOpensslErrors();
+    return controlError(ControlErrc::kNotInFederation, "TLS setup failed: " + why);
+  }
+  m.trust_ = trust;
+  m.self_ = std::move(self);
+  m.ctx_ = std::move(ctx);
+  m.stopped_ = false;
+  for (auto& [id, p] : m.peers_) m.dial(p);
+  return {};
+}
+
+Result<SockAddr> LinkManager::listen(const SockAddr& addr) {
+  Impl& m = *impl_;
+  auto l = std::make_shared<Impl::Listener>(m.io_);
+  asio::error_code ec;
+  asio::ip::address ip = addr.ip.v6
+                             ? asio::ip::address(asio::ip::make_address_v6(addr.ip.toString(), ec))
+                             : asio::ip::address(asio::ip::make_address_v4(addr.ip.toString(), ec));
+  tcp::endpoint ep(ip, addr.port);
+  if (!ec) l->acceptor.open(ep.protocol(), ec);
+  if (!ec) l->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) l->acceptor.bind(ep, ec);
+  if (!ec) l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return controlError(ControlErrc::kClosed,
+                        "cannot listen on " + addr.toString() + ": " + ec.message());
+  auto local = l->acceptor.local_endpoint(ec);
+  if (ec) return controlError(ControlErrc::kClosed, "listener: " + ec.message());
+  SockAddr bound = addr;
+  bound.port = local.port();
+  m.listeners_.push_back(l);
+  m.accept(l);
+  fedLog().info("federation: control plane listening on {}", bound.toString());
+  return bound;
+}
+
+void LinkManager::setPeers(std::vector<PeerTarget> peers) {
+  Impl& m = *impl_;
+  std::map<std::string, std::vector<std::string>> wanted;
+  for (auto& t : peers) {
+    if (t.nodeId.empty() || t.nodeId == m.self_.nodeId) continue;
+    wanted[t.nodeId] = std::move(t.addresses);
+  }
+  std::vector<std::string> drop;
+  for (auto& [id, p] : m.peers_) {
+    if (wanted.count(id) != 0 || !p->wanted) continue;
+    if (p->live && !p->live->outgoing) {
+      // The peer dialled us: it keeps that link; we only stop redialling it.
+      p->wanted = false;
+      m.cancelRetry(*p);
+      if (p->dialing) {
+        auto d = p->dialing;
+        p->dialing = nullptr;
+        m.closeConn(d, controlError(ControlErrc::kClosed, "no longer a peer"),
+                    Impl::Outcome::Quiet);
+      }
+    } else {
+      drop.push_back(id);
+    }
+  }
+  for (const auto& id : drop) forget(id);
+  for (auto& [id, addresses] : wanted) {
+    auto p = m.peerFor(id);
+    if (p->targets != addresses) p->nextAddress = 0;
+    p->targets = std::move(addresses);
+    p->wanted = true;
+    if (p->info.controlAddresses.empty()) p->info.controlAddresses = p->targets;
+    m.dial(p);
+  }
+}
+
+void LinkManager::probe(const std::string& address, std::function<void(Result<LinkInfo>)> done) {
+  Impl& m = *impl_;
+  if (!m.ctx_ || m.stopped_) {
+    asio::post(m.io_, [done = std::move(done)]() {
+      done(controlError(ControlErrc::kNotInFederation, "this node is not in a federation"));
+    });
+    return;
+  }
+  auto c = m.newConn(m.io_, true);
+  c->address = address;
+  c->probeDone = std::move(done);
+  m.connect(c);
+}
+
+bool LinkManager::send(const std::string& nodeId, const nlohmann::json& message) {
+  auto p = impl_->findPeer(nodeId);
+  if (!p || !p->live || p->info.state != LinkState::Up) return false;
+  auto c = p->live;
+  if (!impl_->enqueue(c, message)) return false;
+  messagesSent.inc();
+  return true;
+}
+
+size_t LinkManager::broadcast(const nlohmann::json& message) {
+  std::vector<std::string> ids;
+  for (const auto& [id, p] : impl_->peers_)
+    if (p->live && p->info.state == LinkState::Up) ids.push_back(id);
+  size_t n = 0;
+  for (const auto& id : ids)
+    if (send(id, message)) ++n;
+  return n;
+}
+
+bool LinkManager::isUp(const std::string& nodeId) const {
+  auto p = impl_->findPeer(nodeId);
+  return p && p->live && p->info.state == LinkState::Up;
+}
+
+std::optional<LinkInfo> LinkManager::link(const std::string& nodeId) const {
+  auto p = impl_->findPeer(nodeId);
+  if (!p) return std::nullopt;
+  return p->info;
+}
+
+std::vector<LinkInfo> LinkManager::links() const {
+  std::vector<LinkInfo> out;
+  out.reserve(impl_->peers_.size());
+  for (const auto& [id, p] : impl_->peers_) out.push_back(p->info);
+  return out;
+}
+
+void LinkManager::closeRevoked() {
+  Impl& m = *impl_;
+  if (!m.trust_) return;
+  Impl::Guard g = m.guard_;
+  std::vector<Impl::PeerPtr> peers;
+  for (auto& [id, p] : m.peers_) peers.push_back(p);
+  for (auto& p : peers) {
+    if (!*g) return;
+    const auto& revocations = m.trust_->revocations();
+    std::string fingerprint = p->live ? p->live->fingerprint : p->info.fingerprint;
+    const RevocationEntry* e = revocations.find(p->info.nodeId, fingerprint);
+    if (!e) continue;
+    Error err = trustError(TrustErrc::kRevoked, "node " + p->info.nodeId + " was revoked" +
+                                                    (e->reason.empty() ? "" : ": " + e->reason));
+    // Connections of this node that are still in hello go too.
+    std::vector<Impl::ConnPtr> pending;
+    for (auto& [cid, c] : m.conns_)
+      if (c != p->live && c->nodeId == p->info.nodeId) pending.push_back(c);
+    for (auto& c : pending) m.closeConn(c, err, Impl::Outcome::Quiet);
+    if (!*g) return;
+    if (p->live) {
+      m.refuse(p->live, "revoked", err, Impl::Outcome::Revoked);
+    } else if (p->info.state != LinkState::Revoked) {
+      if (p->dialing) {
+        auto d = p->dialing;
+        p->dialing = nullptr;
+        m.closeConn(d, err, Impl::Outcome::Quiet);
+      }
+      m.cancelRetry(*p);
+      Impl::setState(*p, LinkState::Revoked, err.message);
+    }
+  }
+}
+
+void LinkManager::forget(const std::string& nodeId) {
+  Impl& m = *impl_;
+  auto p = m.findPeer(nodeId);
+  if (!p) return;
+  p->removed = true;
+  p->wanted = false;
+  m.cancelRetry(*p);
+  m.peers_.erase(nodeId);
+  std::vector<Impl::ConnPtr> victims;
+  for (auto& [id, c] : m.conns_)
+    if (c->nodeId == nodeId || (c->nodeId.empty() && c->expectedNode == nodeId))
+      victims.push_back(c);
+  p->live = nullptr;
+  p->dialing = nullptr;
+  Impl::Guard g = m.guard_;
+  for (auto& c : victims) {
+    m.closeConn(c, controlError(ControlErrc::kClosed, "node " + nodeId + " was removed"),
+                Impl::Outcome::Quiet);
+    if (!*g) return;
+  }
+}
+
+void LinkManager::stop() {
+  Impl& m = *impl_;
+  if (m.stopped_ && m.listeners_.empty() && m.conns_.empty()) return;
+  m.stopped_ = true;
+  for (auto& l : m.listeners_) {
+    l->closed = true;
+    asio::error_code ignored;
+    l->acceptor.close(ignored);
+    l->backoff.cancel();
+  }
+  m.listeners_.clear();
+  auto probes = m.closeAll("stopped");
+  Impl::Guard g = m.guard_;
+  for (auto& done : probes) {
+    done(controlError(ControlErrc::kClosed, "link manager stopped"));
+    if (!*g) return;
+  }
+}
+
+} // namespace verbund::federation

@@ -1,0 +1,105 @@
+#pragma once
+// The federation's member list as this node knows it, persisted, and the audit log of joins,
+// leaves and removals. Membership spreads by gossip: every node sends its list to each peer
+// when a link comes up and whenever the list changes; the receiver merges (merge()). A member
+// that is revoked in the trust store is never (re-)added. Lives on the node's loop.
+//
+// Store module "federation_members": tables federation_members, federation_audit.
+//
+// Gossip JSON ({"t":"members", "members":[...]}) member form:
+//   {"nodeId","name","controlAddresses":["host:port"],"sipAddress":"host:port",
+//    "productVersion","protocolVersion","updatedMs"}
+#include "base/result.h"
+#include "federation/trust/bundle.h"
+#include "federation/trust/revocation.h"
+#include "store/database.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace verbund::federation {
+
+inline constexpr size_t kMaxVersionChars = 32;
+inline constexpr int64_t kMaxAuditEntries = 10'000; // older rows are deleted
+inline constexpr size_t kMaxAuditDetailBytes = 1000;
+
+struct MemberRecord {
+  std::string nodeId;
+  std::string name;
+  std::vector<std::string> controlAddresses; // "host:port", 1 to kMaxMemberAddresses
+  std::string sipAddress;                    // "host:port" (SIP over TLS); "" while unknown
+  // "0.1.0", "1.0": printable, at most kMaxVersionChars; "" while unknown (a member known only
+  // from a federation bundle).
+  std::string productVersion, protocolVersion;
+  int64_t updatedMs = 0; // when the member itself last announced these facts (newest wins)
+  friend bool operator==(const MemberRecord&, const MemberRecord&) = default;
+};
+
+struct AuditEntry {
+  int64_t id = 0;
+  int64_t atMs = 0;
+  std::string event;  // "created", "joined", "member-joined", "left", "member-left", "removed",
+                      // "member-removed", "refused", "certificate-created"
+  std::string nodeId; // the member concerned
+  std::string detail; // human text (never secrets)
+};
+
+// Field rules of a member record; errors have code 400 and start with the field name.
+Result<void> validateMemberRecord(const MemberRecord& m);
+
+nlohmann::json toJson(const MemberRecord& m);
+// Validates (node id, name, addresses, versions). Errors have code 400 and name the field.
+Result<MemberRecord> memberFromJson(const nlohmann::json& j);
+nlohmann::json membersMessage(const std::vector<MemberRecord>& members); // {"t":"members",...}
+// At most kMaxMembers; a node listed twice or any invalid member rejects the whole message.
+Result<std::vector<MemberRecord>> membersFromMessage(const nlohmann::json& j);
+
+class MemberStore {
+public:
+  static std::vector<store::Migration> migrations();
+  static Result<std::unique_ptr<MemberStore>> open(store::Database& db);
+
+  // All members including this node's own record, ordered by name then node id.
+  const std::vector<MemberRecord>& all() const { return members_; }
+  std::optional<MemberRecord> get(const std::string& nodeId) const;
+
+  // Inserts or replaces (when updatedMs is not older). Returns true when something changed.
+  // Validates the record (400); at most kMaxMembers members.
+  Result<bool> upsert(const MemberRecord& m);
+  Result<bool> remove(const std::string& nodeId);
+  // Merges a peer's list: unknown members are added unless revoked; known ones take the newer
+  // record; `self` is never overwritten from outside. Returns the node ids added or changed;
+  // `added` (optional) receives just the added ones (for the audit log, which the caller
+  // writes). Equal updatedMs with different facts: the record with the larger JSON text wins
+  // (the same on every node, so gossip converges). Any invalid record: 400, nothing changes.
+  // Known members that are revoked meanwhile are not removed here (remove() does that).
+  Result<std::vector<std::string>> merge(const std::vector<MemberRecord>& members,
+                                         const RevocationList& revocations, const std::string& self,
+                                         std::vector<std::string>* added = nullptr);
+  // Leaving the federation: forgets every member (the audit log stays).
+  Result<void> clear();
+
+  // Appends to the audit log (control characters and invalid UTF-8 are replaced, detail cut at
+  // kMaxAuditDetailBytes); only the newest kMaxAuditEntries rows are kept.
+  Result<void> audit(std::string_view event, std::string_view nodeId, std::string_view detail);
+  Result<std::vector<AuditEntry>> auditLog(int limit = 200) const; // newest first
+
+  // Unix ms for audit entries (tests inject a clock; default: the system clock).
+  void setClock(std::function<int64_t()> nowMs) { now_ = std::move(nowMs); }
+
+private:
+  explicit MemberStore(store::Database& db) : db_(db) {}
+  Result<void> load();
+  Result<void> write(const MemberRecord& m); // row + members_
+  store::Database& db_;
+  std::vector<MemberRecord> members_;
+  std::function<int64_t()> now_;
+};
+
+} // namespace verbund::federation

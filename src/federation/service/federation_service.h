@@ -1,0 +1,158 @@
+#pragma once
+// The federation as one service of the node (design §4): creating and joining, membership by
+// gossip, revocation, directory replication, presence exchange, remote group login, call
+// outcomes, status and audit — on top of the trust store, the links, the member store and the
+// directory replica. Runs on the node's event loop; no locks. It is also the call engine's view
+// of the other nodes (pbx::RemoteNodes).
+//
+//   FederationService fed(io, db, directory, presence, callLog, config);
+//   fed.start();                                   // loads a stored federation, links up
+//   fed.create("Muster GmbH");                     // or join(...)
+#include "base/result.h"
+#include "federation/control/link_manager.h"
+#include "federation/membership/member_store.h"
+#include "federation/replication/directory_replica.h"
+#include "federation/trust/bundle.h"
+#include "federation/trust/trust_store.h"
+#include "pbx/calllog/call_log.h"
+#include "pbx/calls/call_manager.h"
+#include "pbx/directory/directory.h"
+#include "pbx/presence/presence_hub.h"
+#include "store/database.h"
+
+#include <asio/io_context.hpp>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace verbund::federation {
+
+struct FederationConfig {
+  std::string nodeId;
+  std::string nodeName;
+  std::string productVersion;
+  ProtocolVersion protocol = kProtocolVersion;
+  std::string listen = "0.0.0.0:3090"; // control plane
+  std::vector<std::string> advertise;  // IP literals peers use to reach us
+  std::string sipAddress;              // "ip:port" of our SIP-over-TLS listener
+  std::filesystem::path dataDir;
+  LinkOptions links;
+};
+
+// Error with a stable reason word for the API/UI (docs/federation-api.md).
+struct FederationError {
+  int status = 400;
+  std::string reason;
+  std::string message;
+};
+// Maps trust/control errors to (status, reason).
+FederationError classify(const Error& e);
+// Error code carrying a reason: message is "reason|human text" (see http side).
+Error federationError(int status, std::string_view reason, std::string message);
+
+class FederationService final : public LinkManager::Handler, public pbx::RemoteNodes {
+public:
+  FederationService(asio::io_context& io, store::Database& db, pbx::Directory& directory,
+                    pbx::PresenceHub& presence, pbx::CallLog& callLog, FederationConfig config);
+  ~FederationService() override;
+
+  static std::vector<store::Migration> migrations();
+
+  // Loads a stored federation (if any), binds the control listener and starts linking.
+  Result<SockAddr> start();
+  void stop();
+
+  bool member() const { return trust_ != nullptr; }
+  const TrustStore* trust() const { return trust_.get(); }
+  // Called whenever the trust store changes (create, join, leave, revocations): the node
+  // reconfigures its SIP-over-TLS credentials.
+  std::function<void(const TrustStore*)> onTrustChanged;
+
+  // ---- Admin (docs/federation-api.md); all on the loop ----
+  nlohmann::json status() const;
+  Result<void> create(const std::string& name);
+  Result<std::string> certificate(const std::string& passphrase); // the bundle text
+  // Opens the bundle (slow: PBKDF2) — call off the loop; the result goes to join().
+  static Result<OpenedBundle> openUploaded(std::string_view bundle, std::string_view passphrase);
+  // Links to the first reachable member of the bundle, then persists. `done` runs on the loop.
+  void join(OpenedBundle bundle, std::function<void(Result<void>)> done);
+  Result<void> leave();
+  Result<void> removeMember(const std::string& nodeId);
+  Result<std::vector<AuditEntry>> audit() const { return members_->auditLog(); }
+  nlohmann::json directoryJson() const;
+  // Logs a local user in/out of another node's group; `done` on the loop with the owner's answer.
+  void remoteGroupLogin(const std::string& owner, const std::string& group,
+                        const std::string& extension, bool loggedIn,
+                        std::function<void(Result<void>)> done);
+
+  // ---- SIP side ----
+  // Verifies the certificate a SIP-over-TLS peer presented; the member's node id.
+  Result<PeerIdentity> verifySipPeer(X509* cert) const;
+  std::string nodeName(const std::string& nodeId) const;
+  std::optional<ReplicaUser> remoteUser(const std::string& owner, const std::string& ext) const;
+  const DirectoryReplica& replica() const { return *replica_; }
+  std::vector<pbx::Party> remoteGroupMembers(const std::vector<pbx::GroupMember>& members) const;
+
+  // ---- pbx::RemoteNodes ----
+  std::optional<pbx::Party> userByExtension(const std::string& extension) override;
+  std::optional<std::string> groupOwner(const std::string& number) override;
+  std::vector<std::pair<std::string, std::string>>
+  remoteGroupsOf(const std::string& extension) override;
+  bool reachable(const std::string& owner) override;
+  bool prepareInvite(const std::string& owner, const std::string& requestUser,
+                     const pbx::RemoteCall& call,
+                     sip::DialogManager::InviteParams& params) override;
+  bool setGroupLogin(const std::string& owner, const std::string& groupNumber,
+                     const std::string& extension, bool loggedIn) override;
+  void countFallback(const std::string& owner) override;
+  void shareOutcome(const std::vector<std::string>& nodes,
+                    const pbx::CallOutcome& outcome) override;
+
+  // ---- LinkManager::Handler ----
+  void onLinkUp(const LinkInfo& link) override;
+  void onLinkDown(const LinkInfo& link) override;
+  void onMessage(const std::string& nodeId, const nlohmann::json& message) override;
+
+private:
+  MemberRecord selfRecord() const;
+  Hello selfHello() const;
+  Result<void> adopt(std::unique_ptr<TrustStore> trust); // save + links + members
+  void applyPeers();                                     // member store → links.setPeers
+  void gossipMembers(const std::string& to = {});
+  void gossipRevocations(const std::string& to = {});
+  void publishDirectory(); // local change → delta to all
+  void sendPresenceSync(const std::string& to);
+  void onLocalPresence(const pbx::UserPresence& p);
+  void handleRevocations(const nlohmann::json& list);
+  void dropRevokedMembers();
+  void forgetFederation();
+  void tryJoin(std::shared_ptr<struct JoinState> st);
+
+  asio::io_context& io_;
+  store::Database& db_;
+  pbx::Directory& directory_;
+  pbx::PresenceHub& presence_;
+  pbx::CallLog& callLog_;
+  FederationConfig config_;
+
+  // Heap-held so that its address (given to the links) survives create/join.
+  std::unique_ptr<TrustStore> trust_;
+  std::unique_ptr<MemberStore> members_;
+  std::unique_ptr<DirectoryPublisher> publisher_;
+  std::unique_ptr<DirectoryReplica> replica_;
+  std::unique_ptr<LinkManager> links_;
+  pbx::PresenceHub::ListenerId presenceListener_ = 0;
+  bool joining_ = false;
+  bool stopped_ = false;
+
+  std::map<std::string, uint64_t> fallbacks_;
+  uint64_t nextRequest_ = 0;
+  std::map<uint64_t, std::function<void(Result<void>)>> pendingLogins_;
+};
+
+} // namespace verbund::federation

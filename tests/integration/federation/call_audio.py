@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""(b) baresip on a calls extension 201 on b (federation SIP over TLS, not the carrier); b's
+baresip answers; each side hears the other's tone (sox: length, RMS, frequency +/- 10 %). The
+carrier sees no call and a counts no fallback. Both call lists have the call with the same
+correlationId."""
+import sys
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+from sites import (check, ext_of, fallback_total, federated, log, run, wait_record)  # noqa: E402
+
+
+def body(h):
+    env, ids = federated(h, sites=("a", "b"), users=1)
+    from phones import check_tone, make_tone
+    ba = env.baresip("a", "a101", ext_of("a", 1), tone=make_tone(h.tmp / "t440.wav", 440))
+    bb = env.baresip("b", "b201", ext_of("b", 1), tone=make_tone(h.tmp / "t880.wav", 880),
+                     answermode="auto")
+    ba.wait_registered()
+    bb.wait_registered()
+    t0 = time.monotonic()
+    ba.cmd("dial", f"sip:{ext_of('b', 1)}@{env.topo.ip('a')}")
+    ba.wait_event("CALL_ESTABLISHED", 10)
+    bb.wait_event("CALL_ESTABLISHED", 5)
+    log(f"RESULT a -> b established in {time.monotonic() - t0:.2f}s")
+    ba.pump(3.0)
+    ba.cmd("hangup")
+    ba.wait_event("CALL_CLOSED", 5)
+    bb.wait_event("CALL_CLOSED", 10)
+    time.sleep(0.3)
+    check_tone(bb.recordings()[-1], 440, "b hears a")
+    check_tone(ba.recordings()[-1], 880, "a hears b")
+    check(not env.carrier.calls_logged(), f"the call went via the carrier: {env.carrier.calls_logged()}")
+    check(fallback_total(env.nodes["a"]) == 0, "a counted a fallback")
+    ra = wait_record(env.nodes["a"], ext_of("a", 1), lambda r: r.get("correlationId"), 5, "a's record")
+    rb = wait_record(env.nodes["b"], ext_of("b", 1),
+                     lambda r: r.get("correlationId") == ra.get("correlationId"), 5,
+                     "b's record with a's correlationId")
+    log(f"RESULT call lists: a {ra.get('disposition')} / b {rb.get('disposition')} "
+        f"correlationId {ra.get('correlationId')}")
+    ba.stop()
+    bb.stop()
+
+
+if __name__ == "__main__":
+    run("federation.call_audio", body, __doc__)

@@ -1,0 +1,52 @@
+// Helpers of several pages.
+import { t } from '../i18n.js';
+import { h, notice } from '../ui.js';
+
+// Runs f now and every ms milliseconds (never two at once); returns the stop function.
+export function every(ms, f) {
+  let stopped = false, timer = null;
+  const tick = async () => {
+    if (stopped) return;
+    try { await f(); } catch (e) { if (e && e.status === 401) { stopped = true; return; } }
+    if (!stopped) timer = setTimeout(tick, ms);
+  };
+  tick();
+  return () => { stopped = true; clearTimeout(timer); };
+}
+
+export function pageHeader(title, ...extra) {
+  return h('div', { class: 'page-head' }, h('h1', {}, title), ...extra);
+}
+
+// A region for page-level messages (success / error of the last action).
+export function messageArea() {
+  const area = h('div', { class: 'messages', 'aria-live': 'polite' });
+  area.show = (kind, text) => { area.replaceChildren(notice(kind, text)); };
+  area.clear = () => area.replaceChildren();
+  return area;
+}
+
+export const LINE_STATES = ['idle', 'ringing', 'busy', 'unknown'];
+export function stateLabel(state) {
+  return LINE_STATES.includes(state) ? t(`presence.state.${state}`) : t('presence.state.unknown');
+}
+
+// Users of every site: this node's (/users) plus the replicas of the others
+// (/federation/directory, when the node is in a federation). [{node, nodeName, extension,
+// displayName, local}]
+export async function allUsers(api) {
+  const [local, remote] = await Promise.all([
+    api.get('/api/v1/users'),
+    api.getOptional('/api/v1/federation/directory').catch(() => null),
+  ]);
+  const out = (local.users || []).map((u) => ({
+    node: '', nodeName: '', extension: u.extension, displayName: u.displayName, local: true,
+  }));
+  for (const u of (remote && remote.users) || [])
+    out.push({ node: u.nodeId, nodeName: u.nodeName, extension: u.extension, displayName: u.displayName, local: false });
+  return { users: out, remote };
+}
+
+export function siteName(node, nodeName) {
+  return node ? (nodeName || node.slice(0, 8)) : t('common.thisNode');
+}
