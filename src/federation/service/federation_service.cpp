@@ -140,6 +140,7 @@ Result<SockAddr> FederationService::start() {
   auto bound = links_->listen(*addr);
   if (!bound)
     return Error{1, "federation listener " + config_.listen + ": " + bound.error().message};
+  config_.listen = bound->toString(); // port 0 (tests): advertise the port actually bound
 
   auto loaded = TrustStore::load(db_, config_.dataDir);
   if (!loaded) return Error{1, "federation trust: " + loaded.error().message};

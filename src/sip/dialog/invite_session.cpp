@@ -110,7 +110,13 @@ void ClientInvite::onResponse(const Message& response) {
   int status = response.statusCode();
   InviteHandler* h = manager_.inviteHandler();
   if (status < 200) {
-    if (final_ || status == 100) return;
+    if (final_) return;
+    if (status == 100) {
+      // No dialog, but the next hop is there (the call engine's federation fallback waits for
+      // exactly this).
+      if (h) h->onProvisional(*this, nullptr, response);
+      return;
+    }
     InviteSession* s = nullptr;
     if (!response.toTag().empty()) {
       s = &sessionFor(response);

@@ -64,7 +64,7 @@ def body(h):
                    recv_timeout_ms=20000, timeout=60, extra=["-d", "200"])
     time.sleep(0.3)
     with env.site("a"):
-        uac = Sipp(h, "load-uac-102", "uac_call.xml", target=a.udp, service="202",
+        uac = Sipp(h, "call-load-102", "uac_call.xml", target=a.udp, service="202",
                    auth=("102", pw_of("102")), keys={"authuser": "102"}, calls=n,
                    recv_timeout_ms=20000, timeout=60, extra=["-d", "300", "-r", str(rate), "-l", "4"])
     time.sleep(2.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
-from sites import (PASSPHRASE, Env, check, expect_ok, ext_of, fallback_total, log,  # noqa: E402
+from sites import (PASSPHRASE, Env, check, expect_ok, ext_of, fallback_total, log, wait_until,  # noqa: E402
                    retry_hung, run)
 
 
@@ -44,10 +44,12 @@ def body(h):
     env.nodes["d"].join(bundle, PASSPHRASE)
     took = env.wait_mesh(["b", "c", "d"], 2.0)
     log(f"RESULT d joined with b's bundle: mesh b, c, d up {took:.2f}s after the join")
-    users = {(u.get("nodeName"), str(u.get("extension")))
-             for u in env.nodes["d"].directory().get("users", [])}
-    for s in ("b", "c"):
-        check(("site-" + s, ext_of(s, 1)) in users, f"d's directory lacks {ext_of(s, 1)} of {s}: {users}")
+    def d_users():
+        return {(u.get("nodeName"), str(u.get("extension")))
+                for u in env.nodes["d"].directory().get("users", [])}
+    want = {("site-" + s, ext_of(s, 1)) for s in ("b", "c")}
+    took = wait_until(lambda: want <= d_users(), 3.0, f"d's directory has {sorted(want)}")
+    log(f"RESULT d's directory complete {took:.2f}s after the mesh was up: {sorted(d_users())}")
     for s in ("b", "c", "d"):
         env.nodes[s].stop()
 

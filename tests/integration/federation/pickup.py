@@ -14,18 +14,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 from sites import check, expect_ok, federated, log, retry_hung, run, wait_record  # noqa: E402
 
 
+seen: set = set()
+
+
 def check_lists(env, n):
     a, b = env.nodes["a"], env.nodes["b"]
     ra = wait_record(a, "101", lambda r: r.get("disposition") == "picked-up", 5, "a: picked-up record")
     check(str(ra.get("answeredBy")) == "201", f"a's record: answeredBy {ra.get('answeredBy')}: {ra}")
     check(str(ra.get("caller", "")).find("102") >= 0 or any(str(p.get("extension")) == "102" for p in ra.get("parties", [])),
           f"a's record does not name the caller 102: {ra}")
-    ids = {ra.get("correlationId")}
-    rb = wait_record(b, "201", lambda r: r.get("correlationId") in ids or r.get("relatedCorrelationId") in ids,
-                     5, "b: 201's record linked to a's call")
+    ids = {ra.get("correlationId"), ra.get("relatedCorrelationId")} - {None, ""}
+
+    def names_all(r):
+        exts = {str(p.get("extension")) for p in r.get("parties", [])} | {str(r.get("answeredBy"))}
+        return {"101", "102", "201"} <= exts
+    rb = wait_record(b, "201", lambda r: names_all(r) and r.get("id") not in seen, 5,
+                     "b: 201's record naming caller 102, callee 101 and picker 201")
+    seen.add(rb.get("id"))
     exts = {str(p.get("extension")) for p in rb.get("parties", [])}
-    check({"101", "102", "201"} <= exts | {str(rb.get("answeredBy"))},
-          f"b's record should name 102, 101 and 201: {rb}")
+    linked = {rb.get("correlationId"), rb.get("relatedCorrelationId")} & ids
+    check(bool(linked), f"b's record is not linked to a's call (correlationId / "
+                        f"relatedCorrelationId): a {sorted(ids)}, b {rb}")
     log(f"RESULT pickup {n}: a {ra.get('disposition')} answeredBy {ra.get('answeredBy')}; b parties {exts}")
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
 import node as pbxnode  # noqa: E402
 from netns import NetnsError, Topology, netns_argv  # noqa: E402
-from node import (Api, ApiError, Sipp, TestFailure, check, expect_ok, log, pw_of,  # noqa: E402,F401
+from node import (Api, ApiError, Sipp, TestFailure, check, log, pw_of,  # noqa: E402,F401
                   retry_hung, tail)
 
 SIP_PORT = 5060
@@ -56,6 +56,21 @@ MAX_EXPIRES = 30  # what the carrier grants: the trunks refresh every 15 s
 # [sip] of every site node: baresip 1.0 gives up when any challenge is not MD5, SIPp 3.6.1
 # answers only the first challenge with MD5 only, the test's SIP UA does both.
 SIP_TOML_EXTRA = 'digest_algorithms = ["MD5"]\n'
+
+
+def expect_ok(*sipps: Sipp, what: str = "") -> None:
+    """pbx expect_ok, but a caller that FAILED (not hung) is reported at once as the failure,
+    and its devices are stopped (they would otherwise wait for an INVITE until their timeout
+    and be mistaken for the SIPp 3.6.1 <pause> hang, which is retried)."""
+    callers = [x for x in sipps if x.name.startswith("call")]
+    for c in callers:
+        c.wait()
+    bad = [c for c in callers if not c.hung and c.rc != 0]
+    if bad:
+        for x in sipps:
+            x.stop()
+        raise TestFailure(f"{what}: the caller failed (rc {bad[0].rc})\n{bad[0].diagnostics()}")
+    pbxnode.expect_ok(*sipps, what=what)
 
 
 def site_index(site: str) -> int:
@@ -583,6 +598,7 @@ class Env:
             self.nodes[s].join(bundle, PASSPHRASE)
             joined.append(s)
             took = self.wait_mesh(joined, within)
+            took += self.wait_directories(joined, max(0.2, within - took))
             log(f"RESULT join {s}: full mesh of {joined} up {took:.2f}s after the join request "
                 f"returned ({time.monotonic() - t0:.2f}s incl. the request)")
         return {s: self.nodes[s].node_id() for s in sites}
@@ -605,6 +621,25 @@ class Env:
             if time.monotonic() - t0 > within:
                 raise TestFailure(f"federation not fully up within {within:.1f}s: member states "
                                   f"per node {json.dumps(last)}")
+            time.sleep(0.05)
+
+    def wait_directories(self, sites: list[str], within: float) -> float:
+        """Every site's federation directory has the users made on every other site."""
+        t0 = time.monotonic()
+        missing: dict = {}
+        while True:
+            missing = {}
+            for s in sites:
+                have = {(u.get("nodeName"), str(u.get("extension")))
+                        for u in self.nodes[s].directory().get("users", [])}
+                want = {(f"site-{o}", e) for o in sites if o != s for e in self.nodes[o].users_made}
+                if want - have:
+                    missing[s] = sorted(want - have)
+            if not missing:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > within:
+                raise TestFailure(f"directories not replicated within {within:.1f}s of the links "
+                                  f"being up; missing per node: {missing}")
             time.sleep(0.05)
 
     def wait_member_state(self, on: str, member: str, want: str, timeout: float) -> float:
