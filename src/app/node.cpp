@@ -642,6 +642,7 @@ nlohmann::json recordJson(const pbx::CallRecord& r) {
                        {"disposition", pbx::dispositionName(p.disposition)}});
   return {{"id", r.id},
           {"correlationId", r.correlationId},
+          {"relatedCorrelationId", r.relatedCorrelationId},
           {"direction", r.direction},
           {"caller", r.caller},
           {"callerName", r.callerName},

@@ -715,7 +715,9 @@ struct LinkManager::Impl {
       done(info);
       if (!*g) return;
     }
-    if (!wasUp) handler_.onLinkUp(info);
+    // Also when a newer connection replaced the live one (simultaneous dialling): what the
+    // handler sent on the old connection may be lost, so it gets the chance to send it again.
+    handler_.onLinkUp(info);
   }
 
   void scheduleHeartbeat(const ConnPtr& c) {

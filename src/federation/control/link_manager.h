@@ -86,7 +86,9 @@ public:
   class Handler {
   public:
     virtual ~Handler() = default;
-    // A link completed hello (also links from nodes not given to setPeers: new members).
+    // A link completed hello (also links from nodes not given to setPeers: new members), and
+    // again when a newer connection replaced the live one (simultaneous dialling): anything sent
+    // on the replaced connection may be lost, so the handler resends its link-up state.
     virtual void onLinkUp(const LinkInfo& link) = 0;
     // A link that was Up is no longer (Down, Revoked, ...); also called when a link becomes
     // Incompatible, even if it never was up. Not called by forget(), stop() or destruction.

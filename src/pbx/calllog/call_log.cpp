@@ -53,6 +53,9 @@ CREATE TABLE call_parties(
   disposition TEXT NOT NULL);
 CREATE INDEX call_parties_ext ON call_parties(extension);
 CREATE INDEX call_parties_call ON call_parties(call_id);
+)SQL"},
+          {"calllog", 2, "related call of a cross-site pickup", R"SQL(
+ALTER TABLE call_records ADD COLUMN related_id TEXT NOT NULL DEFAULT '';
 )SQL"}};
 }
 
@@ -78,6 +81,9 @@ void CallLog::mergeOutcome(CallRecord& r, const CallOutcome& o) const {
   std::string calleeOwner = ownerHere(o.calleeOwner);
   std::string answeredOwner = ownerHere(o.answeredByOwner);
   bool answered = !o.answeredBy.empty();
+  // A cross-site pickup: this record is the picker's call; it now points at the picked call.
+  if (o.relatedCorrelationId == r.correlationId && o.correlationId != r.correlationId)
+    r.relatedCorrelationId = o.correlationId;
   if (!o.caller.empty()) {
     r.caller = o.caller;
     r.callerName = o.callerName;
@@ -194,11 +200,13 @@ Result<int64_t> CallLog::write(const CallRecord& r) {
                                 int64_t(r.viaTrunk),
                                 r.startMs,
                                 r.answerMs,
-                                r.endMs};
+                                r.endMs,
+                                r.relatedCorrelationId};
     if (existing->empty()) {
       auto ins = db_.exec("INSERT INTO call_records(correlation_id, direction, caller, "
                           "caller_name, dialled, answered_by, disposition, via_trunk, start_ms, "
-                          "answer_ms, end_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                          "answer_ms, end_ms, related_id) "
+                          "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
                           v);
       if (!ins) return ins;
       id = db_.lastInsertId();
@@ -207,7 +215,8 @@ Result<int64_t> CallLog::write(const CallRecord& r) {
       v.push_back(id);
       auto up = db_.exec("UPDATE call_records SET correlation_id=?1, direction=?2, caller=?3, "
                          "caller_name=?4, dialled=?5, answered_by=?6, disposition=?7, "
-                         "via_trunk=?8, start_ms=?9, answer_ms=?10, end_ms=?11 WHERE id=?12",
+                         "via_trunk=?8, start_ms=?9, answer_ms=?10, end_ms=?11, related_id=?12 "
+                         "WHERE id=?13",
                          v);
       if (!up) return up;
       if (auto d = db_.exec("DELETE FROM call_parties WHERE call_id = ?1", {id}); !d) return d;
@@ -240,11 +249,12 @@ CallRecord recordFromRow(const store::Row& row) {
   r.startMs = num(row[9]);
   r.answerMs = num(row[10]);
   r.endMs = num(row[11]);
+  r.relatedCorrelationId = text(row[12]);
   return r;
 }
 constexpr const char* kColumns =
     "r.id, r.correlation_id, r.direction, r.caller, r.caller_name, r.dialled, r.answered_by, "
-    "r.disposition, r.via_trunk, r.start_ms, r.answer_ms, r.end_ms";
+    "r.disposition, r.via_trunk, r.start_ms, r.answer_ms, r.end_ms, r.related_id";
 } // namespace
 
 void CallLog::loadParties(CallRecord& r) {

@@ -38,7 +38,9 @@ struct CallParty {
 struct CallRecord {
   int64_t id = 0;
   std::string correlationId; // federation-wide
-  std::string direction;     // "internal", "inbound", "outbound"
+  // The other call this one is tied to: for a cross-site picker's call, the picked call's id.
+  std::string relatedCorrelationId;
+  std::string direction; // "internal", "inbound", "outbound"
   std::string caller, callerName;
   std::string dialled;    // what the caller dialled
   std::string answeredBy; // extension of whoever answered; empty if nobody

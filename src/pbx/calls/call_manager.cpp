@@ -876,6 +876,7 @@ void CallManager::finish(CallId id) {
 void CallManager::saveRecord(Call& call) {
   CallRecord r;
   r.correlationId = call.correlationId;
+  r.relatedCorrelationId = call.relatedCorrelationId;
   bool local = call.caller.kind == Caller::Kind::LocalUser;
   bool fromTrunk = call.caller.kind == Caller::Kind::Trunk;
   // Dialled external numbers; a fallback for a user of another node is still an internal call.
