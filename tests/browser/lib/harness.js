@@ -123,7 +123,10 @@ class Harness {
       '[node]', `name = "${name}"`, `data_dir = "${data}"`, 'log_level = "debug"', `admin_listen = "${address}:0"`, '',
       '[sip]', `udp = ["${address}:0"]`, `tcp = ["${address}:0"]`,
       // SIPp 3.6.1 computes only MD5 and answers the first challenge
-      'digest_algorithms = ["MD5", "SHA-256"]', '', extraToml].join('\n'));
+      'digest_algorithms = ["MD5", "SHA-256"]', '', extraToml,
+      // Tests run in parallel: no node may take the default federation ports.
+      extraToml.includes('[federation]') ? '' :
+        `[federation]\nlisten = "${address}:0"\nsip_listen = "${address}:0"\n`].join('\n'));
     const logfile = path.join(dir, 'serve.log');
     const p = this.spawn(`verbund serve ${name}`, this.verbund, ['serve', '--config', config, '--ready-file', ready], {
       logfile, spawn: { cwd: dir, env: { ...process.env, VERBUND_ADMIN_PASSWORD: password } },

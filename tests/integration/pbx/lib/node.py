@@ -202,7 +202,10 @@ class Node:
             f'admin_listen = "{LOOPBACK}:0"\n'
             "\n[sip]\n"
             f'udp = ["{LOOPBACK}:0"]\n'
-            f'tcp = ["{LOOPBACK}:0"]\n' + self.extra_toml)
+            f'tcp = ["{LOOPBACK}:0"]\n' + self.extra_toml
+            # Tests run in parallel: no node may take the default federation ports.
+            + ("" if "[federation]" in self.extra_toml else
+               f'\n[federation]\nlisten = "{LOOPBACK}:0"\nsip_listen = "{LOOPBACK}:0"\n'))
 
     def start(self, timeout: float = 30.0) -> "Node":
         self.write_config()
