@@ -373,6 +373,17 @@ def cmd_blf(h, a) -> None:
               f"{min(v) if v else float('nan'):.1f} | "
               f"**{pct(v, 50):.1f}** | {pct(v, 90):.1f} | **{pct(v, 99):.1f}** | "
               f"{max(v) if v else float('nan'):.1f} |")
+    print("\nDistribution (number of changes per latency band):\n")
+    bands = [(-1e9, 5), (5, 35), (35, 50), (50, 1e9)]
+    print("| State change at c | < 5 ms | 5–35 ms | 35–50 ms | ≥ 50 ms |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for kind in order + ["all"]:
+        v = lat[kind] if kind != "all" else allv
+        print(f"| {kind} | " + " | ".join(str(sum(1 for x in v if lo <= x < hi))
+                                          for lo, hi in bands) + " |")
+    if a.keep:
+        Path(a.keep).mkdir(parents=True, exist_ok=True)
+        (Path(a.keep) / "blf-latencies.json").write_text(json.dumps(lat))
     print_findings(env, missing[:20] + ([f"... {len(missing) - 20} more"] if len(missing) > 20 else []))
     for ua in list(devs.values()) + [caller, watcher]:
         ua.close()
@@ -418,8 +429,9 @@ def cmd_fallback(h, a) -> None:
     print("\n| Cut # | First call to ring at 201 (dialled at, after the cut) | Cut -> INVITE at 201 "
           "(ms) | Dial -> 180 at the caller of that call (ms) | Calls dialled | Rang via carrier "
           "| Failed (no 180) | Dial -> 180 of the calls dialled after it: min / median / max (ms) | "
-          "Carrier calls | Load (1 min) |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |", flush=True)
+          "First call that rang without the fallback wait (dial -> 180 < fallback_ms / 2): "
+          "dialled at | Carrier calls | Load (1 min) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |", flush=True)
     findings = []
     for rep in range(1, a.repeat + 1):
         c0 = len(env.carrier.calls_logged())
@@ -474,11 +486,15 @@ def cmd_fallback(h, a) -> None:
             lat = (f"{min(later):.0f} / {statistics.median(later):.0f} / {max(later):.0f}"
                    if later else "-")
             cut_in = (first_in - t_cut) * 1000 if first_in else float("nan")
+            quick = [c for c in rang
+                     if (c.when("180") - c.when("invite_sent")) * 1000 < a.fallback_ms / 2]
+            quick_s = (f"{(min(c.when('invite_sent') for c in quick) - t_cut) * 1000:.0f} ms"
+                       if quick else "none")
             print(f"| {rep} | {dial_off:.0f} ms | **{cut_in:.0f}** | **{d2r:.0f}** | {len(calls)} | "
-                  f"{len(rang)} | {len(failed)} | {lat} | {cl} | {os.getloadavg()[0]:.2f} |",
-                  flush=True)
+                  f"{len(rang)} | {len(failed)} | {lat} | {quick_s} | {cl} | "
+                  f"{os.getloadavg()[0]:.2f} |", flush=True)
         else:
-            print(f"| {rep} | none rang | - | - | {len(calls)} | 0 | {len(failed)} | - | {cl} | "
+            print(f"| {rep} | none rang | - | - | {len(calls)} | 0 | {len(failed)} | - | - | {cl} | "
                   f"{os.getloadavg()[0]:.2f} |", flush=True)
         for c in failed:
             findings.append(f"cut {rep}: call dialled {1000 * (c.when('invite_sent') - t_cut):.0f} ms "

@@ -146,17 +146,7 @@ Result<SockAddr> FederationService::start() {
   if (!loaded) return Error{1, "federation trust: " + loaded.error().message};
   if (loaded->has_value()) {
     trust_ = std::make_unique<TrustStore>(std::move(**loaded));
-    // Our certificate must carry the addresses we advertise now; re-mint when they changed or
-    // renewal is due (self-managing certificates).
-    bool remint = !trust_->nodeCredentials() || renewalDue(trust_->nodeCredentials()->cert.get());
-    if (remint) {
-      auto creds =
-          mintNodeCertificate(trust_->ca(), config_.nodeId, config_.nodeName, config_.advertise);
-      if (creds) {
-        (void)trust_->setNodeCredentials(std::move(*creds));
-        (void)trust_->save(db_, config_.dataDir);
-      }
-    }
+    renewIfDue(); // self-managing certificates (below)
     if (auto r = links_->setCredentials(trust_.get(), selfHello()); !r)
       return Error{1, "federation credentials: " + r.error().message};
     (void)members_->upsert(selfRecord());
@@ -169,14 +159,45 @@ Result<SockAddr> FederationService::start() {
   }
   (void)publisher_->update(directory_);
   directory_.onChange([this] { publishDirectory(); });
+  scheduleRenewal();
   presenceListener_ =
       presence_.subscribeAll([this](const pbx::UserPresence& p) { onLocalPresence(p); });
   return *bound;
 }
 
+// Self-managing certificates: the node certificate is re-minted (with the federation CA every
+// member holds) when fewer than 30 days of its validity remain; checked at start and twice a day.
+bool FederationService::renewIfDue() {
+  if (!trust_) return false;
+  if (trust_->nodeCredentials() && !renewalDue(trust_->nodeCredentials()->cert.get())) return false;
+  auto creds =
+      mintNodeCertificate(trust_->ca(), config_.nodeId, config_.nodeName, config_.advertise);
+  if (!creds) {
+    logger("federation")->error("node certificate renewal failed: {}", creds.error().message);
+    return false;
+  }
+  if (auto r = trust_->setNodeCredentials(std::move(*creds)); !r) return false;
+  (void)trust_->save(db_, config_.dataDir);
+  logger("federation")->info("node certificate renewed");
+  return true;
+}
+
+void FederationService::scheduleRenewal() {
+  renewTimer_ = std::make_shared<asio::steady_timer>(io_, std::chrono::hours(12));
+  renewTimer_->async_wait([this, t = renewTimer_](const std::error_code& ec) {
+    if (ec || stopped_) return;
+    if (renewIfDue()) {
+      (void)links_->setCredentials(trust_.get(), selfHello());
+      if (onTrustChanged) onTrustChanged(trust_.get());
+    }
+    scheduleRenewal();
+  });
+}
+
 void FederationService::stop() {
   if (stopped_) return;
   stopped_ = true;
+  if (renewTimer_) renewTimer_->cancel();
   if (presenceListener_) presence_.unsubscribe(presenceListener_);
   presenceListener_ = 0;
   if (links_) links_->stop();

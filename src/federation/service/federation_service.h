@@ -21,6 +21,7 @@
 #include "store/database.h"
 
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -132,6 +133,8 @@ private:
   void dropRevokedMembers();
   void forgetFederation();
   void tryJoin(std::shared_ptr<struct JoinState> st);
+  bool renewIfDue();
+  void scheduleRenewal();
 
   asio::io_context& io_;
   store::Database& db_;
@@ -147,6 +150,7 @@ private:
   std::unique_ptr<DirectoryReplica> replica_;
   std::unique_ptr<LinkManager> links_;
   pbx::PresenceHub::ListenerId presenceListener_ = 0;
+  std::shared_ptr<asio::steady_timer> renewTimer_;
   bool joining_ = false;
   bool stopped_ = false;
 
