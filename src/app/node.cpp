@@ -226,6 +226,7 @@ struct Node::Impl {
   std::unique_ptr<federation::FederationService> federation;
   std::unordered_map<sip::ConnectionId, std::string> federationConnections; // TLS conn → node id
   bool federationSipListening = false;
+  std::string federationSipAddress; // "ip:port" other nodes reach our SIP-TLS listener at
   std::unique_ptr<http::AdminServer> admin;
 
   Impl(asio::io_context& ioc, NodeConfig cfg)
@@ -313,6 +314,13 @@ Result<void> Node::Impl::startSip() {
 
   sip::DialogConfig dc;
   dc.contact = "sip:verbund@" + advertise;
+  // Calls from other nodes arrive over SIP-TLS: their dialogs stay on TLS (ACK, BYE, re-INVITE).
+  dc.contactFor = [this](const sip::Message& request) -> std::string {
+    if (request.source().transport != sip::TransportType::Tls || federationSipAddress.empty() ||
+        !federationConnections.count(request.source().connection))
+      return {};
+    return "sip:verbund@" + federationSipAddress + ";transport=tls";
+  };
   dialogs = std::make_unique<sip::DialogManager>(timers, dc);
   sip::StackConfig sc;
   // The dialog layer retransmits 2xx itself (RFC 3261 §13.3.1.4).
@@ -408,6 +416,7 @@ Result<void> Node::Impl::startFederation() {
   const std::string& adv = fc.advertise.front();
   std::string advHost = adv.find(':') != std::string::npos ? "[" + adv + "]" : adv;
   fc.sipAddress = advHost + ":" + std::to_string(sipListen->port);
+  federationSipAddress = fc.sipAddress;
   fc.dataDir = config.dataDir;
   federation =
       std::make_unique<federation::FederationService>(io, *db, *directory, presence, *callLog, fc);

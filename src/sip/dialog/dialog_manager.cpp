@@ -226,7 +226,8 @@ void DialogManager::newInvite(ServerTxId tx, const Message& request) {
     return;
   }
   std::string tag(txl_->localTag(tx));
-  auto d = Dialog::fromUas(request, tag, config_.contact);
+  std::string contact = config_.contactFor ? config_.contactFor(request) : std::string();
+  auto d = Dialog::fromUas(request, tag, contact.empty() ? config_.contact : contact);
   if (!d) {
     respond(tx, d.error().code >= 400 ? d.error().code : 400, d.error().message);
     return;

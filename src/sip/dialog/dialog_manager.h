@@ -35,6 +35,9 @@ class ServerSubscriptionHandler;
 struct DialogConfig {
   // Our Contact URI for dialogs the application does not give one for ("sip:pbx@192.0.2.1").
   std::string contact;
+  // Contact for a dialog created by an incoming INVITE, chosen by the request (e.g. a
+  // sips/transport=tls Contact for requests that arrived over TLS); empty answer or unset: contact.
+  std::function<std::string(const Message& request)> contactFor;
   // RFC 3263 resolution of next hops; the default understands numeric hosts only.
   Resolver resolve = resolveNumeric;
   // RFC 3261 §14.1: random source for the 491 retry timer; returns a value in [lo, hi].
