@@ -62,9 +62,10 @@ export default {
     const editor = h('div', { class: 'editor-slot' });
     const list = h('div', { class: 'list' });
     const remoteList = h('div', { class: 'list' });
-    const createBtn = h('button', { type: 'button', class: 'primary', 'data-testid': 'group-new', onclick: () => edit(null) }, t('groups.new'));
+    const createBtn = h('button', { type: 'button', class: 'primary', 'data-testid': 'group-new', onclick: async () => { await loaded; edit(null); } }, t('groups.new'));
     main.append(pageHeader(t('nav.groups'), createBtn), msgs, editor, list, remoteList);
     let everyone = [];
+    let loaded = null; // the first load: the member list of a new group needs the users
 
     function nameOf(node, ext) {
       const u = everyone.find((x) => (x.node || '') === (node || '') && x.extension === ext);
@@ -147,6 +148,7 @@ export default {
         if (e.status !== 401) msgs.show('error', errorText(e));
       }
     }
-    await load();
+    loaded = load();
+    await loaded;
   },
 };
