@@ -129,12 +129,53 @@ def print_findings(env: Env, extra: list[str] = ()) -> None:
 # 1. calls per second: cross-site (a -> b over SIP-TLS) and local (a -> a)
 
 
-def start_uas(h, b: Bench, env: Env, site: str, user: str, name: str):
+def register_many(env: Env, site: str, users: list[str], port: int) -> None:
+    """REGISTERs each user (digest auth) with Contact <site ip>:port, sent from that port (before
+    the SIPp UAS binds it), so one UAS answers for all of them."""
+    import socket
+    import uuid
+    from sipua import digest_header, parse, parse_challenges
+    n = env.nodes[site]
+    with env.site(site):
+        sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sk.bind((n.ip, port))
+        sk.settimeout(3)
+        uri = f"sip:{n.ip}:5060"
+        for u in users:
+            cid, auth = uuid.uuid4().hex, None
+            for cseq in (1, 2):
+                msg = (f"REGISTER {uri} SIP/2.0\r\n"
+                       f"Via: SIP/2.0/UDP {n.ip}:{port};rport;branch=z9hG4bK{uuid.uuid4().hex[:16]}\r\n"
+                       f"Max-Forwards: 70\r\nFrom: <sip:{u}@{n.ip}>;tag={cid[:8]}\r\n"
+                       f"To: <sip:{u}@{n.ip}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} REGISTER\r\n"
+                       f"Contact: <sip:{u}@{n.ip}:{port};transport=udp>\r\nExpires: 3600\r\n"
+                       + (f"Authorization: {auth}\r\n" if auth else "") + "Content-Length: 0\r\n\r\n")
+                sk.sendto(msg.encode(), n.udp)
+                while True:
+                    r = parse(sk.recvfrom(65535)[0])
+                    if r is not None and not r.is_request and r.status >= 200 and r.call_id == cid:
+                        break
+                if r.status == 401 and auth is None:
+                    ch = parse_challenges(r.all("www-authenticate"))[0]
+                    auth = digest_header(ch, u, pw_of(u), "REGISTER", uri)
+                    continue
+                check(r.status == 200, f"REGISTER {u} at {site}: {r.status}")
+                break
+    finally:
+        sk.close()
+
+
+def start_uas(h, b: Bench, env: Env, site: str, user: str, name: str,
+              users: list[str] | None = None):
     """Registers `user` at its site's node from a free port, starts SIPp (uas_rr.xml) there."""
     n = env.nodes[site]
     with env.site(site):
         port = harness.free_port()
-        pbxnode.register_sipp(h, n, user, pw_of(user), port, expires=3600)
+        if users:
+            register_many(env, site, users, port)
+        else:
+            pbxnode.register_sipp(h, n, user, pw_of(user), port, expires=3600)
         d = b.out / name
         d.mkdir(parents=True, exist_ok=True)
         cmd = [b.sipp, "-sf", PBX_BENCH / "uas_rr.xml", "-i", n.ip, "-p", port, "-t", "u1",
@@ -159,8 +200,22 @@ def cmd_cps(h, a) -> None:
     env.form(["a", "b"], within=10.0)
     na, nb = env.nodes["a"], env.nodes["b"]
     paths = {"local a -> a": ("a", "102"), "cross-site a -> b": ("b", "201")}
+    callees: dict[str, list[str]] = {}
+    if a.callees > 1:
+        # N callee users per site, all registered to one SIPp UAS; the UAC dials them in turn
+        for site, base in (("a", 6000), ("b", 7000)):
+            callees[site] = [str(base + i) for i in range(1, a.callees + 1)]
+            for e in callees[site]:
+                env.nodes[site].api.create_user(e, pw_of(e), name=f"Callee {e}")
+                env.nodes[site].users_made[e] = None
+        env.wait_directories(["a", "b"], 30)
+        paths = {"local a -> a": ("a", "6001"), "cross-site a -> b": ("b", "7001")}
+        who = (f"one SIPp UAS registered as {a.callees} users per site (a: 6001…, b: 7001…), "
+               f"dialled in turn")
+    else:
+        who = "SIPp UAS registered as 102 (a) / 201 (b): every call to the same user"
     print(f"\nnode a pid {na.p.pid}, node b pid {nb.p.pid}; caller 101 on a (digest MD5, 407 "
-          f"round), SIPp UAS registered as 102 (a) / 201 (b); hold {a.hold} ms\n")
+          f"round); {who}; hold {a.hold} ms\n")
     print("| Call path | Target (calls/s) | Duration | Achieved (calls/s) | Successful | Failed | "
           "SIPp retrans. | CPU node a (s) | CPU node b (s) | CPU-µs / call a | CPU-µs / call b | "
           "CPU-µs / call of the call's nodes | Load (1 min) | Box busy |")
@@ -177,12 +232,20 @@ def cmd_cps(h, a) -> None:
         for pname, (site, callee) in paths.items():
             if pname in dead:
                 continue
-            uas = start_uas(h, b, env, site, callee, f"uas-{site}-{rate}")
+            uas = start_uas(h, b, env, site, callee, f"uas-{site}-{rate}", callees.get(site))
             count = rate * a.duration
-            sargs = [f"{na.ip}:5060", "-sf", scen, "-s", callee, "-au", "101", "-ap",
+            sc = scen
+            if callees:
+                csv = h.tmp / f"callees-{site}.csv"
+                csv.write_text("SEQUENTIAL\n" + "".join(f"{e};\n" for e in callees[site]))
+                sc = h.tmp / "uac-many.xml"
+                sc.write_text(scen.read_text().replace("[service]", "[field0]"))
+            sargs = [f"{na.ip}:5060", "-sf", sc, "-s", callee, "-au", "101", "-ap",
                      pw_of("101"), "-key", "authuser", "101", "-i", na.ip, "-t", "u1",
                      "-r", rate, "-rp", "1000", "-m", count, "-l", count + 100,
                      "-recv_timeout", "15000", "-buff_size", "4194304", "-max_socket", "20000"]
+            if callees:
+                sargs += ["-inf", h.tmp / f"callees-{site}.csv"]
             wa, wb = Window(na.p.pid), Window(nb.p.pid)
             with env.site("a"):
                 sargs[sargs.index("-t"):sargs.index("-t")] = ["-p", harness.free_port()]
@@ -603,6 +666,8 @@ def main() -> None:
     ap.add_argument("--rates", default="10 25 50 100", help="cps: steps (calls/s)")
     ap.add_argument("--duration", type=int, default=20, help="cps: seconds per step")
     ap.add_argument("--hold", type=int, default=1000, help="cps: call hold (ms)")
+    ap.add_argument("--callees", type=int, default=1,
+                    help="cps: callee users per site (1: every call to the same user)")
     # blf
     ap.add_argument("--users", type=int, default=1000, help="blf: watched users on c")
     ap.add_argument("--sample", type=int, default=50, help="blf: users that get calls")

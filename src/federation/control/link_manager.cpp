@@ -391,6 +391,9 @@ struct LinkManager::Impl {
 
   void startHandshake(const ConnPtr& c) {
     c->phase = Conn::Phase::Handshaking;
+    // Small frames (presence, heartbeats) must not wait for Nagle / delayed ACK (~40 ms).
+    asio::error_code nd;
+    c->stream.lowest_layer().set_option(tcp::no_delay(true), nd);
     SSL* ssl = c->stream.native_handle();
     if (c->outgoing) {
       SSL_set_verify(ssl, SSL_VERIFY_PEER, acceptAnyCertificate);

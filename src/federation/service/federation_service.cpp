@@ -641,8 +641,10 @@ void FederationService::publishDirectory() {
 void FederationService::sendPresenceSync(const std::string& to) {
   std::vector<pbx::UserPresence> local;
   for (auto& p : presence_.snapshot(""))
-    if (auto u = directory_.userByExtension(p.key.extension); u && u->shared)
+    if (auto u = directory_.userByExtension(p.key.extension); u && u->shared) {
+      p.dialogs = boundedDialogs(p.dialogs);
       local.push_back(std::move(p));
+    }
   links_->send(to, presenceSyncMessage(config_.nodeId, local));
 }
 
@@ -650,7 +652,26 @@ void FederationService::onLocalPresence(const pbx::UserPresence& p) {
   if (!trust_ || !p.key.owner.empty()) return;
   auto u = directory_.userByExtension(p.key.extension);
   if (!u || !u->shared) return;
-  links_->broadcast(presenceMessage(config_.nodeId, p.key.extension, p.dialogs));
+  links_->broadcast(presenceMessage(config_.nodeId, p.key.extension, boundedDialogs(p.dialogs)));
+}
+
+// What a peer needs for BLF is the line state and a few dialogs (pickup ids): a user with very
+// many calls at once (a queue, a load test) sends at most kMaxPresenceDialogs, the dialogs that
+// ended with this change first, then answered ones, then ringing ones. This bounds every
+// presence message, so a busy user cannot flood the links.
+std::vector<pbx::DialogInfo>
+FederationService::boundedDialogs(const std::vector<pbx::DialogInfo>& dialogs) {
+  if (dialogs.size() <= kMaxPresenceDialogs) return dialogs;
+  auto rank = [](const pbx::DialogInfo& d) {
+    return d.state == pbx::DialogState::Terminated  ? 0
+           : d.state == pbx::DialogState::Confirmed ? 1
+                                                    : 2;
+  };
+  std::vector<pbx::DialogInfo> out = dialogs;
+  std::stable_sort(out.begin(), out.end(),
+                   [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+  out.resize(kMaxPresenceDialogs);
+  return out;
 }
 
 nlohmann::json FederationService::directoryJson() const {

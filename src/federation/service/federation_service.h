@@ -134,6 +134,7 @@ private:
   void forgetFederation();
   void tryJoin(std::shared_ptr<struct JoinState> st);
   bool renewIfDue();
+  static std::vector<pbx::DialogInfo> boundedDialogs(const std::vector<pbx::DialogInfo>& dialogs);
   void scheduleRenewal();
 
   asio::io_context& io_;
