@@ -301,22 +301,8 @@ class SiteNode:
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir,
                               env=env)
         t0 = time.monotonic()
-        info = None
-        while True:
-            if self.p.poll() is not None:
-                raise TestFailure(f"node {self.name}: verbund serve exited with {self.p.returncode} "
-                                  f"before it was ready\n--- its output:\n{tail(self.logfile, 60)}")
-            if self.ready.exists():
-                try:
-                    info = json.loads(self.ready.read_text())
-                    if "udp" in info and "admin" in info:
-                        break
-                except (json.JSONDecodeError, OSError):
-                    pass
-            if time.monotonic() - t0 > timeout:
-                raise TestFailure(f"node {self.name} wrote no ready-file within {timeout:.0f}s\n"
-                                  f"{tail(self.logfile, 60)}")
-            time.sleep(0.05)
+        info = pbxnode.wait_ready(self.p, self.ready, self.logfile, timeout,
+                                  f"node {self.name} (verbund serve)")
         self.info = info
         self.ready_s = time.monotonic() - t0
         log(f"node {self.name} ({self.ip}) ready in {self.ready_s:.2f}s: {info}")

@@ -221,21 +221,7 @@ class Node:
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir,
                               env=env)
         t0 = time.monotonic()
-        while True:
-            if self.p.poll() is not None:
-                raise TestFailure(f"verbund serve exited with {self.p.returncode} before it was "
-                                  f"ready\n--- its output:\n{tail(self.logfile, 60)}")
-            if self.ready.exists():
-                try:
-                    info = json.loads(self.ready.read_text())
-                    if "udp" in info and "admin" in info:
-                        break
-                except (json.JSONDecodeError, OSError):
-                    pass
-            if time.monotonic() - t0 > timeout:
-                raise TestFailure(f"verbund serve wrote no ready-file within {timeout:.0f}s\n"
-                                  f"--- its output:\n{tail(self.logfile, 60)}")
-            time.sleep(0.05)
+        info = wait_ready(self.p, self.ready, self.logfile, timeout, "verbund serve")
         self.info = info
         self.udp = hostport(info["udp"])
         self.tcp = hostport(info["tcp"]) if info.get("tcp") else None
@@ -310,6 +296,27 @@ class Node:
 
 
 _SIPP_TS = re.compile(r"^-{5,} (\d{4}-\d\d-\d\d)\s+(\d\d:\d\d:\d\d\.\d+)")
+
+
+def wait_ready(p, ready, logfile, timeout: float, what: str) -> dict:
+    """Waits until a starting `verbund serve` wrote its ready-file (with udp and admin) and
+    returns its content; TestFailure with the log's tail if it exits or takes too long."""
+    t0 = time.monotonic()
+    while True:
+        if p.poll() is not None:
+            raise TestFailure(f"{what} exited with {p.returncode} before it was ready\n"
+                              f"--- its output:\n{tail(logfile, 60)}")
+        if ready.exists():
+            try:
+                info = json.loads(ready.read_text())
+                if "udp" in info and "admin" in info:
+                    return info
+            except (json.JSONDecodeError, OSError):
+                pass
+        if time.monotonic() - t0 > timeout:
+            raise TestFailure(f"{what} wrote no ready-file within {timeout:.0f}s\n"
+                              f"--- its output:\n{tail(logfile, 60)}")
+        time.sleep(0.05)
 
 
 class Sipp:
