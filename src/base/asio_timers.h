@@ -14,6 +14,11 @@ public:
   explicit AsioTimers(asio::io_context& io) : io_(io) {}
   ~AsioTimers() override;
   TimePoint now() const override { return Clock::now(); }
+  int64_t wallMs() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
   TimerId after(Duration delay, std::function<void()> fn) override;
   void cancel(TimerId id) override;
 

@@ -19,6 +19,9 @@ class Timers {
 public:
   virtual ~Timers() = default;
   virtual TimePoint now() const = 0;
+  // Wall-clock time in milliseconds since the Unix epoch, for records and protocol fields that
+  // carry dates. Comes from the timer service so that simulated time moves it too (tests).
+  virtual int64_t wallMs() const = 0;
   virtual TimerId after(Duration delay, std::function<void()> fn) = 0;
   virtual void cancel(TimerId id) = 0;
 };

@@ -10,6 +10,11 @@ namespace verbund {
 class ManualTimers final : public Timers {
 public:
   TimePoint now() const override { return now_; }
+  // Simulated wall clock: a fixed start (2026-01-01T00:00:00Z unless set) plus simulated time.
+  int64_t wallMs() const override {
+    return wallStartMs_ + std::chrono::duration_cast<Duration>(now_.time_since_epoch()).count();
+  }
+  void setWallStart(int64_t ms) { wallStartMs_ = ms; }
   TimerId after(Duration delay, std::function<void()> fn) override {
     TimerId id = ++next_;
     queue_.emplace(std::make_pair(now_ + delay, id), std::move(fn));
@@ -36,6 +41,7 @@ public:
 
 private:
   TimePoint now_{};
+  int64_t wallStartMs_ = 1767225600000;
   TimerId next_ = 0;
   std::map<std::pair<TimePoint, TimerId>, std::function<void()>> queue_;
 };
