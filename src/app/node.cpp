@@ -504,7 +504,8 @@ std::optional<pbx::Caller> Node::Impl::federationCaller(const sip::Message& invi
       auto eq = param.find('=');
       if (eq == std::string_view::npos) continue;
       auto name = param.substr(0, eq), value = param.substr(eq + 1);
-      if (name == "mode" && (value == "user" || value == "route")) c.mode = std::string(value);
+      if (name == "mode")
+        if (auto m = pbx::parseCallMode(value)) c.mode = *m;
       if (name == "origin") origin = std::string(value);
     }
     if (c.correlationId.size() > 64) c.correlationId.resize(64);

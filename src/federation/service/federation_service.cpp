@@ -50,15 +50,6 @@ std::string portOf(const std::string& hostPort) {
   return hostPort.substr(c + 1);
 }
 
-std::string quoteDisplay(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 } // namespace
 
 FederationError classify(const Error& e) {
@@ -892,14 +883,15 @@ bool FederationService::prepareInvite(const std::string& owner, const std::strin
   std::string callerName = call.caller.displayName;
   std::string identity = "sip:" + callerUser + "@" + ourHost;
   std::string nameAddr =
-      (callerName.empty() ? std::string() : quoteDisplay(callerName) + " ") + "<" + identity + ">";
+      (callerName.empty() ? std::string() : sip::quotedDisplayName(callerName) + " ") + "<" + identity + ">";
   params.requestUri = "sip:" + requestUser + "@" + sipAddress + ";transport=tls";
   params.target = sip::Peer{sip::TransportType::Tls, *addr, {}, 0};
   params.from = nameAddr;
   params.contact = "sip:verbund@" + config_.sipAddress + ";transport=tls";
   params.to = "<sip:" + requestUser + "@" + sipAddress + ">";
   params.headers.emplace_back("P-Asserted-Identity", nameAddr);
-  params.headers.emplace_back("X-Verbund-Call", call.correlationId + ";mode=" + call.mode +
+  params.headers.emplace_back("X-Verbund-Call", call.correlationId + ";mode=" +
+                                                    std::string(pbx::callModeName(call.mode)) +
                                                     ";origin=" + (external ? "external" : "user"));
   return true;
 }

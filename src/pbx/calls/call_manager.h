@@ -2,10 +2,15 @@
 // The call engine of a node: a back-to-back user agent. Every call is an inbound leg (the
 // caller's INVITE, an InviteSession on the UAS side) and one or more outbound forks (one
 // ClientInvite per device rung). SDP passes through untouched, so media flows phone to phone.
-// Routing is a chain of small stages (feature codes, local user, local group, other nodes of the
-// federation through RemoteNodes, external line). Everything runs on the node's event loop.
+// A call and each fork are explicit state machines (call_state.h); routing is an ordered list of
+// small stages that answer continue, stop or pending. Everything runs on the node's event loop.
+//
+// The implementation is split by concern: call_manager.cpp (dialog events, transitions, ending),
+// routing.cpp (the stages), forking.cpp (forks, federation fallback, answer), offer_answer.cpp
+// (in-dialog offers relayed between the legs), pickup.cpp, records.cpp (call list, outcomes).
 #include "base/clock.h"
 #include "pbx/calllog/call_log.h"
+#include "pbx/calls/call_state.h"
 #include "sip/dialog/dialog_manager.h"
 #include "sip/dialog/invite_session.h"
 
@@ -84,11 +89,11 @@ struct Caller {
   std::string name;
   // Federation only: the calling node's correlation id (kept for this call's record), and what
   // the calling node asks for (X-Verbund-Call "mode" parameter, docs/federation-protocol.md):
-  // "user"  ring exactly the user of the Request-URI (a fork of a call routed elsewhere);
-  // "route" route the Request-URI's user like a local caller's dialled string (direct calls,
-  //         feature codes such as *8<ext> and *41<group>, BLF pickup with Replaces).
+  // User  ring exactly the user of the Request-URI (a fork of a call routed elsewhere);
+  // Route route the Request-URI's user like a local caller's dialled string (direct calls,
+  //       feature codes such as *8<ext> and *41<group>, BLF pickup with Replaces).
   std::string correlationId;
-  std::string mode = "route";
+  CallMode mode = CallMode::Route;
 };
 
 // The other nodes of the federation, as the engine sees them (implemented by the federation
@@ -97,7 +102,7 @@ struct RemoteCall {
   Party caller;              // the calling party; owner empty = this node
   std::string callerNumber;  // for callers from the external line
   std::string correlationId; // federation-wide id of the call
-  std::string mode = "route";
+  CallMode mode = CallMode::Route;
 };
 class RemoteNodes {
 public:
@@ -145,6 +150,21 @@ public:
   virtual std::optional<std::string> inboundTarget(const sip::Message& invite) = 0;
 };
 
+// Per-user call features the routing stages ask about (do-not-disturb and call forwarding; their
+// settings live with the users). The default has none of them.
+enum class ForwardWhen : uint8_t { Always, Busy, NoAnswer, Unregistered };
+class CallFeatures {
+public:
+  virtual ~CallFeatures() = default;
+  // Do-not-disturb: the user's devices are not rung; the caller hears busy (or the user's
+  // forwarding on busy applies).
+  virtual bool doNotDisturb(const Party& user) { return false; }
+  // Where calls to `user` go in case `when`: a string routed as if the caller had dialled it.
+  virtual std::optional<std::string> forwardTarget(const Party& user, ForwardWhen when) {
+    return std::nullopt;
+  }
+};
+
 struct FeatureCodes {
   std::string pickup = "*8";       // *8<ext>: directed pickup
   std::string groupPickup = "*9";  // *9: pick up a call ringing in one of my groups
@@ -160,6 +180,8 @@ struct CallManagerConfig {
   // the call goes over the external line (federation §"Fallback"; never SIP's 32 s Timer B).
   Duration federationFallback{1000};
   FeatureCodes features;
+  // Forwarding hops one call may take (a forwards to b forwards to a ...).
+  int maxForwards = 5;
 };
 
 // Federation §"Fallback": whether a fork to another node that failed with `status` goes out over
@@ -171,7 +193,9 @@ bool isCompletedElsewhere(std::string_view reason);
 
 struct CallStats {
   uint64_t started = 0, answered = 0, failed = 0, pickedUp = 0, active = 0;
-  uint64_t remoteForks = 0, fallbacks = 0;
+  uint64_t remoteForks = 0, fallbacks = 0, forwarded = 0;
+  uint64_t offersRelayed = 0, offersRefused = 0; // in-dialog offers (re-INVITE, UPDATE)
+  uint64_t badTransitions = 0;                   // bugs: a transition the tables forbid
 };
 
 class CallManager final : public sip::InviteHandler {
@@ -184,6 +208,7 @@ public:
   void setLineObserver(LineObserver* o) { observer_ = o; }
   void setExternalLine(ExternalLine* line) { externalLine_ = line; }
   void setRemoteNodes(RemoteNodes* nodes) { remote_ = nodes; }
+  void setCallFeatures(CallFeatures* f) { features_ = f ? f : &noFeatures_; }
 
   // InviteHandler
   void onNewSession(sip::InviteSession& session, const sip::Message& invite) override;
@@ -209,41 +234,80 @@ private:
   struct Call;
   struct Fork;
   using CallId = uint64_t;
+  enum class StageResult : uint8_t { Continue, Stop, Pending };
+  using Stage = StageResult (CallManager::*)(Call&);
+  static const Stage kStages[];
 
-  // Routing stages.
-  void route(Call& call, const sip::Message& invite);
-  bool routeFeatureCode(Call& call, const std::string& dialled);
+  // ---- Transitions (call_manager.cpp): the only places states change ----
+  void enter(Call& call, CallState to);
+  void enter(Call& call, Fork& fork, ForkState to);
+  void enterOffer(Call& call, OfferState to);
+
+  // ---- Routing (routing.cpp) ----
+  void route(Call& call);
+  StageResult stageUserMode(Call& call);
+  StageResult stageReplaces(Call& call);
+  StageResult stageFeatureCode(Call& call);
+  StageResult stageLocalUser(Call& call);
+  StageResult stageGroup(Call& call);
+  StageResult stageOtherNode(Call& call);
+  StageResult stageExternalLine(Call& call);
+  StageResult stageNotFound(Call& call);
+  // Do-not-disturb and forwarding of the callee `user`; Stop when the call went elsewhere.
+  StageResult userFeatures(Call& call, const Party& user);
+  bool forwardTo(Call& call, const std::string& target);
+  bool forwardOn(Call& call, ForwardWhen when);
+  void answerFeatureCode(Call& call);
+
+  // ---- Forking (forking.cpp) ----
   void ringParties(Call& call, const std::vector<Party>& parties);
   void startFork(Call& call, const Party& party, const DeviceTarget& device);
   void startTrunkFork(Call& call, const std::string& number);
   // Federation: a fork to node `party.owner` whose Request-URI user is `requestUser`.
   void startRemoteFork(Call& call, const Party& party, const std::string& requestUser,
-                       const std::string& mode, const std::string& replaces, bool mayFallBack);
-  // Forwards the whole call to the node of `party` (mode "route"): cross-site pickup.
+                       CallMode mode, const std::string& replaces, bool mayFallBack);
+  // Forwards the whole call to the node of `party` (mode Route): cross-site pickup.
   void forwardToNode(Call& call, const Party& party, const std::string& requestUser,
                      const std::string& replaces);
   // The external-line fork that replaces a fork to `party`'s node (federation fallback).
   bool startFallbackFork(Call& call, const Party& party);
+  Fork& addFork(Call& call, ForkKind kind, sip::UsageId invite, const Party& party);
   void onFallbackTimer(CallId id, sip::UsageId invite);
   void afterForksStarted(Call& call);
   void forksSettled(Call& call, int lastStatus);
+  void answered(Call& call, Fork& fork, sip::InviteSession& session, const sip::Message& answer);
+  void cancelForks(Call& call, const Fork* except, bool completedElsewhere);
   bool isRemote(const Party& p) const;
   void addNode(Call& call, const std::string& owner);
-  void shareOutcome(Call& call);
-  void mergeWithStored(Call& call, CallRecord& r);
 
-  // Pickup: connects `picker`'s call to the ringing call `target`.
+  // ---- Pickup (pickup.cpp) ----
+  // Connects `picker`'s call to the ringing call `target`.
   bool pickUp(Call& picker, Call& target);
   Call* findRingingFor(const std::string& extension);
   Call* findRingingInGroups(const std::vector<std::string>& groups);
   Call* findByForkCallId(const std::string& callId);
 
-  void answered(Call& call, Fork& fork, sip::InviteSession& session, const sip::Message& answer);
-  void cancelForks(Call& call, const Fork* except, bool completedElsewhere);
-  void failCall(Call& call, int status, std::string_view reason);
-  void endCall(Call& call, sip::InviteSession* from);
-  void finish(CallId id);
+  // ---- Offer/answer relay (offer_answer.cpp) ----
+  void relayOffer(Call& call, sip::InviteSession& from, sip::ServerTxId tx,
+                  const sip::Message& request);
+  void relayAnswer(Call& call, sip::InviteSession& s, sip::Method method,
+                   const sip::Message& response);
+  void relayAck(Call& call, sip::InviteSession& s, const sip::Message& ack);
+  // The leg that relays to `s` (the other leg of an answered call; the early fork or the caller
+  // for an UPDATE before the answer), or null.
+  sip::InviteSession* peerLeg(Call& call, sip::InviteSession& s);
+
+  // ---- Records (records.cpp) ----
   void saveRecord(Call& call);
+  void mergeWithStored(Call& call, CallRecord& r);
+  void shareOutcome(Call& call);
+
+  // ---- Ending (call_manager.cpp) ----
+  void failCall(Call& call, int status, std::string_view reason);
+  void endCall(Call& call);
+  // Ends the call and hangs up the leg other than `gone` (0: both legs).
+  void hangUp(Call& call, sip::UsageId gone);
+  void finish(CallId id);
   void line(Call& call, const Party& party, LineEvent::State state, bool initiator,
             const std::string& callId = {}, const std::string& localTag = {},
             const std::string& remoteTag = {});
@@ -251,7 +315,7 @@ private:
   Call* callOf(uint64_t appData);
   Fork* forkOf(Call& call, sip::UsageId clientInvite);
   sip::InviteSession* session(sip::UsageId id) { return dm_.inviteSession(id); }
-  static int64_t nowMs();
+  int64_t nowMs() const { return timers_.wallMs(); }
 
   sip::DialogManager& dm_;
   Timers& timers_;
@@ -262,6 +326,8 @@ private:
   LineObserver* observer_ = nullptr;
   ExternalLine* externalLine_ = nullptr;
   RemoteNodes* remote_ = nullptr;
+  CallFeatures noFeatures_;
+  CallFeatures* features_ = &noFeatures_;
   CallId nextCall_ = 0;
   std::unordered_map<CallId, std::unique_ptr<Call>> calls_;
   CallStats stats_;

@@ -23,16 +23,10 @@ std::string escapeUser(std::string_view number) {
   return out;
 }
 
-// A display name as a quoted-string (RFC 3261 §25.1), without control characters.
+// A display name as a quoted-string followed by a space, or nothing.
 std::string quotedName(std::string_view name) {
-  std::string out;
-  for (char c : name) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) continue;
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  if (out.empty()) return {};
-  return "\"" + out + "\" ";
+  std::string q = sip::quotedDisplayName(name);
+  return q.empty() ? q : q + " ";
 }
 
 std::string withLr(const std::string& uri) {

@@ -244,6 +244,17 @@ void appendHex(std::string& out, uint64_t v, int digits) {
 }
 } // namespace
 
+std::string quotedDisplayName(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) continue;
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  if (out.empty()) return {};
+  return "\"" + out + "\"";
+}
+
 std::string newTag() {
   std::string s;
   appendHex(s, nextRandom(), 12);

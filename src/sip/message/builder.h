@@ -40,6 +40,10 @@ MessageBuilder responseTo(const Message& request, int status, std::string_view r
 // Default reason phrase of a status code ("OK", "Not Found", ...).
 std::string_view defaultReason(int status);
 
+// A display name as a quoted-string (RFC 3261 §25.1: `"` and `\` escaped, control characters
+// dropped), e.g. `"Alice \"A\" Smith"`; empty for an empty name.
+std::string quotedDisplayName(std::string_view name);
+
 // Random tokens for tags, Call-IDs and branches (branch already carries the magic cookie).
 std::string newTag();
 std::string newCallId(std::string_view host);

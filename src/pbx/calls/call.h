@@ -1,0 +1,95 @@
+#pragma once
+// The call engine's objects (private to src/pbx/calls): a Call with its forks. Each carries one
+// state enum (call_state.h); the CallManager changes them only through its transition functions.
+#include "base/metrics.h"
+#include "pbx/calls/call_manager.h"
+#include "pbx/calls/call_state.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace verbund::pbx {
+
+struct CallManager::Fork {
+  ForkState state = ForkState::Calling;
+  ForkKind kind = ForkKind::Device;
+  sip::UsageId invite = 0;
+  Party party; // the user rung (for Trunk: extension = the dialled number)
+  int status = 0;
+  std::string callId;
+  bool mayFallBack = false; // a fork to another node that may go over the external line
+  TimerId fallbackTimer = 0;
+
+  bool live() const { return isLive(state); }
+  bool external() const { return kind == ForkKind::Trunk || kind == ForkKind::Fallback; }
+  // Heard anything from the next hop (also 100 Trying).
+  bool heard() const { return state != ForkState::Calling; }
+};
+
+// How a call was answered (decides records and who reports the outcome to other nodes).
+enum class AnswerKind : uint8_t {
+  None,
+  Fork,     // a local device, or another node's user at their external number (fallback)
+  Remote,   // a fork to another node: that node knows who answered and tells
+  External, // a dialled external number
+  PickedUp, // a picker's call took it over
+  Feature,  // a feature code confirmed by answering
+};
+
+// Why a call ended, where it matters to records.
+enum class EndCause : uint8_t { None, Failed, CompletedElsewhere, Hangup };
+
+struct CallManager::Call {
+  CallId id = 0;
+  CallState state = CallState::Routing;
+  std::string correlationId;
+  sip::UsageId inbound = 0;
+  Caller caller;
+  // Routing input, taken from the INVITE once (stages do not need the message).
+  std::string dialled;
+  std::string replaces; // RFC 3891 Replaces header of the INVITE, if any
+  int forwards = 0;     // forwarding hops taken (bounded)
+  std::optional<Party> callee;
+  std::optional<GroupTarget> group;
+  std::vector<Fork> forks;
+  sip::UsageId other = 0; // the answered leg: a UAC fork session, or a picker's UAS session
+  Party answeredBy;
+  AnswerKind answer = AnswerKind::None;
+  EndCause endCause = EndCause::None;
+  Alerting alerting = Alerting::None;
+  TimerId noAnswer = 0;
+  std::string offerType, offer; // the caller's SDP (empty: delayed offer)
+  int64_t startMs = 0, answerMs = 0;
+  // The in-dialog offer being relayed from leg `offerFrom` (request `offerTx`) to the other.
+  OfferState offerState = OfferState::Idle;
+  sip::ServerTxId offerTx = 0;
+  sip::UsageId offerFrom = 0;
+  std::vector<CallParty> parties; // for the call list
+  // Federation: the other nodes involved (outcomes go to them).
+  std::vector<std::string> nodes;
+  std::string relatedCorrelationId; // pickup by a caller of another node: the picker's call
+
+  bool connected() const { return state == CallState::Connected; }
+  bool ended() const { return state == CallState::Ended; }
+  // Still waiting for an answer (routing or ringing).
+  bool unanswered() const { return state == CallState::Routing || state == CallState::Ringing; }
+};
+
+// verbund_calls_answered_total (answers by forks and by pickup).
+extern Counter g_callsAnswered;
+
+inline bool isFederation(const Caller& c) {
+  return c.kind == Caller::Kind::Federation;
+}
+// The caller as shown to others: extension of a user (local or of another node) or number.
+inline const std::string& callerIdOf(const Caller& c) {
+  return c.kind == Caller::Kind::Trunk ? c.number : c.party.extension;
+}
+inline const std::string& callerNameOf(const Caller& c) {
+  if (c.kind == Caller::Kind::Trunk) return c.name;
+  return c.party.displayName.empty() && c.kind == Caller::Kind::Federation ? c.name
+                                                                           : c.party.displayName;
+}
+
+} // namespace verbund::pbx

@@ -1,0 +1,111 @@
+#include "pbx/calls/call_state.h"
+
+namespace verbund::pbx {
+
+std::string_view stateName(CallState s) {
+  switch (s) {
+  case CallState::Routing:
+    return "routing";
+  case CallState::Ringing:
+    return "ringing";
+  case CallState::Connected:
+    return "connected";
+  case CallState::Ended:
+    return "ended";
+  }
+  return "?";
+}
+
+std::string_view stateName(ForkState s) {
+  switch (s) {
+  case ForkState::Calling:
+    return "calling";
+  case ForkState::Proceeding:
+    return "proceeding";
+  case ForkState::Ringing:
+    return "ringing";
+  case ForkState::Answered:
+    return "answered";
+  case ForkState::Cancelled:
+    return "cancelled";
+  case ForkState::Failed:
+    return "failed";
+  case ForkState::FellBack:
+    return "fell-back";
+  }
+  return "?";
+}
+
+std::string_view stateName(OfferState s) {
+  switch (s) {
+  case OfferState::Idle:
+    return "idle";
+  case OfferState::AwaitingAnswer:
+    return "awaiting-answer";
+  case OfferState::AwaitingAck:
+    return "awaiting-ack";
+  }
+  return "?";
+}
+
+std::string_view callModeName(CallMode m) {
+  return m == CallMode::User ? "user" : "route";
+}
+
+std::optional<CallMode> parseCallMode(std::string_view text) {
+  if (text == "user") return CallMode::User;
+  if (text == "route") return CallMode::Route;
+  return std::nullopt;
+}
+
+bool allowed(CallState from, CallState to) {
+  switch (from) {
+  case CallState::Routing:
+    // Forks out; answered at once (feature-code confirmation, pickup); refused.
+    return to == CallState::Ringing || to == CallState::Connected || to == CallState::Ended;
+  case CallState::Ringing:
+    // Routing again: forwarding on busy / no answer sends the call to a new target.
+    return to == CallState::Routing || to == CallState::Connected || to == CallState::Ended;
+  case CallState::Connected:
+    return to == CallState::Ended;
+  case CallState::Ended:
+    return false;
+  }
+  return false;
+}
+
+bool allowed(ForkState from, ForkState to) {
+  switch (from) {
+  case ForkState::Calling:
+    return to != ForkState::Calling;
+  case ForkState::Proceeding:
+    return to != ForkState::Calling && to != ForkState::Proceeding;
+  case ForkState::Ringing:
+    // A ringing node that died is not "there": it may still fall back (federation).
+    return to == ForkState::Answered || to == ForkState::Cancelled || to == ForkState::Failed ||
+           to == ForkState::FellBack;
+  case ForkState::Cancelled:
+  case ForkState::FellBack:
+    // The INVITE's final answer (487, or a 2xx that crossed the CANCEL) still arrives; the fork
+    // stays as it is.
+    return false;
+  case ForkState::Answered:
+  case ForkState::Failed:
+    return false;
+  }
+  return false;
+}
+
+bool allowed(OfferState from, OfferState to) {
+  switch (from) {
+  case OfferState::Idle:
+    return to == OfferState::AwaitingAnswer;
+  case OfferState::AwaitingAnswer:
+    return to == OfferState::Idle || to == OfferState::AwaitingAck;
+  case OfferState::AwaitingAck:
+    return to == OfferState::Idle;
+  }
+  return false;
+}
+
+} // namespace verbund::pbx

@@ -1,0 +1,71 @@
+#pragma once
+// The states of the call engine's objects and their allowed transitions (docs/architecture.md
+// "Call engine states" draws them). Pure: no I/O, no clock; tested on its own.
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace verbund::pbx {
+
+// A call: the caller's INVITE (the inbound leg) and everything it led to.
+enum class CallState : uint8_t {
+  Routing,   // the routing stages run (or one of them is pending)
+  Ringing,   // forks are out, nobody answered yet
+  Connected, // a fork or a picker answered: two legs up
+  Ended,     // both legs are ending or gone; the record is written
+};
+
+// One outbound INVITE of a call (a device, another node, the external line).
+enum class ForkState : uint8_t {
+  Calling,    // INVITE sent, nothing heard
+  Proceeding, // 100 Trying: the next hop is there (federation fallback is off)
+  Ringing,    // 180/183
+  Answered,   // 2xx: this fork is the call's other leg
+  Cancelled,  // we gave up on it (another fork answered, the caller left, no answer)
+  Failed,     // non-2xx final answer, timeout or transport error
+  FellBack,   // another node that did not answer in time: replaced by an external-line fork
+};
+
+enum class ForkKind : uint8_t {
+  Device,   // a registered device of a local user
+  Remote,   // another node of the federation
+  Trunk,    // a dialled external number
+  Fallback, // the external number of another node's user (federation fallback)
+};
+
+// An offer relayed from one leg to the other inside the dialog (RFC 3261 §14, RFC 3311,
+// RFC 3264): one at a time per call.
+enum class OfferState : uint8_t {
+  Idle,
+  AwaitingAnswer, // the offer went to the other leg; its final answer is relayed back
+  AwaitingAck,    // offerless re-INVITE: the other leg's offer went back in our 2xx; the
+                  // answer arrives in the ACK and goes to the other leg's held ACK
+};
+
+// What the caller's phone has been told while the call rings.
+enum class Alerting : uint8_t { None, EarlyMedia, Ringing };
+
+// What the Request-URI asks for on a call from another node (X-Verbund-Call "mode",
+// docs/federation-protocol.md).
+enum class CallMode : uint8_t {
+  Route, // route the Request-URI's user like a local caller's dialled string
+  User,  // ring exactly the local user of the Request-URI (a fork of a call routed elsewhere)
+};
+
+std::string_view stateName(CallState s);
+std::string_view stateName(ForkState s);
+std::string_view stateName(OfferState s);
+std::string_view callModeName(CallMode m);
+std::optional<CallMode> parseCallMode(std::string_view text);
+
+// The transition tables. Anything not listed is a bug, logged and counted by the engine.
+bool allowed(CallState from, CallState to);
+bool allowed(ForkState from, ForkState to);
+bool allowed(OfferState from, OfferState to);
+
+// Forks that may still answer.
+inline bool isLive(ForkState s) {
+  return s == ForkState::Calling || s == ForkState::Proceeding || s == ForkState::Ringing;
+}
+
+} // namespace verbund::pbx

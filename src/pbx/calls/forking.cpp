@@ -1,0 +1,373 @@
+// Forks: the outbound INVITEs of a call (devices of local users, other nodes, the external line),
+// their answers, the federation fallback, and the decision when every fork has failed.
+#include "base/log.h"
+#include "base/metrics.h"
+#include "pbx/calls/call.h"
+#include "sip/message/builder.h"
+
+#include <algorithm>
+
+namespace verbund::pbx {
+
+using sip::InviteSession;
+using sip::Message;
+
+Counter g_callsAnswered("verbund_calls_answered_total", "Calls answered");
+
+namespace {
+Counter g_remoteForks("verbund_call_remote_forks_total", "INVITEs sent to other federation nodes");
+Counter g_fallbacks("verbund_call_fallbacks_total",
+                    "Forks to other nodes that went over the external line instead");
+
+// RFC 3326 Reason for forks cancelled because another one answered.
+const sip::HeaderField kCompletedElsewhere[] = {
+    {"Reason", "SIP;cause=200;text=\"Call completed elsewhere\""}};
+} // namespace
+
+CallManager::Fork& CallManager::addFork(Call& call, ForkKind kind, sip::UsageId invite,
+                                        const Party& party) {
+  Fork& f = call.forks.emplace_back();
+  f.kind = kind;
+  f.invite = invite;
+  f.party = party;
+  if (auto* ci = dm_.clientInvite(invite)) {
+    ci->appData = call.id;
+    f.callId = ci->callId();
+  }
+  return f;
+}
+
+void CallManager::ringParties(Call& call, const std::vector<Party>& parties) {
+  bool federated = isFederation(call.caller);
+  for (const auto& p : parties) {
+    // A user calling a group they are in does not ring themselves.
+    if (call.group && call.caller.kind != Caller::Kind::Trunk &&
+        p.extension == call.caller.party.extension &&
+        (p.owner == call.caller.party.owner || (!isRemote(p) && !isRemote(call.caller.party))))
+      continue;
+    if (isRemote(p)) {
+      // A member of a local group on another node (mode User: that node rings exactly them),
+      // or a direct call to another node's user (mode Route).
+      if (remote_)
+        startRemoteFork(call, p, p.extension, call.group ? CallMode::User : CallMode::Route, {},
+                        !federated);
+    } else {
+      for (const auto& d : directory_.devices(p.sipUser)) startFork(call, p, d);
+    }
+    if (call.group)
+      call.parties.push_back({PartyRole::Rang, p.extension, p.displayName,
+                              isRemote(p) ? p.owner : "", Disposition::Missed});
+  }
+  afterForksStarted(call);
+}
+
+void CallManager::afterForksStarted(Call& call) {
+  if (call.ended()) return;
+  if (std::none_of(call.forks.begin(), call.forks.end(), [](const Fork& f) { return f.live(); })) {
+    // A single user with no registered device: their forwarding on "unregistered" applies.
+    if (!forwardOn(call, ForwardWhen::Unregistered)) failCall(call, 480, "Temporarily Unavailable");
+    return;
+  }
+  enter(call, CallState::Ringing);
+  if (call.caller.kind == Caller::Kind::LocalUser)
+    line(call, call.caller.party, LineEvent::State::Early, true);
+  CallId id = call.id;
+  timers_.cancel(call.noAnswer);
+  call.noAnswer = timers_.after(config_.noAnswer, [this, id] {
+    Call* c = callOf(id);
+    if (!c || !c->unanswered()) return;
+    c->noAnswer = 0;
+    cancelForks(*c, nullptr, false);
+    if (!forwardOn(*c, ForwardWhen::NoAnswer)) failCall(*c, 480, "No Answer");
+  });
+}
+
+void CallManager::startFork(Call& call, const Party& party, const DeviceTarget& device) {
+  sip::DialogManager::InviteParams p;
+  p.requestUri = device.contactUri;
+  const std::string& fromUser = callerIdOf(call.caller);
+  std::string fromName = sip::quotedDisplayName(callerNameOf(call.caller));
+  p.from = (fromName.empty() ? std::string() : fromName + " ") + "<sip:" + fromUser + "@" +
+           config_.domain + ">";
+  p.to = sip::quotedDisplayName(party.displayName) + " <sip:" + party.extension + "@" +
+         config_.domain + ">";
+  p.callId = sip::newCallId(config_.domain);
+  p.target = device.peer;
+  p.contentType = call.offerType;
+  p.body = call.offer;
+  p.headers.emplace_back("P-Asserted-Identity", p.from);
+  if (call.group) p.headers.emplace_back("Alert-Info", "<urn:alert:service:group>");
+  auto id = dm_.invite(std::move(p));
+  if (!id) {
+    logger("calls")->warn("call {}: INVITE to {} failed: {}", call.correlationId, party.extension,
+                          id.error().message);
+    return;
+  }
+  Fork& f = addFork(call, ForkKind::Device, *id, party);
+  std::string ourTag;
+  if (auto* ci = dm_.clientInvite(*id)) ourTag = ci->localTag();
+  // RFC 4235 §4.1 from the callee's side: our From tag is its remote tag; its own tag (local)
+  // is known once it answers provisionally.
+  line(call, party, LineEvent::State::Early, false, f.callId, {}, ourTag);
+}
+
+void CallManager::startTrunkFork(Call& call, const std::string& number) {
+  sip::DialogManager::InviteParams p;
+  p.contentType = call.offerType;
+  p.body = call.offer;
+  if (!externalLine_ || !externalLine_->prepareOutbound(number, call.caller.party, p)) {
+    failCall(call, 503, "External line unavailable");
+    return;
+  }
+  auto id = dm_.invite(std::move(p));
+  if (!id) {
+    failCall(call, 503, "External line unavailable");
+    return;
+  }
+  Party dialled;
+  dialled.extension = number;
+  addFork(call, ForkKind::Trunk, *id, dialled);
+  enter(call, CallState::Ringing);
+  line(call, call.caller.party, LineEvent::State::Early, true);
+}
+
+void CallManager::forwardToNode(Call& call, const Party& party, const std::string& requestUser,
+                                const std::string& replaces) {
+  call.callee = party;
+  call.parties.push_back(
+      {PartyRole::Callee, party.extension, party.displayName, party.owner, Disposition::Missed});
+  startRemoteFork(call, party, requestUser, CallMode::Route, replaces, false);
+  afterForksStarted(call);
+}
+
+void CallManager::startRemoteFork(Call& call, const Party& party, const std::string& requestUser,
+                                  CallMode mode, const std::string& replaces, bool mayFallBack) {
+  const std::string owner = party.owner;
+  addNode(call, owner);
+  bool fallBackAllowed = mayFallBack && !isFederation(call.caller);
+  auto viaExternalLine = [&] {
+    if (fallBackAllowed) (void)startFallbackFork(call, party);
+  };
+  if (!remote_ || !remote_->reachable(owner)) {
+    viaExternalLine();
+    return;
+  }
+  sip::DialogManager::InviteParams p;
+  p.contentType = call.offerType;
+  p.body = call.offer;
+  RemoteCall rc;
+  rc.caller = call.caller.party;
+  if (call.caller.kind == Caller::Kind::Trunk) {
+    rc.caller = Party{};
+    rc.caller.displayName = call.caller.name;
+    rc.callerNumber = call.caller.number;
+  }
+  rc.correlationId = call.correlationId;
+  rc.mode = mode;
+  if (!remote_->prepareInvite(owner, requestUser, rc, p)) {
+    logger("calls")->info("call {}: no INVITE to node {} possible", call.correlationId, owner);
+    viaExternalLine();
+    return;
+  }
+  if (!replaces.empty()) p.headers.emplace_back("Replaces", replaces);
+  auto id = dm_.invite(std::move(p));
+  if (!id) {
+    logger("calls")->warn("call {}: INVITE to node {} for {} failed: {}", call.correlationId, owner,
+                          requestUser, id.error().message);
+    viaExternalLine();
+    return;
+  }
+  Fork& f = addFork(call, ForkKind::Remote, *id, party);
+  f.mayFallBack = fallBackAllowed;
+  if (fallBackAllowed) {
+    CallId cid = call.id;
+    sip::UsageId inv = *id;
+    f.fallbackTimer =
+        timers_.after(config_.federationFallback, [this, cid, inv] { onFallbackTimer(cid, inv); });
+  }
+  ++stats_.remoteForks;
+  g_remoteForks.inc();
+}
+
+bool CallManager::startFallbackFork(Call& call, const Party& party) {
+  if (party.externalNumber.empty() || !externalLine_) return false;
+  sip::DialogManager::InviteParams p;
+  p.contentType = call.offerType;
+  p.body = call.offer;
+  if (!externalLine_->prepareOutbound(party.externalNumber, call.caller.party, p)) return false;
+  auto id = dm_.invite(std::move(p));
+  if (!id) return false;
+  // The records name the user, reached at their external number.
+  addFork(call, ForkKind::Fallback, *id, party);
+  ++stats_.fallbacks;
+  g_fallbacks.inc();
+  if (remote_) remote_->countFallback(party.owner);
+  logger("calls")->info("call {}: {} of node {} over the external line", call.correlationId,
+                        party.extension, party.owner);
+  return true;
+}
+
+void CallManager::onFallbackTimer(CallId id, sip::UsageId invite) {
+  Call* call = callOf(id);
+  if (!call || !call->unanswered()) return;
+  Fork* fork = forkOf(*call, invite);
+  if (!fork) return;
+  fork->fallbackTimer = 0;
+  if (fork->state != ForkState::Calling) return;
+  // Federation §"Fallback": no provisional answer in time: cancel, go over the external line.
+  enter(*call, *fork, ForkState::FellBack);
+  Party party = fork->party; // startFallbackFork adds a fork: `fork` may move
+  if (sip::ClientInvite* ci = dm_.clientInvite(invite)) (void)ci->cancel();
+  if (!startFallbackFork(*call, party)) forksSettled(*call, 480);
+}
+
+// ---- Answers of forks (InviteHandler, UAC side) ----
+
+void CallManager::onProvisional(sip::ClientInvite& invite, InviteSession* s,
+                                const Message& response) {
+  Call* call = callOf(invite.appData);
+  if (!call || call->ended()) return;
+  if (s) s->appData = call->id;
+  Fork* fork = forkOf(*call, invite.id());
+  if (!fork || !fork->live()) return;
+  // Any provisional answer (also 100 Trying) shows the node is there: no fallback any more.
+  if (response.statusCode() == 100) {
+    if (fork->state == ForkState::Calling) enter(*call, *fork, ForkState::Proceeding);
+    if (fork->fallbackTimer) {
+      timers_.cancel(fork->fallbackTimer);
+      fork->fallbackTimer = 0;
+    }
+    return;
+  }
+  if (fork->fallbackTimer) {
+    timers_.cancel(fork->fallbackTimer);
+    fork->fallbackTimer = 0;
+  }
+  if (s && fork->state != ForkState::Ringing && !fork->external())
+    line(*call, fork->party, LineEvent::State::Early, false, fork->callId,
+         s->dialog().id().remoteTag, s->dialog().id().localTag);
+  enter(*call, *fork, ForkState::Ringing);
+  if (!call->unanswered() || call->alerting == Alerting::Ringing) return;
+  if (InviteSession* in = session(call->inbound)) {
+    // Early media (183 with SDP) passes through; otherwise a plain 180.
+    bool early = response.statusCode() == 183 && !response.body().empty();
+    auto ct = response.header(sip::HeaderId::ContentType);
+    if (early)
+      (void)in->provisional(183, ct ? *ct : "application/sdp", response.body());
+    else
+      (void)in->provisional(180);
+    call->alerting = early ? Alerting::EarlyMedia : Alerting::Ringing;
+  }
+}
+
+void CallManager::onConnected(InviteSession& s, const Message& message) {
+  if (!s.isUac()) {
+    // The caller's ACK for our 2xx: with a delayed offer it carries the answer.
+    if (Call* call = callOf(s.appData); call && call->connected()) relayAck(*call, s, message);
+    return;
+  }
+  sip::ClientInvite* ci = dm_.clientInvite(s.clientInvite());
+  Call* call = callOf(s.appData ? s.appData : (ci ? ci->appData : 0));
+  Fork* fork = call && call->unanswered() ? forkOf(*call, s.clientInvite()) : nullptr;
+  if (!fork || !fork->live()) {
+    // A late answer from another fork (or after the caller left): RFC 3261 §13.2.2.4 ACK+BYE.
+    (void)s.end();
+    return;
+  }
+  answered(*call, *fork, s, message);
+}
+
+void CallManager::onFailure(sip::ClientInvite& invite, int status, const Message*) {
+  Call* call = callOf(invite.appData);
+  if (!call || !call->unanswered()) return;
+  Fork* fork = forkOf(*call, invite.id());
+  if (!fork) return;
+  fork->status = status;
+  if (fork->kind == ForkKind::Remote && fork->mayFallBack && fork->live() &&
+      shouldFallBack(status, fork->heard())) {
+    enter(*call, *fork, ForkState::FellBack);
+    Party party = fork->party; // startFallbackFork adds a fork: `fork` may move
+    if (startFallbackFork(*call, party)) return;
+    fork = forkOf(*call, invite.id());
+    if (!fork) return;
+  }
+  if (fork->live()) enter(*call, *fork, ForkState::Failed);
+  if (!fork->external()) line(*call, fork->party, LineEvent::State::Terminated, false);
+  forksSettled(*call, status);
+}
+
+void CallManager::forksSettled(Call& call, int status) {
+  if (!call.unanswered()) return;
+  if (std::any_of(call.forks.begin(), call.forks.end(), [](const Fork& f) { return f.live(); }))
+    return;
+  // RFC 3261 §16.7 in spirit: a busy anywhere means busy; a single fork's answer is passed on;
+  // otherwise the callee is temporarily unavailable. Forks replaced by the external line do not
+  // count.
+  bool busy = std::any_of(call.forks.begin(), call.forks.end(),
+                          [](const Fork& f) { return f.status == 486 || f.status == 600; });
+  size_t counted = size_t(std::count_if(call.forks.begin(), call.forks.end(), [](const Fork& f) {
+    return f.state != ForkState::FellBack;
+  }));
+  if (busy) {
+    if (!forwardOn(call, ForwardWhen::Busy)) failCall(call, 486, "Busy Here");
+  } else if (counted == 1 && status >= 400 && status != 487 && status != 408) {
+    failCall(call, status, {});
+  } else {
+    failCall(call, 480, "Temporarily Unavailable");
+  }
+}
+
+void CallManager::answered(Call& call, Fork& fork, InviteSession& s, const Message& answer) {
+  enter(call, fork, ForkState::Answered);
+  enter(call, CallState::Connected);
+  call.other = s.id();
+  s.appData = call.id;
+  call.answeredBy = fork.party;
+  call.answer = fork.kind == ForkKind::Remote  ? AnswerKind::Remote
+                : fork.kind == ForkKind::Trunk ? AnswerKind::External
+                                               : AnswerKind::Fork;
+  call.answerMs = nowMs();
+  timers_.cancel(call.noAnswer);
+  call.noAnswer = 0;
+  ++stats_.answered;
+  g_callsAnswered.inc();
+  cancelForks(call, &fork, true);
+  InviteSession* in = session(call.inbound);
+  auto ct = answer.header(sip::HeaderId::ContentType);
+  if (!in || !in->accept(ct ? *ct : std::string_view{}, answer.body())) {
+    // The caller is gone (its INVITE can no longer be answered): without this the answered
+    // leg would stay up and the call listed as active until the callee hangs up.
+    logger("calls")->info("call {}: answered after the caller left", call.correlationId);
+    hangUp(call, 0);
+    return;
+  }
+  for (auto& f : call.forks)
+    if (&f != &fork && !f.external()) line(call, f.party, LineEvent::State::Terminated, false);
+  if (!fork.external())
+    line(call, fork.party, LineEvent::State::Confirmed, false, fork.callId,
+         s.dialog().id().remoteTag, s.dialog().id().localTag);
+  if (call.caller.kind == Caller::Kind::LocalUser)
+    line(call, call.caller.party, LineEvent::State::Confirmed, true);
+  saveRecord(call);
+  // A fork to another node: that node knows who answered there and tells.
+  if (call.answer != AnswerKind::Remote) shareOutcome(call);
+}
+
+void CallManager::cancelForks(Call& call, const Fork* except, bool completedElsewhere) {
+  for (auto& f : call.forks) {
+    if (f.fallbackTimer) {
+      timers_.cancel(f.fallbackTimer);
+      f.fallbackTimer = 0;
+    }
+    if (&f == except || !f.live()) continue;
+    enter(call, f, ForkState::Cancelled);
+    if (sip::ClientInvite* ci = dm_.clientInvite(f.invite)) {
+      if (completedElsewhere)
+        (void)ci->cancel(kCompletedElsewhere);
+      else
+        (void)ci->cancel();
+    }
+  }
+}
+
+} // namespace verbund::pbx

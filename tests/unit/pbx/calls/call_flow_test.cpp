@@ -1,0 +1,434 @@
+// The call engine's state machines in simulated time over the real dialog and transaction
+// layers: offer/answer relay (re-INVITE and UPDATE both ways, glare, rejected offers, delayed
+// offer, offerless re-INVITE, early media), races (CANCEL/200, BYE crossing a re-INVITE, answer
+// after the caller gave up), dead legs, forwarding and do-not-disturb, and the transition tables.
+#include "unit/pbx/calls/call_fixture.h"
+
+namespace verbund::pbx {
+namespace {
+
+using namespace test;
+
+const std::string kSdpPhone = "v=0\r\no=phone 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 "
+                              "192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+const std::string kSdpAlice = "v=0\r\no=alice 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 "
+                              "192.0.2.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+const std::string kSdpHold = "v=0\r\no=phone 1 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 "
+                             "192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
+const std::string kSdpAliceHold = "v=0\r\no=alice 1 2 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 "
+                                  "192.0.2.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\na=recvonly\r\n";
+
+// A request inside a dialog, written by hand as the peer would send it.
+std::string inDialog(std::string_view method, std::string_view from, std::string_view to,
+                     std::string_view callId, uint32_t cseq, std::string_view via,
+                     std::string_view body = {}) {
+  std::string s(method);
+  s.append(" sip:pbx@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP ").append(via);
+  s.append(";branch=z9hG4bK-").append(method).append(std::to_string(cseq)).append(callId);
+  s.append("\r\nMax-Forwards: 70\r\nFrom: ").append(from).append("\r\nTo: ").append(to);
+  s.append("\r\nCall-ID: ").append(callId).append("\r\nCSeq: ").append(std::to_string(cseq));
+  s.append(" ").append(method == "ACK" ? "ACK" : method).append("\r\n");
+  if (method != "ACK" && method != "BYE")
+    s.append("Contact: <sip:peer@").append(via).append(">\r\n");
+  if (body.empty()) return s.append("Content-Length: 0\r\n\r\n");
+  s.append("Content-Type: application/sdp\r\nContent-Length: ").append(std::to_string(body.size()));
+  return s.append("\r\n\r\n").append(body);
+}
+
+struct Flow : Fixture {
+  // The caller's phone (kPhone, user 300) calls 100 (alice); alice answers.
+  void connect(std::string_view callId, std::string_view offer = kSdpPhone,
+               std::string_view answer = kSdpAlice) {
+    call = std::string(callId);
+    h.inject(invite("100", callId, {}, offer), kPhone);
+    auto forks = sentTo(kAliceDev, "INVITE");
+    ASSERT_EQ(forks.size(), 1u);
+    fork = std::move(forks[0]);
+    h.inject(reply(*fork, 180, "al1", "Contact: <sip:alice@192.0.2.2:5060>"), kAliceDev);
+    h.inject(reply(*fork, 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", answer), kAliceDev);
+    for (auto& m : h.take())
+      if (m->isResponse() && m->statusCode() == 200) phoneTag = std::string(m->toTag());
+    ASSERT_FALSE(phoneTag.empty());
+    if (!answer.empty()) phoneAck();
+  }
+  void phoneAck(std::string_view body = {}, uint32_t cseq = 1) {
+    h.inject(inDialog("ACK", "<sip:caller@192.0.2.9>;tag=ph1", toPhoneSide(), call, cseq,
+                      "192.0.2.9:5060", body),
+             kPhone);
+  }
+  std::string toPhoneSide() const { return "<sip:100@192.0.2.1>;tag=" + phoneTag; }
+  // A request from the phone inside the call.
+  void fromPhone(std::string_view method, uint32_t cseq, std::string_view body = {}) {
+    h.inject(inDialog(method, "<sip:caller@192.0.2.9>;tag=ph1", toPhoneSide(), call, cseq,
+                      "192.0.2.9:5060", body),
+             kPhone);
+  }
+  // A request from alice inside her dialog with the node.
+  void fromAlice(std::string_view method, uint32_t cseq, std::string_view body = {}) {
+    std::string to = "<sip:300@nodeA.example>;tag=" + std::string(fork->fromTag());
+    h.inject(inDialog(method, "<sip:100@nodeA.example>;tag=al1", to, fork->callId(), cseq,
+                      "192.0.2.2:5060", body),
+             kAliceDev);
+  }
+  struct Seen {
+    std::vector<MessagePtr> toPhone, toAlice;
+  };
+  Seen seen() {
+    Seen s;
+    auto all = h.take();
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (h.last[i].to.remote == kPhone.remote) s.toPhone.push_back(std::move(all[i]));
+      if (h.last[i].to.remote == kAliceDev.remote) s.toAlice.push_back(std::move(all[i]));
+    }
+    return s;
+  }
+  static const Message* find(const std::vector<MessagePtr>& v, std::string_view method,
+                             int status = 0) {
+    for (const auto& m : v) {
+      if (status && m->isResponse() && m->statusCode() == status &&
+          m->cseq().method == sip::methodFromName(method))
+        return m.get();
+      if (!status && m->isRequest() && m->methodName() == method) return m.get();
+    }
+    return nullptr;
+  }
+  size_t invitesTo(const sip::Peer& to) {
+    size_t n = 0;
+    for (const auto& sent : h.tp.sent)
+      if (sent.to.remote == to.remote && sent.bytes.rfind("INVITE ", 0) == 0) ++n;
+    return n;
+  }
+  std::string call, phoneTag;
+  MessagePtr fork;
+};
+
+TEST_F(Flow, ReinviteRelayedFromCallerAndBack) {
+  connect("f1");
+  h.take();
+  fromPhone("INVITE", 2, kSdpHold);
+  auto s = seen();
+  const Message* reinvite = find(s.toAlice, "INVITE");
+  ASSERT_TRUE(reinvite);
+  EXPECT_EQ(reinvite->body(), kSdpHold);
+  h.inject(reply(*reinvite, 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAliceHold),
+           kAliceDev);
+  s = seen();
+  const Message* ok = find(s.toPhone, "INVITE", 200);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->body(), kSdpAliceHold);
+  EXPECT_TRUE(find(s.toAlice, "ACK"));
+  EXPECT_EQ(calls->stats().offersRelayed, 1u);
+}
+
+TEST_F(Flow, ReinviteRelayedFromCallee) {
+  connect("f2");
+  h.take();
+  fromAlice("INVITE", 1, kSdpAliceHold);
+  auto s = seen();
+  const Message* reinvite = find(s.toPhone, "INVITE");
+  ASSERT_TRUE(reinvite);
+  EXPECT_EQ(reinvite->body(), kSdpAliceHold);
+  h.inject(reply(*reinvite, 200, "ph1", "Contact: <sip:caller@192.0.2.9:5060>", kSdpHold), kPhone);
+  s = seen();
+  const Message* ok = find(s.toAlice, "INVITE", 200);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->body(), kSdpHold);
+}
+
+TEST_F(Flow, UpdateRelayedBothWays) {
+  connect("f3");
+  h.take();
+  fromPhone("UPDATE", 2, kSdpHold);
+  auto s = seen();
+  const Message* update = find(s.toAlice, "UPDATE");
+  ASSERT_TRUE(update);
+  h.inject(reply(*update, 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAliceHold),
+           kAliceDev);
+  s = seen();
+  ASSERT_TRUE(find(s.toPhone, "UPDATE", 200));
+  EXPECT_EQ(find(s.toPhone, "UPDATE", 200)->body(), kSdpAliceHold);
+
+  fromAlice("UPDATE", 1, kSdpAlice);
+  s = seen();
+  update = find(s.toPhone, "UPDATE");
+  ASSERT_TRUE(update);
+  h.inject(reply(*update, 200, "ph1", "Contact: <sip:caller@192.0.2.9:5060>", kSdpPhone), kPhone);
+  s = seen();
+  ASSERT_TRUE(find(s.toAlice, "UPDATE", 200));
+}
+
+// Both phones re-INVITE at the same moment: each glare answer travels back as 491, the offer
+// state clears, and hold/resume works for the rest of the call.
+TEST_F(Flow, GlarePassesBack491AndLaterOffersWork) {
+  connect("f4");
+  h.take();
+  fromPhone("INVITE", 2, kSdpHold);
+  auto s = seen();
+  const Message* toAlice = find(s.toAlice, "INVITE");
+  ASSERT_TRUE(toAlice);
+  // Alice's own re-INVITE crosses ours: the node is in the middle of an INVITE on her leg.
+  fromAlice("INVITE", 1, kSdpAliceHold);
+  s = seen();
+  EXPECT_TRUE(find(s.toAlice, "INVITE", 491));
+  EXPECT_FALSE(find(s.toPhone, "INVITE"));
+  // Alice answers ours with 491 too: the phone gets it and will retry itself.
+  h.inject(reply(*toAlice, 491, "al1"), kAliceDev);
+  s = seen();
+  EXPECT_TRUE(find(s.toPhone, "INVITE", 491));
+  h.advance(Duration(5000)); // no retry by the node for a relayed offer
+  s = seen();
+  EXPECT_FALSE(find(s.toAlice, "INVITE"));
+
+  // The phone retries: relayed and answered as usual.
+  fromPhone("ACK", 2);
+  fromPhone("INVITE", 3, kSdpHold);
+  s = seen();
+  toAlice = find(s.toAlice, "INVITE");
+  ASSERT_TRUE(toAlice);
+  h.inject(reply(*toAlice, 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAliceHold),
+           kAliceDev);
+  s = seen();
+  EXPECT_TRUE(find(s.toPhone, "INVITE", 200));
+}
+
+TEST_F(Flow, SecondOfferWhileOneIsRelayedGets491) {
+  connect("f5");
+  h.take();
+  fromPhone("INVITE", 2, kSdpHold);
+  auto s = seen();
+  ASSERT_TRUE(find(s.toAlice, "INVITE"));
+  fromAlice("UPDATE", 1, kSdpAliceHold);
+  s = seen();
+  EXPECT_TRUE(find(s.toAlice, "UPDATE", 491));
+  EXPECT_EQ(calls->stats().offersRefused, 1u);
+}
+
+TEST_F(Flow, RejectedOfferIsPassedBackWithItsStatus) {
+  connect("f6");
+  h.take();
+  fromPhone("INVITE", 2, kSdpHold);
+  auto s = seen();
+  const Message* toAlice = find(s.toAlice, "INVITE");
+  ASSERT_TRUE(toAlice);
+  h.inject(reply(*toAlice, 488, "al1"), kAliceDev);
+  s = seen();
+  EXPECT_TRUE(find(s.toPhone, "INVITE", 488));
+  // The call goes on and the next offer is relayed.
+  fromPhone("ACK", 2);
+  fromPhone("INVITE", 3, kSdpPhone);
+  s = seen();
+  EXPECT_TRUE(find(s.toAlice, "INVITE"));
+  ASSERT_EQ(calls->activeCalls().size(), 1u);
+  EXPECT_EQ(calls->activeCalls()[0].state, "connected");
+}
+
+// INVITE without SDP: the callee's 200 carries the offer, the caller's ACK the answer, which
+// reaches the callee in the node's ACK.
+TEST_F(Flow, DelayedOfferAnswerInAckReachesTheCallee) {
+  connect("f7", "", kSdpAlice);
+  auto s = seen();
+  EXPECT_FALSE(find(s.toAlice, "ACK")); // held until the caller answers
+  phoneAck(kSdpPhone);
+  s = seen();
+  const Message* ack = find(s.toAlice, "ACK");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body(), kSdpPhone);
+  EXPECT_EQ(calls->activeCalls().size(), 1u);
+}
+
+TEST_F(Flow, DelayedOfferCallerNeverAcksEndsBothLegs) {
+  connect("f8", "", kSdpAlice);
+  h.take();
+  h.advance(Duration(64 * 500 + 100));
+  auto s = seen();
+  EXPECT_TRUE(find(s.toAlice, "ACK"));
+  EXPECT_TRUE(find(s.toAlice, "BYE"));
+  h.advance(Duration(1));
+  EXPECT_TRUE(calls->activeCalls().empty());
+}
+
+TEST_F(Flow, OfferlessReinviteGetsItsAnswerFromTheAck) {
+  connect("f9");
+  h.take();
+  fromPhone("INVITE", 2);
+  auto s = seen();
+  const Message* toAlice = find(s.toAlice, "INVITE");
+  ASSERT_TRUE(toAlice);
+  EXPECT_TRUE(toAlice->body().empty());
+  h.inject(reply(*toAlice, 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAliceHold),
+           kAliceDev);
+  s = seen();
+  const Message* ok = find(s.toPhone, "INVITE", 200);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->body(), kSdpAliceHold);
+  EXPECT_FALSE(find(s.toAlice, "ACK"));
+  phoneAck(kSdpHold, 2);
+  s = seen();
+  const Message* ack = find(s.toAlice, "ACK");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body(), kSdpHold);
+}
+
+TEST_F(Flow, EarlyMediaThenChangedSdpIn200) {
+  call = "f10";
+  h.inject(invite("100", call, {}, kSdpPhone), kPhone);
+  auto forks = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(forks.size(), 1u);
+  fork = std::move(forks[0]);
+  h.inject(reply(*fork, 183, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAlice), kAliceDev);
+  auto s = seen();
+  const Message* early = find(s.toPhone, "INVITE", 183);
+  ASSERT_TRUE(early);
+  EXPECT_EQ(early->body(), kSdpAlice);
+  h.inject(reply(*fork, 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAliceHold),
+           kAliceDev);
+  s = seen();
+  const Message* ok = find(s.toPhone, "INVITE", 200);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->body(), kSdpAliceHold);
+}
+
+// The caller's CANCEL arrives after the callee's 200 went to the caller: the call stays up.
+TEST_F(Flow, CancelAfterTheAnswerLeavesTheCallUp) {
+  connect("f11", kSdpPhone, kSdpAlice);
+  h.take();
+  h.inject(cancel("100", "f11"), kPhone);
+  auto s = seen();
+  EXPECT_FALSE(find(s.toPhone, "INVITE", 487));
+  EXPECT_FALSE(find(s.toAlice, "BYE"));
+  EXPECT_FALSE(find(s.toAlice, "CANCEL"));
+  ASSERT_EQ(calls->activeCalls().size(), 1u);
+  EXPECT_EQ(calls->activeCalls()[0].state, "connected");
+}
+
+// The callee answers after the caller gave up: the node ACKs and hangs up that answer.
+TEST_F(Flow, AnswerAfterTheCallerGaveUpIsHungUp) {
+  h.inject(invite("100", "f12", {}, kSdpPhone), kPhone);
+  auto forks = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(forks.size(), 1u);
+  h.inject(reply(*forks[0], 180, "al1", "Contact: <sip:alice@192.0.2.2:5060>"), kAliceDev);
+  h.take();
+  h.inject(cancel("100", "f12"), kPhone);
+  auto s = seen();
+  EXPECT_TRUE(find(s.toPhone, "INVITE", 487));
+  ASSERT_TRUE(find(s.toAlice, "CANCEL"));
+  h.inject(reply(*forks[0], 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAlice),
+           kAliceDev);
+  s = seen();
+  EXPECT_TRUE(find(s.toAlice, "ACK"));
+  EXPECT_TRUE(find(s.toAlice, "BYE"));
+  EXPECT_TRUE(s.toPhone.empty());
+  h.advance(Duration(1));
+  EXPECT_TRUE(calls->activeCalls().empty());
+  auto recs = log->find({});
+  ASSERT_TRUE(recs);
+  ASSERT_EQ(recs->size(), 1u);
+  EXPECT_EQ((*recs)[0].disposition, Disposition::Missed);
+  EXPECT_TRUE((*recs)[0].answeredBy.empty());
+}
+
+// Alice hangs up while the phone's re-INVITE is being relayed to her.
+TEST_F(Flow, ByeCrossingAReinviteEndsBothLegs) {
+  connect("f13");
+  h.take();
+  fromPhone("INVITE", 2, kSdpHold);
+  auto s = seen();
+  ASSERT_TRUE(find(s.toAlice, "INVITE"));
+  fromAlice("BYE", 1);
+  s = seen();
+  EXPECT_TRUE(find(s.toAlice, "BYE", 200));
+  EXPECT_TRUE(find(s.toPhone, "INVITE", 487));
+  EXPECT_TRUE(find(s.toPhone, "BYE"));
+  h.advance(Duration(1));
+  EXPECT_TRUE(calls->activeCalls().empty());
+  auto recs = log->find({});
+  ASSERT_TRUE(recs && recs->size() == 1u);
+  EXPECT_GT((*recs)[0].endMs, 0);
+  EXPECT_EQ((*recs)[0].answeredBy, "100");
+}
+
+// A relayed re-INVITE that alice never answers (her phone is gone): the dialog times out, the
+// call ends and the phone gets a BYE.
+TEST_F(Flow, DeadLegEndsTheCall) {
+  connect("f14");
+  h.take();
+  fromPhone("INVITE", 2, kSdpHold);
+  ASSERT_TRUE(find(seen().toAlice, "INVITE"));
+  h.advance(Duration(64 * 500 + 100)); // Timer B
+  auto s = seen();
+  EXPECT_TRUE(find(s.toPhone, "BYE"));
+  EXPECT_TRUE(find(s.toPhone, "INVITE", 487));
+  h.advance(Duration(1));
+  EXPECT_TRUE(calls->activeCalls().empty());
+}
+
+// ---- Do-not-disturb and forwarding (the routing stages' hooks) ----
+
+TEST_F(Flow, DoNotDisturbIsBusy) {
+  features.dnd.insert("100");
+  h.inject(invite("100", "d1", {}, kSdpPhone), kPhone);
+  auto s = seen();
+  EXPECT_TRUE(find(s.toPhone, "INVITE", 486));
+  EXPECT_TRUE(s.toAlice.empty());
+}
+
+TEST_F(Flow, ForwardAlwaysRingsTheTarget) {
+  features.forwards[{"100", ForwardWhen::Always}] = "101";
+  h.inject(invite("100", "d2", {}, kSdpPhone), kPhone);
+  EXPECT_EQ(invitesTo(kAliceDev), 0u);
+  EXPECT_EQ(invitesTo(kBobDev), 1u);
+  EXPECT_EQ(calls->stats().forwarded, 1u);
+}
+
+TEST_F(Flow, ForwardOnBusyAndOnNoAnswer) {
+  features.forwards[{"100", ForwardWhen::Busy}] = "101";
+  features.forwards[{"100", ForwardWhen::NoAnswer}] = "101";
+  h.inject(invite("100", "d3", {}, kSdpPhone), kPhone);
+  auto toAlice = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(toAlice.size(), 1u);
+  h.inject(reply(*toAlice[0], 486, "al1"), kAliceDev);
+  EXPECT_EQ(sentTo(kBobDev, "INVITE").size(), 1u);
+
+  h.inject(invite("100", "d4", {}, kSdpPhone), kPhone);
+  toAlice = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(toAlice.size(), 1u);
+  h.inject(reply(*toAlice[0], 180, "al2", "Contact: <sip:alice@192.0.2.2:5060>"), kAliceDev);
+  h.advance(Duration(30000));
+  auto s = seen();
+  EXPECT_TRUE(find(s.toAlice, "CANCEL"));
+  EXPECT_FALSE(find(s.toPhone, "INVITE", 480));
+  EXPECT_EQ(calls->stats().forwarded, 2u);
+}
+
+TEST_F(Flow, ForwardingLoopIsBounded) {
+  features.forwards[{"100", ForwardWhen::Always}] = "101";
+  features.forwards[{"101", ForwardWhen::Always}] = "100";
+  h.inject(invite("100", "d5", {}, kSdpPhone), kPhone);
+  // After the bound (5 hops: 101, 100, 101, 100, 101) the call rings where it is.
+  EXPECT_EQ(calls->stats().forwarded, 5u);
+  EXPECT_EQ(invitesTo(kBobDev), 1u);
+  EXPECT_EQ(invitesTo(kAliceDev), 0u);
+}
+
+// ---- Transition tables ----
+
+TEST(CallStates, Tables) {
+  EXPECT_TRUE(allowed(CallState::Routing, CallState::Ringing));
+  EXPECT_TRUE(allowed(CallState::Ringing, CallState::Connected));
+  EXPECT_TRUE(allowed(CallState::Ringing, CallState::Routing)); // forwarding
+  EXPECT_TRUE(allowed(CallState::Connected, CallState::Ended));
+  EXPECT_FALSE(allowed(CallState::Connected, CallState::Ringing));
+  EXPECT_FALSE(allowed(CallState::Ended, CallState::Connected));
+  EXPECT_TRUE(allowed(ForkState::Calling, ForkState::FellBack));
+  EXPECT_TRUE(allowed(ForkState::Ringing, ForkState::Answered));
+  EXPECT_FALSE(allowed(ForkState::Cancelled, ForkState::Answered));
+  EXPECT_FALSE(allowed(ForkState::Answered, ForkState::Cancelled));
+  EXPECT_TRUE(allowed(OfferState::Idle, OfferState::AwaitingAnswer));
+  EXPECT_FALSE(allowed(OfferState::Idle, OfferState::AwaitingAck));
+  EXPECT_EQ(parseCallMode("user"), CallMode::User);
+  EXPECT_EQ(parseCallMode("route"), CallMode::Route);
+  EXPECT_FALSE(parseCallMode("ring"));
+}
+
+} // namespace
+} // namespace verbund::pbx
