@@ -1,7 +1,7 @@
 #pragma once
-// The INVITE usage (RFC 3261 §13-§15, RFC 3311 UPDATE, RFC 6026): one InviteSession per dialog,
-// on either side, plus one ClientInvite per INVITE we send, which owns the early and confirmed
-// dialogs that forking creates (RFC 3261 §13.2.2.4: one dialog per To tag).
+// The INVITE usage (RFC 3261 §13-§15, RFC 3311 UPDATE, RFC 4028 session timers, RFC 6026): one
+// InviteSession per dialog, on either side, plus one ClientInvite per INVITE we send, which owns
+// the early and confirmed dialogs that forking creates (RFC 3261 §13.2.2.4: one dialog per To tag).
 //
 // SDP is opaque here: bodies pass through with their content type, so a B2BUA can relay offers and
 // answers between legs.
