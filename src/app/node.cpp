@@ -326,6 +326,9 @@ Result<void> Node::Impl::startSip() {
   // The dialog layer retransmits 2xx itself (RFC 3261 §13.3.1.4).
   sc.transactions.retransmitInvite2xx = false;
   sc.supported = {"replaces", "path", "outbound"};
+  // RFC 4028: the dialog layer runs session timers (a peer may send "Require: timer"). Never
+  // "100rel": PRACK (RFC 3262) is not implemented, so such INVITEs get 420.
+  if (dc.sessionTimer.sessionExpires) sc.supported.push_back("timer");
   stack = std::make_unique<sip::SipStack>(transport, timers, *dialogs, sc);
   dialogs->attach(stack->transactions());
   transport.setUser(stack.get());

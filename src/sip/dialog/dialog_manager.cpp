@@ -3,6 +3,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "sip/dialog/invite_session.h"
+#include "sip/dialog/session_timer.h"
 #include "sip/dialog/subscription.h"
 
 namespace verbund::sip {
@@ -225,6 +226,7 @@ void DialogManager::newInvite(ServerTxId tx, const Message& request) {
     respond(tx, 480);
     return;
   }
+  if (sessionIntervalTooSmall(tx, request)) return;
   std::string tag(txl_->localTag(tx));
   std::string contact = config_.contactFor ? config_.contactFor(request) : std::string();
   auto d = Dialog::fromUas(request, tag, contact.empty() ? config_.contact : contact);
@@ -237,6 +239,22 @@ void DialogManager::newInvite(ServerTxId tx, const Message& request) {
   bindDialog(s);
   bindServerTx(tx, s.id());
   inviteHandler_->onNewSession(s, request);
+}
+
+bool DialogManager::sessionIntervalTooSmall(ServerTxId tx, const Message& request) {
+  // RFC 4028 §9: a Session-Expires below our Min-SE is refused with 422 and our Min-SE, but only
+  // when the UAC understands the answer (Supported: timer); otherwise the UAS raises the interval.
+  const SessionTimerConfig& st = config_.sessionTimer;
+  if (st.sessionExpires == 0) return false;
+  auto se = sessionExpiresOf(request);
+  if (!se || se->seconds >= st.minSE) return false;
+  if (!hasOptionTag(request, HeaderId::Supported, "timer") &&
+      !hasOptionTag(request, HeaderId::Require, "timer"))
+    return false;
+  MessageBuilder b = responseTo(request, 422, "Session Interval Too Small", txl_->localTag(tx));
+  b.header("Min-SE", std::to_string(st.minSE));
+  (void)txl_->respond(tx, b.finish());
+  return true;
 }
 
 void DialogManager::newSubscribe(ServerTxId tx, const Message& request) {

@@ -32,6 +32,17 @@ class ClientSubscriptionHandler;
 class ServerSubscription;
 class ServerSubscriptionHandler;
 
+// RFC 4028 session timers of INVITE sessions (both sides), in seconds.
+struct SessionTimerConfig {
+  // The interval we ask for (UAC) and the largest we accept (UAS); 0 disables session timers:
+  // no Session-Expires, Min-SE or "Supported: timer", no 422, no refreshes.
+  uint32_t sessionExpires = 1800;
+  // The smallest interval we accept (RFC 4028 §5). The RFC's floor is 90 seconds; a smaller
+  // value is allowed here on purpose, so that tests can run a whole refresh cycle in a few
+  // simulated seconds. Production configurations should keep >= 90.
+  uint32_t minSE = 90;
+};
+
 struct DialogConfig {
   // Our Contact URI for dialogs the application does not give one for ("sip:pbx@192.0.2.1").
   std::string contact;
@@ -48,6 +59,7 @@ struct DialogConfig {
   uint32_t subscriptionDefaultExpires = 3600; // when SUBSCRIBE has no Expires
   // Subscriptions are refreshed this long before they expire (half the time when shorter).
   Duration subscriptionRefreshMargin{30000};
+  SessionTimerConfig sessionTimer;
 };
 
 class DialogManager final : public TransactionUser {
@@ -154,6 +166,9 @@ public:
   // Wraps a client transaction callback so it is dropped once usage `id` is retired.
   ClientTxCallbacks guard(UsageId id, std::function<void(const Message&)> onResponse,
                           std::function<void(ClientTxFailure)> onFailure);
+  // RFC 4028 §9: answers 422 (and returns true) to an INVITE or UPDATE whose Session-Expires is
+  // below our Min-SE.
+  bool sessionIntervalTooSmall(ServerTxId tx, const Message& request);
   // Parses built text and starts a client transaction for it.
   Result<ClientTxId> send(std::string bytes, const Peer& target, ClientTxCallbacks cb);
 

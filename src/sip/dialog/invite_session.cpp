@@ -1,8 +1,10 @@
 #include "sip/dialog/invite_session.h"
 
 #include "base/log.h"
+#include "sip/dialog/session_timer.h"
 
 #include <algorithm>
+#include <memory>
 
 namespace verbund::sip {
 
@@ -22,6 +24,8 @@ std::string_view inviteEndName(InviteEnd e) {
     return "fork lost";
   case InviteEnd::DialogError:
     return "dialog error";
+  case InviteEnd::SessionExpired:
+    return "session expired";
   }
   return "?";
 }
@@ -34,6 +38,11 @@ namespace {
 void addHeaders(MessageBuilder& b, const ExtraHeaders& headers) {
   for (const auto& [name, value] : headers) b.header(name, value);
 }
+
+bool hasHeader(const ExtraHeaders& headers, HeaderId id) {
+  return std::any_of(headers.begin(), headers.end(),
+                     [id](const auto& h) { return headerIdFromName(h.first) == id; });
+}
 } // namespace
 
 // ---- ClientInvite ----
@@ -43,18 +52,30 @@ ClientInvite::ClientInvite(DialogManager& m, UsageId id, DialogManager::InvitePa
   callId_ = params_.callId.empty() ? newCallId({}) : params_.callId;
   fromTag_ = newTag();
   contact_ = params_.contact.empty() ? m.config().contact : params_.contact;
+  const SessionTimerConfig& st = m.config().sessionTimer;
+  if (st.sessionExpires && !hasHeader(params_.headers, HeaderId::SessionExpires)) {
+    sessionExpires_ = std::max(st.sessionExpires, st.minSE);
+    minSE_ = st.minSE;
+  }
 }
 
 Result<void> ClientInvite::start() {
   auto hop = manager_.firstHop(params_.requestUri, params_.routes, params_.target);
   if (!hop) return hop.error();
   target_ = *hop;
-  return sendInvite(std::nullopt);
+  return sendInvite();
 }
 
-Result<void> ClientInvite::sendInvite(std::optional<std::pair<std::string, std::string>> auth) {
+Result<void> ClientInvite::sendInvite() {
   ExtraHeaders headers = params_.headers;
-  if (auth) headers.push_back(std::move(*auth));
+  if (auth_) headers.push_back(*auth_);
+  if (sessionExpires_) {
+    // RFC 4028 §7.1: we support and ask for a session timer, and leave the choice of the
+    // refresher to the UAS. (Never "100rel": we do not implement PRACK, RFC 3262.)
+    headers.emplace_back("Supported", "timer");
+    headers.emplace_back("Session-Expires", std::to_string(sessionExpires_));
+    headers.emplace_back("Min-SE", std::to_string(minSE_));
+  }
   std::string via = manager_.txl().makeVia(target_);
   OutOfDialogRequest r;
   r.method = "INVITE";
@@ -170,22 +191,39 @@ void ClientInvite::onResponse(const Message& response) {
   }
   if (final_) return;
   final_ = true;
-  if ((status == 401 || status == 407) && params_.auth && authAttempts_ < 2 && !cancelled_) {
-    if (auto value = params_.auth(response)) {
-      // RFC 3261 §22.2: the same request again with credentials and a higher CSeq.
-      ++authAttempts_;
-      ++cseq_;
-      final_ = false;
-      endEarlySessions(InviteEnd::Rejected, &response);
-      sessions_.clear();
-      if (sendInvite(std::make_pair(std::string(authHeaderFor(status)), std::move(*value)))) return;
-      final_ = true;
-    }
-  }
+  if (!cancelled_ && retry(response)) return;
   endEarlySessions(status == 487 && cancelled_ ? InviteEnd::Cancelled : InviteEnd::Rejected,
                    &response);
   if (h) h->onFailure(*this, status, &response);
   manager_.retire(*this);
+}
+
+bool ClientInvite::retry(const Message& response) {
+  int status = response.statusCode();
+  if ((status == 401 || status == 407) && params_.auth && authAttempts_ < 2) {
+    auto value = params_.auth(response);
+    if (!value) return false;
+    ++authAttempts_;
+    auth_ = std::make_pair(std::string(authHeaderFor(status)), std::move(*value));
+  } else if (status == 422 && sessionExpires_ && !intervalRetried_) {
+    // RFC 4028 §7.4: once more with Session-Expires raised to the 422's Min-SE, which also
+    // becomes our Min-SE.
+    auto min = minSEOf(response);
+    if (!min || *min <= sessionExpires_) return false;
+    intervalRetried_ = true;
+    sessionExpires_ = *min;
+    minSE_ = std::max(minSE_, *min);
+  } else {
+    return false;
+  }
+  // RFC 3261 §22.2 (and RFC 4028 §7.4): the same request again with a higher CSeq.
+  ++cseq_;
+  final_ = false;
+  endEarlySessions(InviteEnd::Rejected, &response);
+  sessions_.clear();
+  if (sendInvite()) return true;
+  final_ = true;
+  return false;
 }
 
 void ClientInvite::onFailure(ClientTxFailure why) {
@@ -218,7 +256,7 @@ InviteSession::InviteSession(DialogManager& m, UsageId id, Dialog dialog, UsageI
 
 InviteSession::~InviteSession() {
   Timers& t = manager_.timers();
-  for (TimerId id : {retransmitTimer_, noAckTimer_, glareTimer_})
+  for (TimerId id : {retransmitTimer_, noAckTimer_, glareTimer_, heldAckTimer_, sessionTimer_})
     if (id) t.cancel(id);
 }
 
@@ -235,6 +273,10 @@ std::string InviteSession::buildResponse(ServerTxId tx, int status, std::string_
   if (contact && status > 100 && status < 300 && !dialog().localContact().empty())
     b.header(HeaderId::Contact, "<" + dialog().localContact() + ">");
   addHeaders(b, headers);
+  // RFC 4028 §9: every 2xx to a session refresh request (INVITE, UPDATE) states the interval.
+  if (status >= 200 && status < 300 &&
+      (req->method() == Method::Invite || req->method() == Method::Update))
+    addTimerHeaders(b, true, headers);
   if (!body.empty()) b.body(contentType, body);
   return b.finish();
 }
@@ -255,12 +297,15 @@ Result<void> InviteSession::accept(std::string_view contentType, std::string_vie
   if (!req) return makeError(481, "INVITE transaction gone");
   Peer dest = responseDestination(*req);
   uint32_t cseq = req->cseq().seq;
+  timerFromRequest(*req, true);
   std::string bytes = buildResponse(inviteTx_, 200, {}, contentType, body, headers, true);
   if (auto r = manager_.txl().respond(inviteTx_, bytes); !r) return r;
   inviteTx_ = 0;
   dialog_->confirm();
   state_ = State::WaitingAck;
+  if (!body.empty()) rememberSent(contentType, body);
   start2xxRetransmission(std::move(bytes), dest, cseq);
+  restartSessionTimer(); // RFC 4028 §10: the session timer starts with the 2xx
   return {};
 }
 
@@ -357,6 +402,7 @@ void InviteSession::onServerTxEnd(ServerTxId tx, ServerTxEnd how) {
 }
 
 void InviteSession::onStray2xx(const Message& response) {
+  // None while the ACK is held: ack_ is empty then.
   if (!ack_.empty() && response.cseq().seq == ackCSeq_)
     (void)manager_.txl().sendStateless(ackPeer_, ack_);
 }
@@ -367,29 +413,70 @@ void InviteSession::uacProvisional(const Message& response) {
 }
 
 void InviteSession::uac2xx(const Message& response, bool keep) {
-  if (!ack_.empty() && response.cseq().seq == ackCSeq_) {
+  uint32_t cseq = response.cseq().seq;
+  if (ackHeld_ && cseq == ackCSeq_) return; // retransmission; the answer is still to come
+  if (!ack_.empty() && cseq == ackCSeq_) {
     // RFC 3261 §13.2.2.4: a retransmitted 2xx gets the same ACK again.
     (void)manager_.txl().sendStateless(ackPeer_, ack_);
     return;
   }
   remotePeer_ = response.source();
   dialog_->confirmFromResponse(response);
-  sendAck(response);
+  ClientInvite* ci = manager_.clientInvite(clientInvite_);
+  bool offerless = ci && ci->params_.body.empty();
+  if (keep && offerless && !response.body().empty())
+    holdAck(cseq);
+  else
+    sendAck(cseq);
   if (state_ == State::Early) state_ = State::Confirmed;
-  if (keep)
-    if (auto* h = manager_.inviteHandler()) h->onConnected(*this, response);
+  if (!keep) return;
+  if (ci && !offerless) rememberSent(ci->params_.contentType, ci->params_.body);
+  timerFromResponse(response, ci ? ci->sessionExpires_ : 0);
+  if (auto* h = manager_.inviteHandler()) h->onConnected(*this, response);
 }
 
-void InviteSession::sendAck(const Message& response) {
+void InviteSession::sendAck(uint32_t cseq, std::string_view contentType, std::string_view body) {
   // RFC 3261 §13.2.2.4: the ACK is built like any in-dialog request, with the INVITE's CSeq
   // number, and sent directly to the transport (not in a transaction).
   auto peer = nextHopPeer();
   if (!peer) return;
   std::string via = manager_.txl().makeVia(*peer);
-  ackCSeq_ = response.cseq().seq;
-  ack_ = dialog_->request("ACK", via, ackCSeq_, false).finish();
+  ackCSeq_ = cseq;
+  MessageBuilder b = dialog_->request("ACK", via, ackCSeq_, false);
+  if (!body.empty()) b.body(contentType, body);
+  ack_ = b.finish();
   ackPeer_ = *peer;
   (void)manager_.txl().sendStateless(ackPeer_, ack_);
+}
+
+void InviteSession::holdAck(uint32_t cseq) {
+  // RFC 3261 §13.2.2.4 / RFC 3264 §5: our INVITE had no offer, so the 2xx carries the peer's
+  // and the ACK must carry our answer, which the application gives through ack(). The peer
+  // retransmits its 2xx for up to 64*T1 (§13.3.1.4): then the session is given up.
+  ackHeld_ = true;
+  ackCSeq_ = cseq;
+  ack_.clear();
+  if (heldAckTimer_) manager_.timers().cancel(heldAckTimer_);
+  heldAckTimer_ = manager_.timers().after(64 * manager_.txl().config().t1, [this] {
+    heldAckTimer_ = 0;
+    logger("sip")->info("dialog {}: no answer for the held ACK, sending BYE", dialog().id().callId);
+    sendBye(); // sends the ACK without body first
+    terminate(InviteEnd::DialogError, nullptr);
+  });
+}
+
+void InviteSession::releaseAck(std::string_view contentType, std::string_view body) {
+  ackHeld_ = false;
+  if (heldAckTimer_) manager_.timers().cancel(heldAckTimer_);
+  heldAckTimer_ = 0;
+  sendAck(ackCSeq_, contentType, body);
+}
+
+Result<void> InviteSession::ack(std::string_view contentType, std::string_view body) {
+  if (!ackHeld_) return makeError(500, "no ACK pending");
+  releaseAck(contentType, body);
+  if (!body.empty()) rememberSent(contentType, body);
+  return {};
 }
 
 void InviteSession::onRequest(ServerTxId tx, const Message& request) {
@@ -421,6 +508,8 @@ void InviteSession::onOfferRequest(ServerTxId tx, const Message& request) {
   bool invite = request.method() == Method::Invite;
   ServerTxId& incoming = invite ? incomingInvite_ : incomingUpdate_;
   ClientTxId outgoing = invite ? outgoingInvite_ : outgoingUpdate_;
+  // RFC 3311 §5.2: an UPDATE without body carries no offer (a session or target refresh).
+  bool offer = invite || !request.body().empty();
   if (incoming || (invite && (inviteTx_ || !pending2xx_.empty()))) {
     // RFC 3261 §14.2 (RFC 3311 §5.2 for UPDATE): a second request before the first one is
     // answered gets 500 with a random Retry-After of up to 10 seconds.
@@ -429,8 +518,9 @@ void InviteSession::onOfferRequest(ServerTxId tx, const Message& request) {
     if (!bytes.empty()) (void)manager_.txl().respond(tx, std::move(bytes));
     return;
   }
-  if (outgoing) {
-    // RFC 3261 §14.2: glare, our own request of that kind is in progress -> 491.
+  if ((outgoing && offer) || (invite && ackHeld_)) {
+    // RFC 3261 §14.2: glare, our own request of that kind is in progress (or our INVITE still
+    // waits for its ACK) -> 491.
     (void)manager_.txl().respond(tx, 491);
     return;
   }
@@ -438,7 +528,13 @@ void InviteSession::onOfferRequest(ServerTxId tx, const Message& request) {
     (void)manager_.txl().respond(tx, 500, "Dialog Not Confirmed");
     return;
   }
+  if (state_ != State::Early && manager_.sessionIntervalTooSmall(tx, request)) return;
   incoming = tx;
+  if (!offer) {
+    // RFC 4028 §9: nothing for the application to decide; answered here (with Session-Expires).
+    (void)respond(tx, 200);
+    return;
+  }
   if (auto* h = manager_.inviteHandler())
     h->onOffer(*this, tx, request);
   else
@@ -461,6 +557,7 @@ Result<void> InviteSession::respond(ServerTxId tx, int status, std::string_view 
     // RFC 3261 §12.2.2: a target refresh request's Contact becomes the remote target; applied
     // once the request is accepted, as RFC 6141 recommends.
     dialog_->refreshTarget(*req);
+    timerFromRequest(*req, false);
   }
   Peer dest = responseDestination(*req);
   uint32_t cseq = req->cseq().seq;
@@ -473,93 +570,261 @@ Result<void> InviteSession::respond(ServerTxId tx, int status, std::string_view 
     if (tx == incomingUpdate_) incomingUpdate_ = 0;
   }
   if (m == Method::Invite && ok2xx) start2xxRetransmission(std::move(copy), dest, cseq);
+  if (refresh && ok2xx) {
+    if (!body.empty()) rememberSent(contentType, body);
+    restartSessionTimer(); // RFC 4028 §10: a 2xx to a refresh from the peer
+  }
   return {};
 }
 
 Result<void> InviteSession::reinvite(std::string_view contentType, std::string_view body,
-                                     const ExtraHeaders& headers) {
+                                     const ExtraHeaders& headers, OfferOptions options) {
   if (state_ != State::Confirmed) return makeError(500, "dialog not confirmed");
   // RFC 3261 §14.1: no new INVITE while another one is in progress in either direction.
-  if (outgoingInvite_ || incomingInvite_ || glareTimer_ || !pending2xx_.empty())
+  if (outgoingInvite_ || incomingInvite_ || glareTimer_ || !pending2xx_.empty() || ackHeld_)
     return makeError(491, "INVITE in progress");
-  return sendOffer(Method::Invite, std::string(contentType), std::string(body), headers);
+  return sendOffer(PendingOffer{Method::Invite, std::string(contentType), std::string(body),
+                                headers, options, false});
 }
 
 Result<void> InviteSession::update(std::string_view contentType, std::string_view body,
-                                   const ExtraHeaders& headers) {
+                                   const ExtraHeaders& headers, OfferOptions options) {
   if (state_ != State::Confirmed && state_ != State::Early && state_ != State::WaitingAck)
     return makeError(500, "session ended");
   if (outgoingUpdate_ || incomingUpdate_) return makeError(491, "UPDATE in progress");
-  return sendOffer(Method::Update, std::string(contentType), std::string(body), headers);
+  return sendOffer(PendingOffer{Method::Update, std::string(contentType), std::string(body),
+                                headers, options, false});
 }
 
-Result<void> InviteSession::sendOffer(Method method, std::string contentType, std::string body,
-                                      ExtraHeaders headers) {
-  lastOffer_ = PendingOffer{method, std::move(contentType), std::move(body), std::move(headers)};
-  const PendingOffer& o = *lastOffer_;
+Result<void> InviteSession::sendOffer(PendingOffer offer) {
+  // The callbacks keep their own copy: a 491 retry needs it, and INVITE and UPDATE may be in
+  // progress at the same time.
+  auto o = std::make_shared<const PendingOffer>(std::move(offer));
   auto tx = sendInDialog(
-      methodName(method), true,
-      [&o](MessageBuilder& b) {
-        addHeaders(b, o.headers);
-        if (!o.body.empty()) b.body(o.contentType, o.body);
+      methodName(o->method), true,
+      [this, &o](MessageBuilder& b) {
+        addHeaders(b, o->headers);
+        addTimerHeaders(b, false, o->headers);
+        if (!o->body.empty()) b.body(o->contentType, o->body);
       },
-      [this, method](const Message& r) { onOfferResponse(method, r); },
-      [this, method](ClientTxFailure) { onOfferFailure(method); });
+      [this, o](const Message& r) { onOfferResponse(*o, r); },
+      [this, o](ClientTxFailure) { onOfferFailure(*o); });
   if (!tx) return tx.error();
-  (method == Method::Invite ? outgoingInvite_ : outgoingUpdate_) = *tx;
+  (o->method == Method::Invite ? outgoingInvite_ : outgoingUpdate_) = *tx;
   return {};
 }
 
-void InviteSession::onOfferResponse(Method method, const Message& response) {
+void InviteSession::onOfferResponse(const PendingOffer& offer, const Message& response) {
   int status = response.statusCode();
   if (status < 200) return;
-  InviteHandler* h = manager_.inviteHandler();
-  if (method == Method::Invite && status < 300 && !ack_.empty() &&
-      response.cseq().seq == ackCSeq_) {
-    (void)manager_.txl().sendStateless(ackPeer_, ack_); // retransmitted 2xx
+  Method method = offer.method;
+  uint32_t cseq = response.cseq().seq;
+  if (method == Method::Invite && status < 300 && cseq == ackCSeq_ && (ackHeld_ || !ack_.empty())) {
+    // RFC 3261 §13.2.2.4: a retransmitted 2xx gets the same ACK again (none while it is held).
+    if (!ackHeld_) (void)manager_.txl().sendStateless(ackPeer_, ack_);
     return;
   }
   (method == Method::Invite ? outgoingInvite_ : outgoingUpdate_) = 0;
+  InviteHandler* h = manager_.inviteHandler();
   if (status < 300) {
     remotePeer_ = response.source();
     dialog_->refreshTarget(response); // RFC 3261 §12.2.1.2: target refresh by the 2xx
-    if (method == Method::Invite) sendAck(response);
-    if (h) h->onOfferAnswered(*this, method, response);
+    if (method == Method::Invite) {
+      // A refresh without a description to repeat has nothing to answer with: plain ACK.
+      if (offer.body.empty() && !response.body().empty() && !offer.refresh)
+        holdAck(cseq);
+      else
+        sendAck(cseq);
+    }
+    if (!offer.body.empty()) rememberSent(offer.contentType, offer.body);
+    if (state_ != State::Early) timerFromResponse(response, sessionInterval_);
+    if (!offer.refresh && h) h->onOfferAnswered(*this, method, response);
     return;
   }
-  if (status == 491 && lastOffer_) {
-    // RFC 3261 §14.1: retry after a random time: 2.1-4 s in 10 ms steps when we own the Call-ID
-    // (we sent the dialog's first INVITE), 0-2 s otherwise.
-    uint32_t ms = isUac() ? 10 * manager_.random(210, 400) : 10 * manager_.random(0, 200);
-    retryOffer_ = std::move(lastOffer_);
-    lastOffer_.reset();
-    glareTimer_ = manager_.timers().after(Duration(ms), [this] {
-      glareTimer_ = 0;
-      if (!retryOffer_ || state_ == State::Terminated || state_ == State::Terminating) return;
-      PendingOffer o = std::move(*retryOffer_);
-      retryOffer_.reset();
-      auto r =
-          sendOffer(o.method, std::move(o.contentType), std::move(o.body), std::move(o.headers));
-      if (!r)
-        logger("sip")->info("dialog {}: 491 retry failed: {}", dialog().id().callId,
-                            r.error().message);
-    });
+  if (status == 491 && (offer.refresh || offer.options.retryGlare)) {
+    retryAfterGlare(offer, response);
     return;
   }
   if (status == 481 || status == 408) {
-    // RFC 3261 §12.2.1.2: the dialog is gone (481) or unreachable (408).
+    // RFC 3261 §12.2.1.2: the dialog is gone (481) or unreachable (408). RFC 4028 §10: the same
+    // for a session refresh.
     if (status == 408) sendBye();
     terminate(InviteEnd::DialogError, &response);
+    return;
+  }
+  if (offer.refresh) {
+    auto min = minSEOf(response);
+    if (status == 422 && min && *min > sessionInterval_) {
+      // RFC 4028 §7.4: the peer wants a longer interval; refresh again with its Min-SE.
+      sessionInterval_ = *min;
+      sendRefresh();
+      return;
+    }
+    // RFC 4028 §10: only 408, 481 and timeouts end the session. The peer answered, so it is
+    // there: the next refresh comes at the next half interval.
+    logger("sip")->info("dialog {}: session refresh answered {}", dialog().id().callId, status);
+    restartSessionTimer();
     return;
   }
   if (h) h->onOfferAnswered(*this, method, response);
 }
 
-void InviteSession::onOfferFailure(Method method) {
-  (method == Method::Invite ? outgoingInvite_ : outgoingUpdate_) = 0;
-  // RFC 3261 §12.2.1.2: a timeout inside a dialog counts as 408: end the dialog.
+void InviteSession::retryAfterGlare(const PendingOffer& offer, const Message& response) {
+  if (retryOffer_) {
+    // One §14.1 retry at a time (an INVITE and an UPDATE both met glare): this one gives up.
+    if (offer.refresh)
+      restartSessionTimer();
+    else if (auto* h = manager_.inviteHandler())
+      h->onOfferAnswered(*this, offer.method, response);
+    return;
+  }
+  // RFC 3261 §14.1: retry after a random time: 2.1-4 s in 10 ms steps when we own the Call-ID
+  // (we sent the dialog's first INVITE), 0-2 s otherwise.
+  uint32_t ms = isUac() ? 10 * manager_.random(210, 400) : 10 * manager_.random(0, 200);
+  retryOffer_ = offer;
+  glareTimer_ = manager_.timers().after(Duration(ms), [this] {
+    glareTimer_ = 0;
+    if (!retryOffer_ || state_ == State::Terminated || state_ == State::Terminating) return;
+    PendingOffer o = std::move(*retryOffer_);
+    retryOffer_.reset();
+    if (auto r = sendOffer(std::move(o)); !r) {
+      // No response to report this with: the dialog is unusable (see InviteHandler).
+      logger("sip")->info("dialog {}: 491 retry failed: {}", dialog().id().callId,
+                          r.error().message);
+      sendBye();
+      terminate(InviteEnd::DialogError, nullptr);
+    }
+  });
+}
+
+void InviteSession::onOfferFailure(const PendingOffer& offer) {
+  (offer.method == Method::Invite ? outgoingInvite_ : outgoingUpdate_) = 0;
+  // RFC 3261 §12.2.1.2: a timeout inside a dialog counts as 408: end the dialog (RFC 4028 §10
+  // for a session refresh).
   sendBye();
   terminate(InviteEnd::DialogError, nullptr);
+}
+
+// ---- RFC 4028 session timer ----
+
+void InviteSession::rememberAllow(const Message& m) {
+  if (auto a = allowsMethod(m, "UPDATE")) peerAllowsUpdate_ = *a;
+}
+
+void InviteSession::rememberSent(std::string_view contentType, std::string_view body) {
+  sentContentType_ = contentType;
+  sentBody_ = body;
+}
+
+void InviteSession::timerFromRequest(const Message& request, bool initial) {
+  rememberAllow(request);
+  const SessionTimerConfig& st = manager_.config().sessionTimer;
+  if (st.sessionExpires == 0 || (!initial && state_ == State::Early)) return;
+  bool supports = hasOptionTag(request, HeaderId::Supported, "timer") ||
+                  hasOptionTag(request, HeaderId::Require, "timer");
+  if (initial || supports) peerTimer_ = supports;
+  auto se = sessionExpiresOf(request);
+  if (se && se->seconds == 0) se.reset();
+  if (!se && !initial && sessionInterval_) return; // keep the interval and the roles
+  // RFC 4028 §9: the UAS may lower the interval, but not below the request's Min-SE (nor ours);
+  // one below our Min-SE from a UAC without timer support is raised (it would not understand a
+  // 422).
+  uint32_t interval = std::min(se ? se->seconds : st.sessionExpires, st.sessionExpires);
+  sessionInterval_ = std::max({interval, st.minSE, minSEOf(request).value_or(0)});
+  // The UAC refreshes when it supports the extension, unless it asked us to (refresher=uas);
+  // otherwise we do. A refresh request without refresher keeps the roles.
+  if (se && se->refresher == RefresherParam::Uac && supports)
+    refresher_ = Refresher::Remote;
+  else if ((se && se->refresher == RefresherParam::Uas) || !supports)
+    refresher_ = Refresher::Local;
+  else if (initial || refresher_ == Refresher::None)
+    refresher_ = Refresher::Remote;
+}
+
+void InviteSession::timerFromResponse(const Message& response, uint32_t asked) {
+  rememberAllow(response);
+  const SessionTimerConfig& st = manager_.config().sessionTimer;
+  if (st.sessionExpires == 0) return;
+  if (hasOptionTag(response, HeaderId::Require, "timer")) peerTimer_ = true;
+  auto se = sessionExpiresOf(response);
+  if (se && se->seconds) {
+    // RFC 4028 §7.2: the 2xx says who refreshes; refresher=uac (or none) is us.
+    sessionInterval_ = se->seconds;
+    refresher_ = se->refresher == RefresherParam::Uas ? Refresher::Remote : Refresher::Local;
+  } else {
+    // RFC 4028 §7.4: no Session-Expires in the 2xx means the peer does not take part. By local
+    // policy we keep refreshing at our own interval anyway, alone: a refresh that fails with
+    // 408/481 or times out then finds a dead session.
+    if (!sessionInterval_) sessionInterval_ = asked;
+    refresher_ = Refresher::Local;
+  }
+  restartSessionTimer();
+}
+
+void InviteSession::addTimerHeaders(MessageBuilder& b, bool response,
+                                    const ExtraHeaders& app) const {
+  const SessionTimerConfig& st = manager_.config().sessionTimer;
+  if (st.sessionExpires == 0) return;
+  if (!response) b.header(HeaderId::Supported, "timer"); // RFC 4028 §7.1 (and never 100rel)
+  if (sessionInterval_ == 0 || hasHeader(app, HeaderId::SessionExpires)) return;
+  // RFC 4028 §4: refresher names the UAC or the UAS of this transaction.
+  bool local = refresher_ == Refresher::Local;
+  RefresherParam r = local != response ? RefresherParam::Uac : RefresherParam::Uas;
+  b.header(HeaderId::SessionExpires, formatSessionExpires(sessionInterval_, r));
+  if (response && peerTimer_) b.header(HeaderId::Require, "timer"); // RFC 4028 §9
+  if (!response) b.header("Min-SE", std::to_string(st.minSE));
+}
+
+void InviteSession::restartSessionTimer() {
+  Timers& t = manager_.timers();
+  if (sessionTimer_) t.cancel(sessionTimer_);
+  sessionTimer_ = 0;
+  if (sessionInterval_ == 0 || state_ == State::Terminating || state_ == State::Terminated) return;
+  if (refresher_ == Refresher::Local) {
+    sessionTimer_ = t.after(sessionRefreshDelay(sessionInterval_), [this] {
+      sessionTimer_ = 0;
+      sendRefresh();
+    });
+  } else {
+    sessionTimer_ = t.after(sessionExpiryDelay(sessionInterval_), [this] {
+      sessionTimer_ = 0;
+      sessionExpired();
+    });
+  }
+}
+
+void InviteSession::sendRefresh() {
+  // RFC 4028 §7.4 / RFC 3311 §5.1: UPDATE without body when the peer allows UPDATE, else a
+  // re-INVITE with the description we sent last, unchanged.
+  bool byUpdate = peerAllowsUpdate_ && !outgoingUpdate_ && !incomingUpdate_;
+  bool byInvite = !byUpdate && state_ == State::Confirmed && !outgoingInvite_ && !incomingInvite_ &&
+                  !glareTimer_ && pending2xx_.empty() && !ackHeld_;
+  if (!byUpdate && !byInvite) {
+    // Another exchange is in progress (its 2xx refreshes the session too): look again soon.
+    sessionTimer_ = manager_.timers().after(Duration(1000), [this] {
+      sessionTimer_ = 0;
+      sendRefresh();
+    });
+    return;
+  }
+  PendingOffer o{byUpdate ? Method::Update : Method::Invite, {}, {}, {}, {}, true};
+  if (byInvite) {
+    o.contentType = sentContentType_;
+    o.body = sentBody_;
+  }
+  if (auto r = sendOffer(std::move(o)); !r) {
+    logger("sip")->info("dialog {}: session refresh not sent: {}", dialog().id().callId,
+                        r.error().message);
+    sendBye();
+    terminate(InviteEnd::DialogError, nullptr);
+  }
+}
+
+void InviteSession::sessionExpired() {
+  // RFC 4028 §10: no refresh within SE - min(32, SE/3) seconds: the session is over.
+  logger("sip")->info("dialog {}: session expired, sending BYE", dialog().id().callId);
+  sendBye();
+  terminate(InviteEnd::SessionExpired, nullptr);
 }
 
 Result<ClientTxId> InviteSession::request(std::string_view method, std::string_view contentType,
@@ -616,6 +881,7 @@ Result<void> InviteSession::end() {
 
 void InviteSession::sendBye() {
   if (state_ == State::Terminated || state_ == State::Terminating) return;
+  if (ackHeld_) releaseAck({}, {}); // RFC 3261 §13.2.2.4: every 2xx is ACKed, even before BYE
   state_ = State::Terminating;
   auto r = sendInDialog("BYE", false, {}, {}, {});
   if (!r)
@@ -626,7 +892,9 @@ void InviteSession::terminate(InviteEnd why, const Message* message) {
   if (state_ == State::Terminated) return;
   state_ = State::Terminated;
   Timers& t = manager_.timers();
-  for (TimerId* id : {&retransmitTimer_, &noAckTimer_, &glareTimer_})
+  ackHeld_ = false;
+  for (TimerId* id :
+       {&retransmitTimer_, &noAckTimer_, &glareTimer_, &heldAckTimer_, &sessionTimer_})
     if (*id) {
       t.cancel(*id);
       *id = 0;

@@ -1,97 +1,12 @@
 // INVITE usage scripts (RFC 3261 §13-§15): forking, 2xx retransmission, glare, target refresh,
 // CANCEL and BYE, all in simulated time over the real transaction layer.
 #include "sip/dialog/invite_session.h"
-#include "unit/sip/dialog/harness.h"
+#include "unit/sip/dialog/invite_harness.h"
 
 #include <gtest/gtest.h>
 
 namespace verbund::sip::test {
 namespace {
-
-struct Recorder final : InviteHandler {
-  void onNewSession(InviteSession& s, const Message& m) override {
-    session = s.id();
-    events.push_back("new");
-    if (onNew) onNew(s, m);
-  }
-  void onProvisional(ClientInvite&, InviteSession* s, const Message& r) override {
-    events.push_back("provisional " + std::to_string(r.statusCode()) + " " +
-                     std::string(r.toTag()));
-    if (s) session = s->id();
-  }
-  void onConnected(InviteSession& s, const Message&) override {
-    events.push_back("connected");
-    session = s.id();
-  }
-  void onFailure(ClientInvite&, int status, const Message*) override {
-    events.push_back("failure " + std::to_string(status));
-  }
-  void onOffer(InviteSession& s, ServerTxId tx, const Message& m) override {
-    events.push_back("offer " + std::string(m.methodName()));
-    if (offerStatus) (void)s.respond(tx, offerStatus, "application/sdp", "v=0 answer\r\n");
-  }
-  void onOfferAnswered(InviteSession&, Method, const Message& r) override {
-    events.push_back("answered " + std::to_string(r.statusCode()));
-  }
-  void onTerminated(InviteSession& s, InviteEnd why, const Message*) override {
-    events.push_back("terminated " + std::string(inviteEndName(why)) + " " +
-                     s.dialog().id().remoteTag);
-  }
-  std::function<void(InviteSession&, const Message&)> onNew;
-  int offerStatus = 200;
-  std::vector<std::string> events;
-  UsageId session = 0;
-};
-
-const Peer kAlice = udpPeer("192.0.2.2:5060");
-
-std::string aliceRequest(std::string_view method, uint32_t cseq, std::string_view toTag,
-                         std::string_view branch, std::string_view extra = {},
-                         std::string_view callId = "uas-1") {
-  std::string s(method);
-  s += " sip:pbx@192.0.2.1 SIP/2.0\r\n"
-       "Via: SIP/2.0/UDP 192.0.2.2:5060;branch=z9hG4bK";
-  s.append(branch).append("\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=alice1\r\n");
-  s.append("To: <sip:pbx@192.0.2.1>");
-  if (!toTag.empty()) s.append(";tag=").append(toTag);
-  s.append("\r\nCall-ID: ").append(callId).append("\r\n");
-  s.append("CSeq: ").append(std::to_string(cseq)).append(" ").append(method).append("\r\n");
-  s.append(extra);
-  s.append("Content-Length: 0\r\n\r\n");
-  return s;
-}
-
-const char* kAliceContact = "Contact: <sip:alice@192.0.2.2:5060>\r\n";
-
-MessagePtr findSent(std::vector<MessagePtr>& all, std::string_view what) {
-  for (auto& m : all) {
-    if (!m) continue;
-    if (m->isRequest() && m->methodName() == what) return std::move(m);
-    if (m->isResponse() && std::to_string(m->statusCode()) == what) return std::move(m);
-  }
-  return nullptr;
-}
-
-// A UAS session answered and ACKed; returns our To tag.
-struct UasCall {
-  explicit UasCall(Harness& harness, Recorder& r) : h(harness) {
-    h.dm.setInviteHandler(&r);
-    r.onNew = [](InviteSession& s, const Message&) {
-      ASSERT_TRUE(s.accept("application/sdp", "v=0 offer-answer\r\n"));
-    };
-    h.inject(aliceRequest("INVITE", 1, {}, "inv1", kAliceContact));
-    auto sent = h.take();
-    auto ok = findSent(sent, "200");
-    EXPECT_TRUE(ok);
-    if (ok) {
-      tag = std::string(ok->toTag());
-      EXPECT_EQ(ok->contacts().size(), 1u);
-    }
-  }
-  void ack() { h.inject(aliceRequest("ACK", 1, tag, "ack1")); }
-  Harness& h;
-  std::string tag;
-};
 
 TEST(InviteSession, UasRetransmits2xxUntilAck) {
   Harness h;
@@ -386,7 +301,9 @@ TEST(InviteSession, UpdatePassesThroughAndRefreshesTarget) {
   UasCall call(h, r);
   call.ack();
   h.take();
-  h.inject(aliceRequest("UPDATE", 2, call.tag, "upd1", "Contact: <sip:alice@192.0.2.8>\r\n"));
+  h.inject(
+      withBody(aliceRequest("UPDATE", 2, call.tag, "upd1", "Contact: <sip:alice@192.0.2.8>\r\n"),
+               "v=0 update\r\n"));
   auto ok = h.takeOne();
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->statusCode(), 200);

@@ -154,6 +154,29 @@ TEST_F(StackTest, UnsupportedRequireGets420WithUnsupported) {
   EXPECT_EQ(tu.requests.size(), 1u);
 }
 
+TEST_F(StackTest, Require100relGets420WhenPrackIsNotSupported) {
+  // The node's option tags: no "100rel", since the dialog layer does not implement PRACK
+  // (RFC 3262). RFC 3261 §8.2.2.3: 420 with Unsupported before any TU sees the INVITE; "timer"
+  // (RFC 4028, handled by the dialog layer) passes.
+  StackConfig cfg;
+  cfg.supported = {"replaces", "path", "outbound", "timer"};
+  SipStack node(transport, timers, tu, cfg);
+  RequestSpec s;
+  s.extra = "Supported: timer\r\nRequire: 100rel\r\n";
+  node.onReceive(requestText(s), udp);
+  EXPECT_TRUE(tu.requests.empty());
+  ASSERT_EQ(transport.sent.size(), 1u);
+  auto resp = transport.parsed(0);
+  EXPECT_EQ(resp->statusCode(), 420);
+  EXPECT_EQ(header(*resp, HeaderId::Unsupported), "100rel");
+  RequestSpec timer;
+  timer.via = "SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKtimer";
+  timer.callId = "call-3";
+  timer.extra = "Require: timer\r\nSession-Expires: 1800\r\n";
+  node.onReceive(requestText(timer), udp);
+  EXPECT_EQ(tu.requests.size(), 1u);
+}
+
 TEST_F(StackTest, UnsupportedUriSchemeGets416) {
   RequestSpec s;
   s.uri = "http://example.com/x";
