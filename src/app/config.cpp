@@ -87,6 +87,14 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!secs || *secs < 5 || *secs > 600)
             return configError("sip.no_answer_seconds must be 5..600");
           c.noAnswerSeconds = int(*secs);
+        } else if (name == "session_expires" || name == "min_se") {
+          auto secs = sv.value<int64_t>();
+          bool off = name == "session_expires" && secs && *secs == 0;
+          if (!secs || (!off && (*secs < 2 || *secs > 86400)))
+            return configError("sip." + name + " must be 2..86400" +
+                               (name == "session_expires" ? " (or 0: off)" : ""));
+          (name == "session_expires" ? c.sessionExpiresSeconds : c.minSessionExpiresSeconds) =
+              int(*secs);
         } else if (name == "digest_algorithms") {
           auto list = stringList(sv, "sip.digest_algorithms");
           if (!list) return list.error();

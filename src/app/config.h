@@ -25,6 +25,10 @@ struct NodeConfig {
   std::vector<sip::DigestAlgorithm> digestAlgorithms{sip::DigestAlgorithm::Md5,
                                                      sip::DigestAlgorithm::Sha256};
   int noAnswerSeconds = 30;
+  // RFC 4028 session timers on every call leg (0: off): a call whose phone or far side died
+  // ends within this interval. min_se below the RFC's 90 s is accepted for tests.
+  int sessionExpiresSeconds = 1800;
+  int minSessionExpiresSeconds = 90;
   std::string adminListen = "127.0.0.1:8080";
 
   // [federation] (docs/federation-api.md)

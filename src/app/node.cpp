@@ -321,6 +321,9 @@ Result<void> Node::Impl::startSip() {
       return {};
     return "sip:verbund@" + federationSipAddress + ";transport=tls";
   };
+  dc.sessionTimer.sessionExpires = uint32_t(config.sessionExpiresSeconds);
+  dc.sessionTimer.minSE = uint32_t(
+      std::min(config.minSessionExpiresSeconds, std::max(config.sessionExpiresSeconds, 2)));
   dialogs = std::make_unique<sip::DialogManager>(timers, dc);
   sip::StackConfig sc;
   // The dialog layer retransmits 2xx itself (RFC 3261 §13.3.1.4).

@@ -197,7 +197,8 @@ void CallManager::onTerminated(InviteSession& s, InviteEnd why, const Message* m
   bool inbound = s.id() == call->inbound;
   bool otherLeg = call->connected() && s.id() == call->other;
   if (!inbound && !otherLeg) return; // an early fork session: its ClientInvite reports the fork
-  if (why == InviteEnd::NoAck || why == InviteEnd::DialogError) {
+  if (why == InviteEnd::SessionExpired || why == InviteEnd::NoAck ||
+      why == InviteEnd::DialogError) {
     // A dead leg (RFC 4028 §10, RFC 3261 §13.3.1.4, §12.2.1.2): the other phone gets its BYE.
     g_legsLost.inc();
     logger("calls")->info("call {}: {} leg lost ({}), ending the call", call->correlationId,

@@ -72,7 +72,8 @@ struct FakeRemote final : RemoteNodes {
     p.from = "<sip:" + call.caller.extension + "@nodeA.example>";
     p.to = "<sip:" + requestUser + "@192.0.2.50>";
     p.target = kNodeB;
-    p.headers.emplace_back("X-Verbund-Call", call.correlationId + ";mode=" + call.mode);
+    p.headers.emplace_back("X-Verbund-Call",
+                           call.correlationId + ";mode=" + std::string(callModeName(call.mode)));
     return true;
   }
   bool setGroupLogin(const std::string& owner, const std::string& group,

@@ -24,7 +24,8 @@ std::string inDialog(std::string_view method, std::string_view from, std::string
                      std::string_view body = {}) {
   std::string s(method);
   s.append(" sip:pbx@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP ").append(via);
-  s.append(";branch=z9hG4bK-").append(method).append(std::to_string(cseq)).append(callId);
+  static int branch = 0;
+  s.append(";branch=z9hG4bK-").append(method).append(std::to_string(++branch));
   s.append("\r\nMax-Forwards: 70\r\nFrom: ").append(from).append("\r\nTo: ").append(to);
   s.append("\r\nCall-ID: ").append(callId).append("\r\nCSeq: ").append(std::to_string(cseq));
   s.append(" ").append(method == "ACK" ? "ACK" : method).append("\r\n");
@@ -36,6 +37,7 @@ std::string inDialog(std::string_view method, std::string_view from, std::string
 }
 
 struct Flow : Fixture {
+  using Fixture::Fixture;
   // The caller's phone (kPhone, user 300) calls 100 (alice); alice answers.
   void connect(std::string_view callId, std::string_view offer = kSdpPhone,
                std::string_view answer = kSdpAlice) {
@@ -46,10 +48,11 @@ struct Flow : Fixture {
     fork = std::move(forks[0]);
     h.inject(reply(*fork, 180, "al1", "Contact: <sip:alice@192.0.2.2:5060>"), kAliceDev);
     h.inject(reply(*fork, 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", answer), kAliceDev);
-    for (auto& m : h.take())
+    answerSeen = seen();
+    for (auto& m : answerSeen.toPhone)
       if (m->isResponse() && m->statusCode() == 200) phoneTag = std::string(m->toTag());
     ASSERT_FALSE(phoneTag.empty());
-    if (!answer.empty()) phoneAck();
+    if (!offer.empty()) phoneAck(); // a delayed offer: the test sends the ACK with the answer
   }
   void phoneAck(std::string_view body = {}, uint32_t cseq = 1) {
     h.inject(inDialog("ACK", "<sip:caller@192.0.2.9>;tag=ph1", toPhoneSide(), call, cseq,
@@ -100,6 +103,7 @@ struct Flow : Fixture {
   }
   std::string call, phoneTag;
   MessagePtr fork;
+  Seen answerSeen; // what the node sent when alice answered
 };
 
 TEST_F(Flow, ReinviteRelayedFromCallerAndBack) {
@@ -226,10 +230,12 @@ TEST_F(Flow, RejectedOfferIsPassedBackWithItsStatus) {
 // reaches the callee in the node's ACK.
 TEST_F(Flow, DelayedOfferAnswerInAckReachesTheCallee) {
   connect("f7", "", kSdpAlice);
-  auto s = seen();
-  EXPECT_FALSE(find(s.toAlice, "ACK")); // held until the caller answers
+  EXPECT_FALSE(find(answerSeen.toAlice, "ACK")); // held until the caller answers
+  const Message* ok = find(answerSeen.toPhone, "INVITE", 200);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->body(), kSdpAlice); // alice's offer goes to the caller
   phoneAck(kSdpPhone);
-  s = seen();
+  auto s = seen();
   const Message* ack = find(s.toAlice, "ACK");
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->body(), kSdpPhone);
@@ -362,6 +368,50 @@ TEST_F(Flow, DeadLegEndsTheCall) {
   EXPECT_TRUE(calls->activeCalls().empty());
 }
 
+// RFC 4028 on the caller's leg: the phone was to refresh and did not; the node ends the call on
+// both legs, writes its end and terminates the line state.
+struct TimedFlow : Flow {
+  static sip::DialogConfig config() {
+    sip::DialogConfig c = Harness::defaultConfig();
+    c.sessionTimer.sessionExpires = 90;
+    c.sessionTimer.minSE = 90;
+    return c;
+  }
+  TimedFlow() : Flow(config()) {}
+};
+
+TEST_F(TimedFlow, SessionTimerExpiryEndsBothLegs) {
+  call = "t1";
+  h.inject(invite("100", call, "Supported: timer\r\nSession-Expires: 90\r\n", kSdpPhone), kPhone);
+  auto forks = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(forks.size(), 1u);
+  fork = std::move(forks[0]);
+  EXPECT_TRUE(fork->header("Session-Expires")); // the node asks for a timer on alice's leg too
+  h.inject(reply(*fork, 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAlice), kAliceDev);
+  auto s = seen();
+  const Message* ok = find(s.toPhone, "INVITE", 200);
+  ASSERT_TRUE(ok);
+  auto se = ok->header("Session-Expires");
+  ASSERT_TRUE(se);
+  EXPECT_NE(se->find("refresher=uac"), std::string_view::npos) << *se;
+  phoneTag = std::string(ok->toTag());
+  phoneAck();
+  h.advance(Duration(59000));
+  s = seen();
+  EXPECT_FALSE(find(s.toPhone, "BYE"));
+  EXPECT_EQ(calls->activeCalls().size(), 1u);
+  // RFC 4028 §10: no refresh by SE - min(32, SE/3) = 60 s: BYE to both phones.
+  h.advance(Duration(1500));
+  s = seen();
+  EXPECT_TRUE(find(s.toPhone, "BYE"));
+  EXPECT_TRUE(find(s.toAlice, "BYE"));
+  h.advance(Duration(1));
+  EXPECT_TRUE(calls->activeCalls().empty());
+  auto recs = log->find({});
+  ASSERT_TRUE(recs && recs->size() == 1u);
+  EXPECT_GT((*recs)[0].endMs, 0);
+}
+
 // ---- Do-not-disturb and forwarding (the routing stages' hooks) ----
 
 TEST_F(Flow, DoNotDisturbIsBusy) {
@@ -380,24 +430,36 @@ TEST_F(Flow, ForwardAlwaysRingsTheTarget) {
   EXPECT_EQ(calls->stats().forwarded, 1u);
 }
 
-TEST_F(Flow, ForwardOnBusyAndOnNoAnswer) {
+TEST_F(Flow, ForwardOnBusy) {
   features.forwards[{"100", ForwardWhen::Busy}] = "101";
-  features.forwards[{"100", ForwardWhen::NoAnswer}] = "101";
   h.inject(invite("100", "d3", {}, kSdpPhone), kPhone);
   auto toAlice = sentTo(kAliceDev, "INVITE");
   ASSERT_EQ(toAlice.size(), 1u);
   h.inject(reply(*toAlice[0], 486, "al1"), kAliceDev);
-  EXPECT_EQ(sentTo(kBobDev, "INVITE").size(), 1u);
+  EXPECT_EQ(invitesTo(kBobDev), 1u);
+  EXPECT_FALSE(find(seen().toPhone, "INVITE", 486));
+  EXPECT_EQ(calls->stats().forwarded, 1u);
+}
 
+TEST_F(Flow, ForwardOnNoAnswer) {
+  features.forwards[{"100", ForwardWhen::NoAnswer}] = "101";
   h.inject(invite("100", "d4", {}, kSdpPhone), kPhone);
-  toAlice = sentTo(kAliceDev, "INVITE");
+  auto toAlice = sentTo(kAliceDev, "INVITE");
   ASSERT_EQ(toAlice.size(), 1u);
   h.inject(reply(*toAlice[0], 180, "al2", "Contact: <sip:alice@192.0.2.2:5060>"), kAliceDev);
   h.advance(Duration(30000));
+  EXPECT_EQ(invitesTo(kBobDev), 1u);
   auto s = seen();
   EXPECT_TRUE(find(s.toAlice, "CANCEL"));
   EXPECT_FALSE(find(s.toPhone, "INVITE", 480));
-  EXPECT_EQ(calls->stats().forwarded, 2u);
+  EXPECT_EQ(calls->stats().forwarded, 1u);
+}
+
+TEST_F(Flow, ForwardWhenUnregistered) {
+  features.forwards[{"300", ForwardWhen::Unregistered}] = "100"; // carol has no device
+  h.inject(invite("300", "d6", {}, kSdpPhone), kPhone);
+  EXPECT_EQ(invitesTo(kAliceDev), 1u);
+  EXPECT_FALSE(find(seen().toPhone, "INVITE", 480));
 }
 
 TEST_F(Flow, ForwardingLoopIsBounded) {
