@@ -543,6 +543,59 @@ def wait_logged(s: Sipp, pattern: str, timeout: float = 10.0):
     raise TestFailure(f"SIPp {s.name}: '{pattern}' not logged within {timeout:.0f}s\n{s.diagnostics(30)}")
 
 
+def active_calls(api: Api) -> list:
+    return api.items(api.call("GET", "/api/v1/calls/active"), "calls")
+
+
+def wait_no_active_calls(api: Api, timeout: float = 5.0) -> float:
+    """Polls GET /calls/active until it is empty; returns the seconds it took."""
+    t0 = time.monotonic()
+    while True:
+        act = active_calls(api)
+        if not act:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise TestFailure(f"GET /api/v1/calls/active still lists {len(act)} call(s) after "
+                              f"{timeout:.0f}s: {json.dumps(act)[:1500]}")
+        time.sleep(0.2)
+
+
+_CSEQ = re.compile(r"^CSeq:\s*(\d+)\s+(\w+)", re.I | re.M)
+
+
+def sip_exchanges(s: Sipp) -> list[dict]:
+    """The SIP messages of a SIPp run from its -trace_msg, in order: {'t', 'dir' ('sent' or
+    'received'), 'first' (first line), 'method' (request method or None), 'status' (response
+    code or None), 'cseq' (number), 'cseq_method', 'text'}."""
+    out = []
+    for t, d, text in s.messages():
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        if not lines:
+            continue
+        first = lines[0].strip()
+        m = _CSEQ.search(text)
+        status = int(first.split()[1]) if first.startswith("SIP/2.0 ") else None
+        method = None if status is not None else first.split()[0]
+        out.append({"t": t, "dir": d, "first": first, "method": method, "status": status,
+                    "cseq": int(m.group(1)) if m else None,
+                    "cseq_method": m.group(2).upper() if m else None, "text": text})
+    return out
+
+
+def invite_finals(s: Sipp) -> dict[int, list[int]]:
+    """{CSeq of each INVITE the SIPp sent: [final statuses it received for it]}."""
+    ex = sip_exchanges(s)
+    out: dict[int, list[int]] = {}
+    for e in ex:
+        if e["dir"] == "sent" and e["method"] == "INVITE":
+            out.setdefault(e["cseq"], [])
+    for e in ex:
+        if (e["dir"] == "received" and e["status"] and e["status"] >= 200
+                and e["cseq_method"] == "INVITE" and e["cseq"] in out):
+            out[e["cseq"]].append(e["status"])
+    return out
+
+
 def start_node(h, users: list[str] = (), sip_toml: str | None = None) -> Node:
     """A node with SIPP_TOML (or the given [sip] lines) and the users (password pw_of(ext))."""
     n = Node(h, extra_toml=SIPP_TOML if sip_toml is None else sip_toml).start()
