@@ -25,6 +25,11 @@ struct NodeConfig {
   std::vector<sip::DigestAlgorithm> digestAlgorithms{sip::DigestAlgorithm::Md5,
                                                      sip::DigestAlgorithm::Sha256};
   int noAnswerSeconds = 30;
+  // Overload control (docs/architecture.md): queue delay above which new INVITE/REGISTER/
+  // SUBSCRIBE are refused with 503 (0: off), and the cap on server transactions awaiting a final
+  // response (0: none).
+  int overloadQueueDelayMs = 150;
+  int overloadMaxTransactions = 20000;
   std::string adminListen = "127.0.0.1:8080";
 
   // [federation] (docs/federation-api.md)

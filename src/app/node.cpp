@@ -326,6 +326,8 @@ Result<void> Node::Impl::startSip() {
   // The dialog layer retransmits 2xx itself (RFC 3261 §13.3.1.4).
   sc.transactions.retransmitInvite2xx = false;
   sc.supported = {"replaces", "path", "outbound"};
+  sc.overload.queueDelayTarget = Duration(config.overloadQueueDelayMs);
+  sc.overload.maxPendingTransactions = size_t(config.overloadMaxTransactions);
   stack = std::make_unique<sip::SipStack>(transport, timers, *dialogs, sc);
   dialogs->attach(stack->transactions());
   transport.setUser(stack.get());
