@@ -266,7 +266,7 @@ Result<void> Node::Impl::openStorage() {
   if (id->empty()) {
     nodeId = randomId();
     if (auto r = db->exec("INSERT INTO node_identity(id, created_ms) VALUES (?1, ?2)",
-                          {nodeId, int64_t(std::time(nullptr)) * 1000});
+                          {nodeId, timers.wallMs()});
         !r)
       return r;
   } else {
@@ -420,8 +420,8 @@ Result<void> Node::Impl::startFederation() {
   fc.sipAddress = advHost + ":" + std::to_string(sipListen->port);
   federationSipAddress = fc.sipAddress;
   fc.dataDir = config.dataDir;
-  federation =
-      std::make_unique<federation::FederationService>(io, *db, *directory, presence, *callLog, fc);
+  federation = std::make_unique<federation::FederationService>(io, timers, *db, *directory,
+                                                               presence, *callLog, fc);
   federation->onTrustChanged = [this](const federation::TrustStore* t) { federationTls(t); };
   auto b = federation->start();
   if (!b) return b.error();
