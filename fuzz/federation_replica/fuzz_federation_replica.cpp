@@ -2,6 +2,7 @@
 // directory_replica.h, member_store.h and presence_wire.h. Nothing may throw or crash; whatever
 // parses must render and parse back to the same value, and valid snapshots, deltas and member
 // lists must apply to a replica / member store (in memory) without failing.
+#include "base/manual_timers.h"
 #include "federation/membership/member_store.h"
 #include "federation/replication/directory_replica.h"
 #include "federation/replication/presence_wire.h"
@@ -17,6 +18,7 @@ using json = nlohmann::json;
 namespace {
 
 struct State {
+  ManualTimers timers; // the member store's wall clock (audit entries)
   std::unique_ptr<store::Database> db;
   std::unique_ptr<DirectoryReplica> replica;
   std::unique_ptr<MemberStore> members;
@@ -32,7 +34,7 @@ State& state() {
     for (auto& m : MemberStore::migrations()) migrations.push_back(m);
     st->db = std::move(store::Database::open(":memory:", migrations)).value();
     st->replica = std::move(DirectoryReplica::open(*st->db)).value();
-    st->members = std::move(MemberStore::open(*st->db)).value();
+    st->members = std::move(MemberStore::open(*st->db, st->timers)).value();
     st->dir = std::move(pbx::Directory::open(*st->db, "fuzz.example")).value();
     return st;
   }();

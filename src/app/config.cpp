@@ -95,6 +95,16 @@ Result<NodeConfig> loadConfig(const std::string& path) {
                                (name == "session_expires" ? " (or 0: off)" : ""));
           (name == "session_expires" ? c.sessionExpiresSeconds : c.minSessionExpiresSeconds) =
               int(*secs);
+        } else if (name == "overload_queue_delay_ms") {
+          auto ms = sv.value<int64_t>();
+          if (!ms || (*ms != 0 && (*ms < 10 || *ms > 5000)))
+            return configError("sip.overload_queue_delay_ms must be 0 (off) or 10..5000");
+          c.overloadQueueDelayMs = int(*ms);
+        } else if (name == "overload_max_transactions") {
+          auto n = sv.value<int64_t>();
+          if (!n || (*n != 0 && (*n < 100 || *n > 10000000)))
+            return configError("sip.overload_max_transactions must be 0 (none) or 100..10000000");
+          c.overloadMaxTransactions = int(*n);
         } else if (name == "digest_algorithms") {
           auto list = stringList(sv, "sip.digest_algorithms");
           if (!list) return list.error();

@@ -29,6 +29,11 @@ struct NodeConfig {
   // ends within this interval. min_se below the RFC's 90 s is accepted for tests.
   int sessionExpiresSeconds = 1800;
   int minSessionExpiresSeconds = 90;
+  // Overload control (docs/architecture.md): queue delay above which new INVITE/REGISTER/
+  // SUBSCRIBE are refused with 503 (0: off), and the cap on server transactions awaiting a final
+  // response (0: none).
+  int overloadQueueDelayMs = 150;
+  int overloadMaxTransactions = 20000;
   std::string adminListen = "127.0.0.1:8080";
 
   // [federation] (docs/federation-api.md)

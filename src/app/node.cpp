@@ -266,7 +266,7 @@ Result<void> Node::Impl::openStorage() {
   if (id->empty()) {
     nodeId = randomId();
     if (auto r = db->exec("INSERT INTO node_identity(id, created_ms) VALUES (?1, ?2)",
-                          {nodeId, int64_t(std::time(nullptr)) * 1000});
+                          {nodeId, timers.wallMs()});
         !r)
       return r;
   } else {
@@ -332,6 +332,8 @@ Result<void> Node::Impl::startSip() {
   // RFC 4028: the dialog layer runs session timers (a peer may send "Require: timer"). Never
   // "100rel": PRACK (RFC 3262) is not implemented, so such INVITEs get 420.
   if (dc.sessionTimer.sessionExpires) sc.supported.push_back("timer");
+  sc.overload.queueDelayTarget = Duration(config.overloadQueueDelayMs);
+  sc.overload.maxPendingTransactions = size_t(config.overloadMaxTransactions);
   stack = std::make_unique<sip::SipStack>(transport, timers, *dialogs, sc);
   dialogs->attach(stack->transactions());
   transport.setUser(stack.get());
@@ -424,8 +426,8 @@ Result<void> Node::Impl::startFederation() {
   fc.sipAddress = advHost + ":" + std::to_string(sipListen->port);
   federationSipAddress = fc.sipAddress;
   fc.dataDir = config.dataDir;
-  federation =
-      std::make_unique<federation::FederationService>(io, *db, *directory, presence, *callLog, fc);
+  federation = std::make_unique<federation::FederationService>(io, timers, *db, *directory,
+                                                               presence, *callLog, fc);
   federation->onTrustChanged = [this](const federation::TrustStore* t) { federationTls(t); };
   auto b = federation->start();
   if (!b) return b.error();

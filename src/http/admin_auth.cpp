@@ -11,12 +11,6 @@ namespace {
 constexpr size_t kSessionIdBytes = 32; // 256 bits
 constexpr size_t kTokenBytes = 32;
 
-int64_t unixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 bool validTokenName(std::string_view n) {
   if (n.empty() || n.size() > 64) return false;
   for (char c : n)
@@ -189,7 +183,7 @@ Result<std::pair<TokenInfo, std::string>> AdminAuth::createToken(std::string_vie
     if (t.name == name) return Error{409, "name: a token with this name exists"};
   std::string secret = std::string(kTokenPrefix) + randomToken(kTokenBytes);
   auto hash = sha256Hex(secret);
-  TokenInfo info{0, std::string(name), unixMs()};
+  TokenInfo info{0, std::string(name), timers_.wallMs()};
   auto r = db_.exec("INSERT INTO api_tokens(name, token_hash, created_ms) VALUES (?1, ?2, ?3)",
                     {info.name, hash, info.createdUnixMs});
   if (!r) return r.error();

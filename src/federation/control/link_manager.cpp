@@ -59,12 +59,6 @@ spdlog::logger& fedLog() {
   return *l;
 }
 
-int64_t unixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 int64_t steadyMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
       .count();
@@ -209,10 +203,12 @@ struct LinkManager::Impl {
     bool closed = false;
   };
 
-  Impl(asio::io_context& io, Handler& handler, LinkOptions options)
-      : io_(io), handler_(handler), options_(options), guard_(std::make_shared<Impl*>(this)) {}
+  Impl(asio::io_context& io, const Timers& timers, Handler& handler, LinkOptions options)
+      : io_(io), timers_(timers), handler_(handler), options_(options),
+        guard_(std::make_shared<Impl*>(this)) {}
 
   asio::io_context& io_;
+  const Timers& timers_; // wall clock of link states and hellos
   Handler& handler_;
   LinkOptions options_;
   Guard guard_;
@@ -238,14 +234,14 @@ struct LinkManager::Impl {
     if (auto p = findPeer(id)) return p;
     auto p = std::make_shared<Peer>(io_);
     p->info.nodeId = id;
-    p->info.sinceMs = unixMs();
+    p->info.sinceMs = timers_.wallMs();
     p->backoff = options_.retryMin;
     peers_.emplace(id, p);
     return p;
   }
 
-  static void setState(Peer& p, LinkState s, const std::string& error) {
-    if (p.info.state != s) p.info.sinceMs = unixMs();
+  void setState(Peer& p, LinkState s, const std::string& error) {
+    if (p.info.state != s) p.info.sinceMs = timers_.wallMs();
     p.info.state = s;
     p.info.lastError = s == LinkState::Up ? std::string() : error;
     if (s != LinkState::Up) p.info.rttMs.reset();
@@ -425,7 +421,7 @@ struct LinkManager::Impl {
     SSL* ssl = c->stream.native_handle();
     X509* cert = SSL_get0_peer_certificate(ssl);
     STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
-    auto identity = trust_ ? verifyPeer(cert, chain, *trust_)
+    auto identity = trust_ ? verifyPeer(cert, chain, *trust_, sysTimeFromMs(timers_.wallMs()))
                            : Result<PeerIdentity>(controlError(ControlErrc::kNotInFederation,
                                                                "no federation credentials"));
     ERR_clear_error();
@@ -452,7 +448,7 @@ struct LinkManager::Impl {
     c->verified = true;
     c->phase = Conn::Phase::Hello;
     Hello h = self_;
-    h.sentMs = unixMs();
+    h.sentMs = timers_.wallMs();
     enqueue(c, toJson(h));
     startRead(c);
   }
@@ -1002,8 +998,9 @@ struct LinkManager::Impl {
 
 // ---- public API ----------------------------------------------------------------------------
 
-LinkManager::LinkManager(asio::io_context& io, Handler& handler, LinkOptions options)
-    : impl_(std::make_unique<Impl>(io, handler, options)) {}
+LinkManager::LinkManager(asio::io_context& io, const Timers& timers, Handler& handler,
+                         LinkOptions options)
+    : impl_(std::make_unique<Impl>(io, timers, handler, options)) {}
 
 LinkManager::~LinkManager() {
   *impl_->guard_ = nullptr; // pending handlers see a dead manager and return
@@ -1213,7 +1210,7 @@ void LinkManager::closeRevoked() {
         m.closeConn(d, err, Impl::Outcome::Quiet);
       }
       m.cancelRetry(*p);
-      Impl::setState(*p, LinkState::Revoked, err.message);
+      m.setState(*p, LinkState::Revoked, err.message);
     }
   }
 }

@@ -24,7 +24,7 @@
 // - Redial back-off: retryMin, doubling up to retryMax, back to retryMin after a link was up;
 //   Incompatible peers are retried after incompatibleRetry, Revoked ones never.
 //
-//   LinkManager links(io, handler);
+//   LinkManager links(io, timers, handler);
 //   links.setCredentials(&trust, hello);           // after create/join/load
 //   links.listen(SockAddr::parse("0.0.0.0:3090").value());
 //   links.setPeers({{"id-b", {"10.0.0.2:3090"}}});
@@ -96,7 +96,9 @@ public:
     virtual void onMessage(const std::string& nodeId, const nlohmann::json& message) = 0;
   };
 
-  LinkManager(asio::io_context& io, Handler& handler, LinkOptions options = {});
+  // `timers` gives the wall clock (LinkInfo::sinceMs, Hello::sentMs); it must outlive the manager.
+  LinkManager(asio::io_context& io, const Timers& timers, Handler& handler,
+              LinkOptions options = {});
   ~LinkManager();
   LinkManager(const LinkManager&) = delete;
   LinkManager& operator=(const LinkManager&) = delete;

@@ -112,12 +112,6 @@ std::string cleanText(std::string_view s, size_t maxBytes) {
   return out;
 }
 
-int64_t systemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 } // namespace
 
 Result<void> validateMemberRecord(const MemberRecord& m) {
@@ -236,8 +230,8 @@ CREATE TABLE federation_audit(
 )SQL"}};
 }
 
-Result<std::unique_ptr<MemberStore>> MemberStore::open(store::Database& db) {
-  std::unique_ptr<MemberStore> s(new MemberStore(db));
+Result<std::unique_ptr<MemberStore>> MemberStore::open(store::Database& db, const Timers& timers) {
+  std::unique_ptr<MemberStore> s(new MemberStore(db, timers));
   if (auto r = s->load(); !r) return r.error();
   return s;
 }
@@ -385,7 +379,7 @@ Result<void> MemberStore::audit(std::string_view event, std::string_view nodeId,
                                 std::string_view detail) {
   auto r = db_.exec("INSERT INTO federation_audit(at_ms, event, node_id, detail) "
                     "VALUES (?1,?2,?3,?4)",
-                    {now_ ? now_() : systemNowMs(), cleanText(event, 64), cleanText(nodeId, 64),
+                    {timers_.wallMs(), cleanText(event, 64), cleanText(nodeId, 64),
                      cleanText(detail, kMaxAuditDetailBytes)});
   if (!r) return r;
   int64_t id = db_.lastInsertId();

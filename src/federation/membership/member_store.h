@@ -9,13 +9,13 @@
 // Gossip JSON ({"t":"members", "members":[...]}) member form:
 //   {"nodeId","name","controlAddresses":["host:port"],"sipAddress":"host:port",
 //    "productVersion","protocolVersion","updatedMs"}
+#include "base/clock.h"
 #include "base/result.h"
 #include "federation/trust/bundle.h"
 #include "federation/trust/revocation.h"
 #include "store/database.h"
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -63,7 +63,8 @@ Result<std::vector<MemberRecord>> membersFromMessage(const nlohmann::json& j);
 class MemberStore {
 public:
   static std::vector<store::Migration> migrations();
-  static Result<std::unique_ptr<MemberStore>> open(store::Database& db);
+  // `timers` gives the wall clock of audit entries and must outlive the store.
+  static Result<std::unique_ptr<MemberStore>> open(store::Database& db, const Timers& timers);
 
   // All members including this node's own record, ordered by name then node id.
   const std::vector<MemberRecord>& all() const { return members_; }
@@ -90,16 +91,13 @@ public:
   Result<void> audit(std::string_view event, std::string_view nodeId, std::string_view detail);
   Result<std::vector<AuditEntry>> auditLog(int limit = 200) const; // newest first
 
-  // Unix ms for audit entries (tests inject a clock; default: the system clock).
-  void setClock(std::function<int64_t()> nowMs) { now_ = std::move(nowMs); }
-
 private:
-  explicit MemberStore(store::Database& db) : db_(db) {}
+  MemberStore(store::Database& db, const Timers& timers) : db_(db), timers_(timers) {}
   Result<void> load();
   Result<void> write(const MemberRecord& m); // row + members_
   store::Database& db_;
+  const Timers& timers_; // wall clock of audit entries
   std::vector<MemberRecord> members_;
-  std::function<int64_t()> now_;
 };
 
 } // namespace verbund::federation

@@ -29,12 +29,6 @@ Error serviceError(ServiceErrc c, std::string message) {
   return Error{static_cast<int>(c), std::move(message)};
 }
 
-int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string hostOf(const std::string& hostPort) {
   if (!hostPort.empty() && hostPort[0] == '[') {
     auto e = hostPort.find(']');
@@ -96,11 +90,11 @@ FederationError classify(const Error& e) {
   }
 }
 
-FederationService::FederationService(asio::io_context& io, store::Database& db,
+FederationService::FederationService(asio::io_context& io, Timers& timers, store::Database& db,
                                      pbx::Directory& directory, pbx::PresenceHub& presence,
                                      pbx::CallLog& callLog, FederationConfig config)
-    : io_(io), db_(db), directory_(directory), presence_(presence), callLog_(callLog),
-      config_(std::move(config)) {}
+    : io_(io), timers_(timers), db_(db), directory_(directory), presence_(presence),
+      callLog_(callLog), config_(std::move(config)) {}
 
 FederationService::~FederationService() {
   stop();
@@ -115,7 +109,7 @@ std::vector<store::Migration> FederationService::migrations() {
 }
 
 Result<SockAddr> FederationService::start() {
-  auto ms = MemberStore::open(db_);
+  auto ms = MemberStore::open(db_, timers_);
   if (!ms) return ms.error();
   members_ = std::move(ms.value());
   auto pub = DirectoryPublisher::open(db_, config_.nodeId);
@@ -125,7 +119,7 @@ Result<SockAddr> FederationService::start() {
   if (!rep) return rep.error();
   replica_ = std::move(rep.value());
 
-  links_ = std::make_unique<LinkManager>(io_, *this, config_.links);
+  links_ = std::make_unique<LinkManager>(io_, timers_, *this, config_.links);
   auto addr = SockAddr::parse(config_.listen);
   if (!addr) return Error{1, "federation.listen: not an address: " + config_.listen};
   auto bound = links_->listen(*addr);
@@ -160,15 +154,16 @@ Result<SockAddr> FederationService::start() {
 // member holds) when fewer than 30 days of its validity remain; checked at start and twice a day.
 bool FederationService::renewIfDue() {
   if (!trust_) return false;
-  if (trust_->nodeCredentials() && !renewalDue(trust_->nodeCredentials()->cert.get())) return false;
-  auto creds =
-      mintNodeCertificate(trust_->ca(), config_.nodeId, config_.nodeName, config_.advertise);
+  if (trust_->nodeCredentials() && !renewalDue(trust_->nodeCredentials()->cert.get(), sysNow()))
+    return false;
+  auto creds = mintNodeCertificate(trust_->ca(), config_.nodeId, config_.nodeName,
+                                   config_.advertise, sysNow());
   if (!creds) {
     logger("federation")->error("node certificate renewal failed: {}", creds.error().message);
     return false;
   }
   if (auto r = trust_->setNodeCredentials(std::move(*creds)); !r) return false;
-  (void)trust_->save(db_, config_.dataDir);
+  (void)trust_->save(db_, config_.dataDir, sysNow());
   logger("federation")->info("node certificate renewed");
   return true;
 }
@@ -208,7 +203,7 @@ MemberRecord FederationService::selfRecord() const {
   m.sipAddress = config_.sipAddress;
   m.productVersion = config_.productVersion;
   m.protocolVersion = config_.protocol.toString();
-  m.updatedMs = nowMs();
+  m.updatedMs = timers_.wallMs();
   return m;
 }
 
@@ -222,7 +217,7 @@ Hello FederationService::selfHello() const {
   auto self = selfRecord();
   h.controlAddresses = self.controlAddresses;
   h.sipAddress = config_.sipAddress;
-  h.sentMs = nowMs();
+  h.sentMs = timers_.wallMs();
   return h;
 }
 
@@ -237,7 +232,7 @@ std::string FederationService::nodeName(const std::string& nodeId) const {
 // Create / join / leave / remove
 
 Result<void> FederationService::adopt(std::unique_ptr<TrustStore> trust) {
-  if (auto r = trust->save(db_, config_.dataDir); !r) return r;
+  if (auto r = trust->save(db_, config_.dataDir, sysNow()); !r) return r;
   bool same = trust.get() == trust_.get();
   trust_ = std::move(trust);
   if (!same)
@@ -253,9 +248,10 @@ Result<void> FederationService::create(const std::string& name) {
                         "this node is already a member of federation '" + trust_->ca().name() +
                             "'; leave it first");
   if (joining_) return serviceError(ServiceErrc::kBusy, "a join is in progress");
-  auto ca = FederationCa::create(name);
+  auto ca = FederationCa::create(name, sysNow());
   if (!ca) return ca.error();
-  auto creds = mintNodeCertificate(*ca, config_.nodeId, config_.nodeName, config_.advertise);
+  auto creds =
+      mintNodeCertificate(*ca, config_.nodeId, config_.nodeName, config_.advertise, sysNow());
   if (!creds) return creds.error();
   auto trust = std::make_unique<TrustStore>(std::move(*ca));
   if (auto r = trust->setNodeCredentials(std::move(*creds)); !r) return r;
@@ -276,7 +272,7 @@ Result<std::string> FederationService::certificate(const std::string& passphrase
     if (b.addresses.size() > kMaxMemberAddresses) b.addresses.resize(kMaxMemberAddresses);
     list.push_back(std::move(b));
   }
-  auto bundle = makeBundle(trust_->ca(), list, passphrase);
+  auto bundle = makeBundle(trust_->ca(), list, passphrase, sysNow());
   if (!bundle) return bundle.error();
   (void)members_->audit("certificate-created", config_.nodeId,
                         "federation certificate file made with " + std::to_string(list.size()) +
@@ -315,7 +311,8 @@ void FederationService::join(OpenedBundle bundle, std::function<void(Result<void
   if (st->addresses.empty())
     return done(
         controlError(ControlErrc::kUnreachable, "the federation file lists no member to contact"));
-  auto creds = mintNodeCertificate(bundle.ca, config_.nodeId, config_.nodeName, config_.advertise);
+  auto creds =
+      mintNodeCertificate(bundle.ca, config_.nodeId, config_.nodeName, config_.advertise, sysNow());
   if (!creds) return done(creds.error());
   st->trust = std::make_unique<TrustStore>(std::move(bundle.ca));
   if (auto r = st->trust->setNodeCredentials(std::move(*creds)); !r) return done(r.error());
@@ -389,7 +386,7 @@ void FederationService::forgetFederation() {
 Result<void> FederationService::leave() {
   if (!trust_) return serviceError(ServiceErrc::kNotMember, "this node is not in a federation");
   std::string name = trust_->ca().name();
-  auto entry = trust_->revoke(config_.nodeId, "", "left the federation", config_.nodeId);
+  auto entry = trust_->revoke(config_.nodeId, "", "left the federation", config_.nodeId, sysNow());
   if (entry) {
     links_->broadcast({{"t", "leave"}, {"nodeId", config_.nodeId}});
     gossipRevocations();
@@ -419,9 +416,10 @@ Result<void> FederationService::removeMember(const std::string& nodeId) {
     return serviceError(ServiceErrc::kSelf, "nodeId: this is this node; use leave instead");
   auto m = members_->get(nodeId);
   if (!m) return serviceError(ServiceErrc::kUnknownMember, "nodeId: no such member: " + nodeId);
-  auto entry = trust_->revoke(nodeId, "", "removed by " + config_.nodeName, config_.nodeId);
+  auto entry =
+      trust_->revoke(nodeId, "", "removed by " + config_.nodeName, config_.nodeId, sysNow());
   if (!entry) return entry.error();
-  if (auto r = trust_->save(db_, config_.dataDir); !r) return r;
+  if (auto r = trust_->save(db_, config_.dataDir, sysNow()); !r) return r;
   (void)members_->audit("removed", nodeId, "removed member '" + m->name + "'");
   logger("federation")->info("removed member '{}' ({})", m->name, nodeId);
   gossipRevocations();
@@ -483,7 +481,7 @@ void FederationService::onLinkUp(const LinkInfo& link) {
   rec.sipAddress = link.sipAddress;
   rec.productVersion = link.productVersion;
   rec.protocolVersion = link.protocolVersion;
-  rec.updatedMs = nowMs();
+  rec.updatedMs = timers_.wallMs();
   bool known = members_->get(link.nodeId).has_value();
   (void)members_->upsert(rec);
   if (!known) {
@@ -530,7 +528,7 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
       auto n = trust_->mergeRevocations(msg["list"].dump());
       if (!n) return bad(n.error().message);
       if (*n > 0) {
-        (void)trust_->save(db_, config_.dataDir);
+        (void)trust_->save(db_, config_.dataDir, sysNow());
         if (trust_->revocations().isRevoked(config_.nodeId, "")) {
           logger("federation")->warn("this node was removed from the federation by a member");
           (void)members_->audit("removed-by-peer", config_.nodeId,
@@ -804,7 +802,7 @@ void FederationService::remoteGroupLogin(const std::string& owner, const std::st
 
 Result<PeerIdentity> FederationService::verifySipPeer(X509* cert) const {
   if (!trust_) return controlError(ControlErrc::kNotInFederation, "not in a federation");
-  return verifyPeer(cert, nullptr, *trust_);
+  return verifyPeer(cert, nullptr, *trust_, sysNow());
 }
 
 std::optional<ReplicaUser> FederationService::remoteUser(const std::string& owner,

@@ -58,8 +58,10 @@ Error federationError(int status, std::string_view reason, std::string message);
 
 class FederationService final : public LinkManager::Handler, public pbx::RemoteNodes {
 public:
-  FederationService(asio::io_context& io, store::Database& db, pbx::Directory& directory,
-                    pbx::PresenceHub& presence, pbx::CallLog& callLog, FederationConfig config);
+  // `timers` (the loop's) gives the wall clock of records, hellos and certificates.
+  FederationService(asio::io_context& io, Timers& timers, store::Database& db,
+                    pbx::Directory& directory, pbx::PresenceHub& presence, pbx::CallLog& callLog,
+                    FederationConfig config);
   ~FederationService() override;
 
   static std::vector<store::Migration> migrations();
@@ -137,7 +139,11 @@ private:
   static std::vector<pbx::DialogInfo> boundedDialogs(const std::vector<pbx::DialogInfo>& dialogs);
   void scheduleRenewal();
 
+  // The wall clock as the trust module wants it.
+  SysTime sysNow() const { return sysTimeFromMs(timers_.wallMs()); }
+
   asio::io_context& io_;
+  Timers& timers_;
   store::Database& db_;
   pbx::Directory& directory_;
   pbx::PresenceHub& presence_;

@@ -16,6 +16,10 @@
 namespace verbund::federation {
 
 using SysTime = std::chrono::system_clock::time_point;
+// Wall-clock milliseconds since the Unix epoch (as Timers::wallMs() gives them) as a SysTime.
+inline SysTime sysTimeFromMs(int64_t unixMs) {
+  return SysTime(std::chrono::milliseconds(unixMs));
+}
 
 struct X509Free {
   void operator()(X509* p) const { X509_free(p); }

@@ -159,7 +159,8 @@ Result<size_t> TrustStore::mergeRevocations(std::string_view json) {
   return revocations_.merge(*list);
 }
 
-Result<void> TrustStore::save(store::Database& db, const std::filesystem::path& dataDir) const {
+Result<void> TrustStore::save(store::Database& db, const std::filesystem::path& dataDir,
+                              SysTime now) const {
   auto secret = detail::loadLocalSecret(dataDir, true);
   if (!secret) return secret.error();
   auto caCert = detail::certToPem(ca_.cert());
@@ -175,9 +176,8 @@ Result<void> TrustStore::save(store::Database& db, const std::filesystem::path& 
     nodeCert = std::move(*c);
     nodeKey = std::move(*k);
   }
-  int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+  int64_t nowMs =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   return db.transaction([&]() -> Result<void> {
     if (auto r =
             db.exec("INSERT OR REPLACE INTO federation_trust(id, federation_name, "

@@ -50,7 +50,9 @@ public:
   Result<size_t> mergeRevocations(std::string_view json); // parse + verify + merge
 
   // Persists everything (replacing the stored state; revocations are only ever added).
-  Result<void> save(store::Database& db, const std::filesystem::path& dataDir) const;
+  // `now` stamps the stored row.
+  Result<void> save(store::Database& db, const std::filesystem::path& dataDir,
+                    SysTime now = std::chrono::system_clock::now()) const;
   // Loads and re-validates everything; nullopt when this node is not in a federation.
   static Result<std::optional<TrustStore>> load(store::Database& db,
                                                 const std::filesystem::path& dataDir);

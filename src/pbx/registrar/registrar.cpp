@@ -188,9 +188,7 @@ Result<std::unique_ptr<Registrar>> Registrar::open(store::Database& db, Timers& 
 
 int64_t Registrar::wallNowMs() const {
   if (config_.wallClockMs) return config_.wallClockMs();
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return timers_.wallMs();
 }
 
 // Bindings survive a restart; the flows they came over do not. Connection ids are per process,

@@ -96,7 +96,7 @@ struct RegistrarConfig {
   // RFC 5627: hand out pub-gruu to instances that send "Supported: gruu" (see the file comment).
   bool offerGruu = false;
 
-  // Wall clock in ms since the epoch, for persisted expiry times; empty: the system clock.
+  // Wall clock in ms since the epoch, for persisted expiry times; empty: the injected timers'.
   std::function<int64_t()> wallClockMs;
 };
 

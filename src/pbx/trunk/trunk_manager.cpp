@@ -76,9 +76,7 @@ TrunkManager::~TrunkManager() {
 
 int64_t TrunkManager::nowMs() const {
   if (options_.wallClockMs) return options_.wallClockMs();
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return timers_.wallMs();
 }
 
 // ---- Settings ----

@@ -61,7 +61,7 @@ struct TrunkManagerOptions {
   Duration retryMax{600000};
   Duration refreshMargin{30000};
   std::string userAgent = "Verbund";
-  // Wall clock for TrunkStatus times (ms since the epoch); default system_clock.
+  // Wall clock for TrunkStatus times (ms since the epoch); default: the injected timers'.
   std::function<int64_t()> wallClockMs;
   // Where configure() persists (update()); may be null.
   store::Database* db = nullptr;

@@ -68,6 +68,18 @@ TransactionLayer::ServerTx* TransactionLayer::findServer(const Message& req,
   return &tx;
 }
 
+bool TransactionLayer::hasServerTransaction(const Message& request) {
+  if (!request.isRequest() || request.vias().empty()) return false;
+  std::string_view method = request.method() == Method::Ack ? "INVITE" : request.methodName();
+  return findServer(request, method) != nullptr;
+}
+
+void TransactionLayer::setServerState(ServerTx& tx, State s) {
+  auto pending = [](State st) { return st == State::Trying || st == State::Proceeding; };
+  if (!tx.internal && pending(tx.state) && !pending(s)) --pendingServers_;
+  tx.state = s;
+}
+
 void TransactionLayer::receiveRequest(MessagePtr req) {
   if (req->method() == Method::Ack) return receiveAck(std::move(req));
   if (req->method() == Method::Cancel) return receiveCancel(std::move(req));
@@ -147,7 +159,7 @@ void TransactionLayer::receiveAck(MessagePtr ack) {
     switch (tx->state) {
     case State::Completed:
       // RFC 3261 §17.2.1: Confirmed; Timer I (zero on reliable transports) absorbs further ACKs.
-      tx->state = State::Confirmed;
+      setServerState(*tx, State::Confirmed);
       cancelTimer(tx->retransmit);
       cancelTimer(tx->timeout);
       serverEnd(*tx, tx->reliable ? Duration(0) : config_.t4, ServerTxEnd::Normal);
@@ -216,6 +228,7 @@ TransactionLayer::ServerTx& TransactionLayer::createServer(MessagePtr request, b
   tx.invite = request->method() == Method::Invite;
   tx.reliable = isReliable(request->source().transport);
   tx.state = tx.invite ? State::Proceeding : State::Trying;
+  if (!internal) ++pendingServers_;
   tx.responsePeer = responseDestination(*request);
   tx.key = serverKey(*request, request->methodName());
   serverByKey_[tx.key] = id;
@@ -302,18 +315,18 @@ Result<void> TransactionLayer::sendOnServer(ServerTx& tx, int status, std::strin
   }
   ServerTxId id = tx.id;
   if (status < 200) {
-    if (!tx.invite) tx.state = State::Proceeding;
+    if (!tx.invite) setServerState(tx, State::Proceeding);
     return {};
   }
   if (!tx.invite) {
     // RFC 3261 §17.2.2: Completed; Timer J (zero on reliable transports).
-    tx.state = State::Completed;
+    setServerState(tx, State::Completed);
     serverEnd(tx, tx.reliable ? Duration(0) : 64 * config_.t1, ServerTxEnd::Normal);
     return {};
   }
   if (status >= 300) {
     // RFC 3261 §17.2.1: Completed; Timer G (unreliable only) and Timer H.
-    tx.state = State::Completed;
+    setServerState(tx, State::Completed);
     if (!tx.reliable) {
       tx.interval = config_.t1;
       tx.retransmit = timers_.after(tx.interval, [this, id] { serverTimerRetransmit(id); });
@@ -323,7 +336,7 @@ Result<void> TransactionLayer::sendOnServer(ServerTx& tx, int status, std::strin
   }
   if (tx.state == State::Accepted) return {}; // a 2xx resent by the TU
   // RFC 6026 §7.1: Accepted; Timer L absorbs INVITE retransmissions.
-  tx.state = State::Accepted;
+  setServerState(tx, State::Accepted);
   tx.timeout = timers_.after(64 * config_.t1, [this, id] { serverTimerTimeout(id); });
   if (config_.retransmitInvite2xx && !tx.internal) {
     // RFC 3261 §13.3.1.4: retransmit the 2xx (T1 doubling up to T2) until its ACK arrives.
@@ -371,7 +384,7 @@ void TransactionLayer::serverTimerTimeout(ServerTxId id) {
 
 void TransactionLayer::serverEnd(ServerTx& tx, Duration after, ServerTxEnd how) {
   if (after == Duration(0)) {
-    tx.state = State::Terminated;
+    setServerState(tx, State::Terminated);
     cancelTimer(tx.retransmit);
     cancelTimer(tx.timeout);
   }
@@ -395,6 +408,7 @@ void TransactionLayer::eraseServer(ServerTxId id) {
   auto it = servers_.find(id);
   if (it == servers_.end()) return;
   ServerTx& tx = it->second;
+  setServerState(tx, State::Terminated);
   cancelTimer(tx.retransmit);
   cancelTimer(tx.timeout);
   cancelTimer(tx.end);

@@ -503,12 +503,14 @@ Result<void> TransactionLayer::sendStateless(const Peer& to, std::string_view by
 }
 
 Result<void> TransactionLayer::respondStateless(const Message& request, int status,
-                                                std::string_view reason) {
+                                                std::string_view reason,
+                                                std::span<const HeaderField> extraHeaders) {
   if (!request.isRequest() || request.method() == Method::Ack)
     return makeError(400, "cannot respond to this message");
   std::string tag = status > 100 ? newTag() : std::string();
-  return transport_.send(responseDestination(request),
-                         responseTo(request, status, reason, tag).finish());
+  auto b = responseTo(request, status, reason, tag);
+  for (const HeaderField& h : extraHeaders) b.header(h.name, h.value);
+  return transport_.send(responseDestination(request), b.finish());
 }
 
 } // namespace verbund::sip

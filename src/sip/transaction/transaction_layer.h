@@ -183,11 +183,20 @@ public:
   // Sends bytes without a transaction: the ACK for a 2xx (RFC 3261 §13.2.2.4) or a stateless
   // response (then to responseDestination(request)).
   Result<void> sendStateless(const Peer& to, std::string_view bytes);
-  Result<void> respondStateless(const Message& request, int status, std::string_view reason = {});
+  // RFC 3261 §8.2.7: a response from no transaction (never retransmitted; a retransmitted
+  // request is answered again), with optional extra headers.
+  Result<void> respondStateless(const Message& request, int status, std::string_view reason = {},
+                                std::span<const HeaderField> extraHeaders = {});
 
   // Live transactions (for tests and metrics).
   size_t clientCount() const { return clients_.size(); }
   size_t serverCount() const { return servers_.size(); }
+  // Server transactions announced to the TU that have not sent a final response yet: the work
+  // the TU has in hand (the overload cap counts these, not those lingering in Timer J/I/L).
+  size_t pendingServerCount() const { return pendingServers_; }
+  // True when `request` matches a live server transaction (RFC 3261 §17.2.3), i.e. it is a
+  // retransmission the layer will absorb; an ACK is matched against INVITE transactions.
+  bool hasServerTransaction(const Message& request);
 
 private:
   enum class State : uint8_t {
@@ -272,6 +281,8 @@ private:
   void serverTimerTimeout(ServerTxId id);
   void serverEnd(ServerTx& tx, Duration after, ServerTxEnd how);
   void eraseServer(ServerTxId id);
+  // Every state change of a server transaction after creation, to keep pendingServers_.
+  void setServerState(ServerTx& tx, State s);
   // Answers a request from a server transaction of the layer's own (no TU calls).
   ServerTxId internalRespond(MessagePtr request, int status, std::string_view reason,
                              std::string_view headerName = {}, std::string_view headerValue = {},
@@ -289,6 +300,7 @@ private:
   TransactionConfig config_;
   RequestScreen screen_;
   uint64_t nextId_ = 0;
+  size_t pendingServers_ = 0;
   std::string scratch_; // lookup keys are built here to avoid an allocation per message
 
   std::unordered_map<ClientTxId, ClientTx> clients_;

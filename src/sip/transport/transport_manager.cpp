@@ -5,16 +5,20 @@
 #include "sip/transport/framing.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <optional>
 
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
 #include <asio/ip/v6_only.hpp>
+#include <asio/post.hpp>
 #include <asio/ssl.hpp>
 #include <asio/write.hpp>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 namespace verbund::sip {
 
@@ -25,6 +29,10 @@ using asio::ip::udp;
 using TlsStream = asio::ssl::stream<tcp::socket>;
 
 constexpr size_t kDatagramBufferSize = 64 * 1024;
+// Datagrams handled per wake-up before other handlers get a turn. Large enough that the receiver
+// can serve in-dialog traffic of a burst first, small enough to keep timers on time.
+constexpr size_t kMaxDatagramBatch = 32;
+constexpr auto kMaxDatagramAge = std::chrono::seconds(60);
 constexpr size_t kStreamReadSize = 16 * 1024;
 constexpr size_t kMaxWriteBatch = 64;
 constexpr int kTransportErrorCode = 503; // RFC 3261 §8.1.3.1: a transport error acts like a 503
@@ -48,6 +56,8 @@ Counter connectionsReaped("sip_transport_connections_reaped_total",
                           "TCP/TLS connections closed for being idle");
 Counter tlsHandshakeFailures("sip_transport_tls_handshake_failures_total",
                              "TLS handshakes that failed or whose peer was rejected");
+Counter datagramsDroppedByKernel("sip_transport_datagrams_dropped_by_kernel_total",
+                                 "UDP datagrams the kernel discarded for a full receive buffer");
 Counter sendErrors("sip_transport_send_errors_total", "sends that failed");
 Counter receiveErrors("sip_transport_receive_errors_total", "socket receive/accept errors");
 
@@ -99,6 +109,20 @@ Error transportError(std::string message) {
   return makeError(kTransportErrorCode, std::move(message));
 }
 
+// Kernel receive timestamps (the overload signal is a datagram's age) and the drop counter
+// (SO_RXQ_OVFL, Linux). A larger receive buffer turns bursts into measurable delay instead of
+// drops; the kernel caps it at its configured maximum. All best effort.
+void enableDatagramStamps(udp::socket& s, int receiveBuffer) {
+  int on = 1;
+  int fd = s.native_handle();
+  (void)::setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+#ifdef SO_RXQ_OVFL
+  (void)::setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on);
+#endif
+  if (receiveBuffer > 0)
+    (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, sizeof receiveBuffer);
+}
+
 bool onlyCrlf(const char* p, size_t n) {
   for (size_t i = 0; i < n; ++i)
     if (p[i] != '\r' && p[i] != '\n') return false;
@@ -114,8 +138,8 @@ struct TransportManager::Listener {
   std::optional<tcp::acceptor> acceptor;
   std::optional<udp::socket> datagram;
   std::unique_ptr<char[]> buffer; // UDP receive buffer
-  udp::endpoint from;
-  asio::steady_timer backoff; // after accept errors such as EMFILE, so we do not spin
+  uint32_t kernelDropsSeen = 0;   // the socket's SO_RXQ_OVFL counter at the last datagram
+  asio::steady_timer backoff;     // after accept errors such as EMFILE, so we do not spin
   bool closed = false;
 };
 
@@ -228,6 +252,7 @@ Result<SockAddr> TransportManager::listen(TransportType type, const SockAddr& ad
     if (!ec) l->datagram->bind(ep, ec);
     // send() is synchronous and must never block the loop.
     if (!ec) l->datagram->non_blocking(true, ec);
+    if (!ec) enableDatagramStamps(*l->datagram, options_.udpReceiveBuffer);
     if (!ec) ep = l->datagram->local_endpoint(ec);
     if (ec) return makeError(500, "UDP listen on " + addr.toString() + ": " + ec.message());
     l->local = fromEndpoint(ep);
@@ -264,28 +289,122 @@ std::vector<SockAddr> TransportManager::listeningAddresses(TransportType type) c
 }
 
 void TransportManager::startReceive(const std::shared_ptr<Listener>& l) {
-  l->datagram->async_receive_from(
-      asio::buffer(l->buffer.get(), kDatagramBufferSize), l->from,
-      [g = guard_, l](const asio::error_code& ec, size_t n) {
-        TransportManager* m = *g;
-        if (!m || l->closed) return;
-        if (ec) {
-          if (ec == asio::error::operation_aborted) return;
-          receiveErrors.inc();
-          transportLog().debug("UDP receive on {}: {}", l->local.toString(), ec.message());
-          m->startReceive(l);
-          return;
-        }
-        if (onlyCrlf(l->buffer.get(), n)) {
-          keepalivesReceived.inc(); // CRLF keep-alive (or empty datagram): nothing to deliver
-        } else if (m->user_) {
-          datagramsReceived.inc();
-          Peer from{TransportType::Udp, fromEndpoint(l->from), l->local, 0};
-          m->user_->onReceive(std::string(l->buffer.get(), n), from);
-          if (!*g || l->closed) return; // the user closed or destroyed us
-        }
-        m->startReceive(l);
-      });
+  // Wait for readability, then drain with recvmsg(): Asio's receive_from cannot hand over the
+  // kernel receive timestamp. Only armed after the socket has been drained to EAGAIN, so no
+  // readiness edge is missed (see drainDatagrams).
+  l->datagram->async_wait(udp::socket::wait_read, [g = guard_, l](const asio::error_code& ec) {
+    TransportManager* m = *g;
+    if (!m || l->closed) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      receiveErrors.inc();
+      transportLog().debug("UDP wait on {}: {}", l->local.toString(), ec.message());
+      m->startReceive(l);
+      return;
+    }
+    m->drainDatagrams(l);
+  });
+}
+
+TransportManager::Datagram TransportManager::receiveDatagram(Listener& l) {
+  sockaddr_storage from{};
+  iovec iov{l.buffer.get(), kDatagramBufferSize};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) + CMSG_SPACE(sizeof(uint32_t)) + 64];
+  msghdr msg{};
+  msg.msg_name = &from;
+  msg.msg_namelen = sizeof from;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(l.datagram->native_handle(), &msg, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  Datagram d;
+  if (n < 0) {
+    d.kind =
+        (errno == EAGAIN || errno == EWOULDBLOCK) ? Datagram::Kind::Empty : Datagram::Kind::Error;
+    d.error = errno;
+    return d;
+  }
+  d.kind = Datagram::Kind::Received;
+  d.size = size_t(n);
+  udp::endpoint ep;
+  if (msg.msg_namelen <= ep.capacity()) {
+    std::memcpy(ep.data(), &from, msg.msg_namelen);
+    ep.resize(msg.msg_namelen);
+  }
+  d.from = fromEndpoint(ep);
+  // The kernel stamps datagrams with CLOCK_REALTIME; carry the age over to the steady clock.
+  TimePoint now = Clock::now();
+  d.receivedAt = now;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_TIMESTAMPNS) {
+      timespec ts, wall;
+      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      ::clock_gettime(CLOCK_REALTIME, &wall);
+      auto age = std::chrono::seconds(wall.tv_sec - ts.tv_sec) +
+                 std::chrono::nanoseconds(wall.tv_nsec - ts.tv_nsec);
+      // A wall-clock step between receipt and now would give nonsense; keep it within bounds.
+      if (age > Clock::duration::zero() && age < kMaxDatagramAge)
+        d.receivedAt = now - std::chrono::duration_cast<Clock::duration>(age);
+    }
+#ifdef SO_RXQ_OVFL
+    if (c->cmsg_type == SO_RXQ_OVFL) {
+      uint32_t dropped;
+      std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
+      d.kernelDrops = dropped - l.kernelDropsSeen; // the kernel's counter wraps at 2^32
+      l.kernelDropsSeen = dropped;
+    }
+#endif
+  }
+  return d;
+}
+
+void TransportManager::drainDatagrams(const std::shared_ptr<Listener>& l) {
+  Guard g = guard_; // the user may close or destroy us from onReceive
+  if (user_) user_->onReceiveBatchBegin();
+  uint64_t drops = 0;
+  bool drained = false;
+  for (size_t i = 0; i < kMaxDatagramBatch; ++i) {
+    Datagram d = receiveDatagram(*l);
+    if (d.kind == Datagram::Kind::Empty) {
+      drained = true;
+      break;
+    }
+    if (d.kind == Datagram::Kind::Error) {
+      // Pending socket errors (e.g. ICMP reports) are consumed by the read; go on draining.
+      receiveErrors.inc();
+      transportLog().debug("UDP receive on {}: {}", l->local.toString(), std::strerror(d.error));
+      continue;
+    }
+    drops += d.kernelDrops;
+    if (onlyCrlf(l->buffer.get(), d.size)) {
+      keepalivesReceived.inc(); // CRLF keep-alive (or empty datagram): nothing to deliver
+      continue;
+    }
+    if (!user_) continue;
+    datagramsReceived.inc();
+    Peer from{TransportType::Udp, d.from, l->local, 0};
+    user_->onReceive(std::string(l->buffer.get(), d.size), from, d.receivedAt);
+    if (!*g) return; // destroyed by the user
+    if (l->closed) break;
+  }
+  if (drops) datagramsDroppedByKernel.inc(drops);
+  if (user_) user_->onReceiveBatchEnd(drops);
+  if (!*g || l->closed) return;
+  if (drained) {
+    startReceive(l);
+    return;
+  }
+  // A full batch: let timers and other sockets run, then go on draining this one. (Not
+  // async_wait: the socket may already be readable, and the reactor only reports edges.)
+  asio::post(io_, [g, l] {
+    TransportManager* m = *g;
+    if (m && !l->closed) m->drainDatagrams(l);
+  });
 }
 
 void TransportManager::startAccept(const std::shared_ptr<Listener>& l) {
@@ -420,6 +539,9 @@ void TransportManager::startRead(const std::shared_ptr<Connection>& c) {
 void TransportManager::onRead(const std::shared_ptr<Connection>& c, size_t n) {
   Guard g = guard_;
   c->lastActivity = Clock::now();
+  // The kernel queue of a stream is invisible here (TCP flow control pushes back on the
+  // sender); its messages count as received when read.
+  TimePoint readAt = c->lastActivity;
   c->framer.feed(std::string_view(c->readBuffer.get(), n));
   for (;;) {
     StreamFramer::Frame f = c->framer.next();
@@ -434,7 +556,7 @@ void TransportManager::onRead(const std::shared_ptr<Connection>& c, size_t n) {
     case StreamFramer::Kind::Message:
       streamMessagesReceived.inc();
       if (user_) {
-        user_->onReceive(std::move(f.message), peerOf(*c));
+        user_->onReceive(std::move(f.message), peerOf(*c), readAt);
         if (!*g || c->state == Connection::State::Closed) return;
       }
       break;

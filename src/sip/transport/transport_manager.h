@@ -54,6 +54,7 @@ struct TransportOptions {
   size_t maxHeaderBytes = 16 * 1024;
   size_t maxMessageBytes = 64 * 1024;
   size_t maxWriteQueueBytes = 4 * 1024 * 1024; // per connection; beyond it send() fails
+  int udpReceiveBuffer = 4 * 1024 * 1024;      // SO_RCVBUF asked for; 0 keeps the system's
 };
 
 class TransportManager final : public Transport {
@@ -107,7 +108,18 @@ private:
   using Guard = std::shared_ptr<TransportManager*>;
 
   void startAccept(const std::shared_ptr<Listener>& l);
+  struct Datagram {
+    enum class Kind { Received, Empty, Error };
+    Kind kind = Kind::Empty;
+    size_t size = 0;
+    int error = 0;
+    SockAddr from;
+    TimePoint receivedAt;
+    uint64_t kernelDrops = 0;
+  };
   void startReceive(const std::shared_ptr<Listener>& l);
+  void drainDatagrams(const std::shared_ptr<Listener>& l);
+  static Datagram receiveDatagram(Listener& l);
   void startRead(const std::shared_ptr<Connection>& c);
   void onRead(const std::shared_ptr<Connection>& c, size_t n);
   void startHandshake(const std::shared_ptr<Connection>& c, bool server);

@@ -2,6 +2,7 @@
 // short timing parameters. Every wait is bounded (runUntil) and polls a condition.
 #include "federation/control/link_manager.h"
 
+#include "base/asio_timers.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "federation/trust/cert_builder.h"
@@ -148,7 +149,7 @@ LinkOptions fastOptions() {
 struct Node {
   Node(asio::io_context& ioc, const FederationCa& ca, std::string nodeId,
        LinkOptions opts = fastOptions(), ProtocolVersion protocol = kProtocolVersion)
-      : io(ioc), id(std::move(nodeId)), trust(copyCa(ca)), options(opts) {
+      : io(ioc), timers(ioc), id(std::move(nodeId)), trust(copyCa(ca)), options(opts) {
     auto creds = mintNodeCertificate(ca, id, "Node " + id, {"127.0.0.1"});
     EXPECT_TRUE(creds.ok());
     EXPECT_TRUE(trust.setNodeCredentials(std::move(*creds)).ok());
@@ -160,7 +161,7 @@ struct Node {
   }
 
   void start() {
-    links = std::make_unique<LinkManager>(io, handler, options);
+    links = std::make_unique<LinkManager>(io, timers, handler, options);
     auto bound = links->listen(SockAddr::parse("127.0.0.1:" + std::to_string(port)).value());
     ASSERT_TRUE(bound.ok()) << bound.error().message;
     port = bound->port;
@@ -177,6 +178,7 @@ struct Node {
   }
 
   asio::io_context& io;
+  AsioTimers timers;
   std::string id;
   TrustStore trust;
   LinkOptions options;
@@ -752,7 +754,8 @@ TEST_F(LinkManagerTest, HandlerMayDestroyTheManager) {
 
 TEST_F(LinkManagerTest, RefusesWithoutCredentials) {
   Recorder h;
-  LinkManager links(io, h, fastOptions());
+  AsioTimers timers(io);
+  LinkManager links(io, timers, h, fastOptions());
   FederationCa other = FederationCa::create("Leer").value();
   TrustStore bare(copyCa(other));
   auto r = links.setCredentials(&bare, Hello{});

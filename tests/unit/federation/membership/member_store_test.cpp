@@ -1,5 +1,6 @@
 #include "federation/membership/member_store.h"
 
+#include "base/manual_timers.h"
 #include "federation/trust/certificates.h"
 #include "federation/trust/revocation.h"
 
@@ -25,6 +26,7 @@ MemberRecord member(std::string id, std::string name, int64_t updatedMs = 1000) 
 }
 
 struct Fixture {
+  ManualTimers timers;
   std::unique_ptr<store::Database> db;
   std::unique_ptr<MemberStore> store;
   explicit Fixture(const std::string& path = ":memory:") { reopen(path); }
@@ -34,7 +36,7 @@ struct Fixture {
     auto d = store::Database::open(path, MemberStore::migrations());
     ASSERT_TRUE(d.ok()) << d.error().message;
     db = std::move(d.value());
-    auto s = MemberStore::open(*db);
+    auto s = MemberStore::open(*db, timers);
     ASSERT_TRUE(s.ok()) << s.error().message;
     store = std::move(s.value());
   }
@@ -201,7 +203,7 @@ TEST(MemberStore, PersistsAcrossReopen) {
     ASSERT_TRUE(f.store->upsert(member("node-b", "Hamburg")).ok());
     ASSERT_TRUE(f.store->remove("node-b").ok());
     ASSERT_TRUE(f.store->upsert(member("node-c", "Köln")).ok());
-    f.store->setClock([] { return int64_t(42); });
+    f.timers.setWallStart(42);
     ASSERT_TRUE(f.store->audit("member-joined", "node-c", "Köln joined").ok());
   }
   Fixture f(path);
@@ -224,7 +226,7 @@ TEST(MemberStore, SkipsCorruptRows) {
   ASSERT_TRUE(f.db->exec("INSERT INTO federation_members VALUES ('node-z', 'Z', 'not json', '', "
                          "'', '', 0)")
                   .ok());
-  auto s = MemberStore::open(*f.db);
+  auto s = MemberStore::open(*f.db, f.timers);
   ASSERT_TRUE(s.ok());
   ASSERT_EQ((*s)->all().size(), 1u);
   EXPECT_EQ((*s)->all()[0].nodeId, "node-a");
@@ -305,7 +307,7 @@ TEST(MemberStore, ClearKeepsAudit) {
   ASSERT_TRUE(f.store->audit("left", "node-self", "left the federation").ok());
   ASSERT_TRUE(f.store->clear().ok());
   EXPECT_TRUE(f.store->all().empty());
-  auto s = MemberStore::open(*f.db);
+  auto s = MemberStore::open(*f.db, f.timers);
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE((*s)->all().empty());
   EXPECT_EQ(f.store->auditLog()->size(), 1u);
@@ -313,10 +315,9 @@ TEST(MemberStore, ClearKeepsAudit) {
 
 TEST(MemberStore, AuditNewestFirstCleanedAndCapped) {
   Fixture f;
-  int64_t now = 1000;
-  f.store->setClock([&] { return now; });
+  f.timers.setWallStart(1000);
   ASSERT_TRUE(f.store->audit("created", "node-a", "first").ok());
-  now = 2000;
+  f.timers.advance(std::chrono::milliseconds(1000));
   ASSERT_TRUE(f.store->audit("member-joined", "node-b", "line1\nline2\x7f \xff end").ok());
   auto log = f.store->auditLog();
   ASSERT_TRUE(log.ok());

@@ -22,7 +22,9 @@ protected:
     cfg.supported = {"100rel", "replaces"};
     stack = std::make_unique<SipStack>(transport, timers, tu, cfg);
   }
-  void receive(const std::string& bytes, const Peer& from) { stack->onReceive(bytes, from); }
+  void receive(const std::string& bytes, const Peer& from) {
+    stack->onReceive(bytes, from, timers.now());
+  }
 };
 
 const char* kBadCSeq = "INVITE sip:bob@192.0.2.1 SIP/2.0\r\n"
