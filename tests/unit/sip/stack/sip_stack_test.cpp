@@ -165,7 +165,7 @@ TEST_F(StackTest, Require100relGets420WhenPrackIsNotSupported) {
   SipStack node(transport, timers, tu, cfg);
   RequestSpec s;
   s.extra = "Supported: timer\r\nRequire: 100rel\r\n";
-  node.onReceive(requestText(s), udp);
+  node.onReceive(requestText(s), udp, timers.now());
   EXPECT_TRUE(tu.requests.empty());
   ASSERT_EQ(transport.sent.size(), 1u);
   auto resp = transport.parsed(0);
@@ -175,7 +175,7 @@ TEST_F(StackTest, Require100relGets420WhenPrackIsNotSupported) {
   timer.via = "SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKtimer";
   timer.callId = "call-3";
   timer.extra = "Require: timer\r\nSession-Expires: 1800\r\n";
-  node.onReceive(requestText(timer), udp);
+  node.onReceive(requestText(timer), udp, timers.now());
   EXPECT_EQ(tu.requests.size(), 1u);
 }
 
