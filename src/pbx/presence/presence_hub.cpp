@@ -150,10 +150,14 @@ void PresenceHub::resync(const std::string& owner, std::vector<UserDialogs> user
   for (size_t i = 0; i < keys.size(); ++i) notify(before[i], get(keys[i]), {});
 }
 
+// Edits the user's entry in place: a busy user (a queue, a load test) may have hundreds of
+// dialogs, and every call reports several events for each of its parties, so copying or
+// comparing the whole list per event made the cost of a call grow with the number of live calls.
+// The change handed to listeners is built only when someone listens.
 void PresenceHub::callEvent(const UserKey& user, CallEventKind kind, DialogInfo dialog) {
-  std::vector<DialogInfo> dialogs = get(user).dialogs;
-  DialogInfo* existing = findDialog(dialogs, dialog.id);
-  std::vector<DialogInfo> ended;
+  auto it = entries_.find(user);
+  DialogInfo* existing = it == entries_.end() ? nullptr : findDialog(it->second.dialogs, dialog.id);
+  std::optional<DialogInfo> ended;
   switch (kind) {
   case CallEventKind::Ringing:
   case CallEventKind::Answered:
@@ -165,19 +169,46 @@ void PresenceHub::callEvent(const UserKey& user, CallEventKind kind, DialogInfo 
     dialog.stateCode = 0;
     if (existing) {
       mergeInto(dialog, *existing);
+      if (dialog == *existing) return; // nothing a watcher could see changed
       *existing = std::move(dialog);
     } else {
-      dialogs.push_back(std::move(dialog));
+      if (it == entries_.end()) it = entries_.try_emplace(user).first;
+      it->second.dialogs.push_back(std::move(dialog));
     }
     break;
-  case CallEventKind::Ended:
+  case CallEventKind::Ended: {
     if (!existing) return; // never seen live: nothing to end
+    // Reported once as terminated, with why it ended (RFC 4235 §3.7.1).
+    DialogInfo t = std::move(*existing);
+    t.state = DialogState::Terminated;
+    t.stateEvent = std::move(dialog.stateEvent);
+    t.stateCode = dialog.stateCode;
+    if (!dialog.remoteTag.empty()) t.remoteTag = std::move(dialog.remoteTag);
+    auto& dialogs = it->second.dialogs;
     dialogs.erase(dialogs.begin() + (existing - dialogs.data()));
-    ended.push_back(std::move(dialog));
+    if (dialogs.empty() && !ownerUnknown(user.owner)) {
+      entries_.erase(it);
+      it = entries_.end();
+    }
+    ended = std::move(t);
     break;
   }
-  bool keep = !dialogs.empty() || ownerUnknown(user.owner);
-  update(user, keep ? std::optional(std::move(dialogs)) : std::nullopt, ended);
+  }
+  if (!watched(user)) return;
+  UserPresence change;
+  change.key = user;
+  if (it != entries_.end()) {
+    change.dialogs = it->second.dialogs;
+    change.state = deriveLineState(change.dialogs);
+  }
+  if (ended) change.dialogs.push_back(std::move(*ended));
+  dispatch(change);
+}
+
+bool PresenceHub::watched(const UserKey& user) const {
+  if (!all_.empty()) return true;
+  auto it = byKey_.find(user);
+  return it != byKey_.end() && !it->second.empty();
 }
 
 std::vector<UserPresence> PresenceHub::snapshot() const {

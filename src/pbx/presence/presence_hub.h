@@ -113,6 +113,7 @@ private:
   void notify(const UserPresence& before, const UserPresence& after,
               const std::vector<DialogInfo>& endedHints);
   void dispatch(const UserPresence& change);
+  bool watched(const UserKey& user) const; // any listener for this user's changes
   std::vector<UserKey> keysOf(const std::string& owner) const;
   static std::vector<DialogInfo> liveOnly(std::vector<DialogInfo> dialogs,
                                           std::vector<DialogInfo>* ended);
