@@ -6,12 +6,6 @@ namespace verbund::pbx {
 
 namespace {
 
-DialogInfo* findDialog(std::vector<DialogInfo>& dialogs, const std::string& id) {
-  for (DialogInfo& d : dialogs)
-    if (d.id == id) return &d;
-  return nullptr;
-}
-
 // A later event about a dialog may carry less than the first (e.g. "answered" without the
 // caller's name): keep what is known.
 void mergeInto(DialogInfo& next, const DialogInfo& prev) {
@@ -31,6 +25,32 @@ void mergeInto(DialogInfo& next, const DialogInfo& prev) {
 
 } // namespace
 
+void PresenceHub::Entry::assign(std::vector<DialogInfo> dialogs) {
+  list_.clear();
+  byId_.clear();
+  for (DialogInfo& d : dialogs) add(std::move(d));
+}
+
+DialogInfo* PresenceHub::Entry::find(const std::string& id) {
+  auto it = byId_.find(id);
+  return it == byId_.end() ? nullptr : &*it->second;
+}
+
+void PresenceHub::Entry::add(DialogInfo d) {
+  // Ids are unique per user; should a peer send one twice, the first one is the one found.
+  list_.push_back(std::move(d));
+  byId_.try_emplace(list_.back().id, std::prev(list_.end()));
+}
+
+DialogInfo PresenceHub::Entry::take(const std::string& id) {
+  auto it = byId_.find(id);
+  auto pos = it->second;
+  byId_.erase(it);
+  DialogInfo d = std::move(*pos);
+  list_.erase(pos);
+  return d;
+}
+
 std::vector<DialogInfo> PresenceHub::liveOnly(std::vector<DialogInfo> dialogs,
                                               std::vector<DialogInfo>* ended) {
   std::vector<DialogInfo> live;
@@ -48,7 +68,7 @@ UserPresence PresenceHub::get(const UserKey& user) const {
   UserPresence p;
   p.key = user;
   if (auto it = entries_.find(user); it != entries_.end()) {
-    p.dialogs = it->second.dialogs;
+    p.dialogs = it->second.dialogs();
     p.state = deriveLineState(p.dialogs);
   } else if (unknownOwners_.count(user.owner)) {
     p.state = LineState::Unknown;
@@ -60,7 +80,7 @@ void PresenceHub::update(const UserKey& user, std::optional<std::vector<DialogIn
                          const std::vector<DialogInfo>& endedHints) {
   UserPresence before = get(user);
   if (dialogs)
-    entries_[user].dialogs = std::move(*dialogs);
+    entries_[user].assign(std::move(*dialogs));
   else
     entries_.erase(user);
   notify(before, get(user), endedHints);
@@ -146,17 +166,17 @@ void PresenceHub::resync(const std::string& owner, std::vector<UserDialogs> user
   for (const UserKey& k : keys) before.push_back(get(k));
   unknownOwners_.erase(owner);
   for (const UserKey& k : keys) entries_.erase(k);
-  for (auto& [k, d] : next) entries_[k].dialogs = std::move(d);
+  for (auto& [k, d] : next) entries_[k].assign(std::move(d));
   for (size_t i = 0; i < keys.size(); ++i) notify(before[i], get(keys[i]), {});
 }
 
-// Edits the user's entry in place: a busy user (a queue, a load test) may have hundreds of
+// Edits the user's entry in place: a busy user (a queue, a load test) may have thousands of
 // dialogs, and every call reports several events for each of its parties, so copying or
 // comparing the whole list per event made the cost of a call grow with the number of live calls.
 // The change handed to listeners is built only when someone listens.
 void PresenceHub::callEvent(const UserKey& user, CallEventKind kind, DialogInfo dialog) {
   auto it = entries_.find(user);
-  DialogInfo* existing = it == entries_.end() ? nullptr : findDialog(it->second.dialogs, dialog.id);
+  DialogInfo* existing = it == entries_.end() ? nullptr : it->second.find(dialog.id);
   std::optional<DialogInfo> ended;
   switch (kind) {
   case CallEventKind::Ringing:
@@ -173,20 +193,18 @@ void PresenceHub::callEvent(const UserKey& user, CallEventKind kind, DialogInfo 
       *existing = std::move(dialog);
     } else {
       if (it == entries_.end()) it = entries_.try_emplace(user).first;
-      it->second.dialogs.push_back(std::move(dialog));
+      it->second.add(std::move(dialog));
     }
     break;
   case CallEventKind::Ended: {
     if (!existing) return; // never seen live: nothing to end
     // Reported once as terminated, with why it ended (RFC 4235 §3.7.1).
-    DialogInfo t = std::move(*existing);
+    DialogInfo t = it->second.take(dialog.id);
     t.state = DialogState::Terminated;
     t.stateEvent = std::move(dialog.stateEvent);
     t.stateCode = dialog.stateCode;
     if (!dialog.remoteTag.empty()) t.remoteTag = std::move(dialog.remoteTag);
-    auto& dialogs = it->second.dialogs;
-    dialogs.erase(dialogs.begin() + (existing - dialogs.data()));
-    if (dialogs.empty() && !ownerUnknown(user.owner)) {
+    if (it->second.empty() && !ownerUnknown(user.owner)) {
       entries_.erase(it);
       it = entries_.end();
     }
@@ -198,7 +216,7 @@ void PresenceHub::callEvent(const UserKey& user, CallEventKind kind, DialogInfo 
   UserPresence change;
   change.key = user;
   if (it != entries_.end()) {
-    change.dialogs = it->second.dialogs;
+    change.dialogs = it->second.dialogs();
     change.state = deriveLineState(change.dialogs);
   }
   if (ended) change.dialogs.push_back(std::move(*ended));
