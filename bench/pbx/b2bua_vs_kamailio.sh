@@ -15,7 +15,10 @@
 #
 # usage: bench/pbx/b2bua_vs_kamailio.sh --verbund PATH [--rate R] [--duration S] [--pairs N]
 #          [--probe "R1 R2 ..."] [--probe-duration S] [--no-probe] [--hold MS]
-#          [--kamailio-children N] [--keep DIR]
+#          [--kamailio-children N] [--keep DIR] [--servers verbund,kamailio] [--log-level L]
+#          [--perf DIR [--perf-args "-F 999 -g"]]
+# --servers: run only the named servers. --perf: `perf record` attached to the server during each
+# step, one DIR/<step>.perf.data per step (read with `perf report -i FILE --no-children`).
 # Defaults: 2 pairs of 20 s at 200 calls/s; probe 100 200 400 800 1200 1600 2000 (15 s each).
 # Needs: sipp (sip-tester), kamailio, python3. Use a release build of verbund.
 set -euo pipefail

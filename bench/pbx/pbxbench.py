@@ -394,6 +394,34 @@ class Kamailio:
 
 
 # ----------------------------------------------------------------------------------------------
+# profiling (--perf DIR): `perf record` attached to the server across a step
+
+
+def start_perf(b: "Bench", srv, name: str):
+    if not b.args.perf or not shutil.which("perf"):
+        return None
+    d = Path(b.args.perf)
+    d.mkdir(parents=True, exist_ok=True)
+    out = d / f"{name}.perf.data"
+    cmd = ["perf", "record", *b.args.perf_args.split(), "-p", str(srv.pid), "-o", str(out)]
+    log = open(d / f"{name}.perf.log", "wb")
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return p
+
+
+def stop_perf(p) -> None:
+    if p is None:
+        return
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+# ----------------------------------------------------------------------------------------------
 # rows
 
 
@@ -521,17 +549,22 @@ def cmd_b2bua(h: Harness, a) -> None:
     b = Bench(h, a)
     print(f"Calls (INVITE, 180, 200, ACK, {a.hold} ms, BYE, 200); {machine_line()}")
     print(f"verbund: {a.verbund}")
-    v = Verbund(h)
-    v.create_users(1, 2)
+    servers = [x.strip() for x in a.servers.split(",") if x.strip()]
+    v = Verbund(h, a.log_level) if "verbund" in servers else None
     uas_v, uas_k = free_port(), free_port()
-    nodelib.register_sipp(h, v.node, "u2", pw(2), uas_v, expires=3600)
-    k = Kamailio(h, "calls", auth=False, shm_mb=1024, children=a.kamailio_children, nusers=10)
-    k.register_plain("callee", uas_k)
+    if v:
+        v.create_users(1, 2)
+        nodelib.register_sipp(h, v.node, "u2", pw(2), uas_v, expires=3600)
+    k = None
+    if "kamailio" in servers:
+        k = Kamailio(h, "calls", auth=False, shm_mb=1024, children=a.kamailio_children, nusers=10)
+        k.register_plain("callee", uas_k)
+    both = [srv for srv in (v, k) if srv is not None]
     uac_scen = h.tmp / "uac_b2bua.xml"
     uac_scen.write_text((HERE / "uac_b2bua.xml").read_text().replace('timeout="1000"', f'timeout="{a.hold}"'))
     kuac_scen = h.tmp / "uac_rr.xml"
     kuac_scen.write_text((HERE / "uac_rr.xml").read_text().replace('timeout="1000"', f'timeout="{a.hold}"'))
-    lport = {id(v): free_port(), id(k): free_port()}
+    lport = {id(srv): free_port() for srv in both}
     runs: list[tuple[str, SippRun]] = []
 
     def step(srv, tag, rate, dur) -> SippRun:
@@ -539,6 +572,7 @@ def cmd_b2bua(h: Harness, a) -> None:
         uas = b.start_uas(f"{tag}-{'v' if is_v else 'k'}-{rate}-uas", uas_v if is_v else uas_k,
                           HERE / "uas_rr.xml")
         time.sleep(0.7)
+        prof = start_perf(b, srv, f"{tag.replace(' ', '')}-{'v' if is_v else 'k'}-{rate}")
         w = Window(srv.pid)
         sargs = [f"{srv.addr[0]}:{srv.addr[1]}", "-i", LOOPBACK, "-p", lport[id(srv)], "-t", "u1",
                  "-r", rate, "-rp", "1000", "-m", rate * dur, "-recv_timeout", "10000",
@@ -550,6 +584,7 @@ def cmd_b2bua(h: Harness, a) -> None:
         r = b.run_sipp(f"{tag}-{'v' if is_v else 'k'}-{rate}", sargs, budget=dur * 3 + 40)
         ur = b.stop_uas(uas)
         w.close()  # includes the last calls' BYEs and the UAS's stop
+        stop_perf(prof)
         print(fmt_row(srv.name, f"{tag} (UAS: {ur.ok:,} ok, {ur.failed:,} failed)", f"{rate:,}",
                       dur, r, w), flush=True)
         runs.append((f"{srv.name} {tag} {rate}/s", r))
@@ -564,12 +599,12 @@ def cmd_b2bua(h: Harness, a) -> None:
     print()
     print(HEADER.replace("{per}", "call"))
     for i in range(a.pairs):
-        for srv in (v, k):
+        for srv in both:
             step(srv, f"fixed {i + 1}", a.rate, a.duration)
             time.sleep(1)
     if a.probe:
-        best = {id(v): None, id(k): None}
-        live = [v, k]
+        best = {id(srv): None for srv in both}
+        live = list(both)
         for rate in [int(x) for x in a.probe.split()]:
             for srv in list(live):
                 r = step(srv, "probe", rate, a.probe_duration)
@@ -580,14 +615,14 @@ def cmd_b2bua(h: Harness, a) -> None:
                 time.sleep(1)
             if not live:
                 break
-        for srv in (v, k):
+        for srv in both:
             bb = best[id(srv)]
             print(f"| **{srv.name}: highest clean probe step (< 0.1 % failed)** | | | | "
                   f"**{bb:,.0f}**" if bb else f"| **{srv.name}: no clean probe step** | | | | ",
                   "| | | | | | | |")
     print_findings(b, v, runs)
-    v.stop()
-    k.stop()
+    for srv in both:
+        srv.stop()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -749,6 +784,11 @@ def main() -> None:
     ap.add_argument("--hold-ms", type=int, default=60000, help="hold of the memory test's calls")
     ap.add_argument("--no-kamailio", action="store_true")
     ap.add_argument("--log-level", default="warn")
+    ap.add_argument("--servers", default="verbund,kamailio",
+                    help="b2bua: which servers to run, comma-separated (verbund, kamailio)")
+    ap.add_argument("--perf", help="b2bua: record a perf profile of the server per step into DIR")
+    ap.add_argument("--perf-args", default="-F 999 -g",
+                    help="arguments for perf record (default: %(default)s)")
     a = ap.parse_args()
     if a.duration > 600 or a.probe_duration > 600 or a.hold_ms > 600000:
         ap.error("durations are capped at 600 s")

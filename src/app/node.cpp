@@ -38,6 +38,9 @@ namespace verbund::app {
 namespace {
 
 const char* kVersion = "0.1.0";
+// How late a call record may reach the database (CallLog::deferWrites): the records of at most
+// this last moment are lost when the node is killed hard.
+constexpr Duration kCallLogWriteDelay{50};
 
 std::vector<store::Migration> nodeMigrations() {
   return {{"node", 1, "node identity", R"SQL(
@@ -243,6 +246,8 @@ struct Node::Impl {
   std::optional<pbx::Caller> checkCaller(sip::InviteSession& s, const sip::Message& invite);
   bool authorizeSubscribe(const sip::Message& subscribe);
   bool gate(sip::ServerTxId tx, const sip::Message& request);
+  bool challengeBareInvite(sip::ServerTxId tx, const sip::Message& invite);
+  void challenge(sip::ServerTxId tx, bool stale);
   bool registeredFlow(const sip::Message& request);
   void outOfDialog(sip::ServerTxId tx, const sip::Message& request);
 };
@@ -276,6 +281,8 @@ Result<void> Node::Impl::openStorage() {
   if (!dir) return dir.error();
   directory = std::move(dir.value());
   callLog = std::make_unique<pbx::CallLog>(*db);
+  // Call records in one transaction per quarter second instead of two per call (a commit each).
+  callLog->deferWrites(timers, kCallLogWriteDelay);
   auto auth = http::AdminAuth::open(*db, timers);
   if (!auth) return auth.error();
   adminAuth = std::move(auth.value());
@@ -591,6 +598,7 @@ std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
 // unless it comes over the flow a device registered from. INVITEs are checked by the call
 // engine's CallerCheck (it needs the session to answer); REGISTER by the registrar.
 bool Node::Impl::gate(sip::ServerTxId tx, const sip::Message& m) {
+  if (m.method() == sip::Method::Invite) return !challengeBareInvite(tx, m);
   if (m.method() != sip::Method::Subscribe) return true;
   bool stale = false;
   if (auto creds = m.header(sip::HeaderId::ProxyAuthorization)) {
@@ -601,12 +609,32 @@ bool Node::Impl::gate(sip::ServerTxId tx, const sip::Message& m) {
     }
   }
   if (registeredFlow(m)) return true;
+  challenge(tx, stale);
+  return false;
+}
+
+// The first INVITE of nearly every call from a phone carries no credentials. Its 407 is sent
+// here, from the transaction, before the dialog layer builds an INVITE session only to reject
+// and retire it. INVITEs with credentials, from other nodes or from the external line go on to
+// checkCaller, which verifies them (and challenges again when they fail).
+bool Node::Impl::challengeBareInvite(sip::ServerTxId tx, const sip::Message& m) {
+  if (m.header(sip::HeaderId::ProxyAuthorization)) return false;
+  const sip::Peer& from = m.source();
+  if (federation && from.transport == sip::TransportType::Tls &&
+      federationConnections.count(from.connection))
+    return false;
+  if (trunk && trunk->isTrunkPeer(from)) return false;
+  challenge(tx, false);
+  return true;
+}
+
+// RFC 3261 §22.3: a proxy-style challenge, so the phone answers with Proxy-Authorization.
+void Node::Impl::challenge(sip::ServerTxId tx, bool stale) {
   auto& txl = stack->transactions();
   auto b = txl.responseBuilder(tx, 407);
-  if (!b) return false;
+  if (!b) return;
   for (const auto& c : callAuth->challenges(stale)) b->header(sip::HeaderId::ProxyAuthenticate, c);
   (void)txl.respond(tx, b->finish());
-  return false;
 }
 
 bool Node::Impl::registeredFlow(const sip::Message& m) {
@@ -824,6 +852,7 @@ void Node::stop() {
   if (impl_->federation) impl_->federation->stop();
   if (impl_->trunk) impl_->trunk->stop();
   impl_->transport.close();
+  if (impl_->callLog) (void)impl_->callLog->flush();
 }
 
 } // namespace verbund::app

@@ -145,9 +145,22 @@ Result<SockAddr> FederationService::start() {
   (void)publisher_->update(directory_);
   directory_.onChange([this] { publishDirectory(); });
   scheduleRenewal();
-  presenceListener_ =
-      presence_.subscribeAll([this](const pbx::UserPresence& p) { onLocalPresence(p); });
+  followLocalPresence();
   return *bound;
+}
+
+// Local presence goes to the other members only while this node is in a federation. Without one
+// nobody would receive it, and a listener for every user makes the hub build each change for it
+// (all dialogs of the user, per call event).
+void FederationService::followLocalPresence() {
+  bool want = trust_ != nullptr && !stopped_;
+  if (want && !presenceListener_) {
+    presenceListener_ =
+        presence_.subscribeAll([this](const pbx::UserPresence& p) { onLocalPresence(p); });
+  } else if (!want && presenceListener_) {
+    presence_.unsubscribe(presenceListener_);
+    presenceListener_ = 0;
+  }
 }
 
 // Self-managing certificates: the node certificate is re-minted (with the federation CA every
@@ -238,6 +251,7 @@ Result<void> FederationService::adopt(std::unique_ptr<TrustStore> trust) {
   if (!same)
     if (auto r = links_->setCredentials(trust_.get(), selfHello()); !r) return r;
   (void)members_->upsert(selfRecord());
+  followLocalPresence();
   if (onTrustChanged) onTrustChanged(trust_.get());
   return {};
 }
@@ -380,6 +394,7 @@ void FederationService::forgetFederation() {
   (void)members_->clear();
   (void)replica_->clear();
   trust_.reset();
+  followLocalPresence();
   if (onTrustChanged) onTrustChanged(nullptr);
 }
 

@@ -131,6 +131,7 @@ private:
   void publishDirectory(); // local change → delta to all
   void sendPresenceSync(const std::string& to);
   void onLocalPresence(const pbx::UserPresence& p);
+  void followLocalPresence(); // presence listener while in a federation (trust_ set)
   void handleRevocations(const nlohmann::json& list);
   void dropRevokedMembers();
   void forgetFederation();

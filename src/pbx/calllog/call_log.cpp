@@ -1,5 +1,7 @@
 #include "pbx/calllog/call_log.h"
 
+#include "base/log.h"
+
 #include <algorithm>
 #include <array>
 
@@ -59,17 +61,72 @@ ALTER TABLE call_records ADD COLUMN related_id TEXT NOT NULL DEFAULT '';
 )SQL"}};
 }
 
+CallLog::~CallLog() {
+  if (timers_ && flushTimer_) timers_->cancel(flushTimer_);
+  flushTimer_ = 0;
+  if (auto r = flush(); !r)
+    logger("calls")->error("call log: {} records not written: {}", pending_.size(),
+                           r.error().message);
+}
+
+void CallLog::deferWrites(Timers& timers, Duration delay) {
+  timers_ = &timers;
+  delay_ = delay;
+}
+
 Result<int64_t> CallLog::save(const CallRecord& record) {
   bool pending = std::any_of(kept_.begin(), kept_.end(), [&](const CallOutcome& o) {
     return o.correlationId == record.correlationId ||
            o.relatedCorrelationId == record.correlationId;
   });
-  if (!pending) return write(record);
+  if (!pending && !timers_) return write(record);
   CallRecord merged = record;
   for (const auto& o : kept_)
     if (o.correlationId == record.correlationId || o.relatedCorrelationId == record.correlationId)
       mergeOutcome(merged, o);
-  return write(merged);
+  if (!timers_) return write(merged);
+  defer(std::move(merged));
+  return int64_t(0);
+}
+
+void CallLog::defer(CallRecord record) {
+  auto [it, fresh] = pendingIndex_.try_emplace(record.correlationId, pending_.size());
+  if (fresh)
+    pending_.push_back(std::move(record));
+  else
+    pending_[it->second] = std::move(record); // the newer view of the same call
+  if (pending_.size() >= kMaxDeferred) {
+    if (auto r = flush(); !r)
+      logger("calls")->error("call log: writing call records failed: {}", r.error().message);
+    return;
+  }
+  if (!flushTimer_) {
+    flushTimer_ = timers_->after(delay_, [this] {
+      flushTimer_ = 0;
+      if (auto r = flush(); !r)
+        logger("calls")->error("call log: writing call records failed: {}", r.error().message);
+    });
+  }
+}
+
+Result<void> CallLog::flush() {
+  if (flushTimer_) timers_->cancel(flushTimer_);
+  flushTimer_ = 0;
+  if (pending_.empty()) return {};
+  std::vector<CallRecord> batch = std::move(pending_);
+  pending_.clear();
+  pendingIndex_.clear();
+  auto tx = db_.transaction([&]() -> Result<void> {
+    for (const auto& r : batch)
+      if (auto w = writeRow(r); !w) return w.error();
+    return {};
+  });
+  if (tx) return {};
+  // One bad record must not cost the others: write them one by one, keep the first error.
+  Result<void> first;
+  for (const auto& r : batch)
+    if (auto w = write(r); !w && first) first = w.error();
+  return first;
 }
 
 std::string CallLog::ownerHere(const std::string& owner) const {
@@ -161,6 +218,7 @@ void CallLog::mergeOutcome(CallRecord& r, const CallOutcome& o) const {
 Result<int> CallLog::applyOutcome(const CallOutcome& o) {
   if (o.correlationId.empty() && o.relatedCorrelationId.empty())
     return Error{1, "call outcome without correlation id"};
+  if (auto f = flush(); !f) return f.error();
   // Keep it (replacing an older outcome of the same call): the engine here may save its own
   // view of the call later (at its end), and that save merges the outcome again.
   kept_.erase(std::remove_if(kept_.begin(), kept_.end(),
@@ -187,50 +245,59 @@ Result<int> CallLog::applyOutcome(const CallOutcome& o) {
 Result<int64_t> CallLog::write(const CallRecord& r) {
   int64_t id = 0;
   auto tx = db_.transaction([&]() -> Result<void> {
-    auto existing =
-        db_.query("SELECT id FROM call_records WHERE correlation_id = ?1", {r.correlationId});
-    if (!existing) return existing.error();
-    std::vector<store::Value> v{r.correlationId,
-                                r.direction,
-                                r.caller,
-                                r.callerName,
-                                r.dialled,
-                                r.answeredBy,
-                                std::string(dispositionName(r.disposition)),
-                                int64_t(r.viaTrunk),
-                                r.startMs,
-                                r.answerMs,
-                                r.endMs,
-                                r.relatedCorrelationId};
-    if (existing->empty()) {
-      auto ins = db_.exec("INSERT INTO call_records(correlation_id, direction, caller, "
-                          "caller_name, dialled, answered_by, disposition, via_trunk, start_ms, "
-                          "answer_ms, end_ms, related_id) "
-                          "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
-                          v);
-      if (!ins) return ins;
-      id = db_.lastInsertId();
-    } else {
-      id = num(existing->at(0)[0]);
-      v.push_back(id);
-      auto up = db_.exec("UPDATE call_records SET correlation_id=?1, direction=?2, caller=?3, "
-                         "caller_name=?4, dialled=?5, answered_by=?6, disposition=?7, "
-                         "via_trunk=?8, start_ms=?9, answer_ms=?10, end_ms=?11, related_id=?12 "
-                         "WHERE id=?13",
-                         v);
-      if (!up) return up;
-      if (auto d = db_.exec("DELETE FROM call_parties WHERE call_id = ?1", {id}); !d) return d;
-    }
-    for (const auto& p : r.parties) {
-      auto ins = db_.exec("INSERT INTO call_parties(call_id, role, extension, name, owner, "
-                          "disposition) VALUES (?1,?2,?3,?4,?5,?6)",
-                          {id, std::string(kRoles[size_t(p.role)]), p.extension, p.name, p.owner,
-                           std::string(dispositionName(p.disposition))});
-      if (!ins) return ins;
-    }
+    auto w = writeRow(r);
+    if (!w) return w.error();
+    id = *w;
     return {};
   });
   if (!tx) return tx.error();
+  return id;
+}
+
+Result<int64_t> CallLog::writeRow(const CallRecord& r) {
+  int64_t id = 0;
+  auto existing =
+      db_.query("SELECT id FROM call_records WHERE correlation_id = ?1", {r.correlationId});
+  if (!existing) return existing.error();
+  std::vector<store::Value> v{r.correlationId,
+                              r.direction,
+                              r.caller,
+                              r.callerName,
+                              r.dialled,
+                              r.answeredBy,
+                              std::string(dispositionName(r.disposition)),
+                              int64_t(r.viaTrunk),
+                              r.startMs,
+                              r.answerMs,
+                              r.endMs,
+                              r.relatedCorrelationId};
+  if (existing->empty()) {
+    auto ins = db_.exec("INSERT INTO call_records(correlation_id, direction, caller, "
+                        "caller_name, dialled, answered_by, disposition, via_trunk, start_ms, "
+                        "answer_ms, end_ms, related_id) "
+                        "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+                        v);
+    if (!ins) return ins.error();
+    id = db_.lastInsertId();
+  } else {
+    id = num(existing->at(0)[0]);
+    v.push_back(id);
+    auto up = db_.exec("UPDATE call_records SET correlation_id=?1, direction=?2, caller=?3, "
+                       "caller_name=?4, dialled=?5, answered_by=?6, disposition=?7, "
+                       "via_trunk=?8, start_ms=?9, answer_ms=?10, end_ms=?11, related_id=?12 "
+                       "WHERE id=?13",
+                       v);
+    if (!up) return up.error();
+    if (auto d = db_.exec("DELETE FROM call_parties WHERE call_id = ?1", {id}); !d)
+      return d.error();
+  }
+  for (const auto& p : r.parties) {
+    auto ins = db_.exec("INSERT INTO call_parties(call_id, role, extension, name, owner, "
+                        "disposition) VALUES (?1,?2,?3,?4,?5,?6)",
+                        {id, std::string(kRoles[size_t(p.role)]), p.extension, p.name, p.owner,
+                         std::string(dispositionName(p.disposition))});
+    if (!ins) return ins.error();
+  }
   return id;
 }
 
@@ -276,6 +343,7 @@ void CallLog::loadParties(CallRecord& r) {
 }
 
 Result<std::vector<CallRecord>> CallLog::find(const CallQuery& q) {
+  if (auto f = flush(); !f) return f.error();
   std::string sql = std::string("SELECT ") + kColumns + " FROM call_records r WHERE 1=1";
   std::vector<store::Value> params;
   auto arg = [&](store::Value v) {
@@ -303,6 +371,7 @@ Result<std::vector<CallRecord>> CallLog::find(const CallQuery& q) {
 }
 
 std::optional<CallRecord> CallLog::byCorrelation(const std::string& correlationId) {
+  (void)flush(); // an error is logged by the next flush or the destructor
   auto rows = db_.query(std::string("SELECT ") + kColumns +
                             " FROM call_records r WHERE r.correlation_id = ?1",
                         {correlationId});

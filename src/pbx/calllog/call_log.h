@@ -3,6 +3,7 @@
 // manager when a call ends (and at answer, so a node killed mid-call still has the record);
 // read by the API per user. Records carry a correlation id that the federation makes
 // federation-wide, so the records of one call on several nodes can be tied together.
+#include "base/clock.h"
 #include "base/result.h"
 #include "store/database.h"
 
@@ -10,6 +11,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace verbund::pbx {
@@ -71,7 +73,23 @@ struct CallOutcome {
 class CallLog {
 public:
   explicit CallLog(store::Database& db) : db_(db) {}
+  ~CallLog(); // writes what deferWrites() still keeps
+  CallLog(const CallLog&) = delete;
+  CallLog& operator=(const CallLog&) = delete;
   static std::vector<store::Migration> migrations();
+
+  // Without this, save() writes at once: one database transaction per save, two per call, each
+  // a commit on the event loop. With it, save() keeps the record (a newer save of the same call
+  // replaces the kept one) and everything kept is written in one transaction `delay` later, or
+  // at once when kMaxDeferred records are kept. Every read (find, byCorrelation), applyOutcome
+  // and the destructor write the kept records first, so readers never see an older state. The
+  // price: a record reaches the database up to `delay` after the answer or end it describes, so
+  // a node killed hard (kill -9, power loss) loses the records of that last moment.
+  void deferWrites(Timers& timers, Duration delay);
+  static constexpr size_t kMaxDeferred = 1000;
+  // Writes the kept records now, in one transaction.
+  Result<void> flush();
+  size_t deferred() const { return pending_.size(); }
 
   // The node's own id: outcomes name parties by owner node; parties of this node are stored with
   // an empty owner.
@@ -80,7 +98,7 @@ public:
   // Inserts or replaces the record with this correlation id (a call is saved at answer and again
   // at its end). Outcomes received for this id (or naming it as related) are merged in first, so
   // the call engine saving its own view later does not undo what the other node said. Returns
-  // the row id.
+  // the row id, or 0 when the write is deferred (deferWrites).
   Result<int64_t> save(const CallRecord& record);
   Result<std::vector<CallRecord>> find(const CallQuery& query);
   std::optional<CallRecord> byCorrelation(const std::string& correlationId);
@@ -96,11 +114,19 @@ public:
 
 private:
   void loadParties(CallRecord& record);
-  Result<int64_t> write(const CallRecord& record);
+  Result<int64_t> write(const CallRecord& record);    // in a transaction of its own
+  Result<int64_t> writeRow(const CallRecord& record); // inside the caller's transaction
+  void defer(CallRecord record);
   std::string ownerHere(const std::string& owner) const;
   store::Database& db_;
   std::string localNode_;
   std::deque<CallOutcome> kept_; // newest last
+  // deferWrites(): records not written yet, oldest first, and where each call's record is.
+  Timers* timers_ = nullptr;
+  Duration delay_{0};
+  TimerId flushTimer_ = 0;
+  std::vector<CallRecord> pending_;
+  std::unordered_map<std::string, size_t> pendingIndex_;
 };
 
 } // namespace verbund::pbx

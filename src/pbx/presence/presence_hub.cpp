@@ -6,12 +6,6 @@ namespace verbund::pbx {
 
 namespace {
 
-DialogInfo* findDialog(std::vector<DialogInfo>& dialogs, const std::string& id) {
-  for (DialogInfo& d : dialogs)
-    if (d.id == id) return &d;
-  return nullptr;
-}
-
 // A later event about a dialog may carry less than the first (e.g. "answered" without the
 // caller's name): keep what is known.
 void mergeInto(DialogInfo& next, const DialogInfo& prev) {
@@ -31,6 +25,32 @@ void mergeInto(DialogInfo& next, const DialogInfo& prev) {
 
 } // namespace
 
+void PresenceHub::Entry::assign(std::vector<DialogInfo> dialogs) {
+  list_.clear();
+  byId_.clear();
+  for (DialogInfo& d : dialogs) add(std::move(d));
+}
+
+DialogInfo* PresenceHub::Entry::find(const std::string& id) {
+  auto it = byId_.find(id);
+  return it == byId_.end() ? nullptr : &*it->second;
+}
+
+void PresenceHub::Entry::add(DialogInfo d) {
+  // Ids are unique per user; should a peer send one twice, the first one is the one found.
+  list_.push_back(std::move(d));
+  byId_.try_emplace(list_.back().id, std::prev(list_.end()));
+}
+
+DialogInfo PresenceHub::Entry::take(const std::string& id) {
+  auto it = byId_.find(id);
+  auto pos = it->second;
+  byId_.erase(it);
+  DialogInfo d = std::move(*pos);
+  list_.erase(pos);
+  return d;
+}
+
 std::vector<DialogInfo> PresenceHub::liveOnly(std::vector<DialogInfo> dialogs,
                                               std::vector<DialogInfo>* ended) {
   std::vector<DialogInfo> live;
@@ -48,7 +68,7 @@ UserPresence PresenceHub::get(const UserKey& user) const {
   UserPresence p;
   p.key = user;
   if (auto it = entries_.find(user); it != entries_.end()) {
-    p.dialogs = it->second.dialogs;
+    p.dialogs = it->second.dialogs();
     p.state = deriveLineState(p.dialogs);
   } else if (unknownOwners_.count(user.owner)) {
     p.state = LineState::Unknown;
@@ -60,7 +80,7 @@ void PresenceHub::update(const UserKey& user, std::optional<std::vector<DialogIn
                          const std::vector<DialogInfo>& endedHints) {
   UserPresence before = get(user);
   if (dialogs)
-    entries_[user].dialogs = std::move(*dialogs);
+    entries_[user].assign(std::move(*dialogs));
   else
     entries_.erase(user);
   notify(before, get(user), endedHints);
@@ -146,14 +166,18 @@ void PresenceHub::resync(const std::string& owner, std::vector<UserDialogs> user
   for (const UserKey& k : keys) before.push_back(get(k));
   unknownOwners_.erase(owner);
   for (const UserKey& k : keys) entries_.erase(k);
-  for (auto& [k, d] : next) entries_[k].dialogs = std::move(d);
+  for (auto& [k, d] : next) entries_[k].assign(std::move(d));
   for (size_t i = 0; i < keys.size(); ++i) notify(before[i], get(keys[i]), {});
 }
 
+// Edits the user's entry in place: a busy user (a queue, a load test) may have thousands of
+// dialogs, and every call reports several events for each of its parties, so copying or
+// comparing the whole list per event made the cost of a call grow with the number of live calls.
+// The change handed to listeners is built only when someone listens.
 void PresenceHub::callEvent(const UserKey& user, CallEventKind kind, DialogInfo dialog) {
-  std::vector<DialogInfo> dialogs = get(user).dialogs;
-  DialogInfo* existing = findDialog(dialogs, dialog.id);
-  std::vector<DialogInfo> ended;
+  auto it = entries_.find(user);
+  DialogInfo* existing = it == entries_.end() ? nullptr : it->second.find(dialog.id);
+  std::optional<DialogInfo> ended;
   switch (kind) {
   case CallEventKind::Ringing:
   case CallEventKind::Answered:
@@ -165,19 +189,44 @@ void PresenceHub::callEvent(const UserKey& user, CallEventKind kind, DialogInfo 
     dialog.stateCode = 0;
     if (existing) {
       mergeInto(dialog, *existing);
+      if (dialog == *existing) return; // nothing a watcher could see changed
       *existing = std::move(dialog);
     } else {
-      dialogs.push_back(std::move(dialog));
+      if (it == entries_.end()) it = entries_.try_emplace(user).first;
+      it->second.add(std::move(dialog));
     }
     break;
-  case CallEventKind::Ended:
+  case CallEventKind::Ended: {
     if (!existing) return; // never seen live: nothing to end
-    dialogs.erase(dialogs.begin() + (existing - dialogs.data()));
-    ended.push_back(std::move(dialog));
+    // Reported once as terminated, with why it ended (RFC 4235 §3.7.1).
+    DialogInfo t = it->second.take(dialog.id);
+    t.state = DialogState::Terminated;
+    t.stateEvent = std::move(dialog.stateEvent);
+    t.stateCode = dialog.stateCode;
+    if (!dialog.remoteTag.empty()) t.remoteTag = std::move(dialog.remoteTag);
+    if (it->second.empty() && !ownerUnknown(user.owner)) {
+      entries_.erase(it);
+      it = entries_.end();
+    }
+    ended = std::move(t);
     break;
   }
-  bool keep = !dialogs.empty() || ownerUnknown(user.owner);
-  update(user, keep ? std::optional(std::move(dialogs)) : std::nullopt, ended);
+  }
+  if (!watched(user)) return;
+  UserPresence change;
+  change.key = user;
+  if (it != entries_.end()) {
+    change.dialogs = it->second.dialogs();
+    change.state = deriveLineState(change.dialogs);
+  }
+  if (ended) change.dialogs.push_back(std::move(*ended));
+  dispatch(change);
+}
+
+bool PresenceHub::watched(const UserKey& user) const {
+  if (!all_.empty()) return true;
+  auto it = byKey_.find(user);
+  return it != byKey_.end() && !it->second.empty();
 }
 
 std::vector<UserPresence> PresenceHub::snapshot() const {

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <optional>
 #include <set>
@@ -97,8 +98,23 @@ public:
   size_t listenerCount() const { return listeners_.size(); }
 
 private:
-  struct Entry {
-    std::vector<DialogInfo> dialogs; // live ones only
+  // A user's live dialogs in the order they appeared, found by id in O(1): a user may have
+  // thousands at once (a queue, a load test) and every call event looks one up.
+  class Entry {
+  public:
+    Entry() = default;
+    Entry(Entry&&) = default; // list nodes stay put: the index's iterators stay valid
+    Entry& operator=(Entry&&) = default;
+    std::vector<DialogInfo> dialogs() const { return {list_.begin(), list_.end()}; }
+    void assign(std::vector<DialogInfo> dialogs);
+    DialogInfo* find(const std::string& id);
+    void add(DialogInfo d);
+    DialogInfo take(const std::string& id); // removes it; the id must be there
+    bool empty() const { return list_.empty(); }
+
+  private:
+    std::list<DialogInfo> list_;
+    std::unordered_map<std::string, std::list<DialogInfo>::iterator> byId_;
   };
   struct ListenerSlot {
     bool all = false;
@@ -113,6 +129,7 @@ private:
   void notify(const UserPresence& before, const UserPresence& after,
               const std::vector<DialogInfo>& endedHints);
   void dispatch(const UserPresence& change);
+  bool watched(const UserKey& user) const; // any listener for this user's changes
   std::vector<UserKey> keysOf(const std::string& owner) const;
   static std::vector<DialogInfo> liveOnly(std::vector<DialogInfo> dialogs,
                                           std::vector<DialogInfo>* ended);

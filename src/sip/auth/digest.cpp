@@ -3,8 +3,10 @@
 #include "base/metrics.h"
 #include "sip/message/text.h"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -383,6 +385,18 @@ DigestServer::DigestServer(DigestServerConfig config, const Timers& timers)
     if (md(a) == nullptr)
       throw std::runtime_error("digest: OpenSSL lacks " + std::string(digestAlgorithmName(a)));
   if (config_.maxTrackedNonces == 0) config_.maxTrackedNonces = 1;
+  EVP_MAC* hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (hmac) hmac_ = EVP_MAC_CTX_new(hmac);
+  EVP_MAC_free(hmac); // the context holds its own reference
+  char sha256[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, sha256, 0),
+                         OSSL_PARAM_construct_end()};
+  if (!hmac_ || EVP_MAC_init(hmac_, secret_.data(), secret_.size(), params) != 1)
+    throw std::runtime_error("digest: OpenSSL lacks HMAC-SHA256");
+}
+
+DigestServer::~DigestServer() {
+  EVP_MAC_CTX_free(hmac_);
 }
 
 uint64_t DigestServer::nowMs() const {
@@ -395,13 +409,12 @@ std::array<uint8_t, DigestServer::kMacBytes> DigestServer::mac(const uint8_t* da
   // The realm is bound into the MAC so that a nonce of one realm is useless in another realm
   // served with the same secret.
   std::array<uint8_t, kMacBytes> out{};
-  std::string input(reinterpret_cast<const char*>(data), size);
-  input += config_.realm;
   size_t len = 0;
-  if (EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, secret_.data(), secret_.size(),
-                reinterpret_cast<const unsigned char*>(input.data()), input.size(), out.data(),
-                out.size(), &len) == nullptr ||
-      len != out.size()) {
+  // A null key re-initialises HMAC with the key set in the constructor.
+  if (EVP_MAC_init(hmac_, nullptr, 0, nullptr) != 1 || EVP_MAC_update(hmac_, data, size) != 1 ||
+      EVP_MAC_update(hmac_, reinterpret_cast<const unsigned char*>(config_.realm.data()),
+                     config_.realm.size()) != 1 ||
+      EVP_MAC_final(hmac_, out.data(), &len, out.size()) != 1 || len != out.size()) {
     // Cannot happen with the default provider. A random MAC makes every nonce fail the check:
     // authentication fails closed instead of trusting an unkeyed value.
     RAND_bytes(out.data(), int(out.size()));

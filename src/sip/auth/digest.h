@@ -20,6 +20,8 @@
 #include <unordered_map>
 #include <vector>
 
+struct evp_mac_ctx_st; // OpenSSL EVP_MAC_CTX
+
 namespace verbund::sip {
 
 // RFC 7616 §6.1 registry, RFC 8760 §2.
@@ -126,6 +128,9 @@ public:
   // Throws std::runtime_error when the secret cannot be drawn or an algorithm is unavailable:
   // start-up only.
   DigestServer(DigestServerConfig config, const Timers& timers);
+  ~DigestServer();
+  DigestServer(const DigestServer&) = delete;
+  DigestServer& operator=(const DigestServer&) = delete;
 
   // WWW-Authenticate / Proxy-Authenticate values, one per configured algorithm, sharing a nonce.
   std::vector<std::string> challenges(bool stale = false);
@@ -173,6 +178,9 @@ private:
   DigestServerConfig config_;
   const Timers& timers_;
   std::array<uint8_t, 32> secret_{};
+  // HMAC-SHA256 keyed with secret_ once; each MAC re-initialises it with the same key, instead
+  // of looking the algorithm up and keying it anew per nonce (two per authenticated request).
+  evp_mac_ctx_st* hmac_ = nullptr;
   std::unordered_map<NonceKey, NcWindow, NonceKeyHash> nonces_;
   // First-use order, for expiry and the hard cap. A key is erased from nonces_ only when it
   // leaves the front of this queue, so both stay in step.

@@ -1,5 +1,7 @@
 #include "pbx/calllog/call_log.h"
 
+#include "base/manual_timers.h"
+
 #include <gtest/gtest.h>
 
 namespace verbund::pbx {
@@ -246,6 +248,71 @@ TEST(CallLogOutcome, RejectsOutcomesWithoutIdAndKeepsABoundedTable) {
   std::string newest = "k" + std::to_string(CallLog::kKeptOutcomes + 9);
   ASSERT_TRUE(log.save(forksOnB(newest)).ok());
   EXPECT_EQ(log.byCorrelation(newest)->answeredBy, "202");
+}
+
+// deferWrites: saves are kept and written together after the delay; a newer save of the same call
+// replaces the kept one; reads and outcomes see kept records; the destructor writes what is left.
+TEST(CallLog, DeferredWritesAreBatchedAndReadsSeeThem) {
+  auto db = store::Database::open(":memory:", CallLog::migrations());
+  ASSERT_TRUE(db.ok()) << db.error().message;
+  ManualTimers timers;
+  {
+    CallLog log(**db);
+    log.deferWrites(timers, Duration(250));
+    auto answered = sample("c1", 1000);
+    answered.endMs = 0;
+    ASSERT_TRUE(log.save(answered).ok());
+    ASSERT_TRUE(log.save(sample("c2", 2000)).ok());
+    ASSERT_TRUE(log.save(sample("c1", 1000)).ok()); // the end of c1 replaces its answer
+    EXPECT_EQ(log.deferred(), 2u);
+    auto rows = (*db)->query("SELECT COUNT(*) FROM call_records");
+    EXPECT_EQ(store::asInt(rows->at(0).at(0)), 0); // nothing written yet
+    timers.advance(Duration(249));
+    EXPECT_EQ(log.deferred(), 2u);
+    timers.advance(Duration(1));
+    EXPECT_EQ(log.deferred(), 0u);
+    EXPECT_EQ(timers.pending(), 0u);
+    auto c1 = log.byCorrelation("c1");
+    ASSERT_TRUE(c1);
+    EXPECT_EQ(c1->endMs, 61000);
+
+    ASSERT_TRUE(log.save(sample("c3", 3000)).ok());
+    auto all = log.find(CallQuery{}); // a read writes what is kept first
+    ASSERT_TRUE(all.ok());
+    EXPECT_EQ(all->size(), 3u);
+    EXPECT_EQ(log.deferred(), 0u);
+    EXPECT_EQ(timers.pending(), 0u);
+
+    // An outcome from another node merges into a record that is still kept.
+    ASSERT_TRUE(log.save(sample("c4", 4000)).ok());
+    CallOutcome o;
+    o.correlationId = "c4";
+    o.answeredBy = "105";
+    o.answeredByName = "Eve";
+    o.disposition = Disposition::Answered;
+    auto changed = log.applyOutcome(o);
+    ASSERT_TRUE(changed.ok());
+    EXPECT_EQ(*changed, 1);
+    EXPECT_EQ(log.byCorrelation("c4")->answeredBy, "105");
+
+    ASSERT_TRUE(log.save(sample("c5", 5000)).ok());
+    EXPECT_EQ(log.deferred(), 1u);
+  } // the destructor writes c5
+  auto rows = (*db)->query("SELECT COUNT(*) FROM call_records");
+  EXPECT_EQ(store::asInt(rows->at(0).at(0)), 5);
+}
+
+TEST(CallLog, DeferredWritesFlushAtTheCap) {
+  auto db = store::Database::open(":memory:", CallLog::migrations());
+  ManualTimers timers;
+  CallLog log(**db);
+  log.deferWrites(timers, Duration(250));
+  for (size_t i = 0; i < CallLog::kMaxDeferred; ++i)
+    ASSERT_TRUE(log.save(sample("c" + std::to_string(i), int64_t(i))).ok());
+  EXPECT_EQ(log.deferred(), 0u);
+  EXPECT_EQ(timers.pending(), 0u);
+  auto rows = (*db)->query("SELECT COUNT(*) FROM call_records");
+  EXPECT_EQ(store::asInt(rows->at(0).at(0)), int64_t(CallLog::kMaxDeferred));
 }
 
 } // namespace

@@ -183,5 +183,50 @@ TEST(PresenceHub, ListenersMayUnsubscribeAndFeedFromCallbacks) {
   EXPECT_EQ(hub.listenerCount(), 1u);
 }
 
+// A user with many calls at once (a queue, a load test): events edit the user's entry in place.
+// Ending a dialog in the middle keeps the others in order, reports just that one as ended, and
+// an event that changes nothing visible is not reported. Watched or not, the state is the same.
+TEST(PresenceHub, ManyDialogsOfOneUserEditedInPlace) {
+  PresenceHub hub;
+  Recorder r;
+  const UserKey kQueue{"node-a", "500"};
+  for (int i = 0; i < 300; ++i)
+    hub.callEvent(kQueue, CallEventKind::Ringing, call("q" + std::to_string(i), "100"));
+  for (int i = 0; i < 300; ++i)
+    hub.callEvent(kBob, CallEventKind::Ringing, call("b" + std::to_string(i), "100"));
+  hub.subscribe(kBob, r.fn());
+  hub.callEvent(kBob, CallEventKind::Ringing, call("b7", "100")); // same again: nothing new
+  EXPECT_TRUE(r.seen.empty());
+  DialogInfo bye;
+  bye.id = "b150";
+  bye.stateEvent = "cancelled";
+  bye.remoteTag = "rt-late";
+  hub.callEvent(kBob, CallEventKind::Ended, bye);
+  ASSERT_EQ(r.seen.size(), 1u);
+  const auto& d = r.seen[0].dialogs;
+  ASSERT_EQ(d.size(), 300u); // 299 live, then the one that ended
+  EXPECT_EQ(d[149].id, "b149");
+  EXPECT_EQ(d[150].id, "b151");
+  EXPECT_EQ(d.back().id, "b150");
+  EXPECT_EQ(d.back().state, DialogState::Terminated);
+  EXPECT_EQ(d.back().stateEvent, "cancelled");
+  EXPECT_EQ(d.back().remoteTag, "rt-late");
+  EXPECT_EQ(d.back().callId, "cid-b150");
+  EXPECT_EQ(r.seen[0].state, LineState::Ringing);
+  hub.callEvent(kQueue, CallEventKind::Ended, bye); // not a dialog of that user
+  hub.callEvent(kQueue, CallEventKind::Answered, call("q3", "100"));
+  EXPECT_EQ(r.seen.size(), 1u); // kQueue has no watcher
+  EXPECT_EQ(hub.lineState(kQueue), LineState::Busy);
+  EXPECT_EQ(hub.get(kQueue).dialogs.size(), 300u);
+  EXPECT_EQ(hub.get(kBob).dialogs.size(), 299u);
+  for (int i = 0; i < 300; ++i) {
+    DialogInfo end;
+    end.id = "q" + std::to_string(i);
+    hub.callEvent(kQueue, CallEventKind::Ended, end);
+  }
+  EXPECT_EQ(hub.lineState(kQueue), LineState::Idle);
+  EXPECT_EQ(hub.snapshot().size(), 1u); // only kBob is left
+}
+
 } // namespace
 } // namespace verbund::pbx
