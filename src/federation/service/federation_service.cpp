@@ -896,16 +896,17 @@ bool FederationService::prepareInvite(const std::string& owner, const std::strin
   std::string callerName = call.caller.displayName;
   std::string identity = "sip:" + callerUser + "@" + ourHost;
   std::string nameAddr =
-      (callerName.empty() ? std::string() : sip::quotedDisplayName(callerName) + " ") + "<" + identity + ">";
+      (callerName.empty() ? std::string() : sip::quotedDisplayName(callerName) + " ") + "<" +
+      identity + ">";
   params.requestUri = "sip:" + requestUser + "@" + sipAddress + ";transport=tls";
   params.target = sip::Peer{sip::TransportType::Tls, *addr, {}, 0};
   params.from = nameAddr;
   params.contact = "sip:verbund@" + config_.sipAddress + ";transport=tls";
   params.to = "<sip:" + requestUser + "@" + sipAddress + ">";
   params.headers.emplace_back("P-Asserted-Identity", nameAddr);
-  params.headers.emplace_back("X-Verbund-Call", call.correlationId + ";mode=" +
-                                                    std::string(pbx::callModeName(call.mode)) +
-                                                    ";origin=" + (external ? "external" : "user"));
+  params.headers.emplace_back(
+      "X-Verbund-Call", call.correlationId + ";mode=" + std::string(pbx::callModeName(call.mode)) +
+                            ";origin=" + (external ? "external" : "user"));
   return true;
 }
 
