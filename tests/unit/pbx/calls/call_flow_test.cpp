@@ -412,6 +412,24 @@ TEST_F(TimedFlow, SessionTimerExpiryEndsBothLegs) {
   EXPECT_GT((*recs)[0].endMs, 0);
 }
 
+// The connection to alice's phone breaks while a re-INVITE is relayed to it (transport error,
+// e.g. a TCP/TLS connection reset): her leg ends, and with it the call on both sides.
+TEST_F(Flow, TransportErrorOnOneLegEndsTheCall) {
+  connect("f15");
+  h.take();
+  fromPhone("INVITE", 2, kSdpHold);
+  ASSERT_TRUE(find(seen().toAlice, "INVITE"));
+  h.txl.onTransportError(kAliceDev);
+  auto s = seen();
+  EXPECT_TRUE(find(s.toPhone, "INVITE", 487));
+  EXPECT_TRUE(find(s.toPhone, "BYE"));
+  h.advance(Duration(1));
+  EXPECT_TRUE(calls->activeCalls().empty());
+  auto recs = log->find({});
+  ASSERT_TRUE(recs && recs->size() == 1u);
+  EXPECT_GT((*recs)[0].endMs, 0);
+}
+
 // ---- Do-not-disturb and forwarding (the routing stages' hooks) ----
 
 TEST_F(Flow, DoNotDisturbIsBusy) {
