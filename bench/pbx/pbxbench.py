@@ -155,6 +155,11 @@ class SippRun:
             pass
         # SIPp's error log: "Aborting call on unexpected message ..." and the like
         self.unexpected_log = sum(1 for ln in self.errors.splitlines() if "unexpected" in ln.lower())
+        # calls aborted by a receive timeout (-recv_timeout), by scenario index of the wait
+        self.recv_timeouts: dict[int, int] = {}
+        for m in re.finditer(r"receive timeout on message [^\n]*?:(\d+) without label", self.errors):
+            i = int(m.group(1))
+            self.recv_timeouts[i] = self.recv_timeouts.get(i, 0) + 1
         # per-message counts (-trace_counts: <scenario>_<pid>_counts.csv), last row
         self.counts: dict[str, int] = {}
         for f in sorted(d.glob("*_counts.csv")):
@@ -686,6 +691,10 @@ def node_metrics(api) -> dict[str, float]:
     return out
 
 
+def num(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:.4g}"
+
+
 class MetricsSampler:
     """Polls /metrics every 0.5 s in a thread; keeps the peak of the overload gauges."""
 
@@ -747,7 +756,11 @@ def overload_steps(h: Harness, a, b: Bench, v, step, runs) -> None:
     c503 = sorted((int(k.split("_", 1)[0]), v_) for k, v_ in r.counts.items() if k.endswith("_503_Recv"))
     shed_first = c503[0][1] if c503 else 0
     shed_auth = c503[1][1] if len(c503) > 1 else 0
-    inv_timeouts = r.count("INVITE_Timeout")
+    # INVITEs without a final answer: retransmissions exhausted, or the receive timeout hit while
+    # waiting for a response to an INVITE (scenario positions before the BYE)
+    bye = [int(k.split("_", 1)[0]) for k in r.counts if k.endswith("_BYE_Sent")]
+    inv_recv_to = sum(n for i, n in r.recv_timeouts.items() if bye and i < bye[0])
+    inv_timeouts = r.count("INVITE_Timeout") + inv_recv_to
     goodput = answered / a.overload_duration
     print()
     print(f"Overload: offered {a.overload:,} calls/s for {a.overload_duration} s "
@@ -755,7 +768,7 @@ def overload_steps(h: Harness, a, b: Bench, v, step, runs) -> None:
           f"for {a.recover_duration} s (usual UAC) on the same node process, "
           f"the recovery UAC starting {gap:.1f} s after the overload UAC ended.")
     print()
-    print("| Step | Offered (/s) | Duration | Calls offered (SIPp) | Answered (200) | Refused (503): to 1st INVITE / to authenticated INVITE | INVITEs without final answer (SIPp INVITE timeouts) | Failed calls (SIPp) | SIPp timeouts (retrans. exhausted + recv) | Goodput (answered/s) | Goodput / recovery rate | Server CPU (s) | CPU-µs / answered call | Load (1 min) |")
+    print("| Step | Offered (/s) | Duration | Calls offered (SIPp) | Answered (200) | Refused (503): to 1st INVITE / to authenticated INVITE | INVITEs without final answer (SIPp: INVITE retrans. exhausted + receive timeout of 10 s waiting for its answer) | Failed calls (SIPp) | SIPp timeouts (retrans. exhausted + recv) | Goodput (answered/s) | Goodput / recovery rate | Server CPU (s) | CPU-µs / answered call | Load (1 min) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     w = r.window  # type: ignore[attr-defined]
     print(f"| overload | {a.overload:,} | {a.overload_duration} s | {offered:,} | "
@@ -780,8 +793,8 @@ def overload_steps(h: Harness, a, b: Bench, v, step, runs) -> None:
         if "overload" not in k and k not in MetricsSampler.GAUGES:
             continue
         pk = sampler.peak.get(k)
-        print(f"| `{k}` | {m0.get(k, 0):,.4g} | {m1.get(k, 0):,.4g} | "
-              f"{'' if pk is None else f'{pk:,.4g}'} | {m2.get(k, 0):,.4g} |")
+        print(f"| `{k}` | {num(m0.get(k, 0))} | {num(m1.get(k, 0))} | "
+              f"{'' if pk is None else num(pk)} | {num(m2.get(k, 0))} |")
     print(f"\n(shedding state seen in {sampler.shedding_s:.1f} s of samples, {sampler.samples} samples)")
 
 
