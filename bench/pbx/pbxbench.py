@@ -157,7 +157,8 @@ class SippRun:
         self.unexpected_log = sum(1 for ln in self.errors.splitlines() if "unexpected" in ln.lower())
         # calls aborted by a receive timeout (-recv_timeout), by scenario index of the wait
         self.recv_timeouts: dict[int, int] = {}
-        for m in re.finditer(r"receive timeout on message [^\n]*?:(\d+) without label", self.errors):
+        # (SIPp 3.6.1 writes these events without line breaks: keep the pattern bounded)
+        for m in re.finditer(r"receive timeout on message [^:\n]{0,200}:(\d+) without label", self.errors):
             i = int(m.group(1))
             self.recv_timeouts[i] = self.recv_timeouts.get(i, 0) + 1
         # per-message counts (-trace_counts: <scenario>_<pid>_counts.csv), last row
