@@ -131,6 +131,7 @@ class SippRun:
     def __init__(self, d: Path, rc: int, wall: float):
         self.dir, self.rc, self.wall = d, rc, wall
         self.ok = self.failed = self.retrans = self.dead = self.unexpected = 0
+        self.timeouts = self.out_of_call = 0
         self.stats: dict = {}
         try:
             rows = [r.split(";") for r in (d / "stat.csv").read_text().splitlines() if r.strip()]
@@ -139,7 +140,12 @@ class SippRun:
             self.ok, self.failed = g("SuccessfulCall(C)"), g("FailedCall(C)")
             self.retrans = g("Retransmissions(C)")
             self.unexpected = g("FailedUnexpectedMessage(C)")
-            self.timeouts = g("FailedMaxUDPRetrans(C)") + g("FailedCallRejected(C)")
+            # no final answer in time: INVITE (or BYE) retransmissions exhausted, or a receive
+            # timeout (-recv_timeout)
+            self.timeouts = (g("FailedMaxUDPRetrans(C)") + g("FailedTimeoutOnRecv(C)")
+                             + g("FailedTimeoutOnSend(C)"))
+            self.dead = g("DeadCallMsgs(C)")
+            self.out_of_call = g("OutOfCallMsgs(C)")
         except (OSError, IndexError):
             pass
         self.errors = ""
@@ -147,6 +153,28 @@ class SippRun:
             self.errors = (d / "err.log").read_text(errors="replace")
         except OSError:
             pass
+        # SIPp's error log: "Aborting call on unexpected message ..." and the like
+        self.unexpected_log = sum(1 for ln in self.errors.splitlines() if "unexpected" in ln.lower())
+        # calls aborted by a receive timeout (-recv_timeout), by scenario index of the wait
+        self.recv_timeouts: dict[int, int] = {}
+        # (SIPp 3.6.1 writes these events without line breaks: keep the pattern bounded)
+        for m in re.finditer(r"receive timeout on message [^:\n]{0,200}:(\d+) without label", self.errors):
+            i = int(m.group(1))
+            self.recv_timeouts[i] = self.recv_timeouts.get(i, 0) + 1
+        # per-message counts (-trace_counts: <scenario>_<pid>_counts.csv), last row
+        self.counts: dict[str, int] = {}
+        for f in sorted(d.glob("*_counts.csv")):
+            rows = [r.split(";") for r in f.read_text().splitlines() if r.strip()]
+            if len(rows) > 1:
+                for k, val in zip(rows[0][2:], rows[-1][2:]):
+                    try:
+                        self.counts[k] = int(val)
+                    except ValueError:
+                        pass
+
+    def count(self, kind: str) -> int:
+        """Sum of the -trace_counts columns ending in kind, e.g. '503_Recv'."""
+        return sum(v for k, v in self.counts.items() if k.split("_", 1)[-1] == kind)
 
     @property
     def total(self) -> int:
@@ -225,8 +253,8 @@ class Bench:
             raise TestFailure(f"UAS {name} exited at once: {(d / 'out.log').read_text()[-2000:]}")
         return p
 
-    def stop_uas(self, p: subprocess.Popen) -> SippRun:
-        time.sleep(3)
+    def stop_uas(self, p: subprocess.Popen, wait: float = 3.0) -> SippRun:
+        time.sleep(wait)
         if p.poll() is None:
             p.send_signal(signal.SIGUSR1)  # SIPp: stop, let the calls end, write stats, exit
             try:
@@ -260,9 +288,9 @@ def users_csv(path: Path, n: int) -> Path:
 class Verbund:
     name = "Verbund serve"
 
-    def __init__(self, h: Harness, log_level: str = "warn"):
+    def __init__(self, h: Harness, log_level: str = "warn", sip_toml: str = ""):
         self.node = nodelib.Node(h, name="bench", log_level=log_level,
-                                 extra_toml='digest_algorithms = ["MD5"]\n')
+                                 extra_toml='digest_algorithms = ["MD5"]\n' + sip_toml)
         self.node.start()
         self.pid = self.node.p.pid
         self.addr = self.node.udp
@@ -550,7 +578,12 @@ def cmd_b2bua(h: Harness, a) -> None:
     print(f"Calls (INVITE, 180, 200, ACK, {a.hold} ms, BYE, 200); {machine_line()}")
     print(f"verbund: {a.verbund}")
     servers = [x.strip() for x in a.servers.split(",") if x.strip()]
-    v = Verbund(h, a.log_level) if "verbund" in servers else None
+    if a.overload:
+        servers = ["verbund"]  # Kamailio's reference config has no comparable overload control
+    sip_toml = "".join(f"{x.strip()}\n" for x in (a.node_sip or []))
+    if sip_toml:
+        print(f"node [sip] additions: {sip_toml.strip()}")
+    v = Verbund(h, a.log_level, sip_toml) if "verbund" in servers else None
     uas_v, uas_k = free_port(), free_port()
     if v:
         v.create_users(1, 2)
@@ -567,7 +600,10 @@ def cmd_b2bua(h: Harness, a) -> None:
     lport = {id(srv): free_port() for srv in both}
     runs: list[tuple[str, SippRun]] = []
 
-    def step(srv, tag, rate, dur) -> SippRun:
+    def step(srv, tag, rate, dur, scen=None, counts=False):
+        """One SIPp UAC run against srv with a fresh UAS. CPU window: UAC start to 3 s after
+        the UAC ended; 5 s after it ended the node's active calls are listed, then the UAS is
+        stopped (so it also sees stray requests of those 5 s)."""
         is_v = srv is v
         uas = b.start_uas(f"{tag}-{'v' if is_v else 'k'}-{rate}-uas", uas_v if is_v else uas_k,
                           HERE / "uas_rr.xml")
@@ -578,23 +614,39 @@ def cmd_b2bua(h: Harness, a) -> None:
                  "-r", rate, "-rp", "1000", "-m", rate * dur, "-recv_timeout", "10000",
                  "-buff_size", "4194304", "-max_socket", "20000"]
         if is_v:
-            sargs += ["-sf", uac_scen, "-s", ext(2), "-au", "u1", "-ap", pw(1), "-key", "authuser", "u1"]
+            sargs += ["-sf", scen or uac_scen, "-s", ext(2), "-au", "u1", "-ap", pw(1), "-key", "authuser", "u1"]
         else:
             sargs += ["-sf", kuac_scen, "-s", "callee"]
-        r = b.run_sipp(f"{tag}-{'v' if is_v else 'k'}-{rate}", sargs, budget=dur * 3 + 40)
-        ur = b.stop_uas(uas)
-        w.close()  # includes the last calls' BYEs and the UAS's stop
+        if counts:
+            sargs += ["-trace_counts"]
+        r = b.run_sipp(f"{tag.replace(' ', '')}-{'v' if is_v else 'k'}-{rate}", sargs,
+                       budget=dur * 3 + 40)
+        t_end = time.monotonic()
+        time.sleep(max(0.0, t_end + 3 - time.monotonic()))
+        w.close()  # includes the last calls' BYEs
         stop_perf(prof)
-        print(fmt_row(srv.name, f"{tag} (UAS: {ur.ok:,} ok, {ur.failed:,} failed)", f"{rate:,}",
-                      dur, r, w), flush=True)
-        runs.append((f"{srv.name} {tag} {rate}/s", r))
-        if ur.failed:
-            runs.append((f"{srv.name} {tag} {rate}/s UAS", ur))
+        left = None
         if is_v:
+            time.sleep(max(0.0, t_end + 5 - time.monotonic()))
             left = len(v.active_calls())
-            if left:
-                b.notes.append(f"{srv.name} {tag} {rate}/s: {left} calls still active 3 s after the UAC ended")
+        ur = b.stop_uas(uas, wait=0)
+        uas_note = (f"UAS: {ur.ok:,} ok, {ur.failed:,} failed, {ur.unexpected:,} unexpected"
+                    + (f", {ur.dead:,} for ended calls" if ur.dead else "")
+                    + (f"; {left:,} active at +5 s" if left is not None else ""))
+        print(fmt_row(srv.name, f"{tag} ({uas_note})", f"{rate:,}", dur, r, w), flush=True)
+        runs.append((f"{srv.name} {tag} {rate}/s", r))
+        if ur.failed or ur.unexpected or ur.unexpected_log:
+            runs.append((f"{srv.name} {tag} {rate}/s UAS", ur))
+        if left:
+            b.notes.append(f"{srv.name} {tag} {rate}/s: {left} calls still active 5 s after the UAC ended")
+        r.uas, r.left, r.window = ur, left, w  # type: ignore[attr-defined]
         return r
+
+    if a.overload:
+        overload_steps(h, a, b, v, step, runs)
+        print_findings(b, v, runs)
+        v.stop()
+        return
 
     print()
     print(HEADER.replace("{per}", "call"))
@@ -623,6 +675,128 @@ def cmd_b2bua(h: Harness, a) -> None:
     print_findings(b, v, runs)
     for srv in both:
         srv.stop()
+
+
+def node_metrics(api) -> dict[str, float]:
+    """verbund_sip_* samples of GET /metrics (no labels)."""
+    st, text, _ = api.raw("GET", "/metrics")
+    out: dict[str, float] = {}
+    if st == 200 and isinstance(text, str):
+        for ln in text.splitlines():
+            m = re.match(r"^(verbund_sip_\w+)\s+(\S+)$", ln)
+            if m:
+                try:
+                    out[m.group(1)] = float(m.group(2))
+                except ValueError:
+                    pass
+    return out
+
+
+def num(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:.4g}"
+
+
+class MetricsSampler:
+    """Polls /metrics every 0.5 s in a thread; keeps the peak of the overload gauges."""
+
+    GAUGES = ("verbund_sip_overload_state", "verbund_sip_overload_shed_fraction",
+              "verbund_sip_queue_delay_seconds", "verbund_sip_server_transactions")
+
+    def __init__(self, api):
+        import threading
+        self.api, self.peak, self.samples = api.clone(), {g: 0.0 for g in self.GAUGES}, 0
+        self.shedding_s = 0.0
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+
+    def _run(self) -> None:
+        while not self.stop_ev.is_set():
+            try:
+                m = node_metrics(self.api)
+            except Exception:  # noqa: BLE001 - a busy node may answer late; keep sampling
+                m = {}
+            if m:
+                self.samples += 1
+                for g in self.GAUGES:
+                    self.peak[g] = max(self.peak[g], m.get(g, 0.0))
+                if m.get("verbund_sip_overload_state", 0) >= 1:
+                    self.shedding_s += 0.5
+            self.stop_ev.wait(0.5)
+
+    def stop(self) -> "MetricsSampler":
+        self.stop_ev.set()
+        self.th.join(15)
+        return self
+
+
+def overload_steps(h: Harness, a, b: Bench, v, step, runs) -> None:
+    """--overload RATE: offered RATE calls/s for --overload-duration s with a UAC that accepts
+    503 (uac_b2bua_overload.xml), then at once --recover-rate for --recover-duration s with the
+    usual UAC, same node process. /metrics before, during (sampled) and after."""
+    if v is None:
+        raise TestFailure("--overload needs the verbund server")
+    scen = h.tmp / "uac_b2bua_overload.xml"
+    scen.write_text((HERE / "uac_b2bua_overload.xml").read_text()
+                    .replace('timeout="1000"', f'timeout="{a.hold}"'))
+    print()
+    print(HEADER.replace("{per}", "call"))
+    m0 = node_metrics(v.node.api)
+    sampler = MetricsSampler(v.node.api)
+    r = step(v, "overload", a.overload, a.overload_duration, scen=scen, counts=True)
+    sampler.stop()
+    m1 = node_metrics(v.node.api)
+    rr = step(v, "recovery", a.recover_rate, a.recover_duration)
+    m2 = node_metrics(v.node.api)
+    # from the end of the overload UAC to the start of the recovery UAC
+    gap = rr.window.t0 - r.window.t0 - r.wall  # type: ignore[attr-defined]
+
+    inv = sorted((int(k.split("_", 1)[0]), v_) for k, v_ in r.counts.items() if k.endswith("_INVITE_Sent"))
+    offered = inv[0][1] if inv else r.total
+    answered = r.count("BYE_Sent")  # only answered calls reach the BYE
+    c503 = sorted((int(k.split("_", 1)[0]), v_) for k, v_ in r.counts.items() if k.endswith("_503_Recv"))
+    shed_first = c503[0][1] if c503 else 0
+    shed_auth = c503[1][1] if len(c503) > 1 else 0
+    # INVITEs without a final answer: retransmissions exhausted, or the receive timeout hit while
+    # waiting for a response to an INVITE (scenario positions before the BYE)
+    bye = [int(k.split("_", 1)[0]) for k in r.counts if k.endswith("_BYE_Sent")]
+    inv_recv_to = sum(n for i, n in r.recv_timeouts.items() if bye and i < bye[0])
+    inv_timeouts = r.count("INVITE_Timeout") + inv_recv_to
+    goodput = answered / a.overload_duration
+    print()
+    print(f"Overload: offered {a.overload:,} calls/s for {a.overload_duration} s "
+          f"(UAC bench/pbx/uac_b2bua_overload.xml, 503 accepted), then {a.recover_rate:,} calls/s "
+          f"for {a.recover_duration} s (usual UAC) on the same node process, "
+          f"the recovery UAC starting {gap:.1f} s after the overload UAC ended.")
+    print()
+    print("| Step | Offered (/s) | Duration | Calls offered (SIPp) | Answered (200) | Refused (503): to 1st INVITE / to authenticated INVITE | INVITEs without final answer (SIPp: INVITE retrans. exhausted + receive timeout of 10 s waiting for its answer) | Failed calls (SIPp) | SIPp timeouts (retrans. exhausted + recv) | Goodput (answered/s) | Goodput / recovery rate | Server CPU (s) | CPU-µs / answered call | Load (1 min) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w = r.window  # type: ignore[attr-defined]
+    print(f"| overload | {a.overload:,} | {a.overload_duration} s | {offered:,} | "
+          f"{answered:,} | **{shed_first + shed_auth:,}**: {shed_first:,} / {shed_auth:,} | "
+          f"**{inv_timeouts:,}** | {r.failed:,} | {r.timeouts:,} | **{goodput:,.0f}** | "
+          f"**{100 * goodput / a.recover_rate:.0f} %** | {w.cpu:.2f} | "
+          f"{(w.cpu * 1e6 / answered if answered else float('nan')):,.0f} | {w.load:.2f} |")
+    wr = rr.window  # type: ignore[attr-defined]
+    print(f"| recovery | {a.recover_rate:,} | {a.recover_duration} s | {rr.total:,} | {rr.ok:,} | – | "
+          f"{rr.timeouts:,} | **{rr.failed:,}** ({rr.fail_pct:.3f} %) | {rr.timeouts:,} | "
+          f"{rr.ok / a.recover_duration:,.0f} | – | {wr.cpu:.2f} | "
+          f"{(wr.cpu * 1e6 / rr.ok if rr.ok else float('nan')):,.0f} | {wr.load:.2f} |")
+    print()
+    print(f"UAS during overload: {r.uas.ok:,} ok, {r.uas.failed:,} failed, {r.uas.unexpected:,} unexpected, "  # type: ignore[attr-defined]
+          f"{r.left} calls active 5 s after the UAC ended; during recovery: {rr.uas.ok:,} ok, "  # type: ignore[attr-defined]
+          f"{rr.uas.failed:,} failed, {rr.uas.unexpected:,} unexpected, {rr.left} active at +5 s.")  # type: ignore[attr-defined]
+    print()
+    print("| /metrics | Before overload | After overload (+5 s) | Peak during overload (0.5 s samples) | After recovery |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    keys = sorted(set(m0) | set(m1) | set(m2))
+    for k in keys:
+        if "overload" not in k and k not in MetricsSampler.GAUGES:
+            continue
+        pk = sampler.peak.get(k)
+        print(f"| `{k}` | {num(m0.get(k, 0))} | {num(m1.get(k, 0))} | "
+              f"{'' if pk is None else num(pk)} | {num(m2.get(k, 0))} |")
+    print(f"\n(shedding state seen in {sampler.shedding_s:.1f} s of samples, {sampler.samples} samples)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -786,11 +960,22 @@ def main() -> None:
     ap.add_argument("--log-level", default="warn")
     ap.add_argument("--servers", default="verbund,kamailio",
                     help="b2bua: which servers to run, comma-separated (verbund, kamailio)")
+    ap.add_argument("--overload", type=int,
+                    help="b2bua: offer this many calls/s (Verbund only, 503 accepted), then recover")
+    ap.add_argument("--overload-duration", type=int, default=30)
+    ap.add_argument("--recover-rate", type=int, help="b2bua --overload: rate right after it")
+    ap.add_argument("--recover-duration", type=int, default=15)
+    ap.add_argument("--node-sip", action="append",
+                    help="b2bua: a line added to the node's [sip] config, e.g. "
+                         "'overload_queue_delay_ms = 100' (repeatable)")
     ap.add_argument("--perf", help="b2bua: record a perf profile of the server per step into DIR")
     ap.add_argument("--perf-args", default="-F 999 -g",
                     help="arguments for perf record (default: %(default)s)")
     a = ap.parse_args()
-    if a.duration > 600 or a.probe_duration > 600 or a.hold_ms > 600000:
+    if a.overload and not a.recover_rate:
+        ap.error("--overload needs --recover-rate")
+    if a.duration > 600 or a.probe_duration > 600 or a.hold_ms > 600000 \
+            or a.overload_duration > 600 or a.recover_duration > 600:
         ap.error("durations are capped at 600 s")
     defaults = {"register": (2000, "1000 2000 4000 8000 12000 16000"),
                 "b2bua": (200, "100 200 400 800 1200 1600 2000")}
