@@ -252,6 +252,7 @@ Result<void> FederationService::adopt(std::unique_ptr<TrustStore> trust) {
     if (auto r = links_->setCredentials(trust_.get(), selfHello()); !r) return r;
   (void)members_->upsert(selfRecord());
   followLocalPresence();
+  publishDirectory();
   if (onTrustChanged) onTrustChanged(trust_.get());
   return {};
 }
@@ -632,8 +633,11 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
 // ---------------------------------------------------------------------------------------------
 // Replication and presence
 
+// Only while in a federation: the published snapshot is rebuilt and persisted whole on each change
+// (O(users)), which made every user created through the API slower the more users the node had,
+// also on nodes in no federation. adopt() catches up when the node creates or joins one.
 void FederationService::publishDirectory() {
-  if (!publisher_) return;
+  if (!publisher_ || !trust_) return;
   auto d = publisher_->update(directory_);
   if (!d) {
     logger("federation")->warn("directory publish failed: {}", d.error().message);
