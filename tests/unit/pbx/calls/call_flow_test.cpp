@@ -167,12 +167,12 @@ TEST_F(Flow, GlarePassesBack491AndLaterOffersWork) {
   connect("f4");
   h.take();
   fromPhone("INVITE", 2, kSdpHold);
-  auto s = seen();
-  const Message* toAlice = find(s.toAlice, "INVITE");
+  auto relayed = seen(); // keeps the relayed re-INVITE alive for alice's answer below
+  const Message* toAlice = find(relayed.toAlice, "INVITE");
   ASSERT_TRUE(toAlice);
   // Alice's own re-INVITE crosses ours: the node is in the middle of an INVITE on her leg.
   fromAlice("INVITE", 1, kSdpAliceHold);
-  s = seen();
+  auto s = seen();
   EXPECT_TRUE(find(s.toAlice, "INVITE", 491));
   EXPECT_FALSE(find(s.toPhone, "INVITE"));
   // Alice answers ours with 491 too: the phone gets it and will retry itself.
