@@ -69,19 +69,6 @@ std::string firstHostAddress() {
   return out;
 }
 
-std::string keyPem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  if (!bio) return {};
-  std::string out;
-  if (PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr) == 1) {
-    char* data = nullptr;
-    long n = BIO_get_mem_data(bio, &data);
-    out.assign(data, size_t(n));
-  }
-  BIO_free(bio);
-  return out;
-}
-
 std::string randomId() {
   std::random_device rd;
   static const char* hex = "0123456789abcdef";
@@ -240,6 +227,9 @@ struct Node::Impl {
   Result<void> startFederation();
   void federationTls(const federation::TrustStore* trust);
   bool tlsPeerVerified(sip::ConnectionId id, const sip::Peer& peer, X509* cert);
+  std::optional<std::string> federationPeer(const sip::Peer& from) const;
+  void closeFormerMembers();
+  void forgetClosedFederationConnections();
   std::optional<pbx::Caller> federationCaller(const sip::Message& invite);
   Result<void> startAdmin();
   void addApiRoutes();
@@ -323,9 +313,7 @@ Result<void> Node::Impl::startSip() {
   dc.contact = "sip:verbund@" + advertise;
   // Calls from other nodes arrive over SIP-TLS: their dialogs stay on TLS (ACK, BYE, re-INVITE).
   dc.contactFor = [this](const sip::Message& request) -> std::string {
-    if (request.source().transport != sip::TransportType::Tls || federationSipAddress.empty() ||
-        !federationConnections.count(request.source().connection))
-      return {};
+    if (federationSipAddress.empty() || !federationPeer(request.source())) return {};
     return "sip:verbund@" + federationSipAddress + ";transport=tls";
   };
   dc.sessionTimer.sessionExpires = uint32_t(config.sessionExpiresSeconds);
@@ -436,6 +424,7 @@ Result<void> Node::Impl::startFederation() {
   federation = std::make_unique<federation::FederationService>(io, timers, *db, *directory,
                                                                presence, *callLog, fc);
   federation->onTrustChanged = [this](const federation::TrustStore* t) { federationTls(t); };
+  federation->onMembersRemoved = [this] { closeFormerMembers(); };
   auto b = federation->start();
   if (!b) return b.error();
   bound["federation"] = b->toString();
@@ -458,7 +447,9 @@ void Node::Impl::federationTls(const federation::TrustStore* trust) {
   auto ca = federation::detail::certToPem(trust->ca().cert());
   if (!cert || !ca) return;
   tc.certificateChainPem = *cert;
-  tc.privateKeyPem = keyPem(trust->nodeCredentials()->key.get());
+  auto key = federation::detail::keyToPem(trust->nodeCredentials()->key.get());
+  if (!key) return;
+  tc.privateKeyPem = *key;
   tc.caPem = *ca;
   tc.clientCertMode = sip::TlsConfig::ClientCertMode::Optional;
   tc.verifyServer = true;
@@ -493,20 +484,52 @@ bool Node::Impl::tlsPeerVerified(sip::ConnectionId id, const sip::Peer& peer, X5
         ->warn("SIP/TLS from {} refused: {}", peer.remote.toString(), who.error().message);
     return false;
   }
+  forgetClosedFederationConnections();
   federationConnections[id] = who->nodeId;
   return true;
+}
+
+// The member node behind a SIP-over-TLS connection, checked again on every request: a node
+// removed since the handshake is nobody (its connections are also closed, see below).
+std::optional<std::string> Node::Impl::federationPeer(const sip::Peer& from) const {
+  if (!federation || from.transport != sip::TransportType::Tls) return std::nullopt;
+  auto it = federationConnections.find(from.connection);
+  if (it == federationConnections.end() || !federation->isMember(it->second)) return std::nullopt;
+  return it->second;
+}
+
+// Members were removed (or this node left): their SIP-over-TLS connections close now.
+void Node::Impl::closeFormerMembers() {
+  static Counter closed("verbund_federation_sip_closed_total",
+                        "SIP-over-TLS connections closed because the node is no longer a member");
+  std::vector<sip::ConnectionId> gone;
+  for (const auto& [id, member] : federationConnections)
+    if (!federation || !federation->isMember(member)) gone.push_back(id);
+  for (auto id : gone) {
+    logger("federation")
+        ->warn("closing SIP/TLS connection of node {}: no longer a member",
+               federationConnections[id]);
+    federationConnections.erase(id);
+    transport.closeConnection(id);
+    closed.inc();
+  }
+  forgetClosedFederationConnections();
+}
+
+void Node::Impl::forgetClosedFederationConnections() {
+  std::erase_if(federationConnections,
+                [this](const auto& entry) { return !transport.isOpen(entry.first); });
 }
 
 // An INVITE from another node: over a TLS connection whose certificate is a member's. Its
 // P-Asserted-Identity names the caller (trusted because of mutual TLS), X-Verbund-Call carries
 // the federation-wide call id and what the calling node asks for.
 std::optional<pbx::Caller> Node::Impl::federationCaller(const sip::Message& invite) {
-  if (!federation || invite.source().transport != sip::TransportType::Tls) return std::nullopt;
-  auto it = federationConnections.find(invite.source().connection);
-  if (it == federationConnections.end()) return std::nullopt;
+  auto member = federationPeer(invite.source());
+  if (!member) return std::nullopt;
   pbx::Caller c;
   c.kind = pbx::Caller::Kind::Federation;
-  c.party.owner = it->second;
+  c.party.owner = *member;
   std::string origin = "user";
   if (auto h = invite.header("X-Verbund-Call")) {
     std::string_view v = *h;
@@ -620,9 +643,7 @@ bool Node::Impl::gate(sip::ServerTxId tx, const sip::Message& m) {
 bool Node::Impl::challengeBareInvite(sip::ServerTxId tx, const sip::Message& m) {
   if (m.header(sip::HeaderId::ProxyAuthorization)) return false;
   const sip::Peer& from = m.source();
-  if (federation && from.transport == sip::TransportType::Tls &&
-      federationConnections.count(from.connection))
-    return false;
+  if (federationPeer(from)) return false;
   if (trunk && trunk->isTrunkPeer(from)) return false;
   challenge(tx, false);
   return true;

@@ -213,6 +213,7 @@ struct LinkManager::Impl {
   LinkOptions options_;
   Guard guard_;
   const TrustStore* trust_ = nullptr;
+  LinkManager::PeerVerifier verifier_;
   Hello self_;
   std::shared_ptr<asio::ssl::context> ctx_;
   std::vector<std::shared_ptr<Listener>> listeners_;
@@ -421,9 +422,10 @@ struct LinkManager::Impl {
     SSL* ssl = c->stream.native_handle();
     X509* cert = SSL_get0_peer_certificate(ssl);
     STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
-    auto identity = trust_ ? verifyPeer(cert, chain, *trust_, sysTimeFromMs(timers_.wallMs()))
-                           : Result<PeerIdentity>(controlError(ControlErrc::kNotInFederation,
-                                                               "no federation credentials"));
+    auto identity = !trust_     ? Result<PeerIdentity>(controlError(ControlErrc::kNotInFederation,
+                                                                    "no federation credentials"))
+                    : verifier_ ? verifier_(*trust_, cert, chain, !c->outgoing)
+                                : verifyPeer(cert, chain, *trust_, sysTimeFromMs(timers_.wallMs()));
     ERR_clear_error();
     if (!identity) {
       refuseCertificate(c, identity.error(), cert);
@@ -463,13 +465,25 @@ struct LinkManager::Impl {
     }
     Outcome outcome = Outcome::Down;
     if (isTrustError(err, TrustErrc::kRevoked)) {
-      // The chain was verified before the revocation check, so the node id is genuine.
+      // The id is one on our revocation list (checked before anything else).
       std::optional<std::string> id = cert ? nodeIdOf(cert) : std::nullopt;
       if (id && *id != self_.nodeId) {
         c->nodeId = *id;
         peerFor(*id);
         outcome = Outcome::Revoked;
       }
+    }
+    // A peer of this federation refused for a membership reason is told why (its certificate is
+    // not trusted, so nothing else is sent): a joiner with an outdated federation file can then
+    // name the cause to its admin.
+    const char* code = isTrustError(err, TrustErrc::kStaleCa)       ? "stale-ca"
+                       : isTrustError(err, TrustErrc::kNotMember)   ? "not-member"
+                       : isTrustError(err, TrustErrc::kPinMismatch) ? "pin-mismatch"
+                       : isTrustError(err, TrustErrc::kRevoked)     ? "revoked"
+                                                                    : nullptr;
+    if (!c->outgoing && code != nullptr) {
+      refuse(c, code, err, outcome);
+      return;
     }
     closeConn(c, err, outcome);
   }
@@ -655,6 +669,9 @@ struct LinkManager::Impl {
                 Outcome::Revoked);
     } else if (r->code == "other-federation") {
       closeConn(c, controlError(ControlErrc::kOtherFederation, r->message), Outcome::Down);
+    } else if (r->code == "stale-ca") {
+      closeConn(c, trustError(TrustErrc::kStaleCa, "node " + who + " refused us: " + r->message),
+                Outcome::Down);
     } else {
       closeConn(c,
                 controlError(ControlErrc::kRefused,
@@ -1013,6 +1030,10 @@ LinkManager::~LinkManager() {
   }
   impl_->closeAll("stopped");
   impl_->peers_.clear();
+}
+
+void LinkManager::setVerifier(PeerVerifier verifier) {
+  impl_->verifier_ = std::move(verifier);
 }
 
 Result<void> LinkManager::setCredentials(const TrustStore* trust, Hello self) {

@@ -110,6 +110,14 @@ public:
   // revocation list is read from `trust` at every handshake, so revocations apply at once to new
   // connections; call closeRevoked() to drop live ones.
   Result<void> setCredentials(const TrustStore* trust, Hello self);
+  // Who may link (the membership policy, e.g. verifyMember of trust_store.h): called after each
+  // TLS handshake with the peer's certificate; `incoming` for accepted connections. Without one,
+  // verifyPeer against the trust store's CA and revocations decides. A refused incoming peer
+  // gets a "refuse" frame naming the reason when its certificate was of this federation
+  // ("stale-ca", "not-member", "pin-mismatch", "revoked") so that it can tell its admin.
+  using PeerVerifier = std::function<Result<PeerIdentity>(const TrustStore& trust, X509* cert,
+                                                          STACK_OF(X509) * chain, bool incoming)>;
+  void setVerifier(PeerVerifier verifier);
   // Binds the control-plane listener (port 0: any). Connections are refused until credentials
   // are set.
   Result<SockAddr> listen(const SockAddr& addr);

@@ -112,6 +112,18 @@ std::string cleanText(std::string_view s, size_t maxBytes) {
   return out;
 }
 
+// A pinned key never changes through a record (gossip, hello): the pinned one stays.
+MemberRecord keepPin(const MemberRecord& incoming, const std::optional<MemberRecord>& current) {
+  MemberRecord m = incoming;
+  if (current && !current->fingerprint.empty() && m.fingerprint != current->fingerprint) {
+    if (!m.fingerprint.empty())
+      logger("federation")
+          ->warn("member {}: a record names another key than the pinned one; pin kept", m.nodeId);
+    m.fingerprint = current->fingerprint;
+  }
+  return m;
+}
+
 } // namespace
 
 Result<void> validateMemberRecord(const MemberRecord& m) {
@@ -131,6 +143,11 @@ Result<void> validateMemberRecord(const MemberRecord& m) {
   if (auto r = validateVersion("productVersion", m.productVersion); !r) return r;
   if (auto r = validateVersion("protocolVersion", m.protocolVersion); !r) return r;
   if (m.updatedMs < 0) return invalid("updatedMs", "must not be negative");
+  if (!m.fingerprint.empty()) {
+    bool hex = m.fingerprint.size() == 64;
+    for (char c : m.fingerprint) hex = hex && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    if (!hex) return invalid("fingerprint", "64 lowercase hex digits");
+  }
   return {};
 }
 
@@ -141,7 +158,8 @@ json toJson(const MemberRecord& m) {
               {"sipAddress", m.sipAddress},
               {"productVersion", m.productVersion},
               {"protocolVersion", m.protocolVersion},
-              {"updatedMs", m.updatedMs}};
+              {"updatedMs", m.updatedMs},
+              {"fingerprint", m.fingerprint}};
 }
 
 Result<MemberRecord> memberFromJson(const json& j) {
@@ -170,6 +188,9 @@ Result<MemberRecord> memberFromJson(const json& j) {
   auto protocol = optionalString(j, "protocolVersion");
   if (!protocol) return protocol.error();
   m.protocolVersion = std::move(*protocol);
+  auto fingerprint = optionalString(j, "fingerprint");
+  if (!fingerprint) return fingerprint.error();
+  m.fingerprint = std::move(*fingerprint);
   if (const json* u = field(j, "updatedMs"); u != nullptr) {
     if (u->is_number_unsigned()) {
       if (u->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
@@ -227,6 +248,9 @@ CREATE TABLE federation_audit(
   node_id TEXT NOT NULL,
   detail TEXT NOT NULL
 );
+)SQL"},
+          {"federation_members", 2, "pinned member keys", R"SQL(
+ALTER TABLE federation_members ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
 )SQL"}};
 }
 
@@ -238,7 +262,7 @@ Result<std::unique_ptr<MemberStore>> MemberStore::open(store::Database& db, cons
 
 Result<void> MemberStore::load() {
   auto rows = db_.query("SELECT node_id, name, control_addresses, sip_address, product_version, "
-                        "protocol_version, updated_ms FROM federation_members");
+                        "protocol_version, updated_ms, fingerprint FROM federation_members");
   if (!rows) return rows.error();
   members_.clear();
   for (const auto& row : *rows) {
@@ -249,11 +273,12 @@ Result<void> MemberStore::load() {
     auto product = store::asText(row[4]);
     auto protocol = store::asText(row[5]);
     auto updated = store::asInt(row[6]);
-    if (!id || !name || !addrs || !sip || !product || !protocol || !updated) {
+    auto fingerprint = store::asText(row[7]);
+    if (!id || !name || !addrs || !sip || !product || !protocol || !updated || !fingerprint) {
       logger("federation")->warn("skipping malformed member row");
       continue;
     }
-    MemberRecord m{*id, *name, {}, *sip, *product, *protocol, *updated};
+    MemberRecord m{*id, *name, {}, *sip, *product, *protocol, *updated, *fingerprint};
     json list = json::parse(*addrs, nullptr, false);
     bool listOk = list.is_array();
     if (listOk)
@@ -284,10 +309,10 @@ std::optional<MemberRecord> MemberStore::get(const std::string& nodeId) const {
 
 Result<void> MemberStore::write(const MemberRecord& m) {
   auto r = db_.exec("INSERT OR REPLACE INTO federation_members(node_id, name, control_addresses, "
-                    "sip_address, product_version, protocol_version, updated_ms) "
-                    "VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    "sip_address, product_version, protocol_version, updated_ms, fingerprint) "
+                    "VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
                     {m.nodeId, m.name, json(m.controlAddresses).dump(), m.sipAddress,
-                     m.productVersion, m.protocolVersion, m.updatedMs});
+                     m.productVersion, m.protocolVersion, m.updatedMs, m.fingerprint});
   if (!r) return r;
   auto it = std::find_if(members_.begin(), members_.end(),
                          [&](const MemberRecord& x) { return x.nodeId == m.nodeId; });
@@ -299,9 +324,16 @@ Result<void> MemberStore::write(const MemberRecord& m) {
   return {};
 }
 
-Result<bool> MemberStore::upsert(const MemberRecord& m) {
-  if (auto r = validateMemberRecord(m); !r) return r.error();
-  auto current = get(m.nodeId);
+std::optional<std::string> MemberStore::pinOf(const std::string& nodeId) const {
+  for (const auto& m : members_)
+    if (m.nodeId == nodeId) return m.fingerprint;
+  return std::nullopt;
+}
+
+Result<bool> MemberStore::upsert(const MemberRecord& record) {
+  if (auto r = validateMemberRecord(record); !r) return r.error();
+  auto current = get(record.nodeId);
+  MemberRecord m = keepPin(record, current);
   if (current && (m.updatedMs < current->updatedMs || *current == m)) return false;
   if (!current && members_.size() >= kMaxMembers) return invalid("members", "at most 1000");
   if (auto r = write(m); !r) return r.error();
@@ -337,7 +369,8 @@ Result<std::vector<std::string>> MemberStore::merge(const std::vector<MemberReco
     if (revocations.isRevoked(id, "")) continue;
     auto current = get(id);
     if (current) {
-      if (newer(*m, *current)) changes.push_back(*m);
+      MemberRecord kept = keepPin(*m, current);
+      if (newer(kept, *current)) changes.push_back(std::move(kept));
       continue;
     }
     if (count >= kMaxMembers) {

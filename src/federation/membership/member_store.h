@@ -8,7 +8,7 @@
 //
 // Gossip JSON ({"t":"members", "members":[...]}) member form:
 //   {"nodeId","name","controlAddresses":["host:port"],"sipAddress":"host:port",
-//    "productVersion","protocolVersion","updatedMs"}
+//    "productVersion","protocolVersion","updatedMs","fingerprint"}
 #include "base/clock.h"
 #include "base/result.h"
 #include "federation/trust/bundle.h"
@@ -38,6 +38,10 @@ struct MemberRecord {
   // from a federation bundle).
   std::string productVersion, protocolVersion;
   int64_t updatedMs = 0; // when the member itself last announced these facts (newest wins)
+  // The member's key (SPKI SHA-256, 64 lowercase hex) as pinned on this node; "" while unknown
+  // (a member listed by an old bundle: pinned when it first links). Once set it never changes:
+  // records that say otherwise keep the pinned key (docs/federation-protocol.md "Trust model").
+  std::string fingerprint;
   friend bool operator==(const MemberRecord&, const MemberRecord&) = default;
 };
 
@@ -69,17 +73,20 @@ public:
   // All members including this node's own record, ordered by name then node id.
   const std::vector<MemberRecord>& all() const { return members_; }
   std::optional<MemberRecord> get(const std::string& nodeId) const;
+  // The pin lookup of verifyMember (trust_store.h): nullopt for a non-member, else its pin.
+  std::optional<std::string> pinOf(const std::string& nodeId) const;
 
-  // Inserts or replaces (when updatedMs is not older). Returns true when something changed.
+  // Inserts or replaces (when updatedMs is not older; a pinned fingerprint is kept). Returns true
+  // when something changed.
   // Validates the record (400); at most kMaxMembers members.
   Result<bool> upsert(const MemberRecord& m);
   Result<bool> remove(const std::string& nodeId);
   // Merges a peer's list: unknown members are added unless revoked; known ones take the newer
-  // record; `self` is never overwritten from outside. Returns the node ids added or changed;
-  // `added` (optional) receives just the added ones (for the audit log, which the caller
-  // writes). Equal updatedMs with different facts: the record with the larger JSON text wins
-  // (the same on every node, so gossip converges). Any invalid record: 400, nothing changes.
-  // Known members that are revoked meanwhile are not removed here (remove() does that).
+  // record (keeping a pinned fingerprint); `self` is never overwritten from outside. Returns the
+  // node ids added or changed; `added` (optional) receives just the added ones (for the audit log,
+  // which the caller writes). Equal updatedMs with different facts: the record with the larger JSON
+  // text wins (the same on every node, so gossip converges). Any invalid record: 400, nothing
+  // changes. Known members that are revoked meanwhile are not removed here (remove() does that).
   Result<std::vector<std::string>> merge(const std::vector<MemberRecord>& members,
                                          const RevocationList& revocations, const std::string& self,
                                          std::vector<std::string>* added = nullptr);

@@ -4,6 +4,7 @@
 #include "base/metrics.h"
 #include "federation/replication/presence_wire.h"
 #include "federation/trust/errors.h"
+#include "federation/trust/rekey.h"
 
 #include <asio/steady_timer.hpp>
 #include <chrono>
@@ -14,6 +15,8 @@ namespace {
 
 Counter badMessages("verbund_federation_bad_messages_total",
                     "Control-plane messages from peers that failed validation");
+Counter rekeys("verbund_federation_rekeys_total",
+               "Federation CAs made or adopted by this node (after a member was removed or left)");
 Counter fallbackCalls("verbund_federation_fallback_calls_total",
                       "Calls to another node's user that went over the external line");
 
@@ -68,9 +71,16 @@ FederationError classify(const Error& e) {
     return {502, "unreachable", e.message};
   case int(ControlErrc::kIncompatible):
     return {409, "incompatible", e.message};
+  case int(TrustErrc::kStaleCa):
+    return {409, "stale-bundle",
+            "this federation file is out of date: the federation's keys changed after it was "
+            "made (a member was removed or left); ask a member for a new file (" +
+                e.message + ")"};
   case int(ControlErrc::kRefused):
   case int(TrustErrc::kRevoked):
   case int(TrustErrc::kSelfSigned):
+  case int(TrustErrc::kNotMember):
+  case int(TrustErrc::kPinMismatch):
     return {409, "refused", e.message};
   case int(ServiceErrc::kAlreadyMember):
     return {409, "already-member", e.message};
@@ -120,6 +130,10 @@ Result<SockAddr> FederationService::start() {
   replica_ = std::move(rep.value());
 
   links_ = std::make_unique<LinkManager>(io_, timers_, *this, config_.links);
+  links_->setVerifier(
+      [this](const TrustStore& trust, X509* cert, STACK_OF(X509) * chain, bool incoming) {
+        return verifyLinkPeer(trust, cert, chain, incoming);
+      });
   auto addr = SockAddr::parse(config_.listen);
   if (!addr) return Error{1, "federation.listen: not an address: " + config_.listen};
   auto bound = links_->listen(*addr);
@@ -169,8 +183,12 @@ bool FederationService::renewIfDue() {
   if (!trust_) return false;
   if (trust_->nodeCredentials() && !renewalDue(trust_->nodeCredentials()->cert.get(), sysNow()))
     return false;
-  auto creds = mintNodeCertificate(trust_->ca(), config_.nodeId, config_.nodeName,
-                                   config_.advertise, sysNow());
+  // The same key as before when there is one: peers pinned it.
+  const auto& current = trust_->nodeCredentials();
+  auto creds = current ? reissueNodeCertificate(trust_->ca(), current->key.get(), config_.nodeId,
+                                                config_.nodeName, config_.advertise, sysNow())
+                       : mintNodeCertificate(trust_->ca(), config_.nodeId, config_.nodeName,
+                                             config_.advertise, sysNow());
   if (!creds) {
     logger("federation")->error("node certificate renewal failed: {}", creds.error().message);
     return false;
@@ -197,6 +215,7 @@ void FederationService::stop() {
   if (stopped_) return;
   stopped_ = true;
   if (renewTimer_) renewTimer_->cancel();
+  if (rotateTimer_) rotateTimer_->cancel();
   if (presenceListener_) presence_.unsubscribe(presenceListener_);
   presenceListener_ = 0;
   if (links_) links_->stop();
@@ -217,6 +236,8 @@ MemberRecord FederationService::selfRecord() const {
   m.productVersion = config_.productVersion;
   m.protocolVersion = config_.protocol.toString();
   m.updatedMs = timers_.wallMs();
+  if (trust_ && trust_->nodeCredentials())
+    m.fingerprint = fingerprintOfKey(trust_->nodeCredentials()->key.get()).value_or("");
   return m;
 }
 
@@ -283,7 +304,7 @@ Result<std::string> FederationService::certificate(const std::string& passphrase
   std::vector<Member> list;
   for (const auto& m : members_->all()) {
     if (m.controlAddresses.empty()) continue;
-    Member b{m.nodeId, m.name, m.controlAddresses};
+    Member b{m.nodeId, m.name, m.controlAddresses, m.fingerprint};
     if (b.addresses.size() > kMaxMemberAddresses) b.addresses.resize(kMaxMemberAddresses);
     list.push_back(std::move(b));
   }
@@ -332,6 +353,7 @@ void FederationService::join(OpenedBundle bundle, std::function<void(Result<void
   st->trust = std::make_unique<TrustStore>(std::move(bundle.ca));
   if (auto r = st->trust->setNodeCredentials(std::move(*creds)); !r) return done(r.error());
   st->members = bundle.members;
+  joinMembers_ = bundle.members;
   st->done = std::move(done);
   // Links use the candidate credentials while probing; nothing is persisted before a member
   // answered, so a failed join leaves the node unchanged.
@@ -345,6 +367,7 @@ void FederationService::join(OpenedBundle bundle, std::function<void(Result<void
 void FederationService::tryJoin(std::shared_ptr<JoinState> st) {
   if (st->next >= st->addresses.size()) {
     joining_ = false;
+    joinMembers_.clear();
     (void)links_->setCredentials(nullptr, selfHello());
     Error e = st->lastError.value_or(
         controlError(ControlErrc::kUnreachable, "no member of the federation answered"));
@@ -362,6 +385,7 @@ void FederationService::tryJoin(std::shared_ptr<JoinState> st) {
       return tryJoin(st);
     }
     joining_ = false;
+    joinMembers_.clear();
     // Persist. The trust store moves into place at the same address the links already use,
     // so the link that answered stays up.
     (void)members_->clear();
@@ -375,6 +399,7 @@ void FederationService::tryJoin(std::shared_ptr<JoinState> st) {
       rec.nodeId = m.nodeId;
       rec.name = m.name;
       rec.controlAddresses = m.addresses;
+      rec.fingerprint = m.fingerprint;
       (void)members_->upsert(rec);
     }
     onLinkUp(*r); // records the member from its hello and starts gossip/replication
@@ -397,6 +422,7 @@ void FederationService::forgetFederation() {
   trust_.reset();
   followLocalPresence();
   if (onTrustChanged) onTrustChanged(nullptr);
+  if (onMembersRemoved) onMembersRemoved();
 }
 
 Result<void> FederationService::leave() {
@@ -421,6 +447,7 @@ Result<void> FederationService::leave() {
   (void)members_->clear();
   (void)replica_->clear();
   if (onTrustChanged) onTrustChanged(nullptr);
+  if (onMembersRemoved) onMembersRemoved();
   (void)members_->audit("left", config_.nodeId, "left federation '" + name + "'");
   logger("federation")->info("left federation '{}'", name);
   return {};
@@ -440,6 +467,9 @@ Result<void> FederationService::removeMember(const std::string& nodeId) {
   logger("federation")->info("removed member '{}' ({})", m->name, nodeId);
   gossipRevocations();
   dropRevokedMembers();
+  // The removed node holds the CA key (every member does): a new one, so that nothing it holds
+  // admits anyone. The revocation above travels again inside the rekey, signed anew.
+  rotateKeys("member '" + m->name + "' removed");
   return {};
 }
 
@@ -454,7 +484,101 @@ void FederationService::dropRevokedMembers() {
     changed = true;
   }
   links_->closeRevoked();
-  if (changed) applyPeers();
+  if (changed) {
+    applyPeers();
+    if (onMembersRemoved) onMembersRemoved();
+  }
+}
+
+void FederationService::credentialsChanged() {
+  if (auto r = links_->setCredentials(trust_.get(), selfHello()); !r)
+    logger("federation")->error("federation credentials: {}", r.error().message);
+  if (onTrustChanged) onTrustChanged(trust_.get());
+}
+
+void FederationService::rotateKeys(const std::string& why) {
+  if (!trust_) return;
+  if (auto r = trust_->rotate(sysNow()); !r) {
+    logger("federation")->error("new federation keys failed ({}): {}", why, r.error().message);
+    return;
+  }
+  rekeys.inc();
+  if (auto r = trust_->save(db_, config_.dataDir, sysNow()); !r)
+    logger("federation")->error("saving the new federation keys: {}", r.error().message);
+  credentialsChanged();
+  size_t sent = links_->broadcast(rekeyMessage(*trust_));
+  (void)members_->audit("keys-rotated", config_.nodeId,
+                        "new federation keys (generation " + std::to_string(trust_->generation()) +
+                            ") because " + why);
+  logger("federation")
+      ->info("new federation keys (generation {}) because {}; sent to {} member(s)",
+             trust_->generation(), why, sent);
+}
+
+void FederationService::handleRekey(const std::string& from, const nlohmann::json& msg) {
+  auto rk = rekeyFromJson(msg, trust_->ca().federationId());
+  if (!rk) {
+    badMessages.inc();
+    logger("federation")->warn("bad 'rekey' from {}: {}", nodeName(from), rk.error().message);
+    return;
+  }
+  if (!trust_->supersededBy(rk->ca, rk->generation)) {
+    // The sender is behind us (it was offline, or lost a tie): it gets ours.
+    if (rk->ca.fingerprint() != trust_->ca().fingerprint())
+      links_->send(from, rekeyMessage(*trust_));
+    return;
+  }
+  auto list = RevocationList::parse(rk->revocations, rk->ca.cert(), rk->ca.federationId());
+  if (!list) {
+    badMessages.inc();
+    logger("federation")
+        ->warn("bad 'rekey' from {}: revocations: {}", nodeName(from), list.error().message);
+    return;
+  }
+  int64_t generation = rk->generation;
+  if (auto r = trust_->adoptCa(std::move(rk->ca), generation, sysNow()); !r) {
+    logger("federation")->error("adopting the new federation keys: {}", r.error().message);
+    return;
+  }
+  rekeys.inc();
+  (void)trust_->mergeRevocations(*list);
+  if (auto r = trust_->save(db_, config_.dataDir, sysNow()); !r)
+    logger("federation")->error("saving the new federation keys: {}", r.error().message);
+  (void)members_->audit("keys-rotated", from,
+                        "adopted new federation keys (generation " + std::to_string(generation) +
+                            ") from " + nodeName(from));
+  logger("federation")
+      ->info("adopted new federation keys (generation {}) from {}", generation, nodeName(from));
+  if (trust_->revocations().isRevoked(config_.nodeId, "")) {
+    forgetFederation();
+    return;
+  }
+  credentialsChanged();
+  dropRevokedMembers();
+  links_->broadcast(rekeyMessage(*trust_)); // on to the others (the sender ignores it)
+  gossipRevocations();
+}
+
+Result<PeerIdentity> FederationService::verifyLinkPeer(const TrustStore& trust, X509* cert,
+                                                       STACK_OF(X509) * chain, bool) const {
+  PinLookup pins;
+  if (trust_ && &trust == trust_.get()) {
+    pins = [this](const std::string& id) { return members_->pinOf(id); };
+  } else { // joining: the members the bundle lists
+    pins = [this](const std::string& id) -> std::optional<std::string> {
+      for (const auto& m : joinMembers_)
+        if (m.nodeId == id) return m.fingerprint;
+      return std::nullopt;
+    };
+  }
+  // Control links admit nodes that are not members yet when the current CA signed them: that is
+  // joining with a federation file (docs/federation-protocol.md "Trust model").
+  return verifyMember(cert, chain, trust, pins, true, sysNow());
+}
+
+bool FederationService::isMember(const std::string& nodeId) const {
+  return trust_ && members_ && nodeId != config_.nodeId && members_->get(nodeId).has_value() &&
+         !trust_->revocations().isRevoked(nodeId, "");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,6 +622,7 @@ void FederationService::onLinkUp(const LinkInfo& link) {
   rec.productVersion = link.productVersion;
   rec.protocolVersion = link.protocolVersion;
   rec.updatedMs = timers_.wallMs();
+  rec.fingerprint = link.fingerprint; // verified: equal to the pin, or the first one seen
   bool known = members_->get(link.nodeId).has_value();
   (void)members_->upsert(rec);
   if (!known) {
@@ -507,6 +632,9 @@ void FederationService::onLinkUp(const LinkInfo& link) {
   } else {
     gossipMembers(link.nodeId);
   }
+  // A peer that was offline while the CA changed gets the new one first, so that it can check
+  // the revocations signed with it.
+  if (trust_->generation() > 0) links_->send(link.nodeId, rekeyMessage(*trust_));
   gossipRevocations(link.nodeId);
   links_->send(link.nodeId,
                {{"t", "dir-want"}, {"owner", link.nodeId}, {"seq", replica_->seqOf(link.nodeId)}});
@@ -542,6 +670,12 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
     } else if (type == "revocations") {
       if (!msg.contains("list")) return bad("list missing");
       auto n = trust_->mergeRevocations(msg["list"].dump());
+      if (!n && isTrustError(n.error(), TrustErrc::kBadSignature)) {
+        // Signed with another CA of this federation: the sender has not adopted the newest
+        // keys yet (they reach it with "rekey"; it sends its list again then).
+        logger("federation")->debug("revocations from {} signed with other keys", nodeName(from));
+        return;
+      }
       if (!n) return bad(n.error().message);
       if (*n > 0) {
         (void)trust_->save(db_, config_.dataDir, sysNow());
@@ -559,8 +693,23 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
         dropRevokedMembers();
         gossipRevocations();
       }
+    } else if (type == "rekey") {
+      handleRekey(from, msg);
     } else if (type == "leave") {
-      // The revocation entry that makes it final follows in "revocations".
+      // The revocation entry that makes it final follows in "revocations". The node that left
+      // holds the CA key: the remaining member with the smallest node id among those linked
+      // makes new keys once the revocation is in (two doing it at once converge by the
+      // generation tie-break).
+      std::string leaver = from;
+      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(500));
+      if (rotateTimer_) rotateTimer_->cancel();
+      rotateTimer_ = timer;
+      timer->async_wait([this, timer, leaver](const std::error_code& ec) {
+        if (ec || !trust_ || !trust_->revocations().isRevoked(leaver, "")) return;
+        for (const auto& l : links_->links())
+          if (l.state == LinkState::Up && l.nodeId != leaver && l.nodeId < config_.nodeId) return;
+        rotateKeys("member " + leaver + " left");
+      });
     } else if (type == "dir-want") {
       if (msg.value("owner", "") != config_.nodeId) return;
       int64_t seq = msg.value("seq", int64_t(-1));
@@ -786,7 +935,9 @@ nlohmann::json FederationService::status() const {
           {"members", members},
           {"conflicts", conflicts},
           {"fallback", {{"total", total}, {"byNode", byNode}}},
-          {"revoked", revoked}};
+          {"revoked", revoked},
+          {"keys",
+           {{"generation", trust_->generation()}, {"caFingerprint", trust_->ca().fingerprint()}}}};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -821,7 +972,9 @@ void FederationService::remoteGroupLogin(const std::string& owner, const std::st
 
 Result<PeerIdentity> FederationService::verifySipPeer(X509* cert) const {
   if (!trust_) return controlError(ControlErrc::kNotInFederation, "not in a federation");
-  return verifyPeer(cert, nullptr, *trust_, sysNow());
+  return verifyMember(
+      cert, nullptr, *trust_, [this](const std::string& id) { return members_->pinOf(id); }, false,
+      sysNow());
 }
 
 std::optional<ReplicaUser> FederationService::remoteUser(const std::string& owner,

@@ -75,6 +75,12 @@ public:
   // Called whenever the trust store changes (create, join, leave, revocations): the node
   // reconfigures its SIP-over-TLS credentials.
   std::function<void(const TrustStore*)> onTrustChanged;
+  // Called after members were removed (removal, leave, revocation from a peer, leaving the
+  // federation): the node closes SIP-over-TLS connections of nodes that are no longer members.
+  std::function<void()> onMembersRemoved;
+  // True when nodeId is a current member other than this node (SIP-over-TLS re-checks it on
+  // every request it trusts).
+  bool isMember(const std::string& nodeId) const;
 
   // ---- Admin (docs/federation-api.md); all on the loop ----
   nlohmann::json status() const;
@@ -94,7 +100,8 @@ public:
                         std::function<void(Result<void>)> done);
 
   // ---- SIP side ----
-  // Verifies the certificate a SIP-over-TLS peer presented; the member's node id.
+  // Verifies the certificate a SIP-over-TLS peer presented: only a current member with its
+  // pinned key (verifyMember without joining); the member's node id.
   Result<PeerIdentity> verifySipPeer(X509* cert) const;
   std::string nodeName(const std::string& nodeId) const;
   std::optional<ReplicaUser> remoteUser(const std::string& owner, const std::string& ext) const;
@@ -133,6 +140,14 @@ private:
   void onLocalPresence(const pbx::UserPresence& p);
   void followLocalPresence(); // presence listener while in a federation (trust_ set)
   void handleRevocations(const nlohmann::json& list);
+  // Membership policy of the control links (LinkManager::PeerVerifier).
+  Result<PeerIdentity> verifyLinkPeer(const TrustStore& trust, X509* cert, STACK_OF(X509) * chain,
+                                      bool incoming) const;
+  // A new CA for the federation (after a removal or a leave): persisted, links and SIP-over-TLS
+  // re-credentialed, handed to every member over the links.
+  void rotateKeys(const std::string& why);
+  void handleRekey(const std::string& from, const nlohmann::json& msg);
+  void credentialsChanged(); // links + SIP-over-TLS take the trust store's current certificate
   void dropRevokedMembers();
   void forgetFederation();
   void tryJoin(std::shared_ptr<struct JoinState> st);
@@ -159,7 +174,9 @@ private:
   std::unique_ptr<LinkManager> links_;
   pbx::PresenceHub::ListenerId presenceListener_ = 0;
   std::shared_ptr<asio::steady_timer> renewTimer_;
+  std::shared_ptr<asio::steady_timer> rotateTimer_; // after a member left (see "leave")
   bool joining_ = false;
+  std::vector<Member> joinMembers_; // the bundle's members while joining (their pins)
   bool stopped_ = false;
 
   std::map<std::string, uint64_t> fallbacks_;

@@ -81,8 +81,11 @@ Result<std::string> pemBlock(std::string_view name, std::string_view data) {
   return std::string(p, static_cast<size_t>(len));
 }
 
+// "fingerprint" only when known, so that a member without one renders as before.
 json memberToJson(const Member& m) {
-  return json{{"nodeId", m.nodeId}, {"name", m.name}, {"addresses", m.addresses}};
+  json j{{"nodeId", m.nodeId}, {"name", m.name}, {"addresses", m.addresses}};
+  if (!m.fingerprint.empty()) j["fingerprint"] = m.fingerprint;
+  return j;
 }
 
 // The signed part of the member document, canonical: nlohmann sorts object keys, and the
@@ -117,14 +120,15 @@ std::optional<std::string> stringField(const json& obj, const char* name) {
 }
 
 Result<Member> memberFromJson(const json& j) {
-  if (!j.is_object() || j.size() != 3)
-    return corrupt("member entry is not {nodeId, name, addresses}");
+  const json* fp = j.is_object() ? field(j, "fingerprint") : nullptr;
+  if (!j.is_object() || j.size() != (fp ? 4u : 3u) || (fp && !fp->is_string()))
+    return corrupt("member entry is not {nodeId, name, addresses[, fingerprint]}");
   auto id = stringField(j, "nodeId");
   auto name = stringField(j, "name");
   const json* addrs = field(j, "addresses");
   if (!id || !name || addrs == nullptr || !addrs->is_array() || addrs->size() > kMaxMemberAddresses)
-    return corrupt("member entry is not {nodeId, name, addresses}");
-  Member m{*id, *name, {}};
+    return corrupt("member entry is not {nodeId, name, addresses[, fingerprint]}");
+  Member m{*id, *name, {}, fp ? fp->get<std::string>() : std::string()};
   for (const auto& a : *addrs) {
     if (!a.is_string()) return corrupt("member address is not a string");
     m.addresses.push_back(a.get<std::string>());
@@ -208,6 +212,11 @@ Result<void> validateMember(const Member& m) {
     return invalid("members.addresses", "1 to 8 control-plane addresses");
   for (const auto& a : m.addresses)
     if (auto r = validateHostPort("members.addresses", a); !r) return r;
+  if (!m.fingerprint.empty()) {
+    bool hex = m.fingerprint.size() == 64;
+    for (char c : m.fingerprint) hex = hex && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    if (!hex) return invalid("members.fingerprint", "64 lowercase hex digits");
+  }
   return {};
 }
 

@@ -33,6 +33,7 @@ struct Member {
   std::string nodeId;
   std::string name;
   std::vector<std::string> addresses;
+  std::string fingerprint; // the member's pinned key (SPKI SHA-256, 64 hex); "" in old bundles
   friend bool operator==(const Member&, const Member&) = default;
 };
 

@@ -156,11 +156,21 @@ Result<X509Ptr> buildCertificate(const CertSpec& spec) {
 Result<FederationCa> FederationCa::create(std::string_view name, SysTime now,
                                           std::chrono::seconds validity) {
   if (auto r = validateFederationName(name); !r) return r.error();
+  return build(std::string(name), detail::randomHex(16), now, validity);
+}
+
+Result<FederationCa> FederationCa::successor(const FederationCa& previous, SysTime now,
+                                             std::chrono::seconds validity) {
+  return build(previous.name_, previous.federationId_, now, validity);
+}
+
+Result<FederationCa> FederationCa::build(std::string name, std::string federationId, SysTime now,
+                                         std::chrono::seconds validity) {
   auto key = detail::generateP256Key();
   if (!key) return key.error();
   FederationCa ca;
-  ca.name_ = std::string(name);
-  ca.federationId_ = detail::randomHex(16);
+  ca.name_ = std::move(name);
+  ca.federationId_ = std::move(federationId);
   detail::CertSpec spec;
   spec.subject = {{NID_commonName, std::string(kCaCommonNamePrefix) + ca.name_},
                   {NID_organizationName, "Verbund"},
@@ -176,6 +186,10 @@ Result<FederationCa> FederationCa::create(std::string_view name, SysTime now,
   ca.cert_ = std::move(*cert);
   ca.key_ = std::move(*key);
   return ca;
+}
+
+std::string FederationCa::fingerprint() const {
+  return fingerprintOfKey(key_.get()).value_or("");
 }
 
 Result<std::pair<std::string, std::string>> FederationCa::inspectCaCertificate(X509* cert) {
@@ -218,10 +232,11 @@ Result<FederationCa> FederationCa::fromParts(X509Ptr cert, PKeyPtr key) {
   return ca;
 }
 
-Result<NodeCredentials> mintNodeCertificate(const FederationCa& ca, std::string_view nodeId,
-                                            std::string_view nodeName,
-                                            const std::vector<std::string>& addresses, SysTime now,
-                                            std::chrono::seconds validity) {
+namespace {
+Result<NodeCredentials> issueNodeCertificate(const FederationCa& ca, PKeyPtr key,
+                                             std::string_view nodeId, std::string_view nodeName,
+                                             const std::vector<std::string>& addresses, SysTime now,
+                                             std::chrono::seconds validity) {
   if (auto r = validateNodeId("nodeId", nodeId); !r) return r.error();
   if (auto r = validateNodeName(nodeName); !r) return r.error();
   if (addresses.size() > kMaxCertAddresses) return invalid("addresses", "at most 16");
@@ -231,11 +246,9 @@ Result<NodeCredentials> mintNodeCertificate(const FederationCa& ca, std::string_
     san += "IP:" + a + ",";
   }
   san += "URI:" + std::string(kNodeUriPrefix) + std::string(nodeId);
-  auto key = detail::generateP256Key();
-  if (!key) return key.error();
   detail::CertSpec spec;
   spec.subject = {{NID_commonName, std::string(nodeId)}, {NID_name, std::string(nodeName)}};
-  spec.subjectKey = key->get();
+  spec.subjectKey = key.get();
   spec.issuerCert = ca.cert();
   spec.issuerKey = ca.key();
   spec.notBefore = now - std::chrono::minutes(1);
@@ -250,7 +263,25 @@ Result<NodeCredentials> mintNodeCertificate(const FederationCa& ca, std::string_
   spec.subjectAltName = san;
   auto cert = detail::buildCertificate(spec);
   if (!cert) return cert.error();
-  return NodeCredentials{std::move(*cert), std::move(*key)};
+  return NodeCredentials{std::move(*cert), std::move(key)};
+}
+} // namespace
+
+Result<NodeCredentials> mintNodeCertificate(const FederationCa& ca, std::string_view nodeId,
+                                            std::string_view nodeName,
+                                            const std::vector<std::string>& addresses, SysTime now,
+                                            std::chrono::seconds validity) {
+  auto key = detail::generateP256Key();
+  if (!key) return key.error();
+  return issueNodeCertificate(ca, std::move(*key), nodeId, nodeName, addresses, now, validity);
+}
+
+Result<NodeCredentials> reissueNodeCertificate(const FederationCa& ca, EVP_PKEY* nodeKey,
+                                               std::string_view nodeId, std::string_view nodeName,
+                                               const std::vector<std::string>& addresses,
+                                               SysTime now, std::chrono::seconds validity) {
+  if (nodeKey == nullptr) return trustError(TrustErrc::kInvalidArgument, "node key required");
+  return issueNodeCertificate(ca, sharePKey(nodeKey), nodeId, nodeName, addresses, now, validity);
 }
 
 bool renewalDue(X509* cert, SysTime now) {

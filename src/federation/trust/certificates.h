@@ -45,6 +45,11 @@ public:
   static Result<FederationCa> create(std::string_view name,
                                      SysTime now = std::chrono::system_clock::now(),
                                      std::chrono::seconds validity = kCaValidity);
+  // The next CA of the same federation (same name and federation id, fresh key): what a member
+  // makes when another member is removed, so that nothing the removed node holds admits anyone.
+  static Result<FederationCa> successor(const FederationCa& previous,
+                                        SysTime now = std::chrono::system_clock::now(),
+                                        std::chrono::seconds validity = kCaValidity);
   // Adopts an existing CA certificate and key (from a bundle or the database) after checking
   // that the certificate is a Verbund federation CA (self-signed, CA:TRUE, P-256, names) and the
   // key belongs to it. Validity dates are not checked here.
@@ -56,9 +61,13 @@ public:
   const std::string& federationId() const { return federationId_; }
   X509* cert() const { return cert_.get(); }
   EVP_PKEY* key() const { return key_.get(); }
+  // SHA-256 of the CA's SubjectPublicKeyInfo (64 hex): tells two CAs of one federation apart.
+  std::string fingerprint() const;
 
 private:
   FederationCa() = default;
+  static Result<FederationCa> build(std::string name, std::string federationId, SysTime now,
+                                    std::chrono::seconds validity);
   std::string name_;
   std::string federationId_;
   X509Ptr cert_;
@@ -77,6 +86,14 @@ Result<NodeCredentials> mintNodeCertificate(const FederationCa& ca, std::string_
                                             const std::vector<std::string>& addresses,
                                             SysTime now = std::chrono::system_clock::now(),
                                             std::chrono::seconds validity = kNodeValidity);
+
+// Re-issues a certificate for an existing node key (renewal, a new CA after a removal): the node
+// keeps the key its peers pinned.
+Result<NodeCredentials> reissueNodeCertificate(const FederationCa& ca, EVP_PKEY* nodeKey,
+                                               std::string_view nodeId, std::string_view nodeName,
+                                               const std::vector<std::string>& addresses,
+                                               SysTime now = std::chrono::system_clock::now(),
+                                               std::chrono::seconds validity = kNodeValidity);
 
 // True when fewer than kRenewBefore remain (or the certificate is expired or unreadable).
 bool renewalDue(X509* cert, SysTime now = std::chrono::system_clock::now());

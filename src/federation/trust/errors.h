@@ -24,6 +24,9 @@ enum class TrustErrc : int {
   kBadSignature,           // a signed list/entry does not verify against the CA
   kStorage,                // database or data-directory problem
   kInternal,               // OpenSSL failed on data we produced ourselves
+  kNotMember,              // the node id is not in the member list (and may not join here)
+  kPinMismatch,            // a member presented a key other than the one pinned for its id
+  kStaleCa,                // signed by an earlier CA of this federation (made before a removal)
 };
 
 inline Error trustError(TrustErrc code, std::string message) {

@@ -255,6 +255,27 @@ Result<std::string> encryptKeyPem(EVP_PKEY* key, std::string_view passphrase, in
   return bioToString(bio.get());
 }
 
+Result<std::string> keyToPem(EVP_PKEY* key) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (key == nullptr || !bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    return internal("writing a key");
+  return bioToString(bio.get());
+}
+
+Result<PKeyPtr> keyFromPem(std::string_view pem) {
+  if (pem.size() > 4096) return trustError(TrustErrc::kCorrupt, "private key too large");
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return internal("reading a key");
+  // A null password callback result: an encrypted key fails instead of prompting.
+  PKeyPtr key(PEM_read_bio_PrivateKey(
+      bio.get(), nullptr, [](char*, int, int, void*) { return 0; }, nullptr));
+  ERR_clear_error();
+  if (!key || !isP256(key.get()))
+    return trustError(TrustErrc::kCorrupt, "not an EC P-256 private key");
+  return key;
+}
+
 Result<std::string> encryptKeyDer(EVP_PKEY* key, std::string_view passphrase, int iterations) {
   auto sig = encryptKey(key, passphrase, iterations);
   if (!sig) return sig.error();

@@ -70,6 +70,12 @@ Result<std::string> encryptKeyDer(EVP_PKEY* key, std::string_view passphrase, in
 Result<PKeyPtr> decryptKeyDer(std::string_view der, std::string_view passphrase, int maxIterations);
 Result<PKeyPtr> decryptKeyPem(std::string_view pem, std::string_view passphrase, int maxIterations);
 
+// Unencrypted PKCS#8 PEM, only for keys that travel inside an authenticated TLS link (the rekey
+// message) or go to a TLS library in memory. keyFromPem accepts only an EC P-256 private key
+// (kCorrupt otherwise) and at most 4 KiB.
+Result<std::string> keyToPem(EVP_PKEY* key);
+Result<PKeyPtr> keyFromPem(std::string_view pem);
+
 // ECDSA/SHA-256; signature is DER, returned base64-encoded.
 Result<std::string> signBase64(EVP_PKEY* key, std::string_view data);
 bool verifyBase64(EVP_PKEY* publicKey, std::string_view data, std::string_view signatureBase64);

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,6 +55,47 @@ Result<void> checkNodeCredentials(const FederationCa& ca, const NodeCredentials&
     return trustError(TrustErrc::kKeyMismatch,
                       "the node key does not belong to the node certificate");
   return {};
+}
+
+Error revokedError(const RevocationEntry& e) {
+  std::string msg =
+      "node " + e.nodeId + " was revoked on " + formatDate(e.revokedAt) + " by " + e.byNode;
+  if (!e.reason.empty()) msg += ": " + e.reason;
+  return trustError(TrustErrc::kRevoked, msg);
+}
+
+// The node name and IP addresses a node certificate carries (to re-issue it for a new CA).
+struct NodeCertFacts {
+  std::string name;
+  std::vector<std::string> addresses;
+};
+
+std::optional<NodeCertFacts> nodeCertFacts(X509* cert) {
+  if (cert == nullptr) return std::nullopt;
+  NodeCertFacts f;
+  const X509_NAME* subject = X509_get_subject_name(cert);
+  int idx = X509_NAME_get_index_by_NID(subject, NID_name, -1);
+  if (idx < 0) return std::nullopt;
+  const ASN1_STRING* name = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
+  f.name.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(name)),
+                static_cast<size_t>(ASN1_STRING_length(name)));
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (names != nullptr) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+      const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names, i);
+      if (gn->type != GEN_IPADD) continue;
+      const ASN1_OCTET_STRING* ip = gn->d.iPAddress;
+      char text[INET6_ADDRSTRLEN] = {};
+      int len = ASN1_STRING_length(ip);
+      int family = len == 4 ? AF_INET : len == 16 ? AF_INET6 : 0;
+      if (family != 0 && inet_ntop(family, ASN1_STRING_get0_data(ip), text, sizeof text))
+        f.addresses.emplace_back(text);
+    }
+    GENERAL_NAMES_free(names);
+  }
+  ERR_clear_error();
+  return f;
 }
 
 bool isHexSecret(std::string_view s) {
@@ -128,6 +170,9 @@ CREATE TABLE federation_revocations(
   by_node TEXT NOT NULL,
   signature TEXT NOT NULL,
   PRIMARY KEY(federation_id, node_id, fingerprint));
+)SQL"},
+          {"federation_trust", 2, "CA generation (the CA changes when a member is removed)", R"SQL(
+ALTER TABLE federation_trust ADD COLUMN ca_generation INTEGER NOT NULL DEFAULT 0;
 )SQL"}};
 }
 
@@ -147,6 +192,48 @@ Result<RevocationEntry> TrustStore::revoke(std::string_view nodeId, std::string_
   // An equal-key entry that ranks earlier stays; report what the list holds.
   if (const auto* held = revocations_.find(nodeId, fingerprint)) return *held;
   return *e;
+}
+
+bool TrustStore::supersededBy(const FederationCa& ca, int64_t generation) const {
+  if (ca.federationId() != ca_.federationId()) return false;
+  if (generation != generation_) return generation > generation_;
+  return ca.fingerprint() > ca_.fingerprint();
+}
+
+Result<void> TrustStore::rotate(SysTime now) {
+  auto next = FederationCa::successor(ca_, now);
+  if (!next) return next.error();
+  return replaceCa(std::move(*next), generation_ + 1, now);
+}
+
+Result<void> TrustStore::adoptCa(FederationCa ca, int64_t generation, SysTime now) {
+  if (ca.federationId() != ca_.federationId())
+    return trustError(TrustErrc::kOtherFederation, "the new CA belongs to another federation");
+  return replaceCa(std::move(ca), generation, now);
+}
+
+Result<void> TrustStore::replaceCa(FederationCa ca, int64_t generation, SysTime now) {
+  if (!node_) return trustError(TrustErrc::kInvalidArgument, "no node certificate to re-issue");
+  auto nodeId = nodeIdOf(node_->cert.get());
+  auto facts = nodeCertFacts(node_->cert.get());
+  if (!nodeId || !facts)
+    return trustError(TrustErrc::kInvalidCertificate, "the node certificate cannot be re-issued");
+  auto creds =
+      reissueNodeCertificate(ca, node_->key.get(), *nodeId, facts->name, facts->addresses, now);
+  if (!creds) return creds.error();
+  RevocationList list(ca.federationId());
+  for (const auto& e : revocations_.entries()) {
+    auto signedEntry = signRevocation(ca, e.nodeId, e.fingerprint, e.reason, e.byNode,
+                                      detail::fromUnixSeconds(e.revokedAt));
+    if (!signedEntry) return signedEntry.error();
+    if (auto r = list.add(*signedEntry, ca.cert()); !r) return r.error();
+  }
+  if (auto r = checkNodeCredentials(ca, *creds); !r) return r;
+  ca_ = std::move(ca);
+  generation_ = generation;
+  node_ = std::move(*creds);
+  revocations_ = std::move(list);
+  return {};
 }
 
 Result<size_t> TrustStore::mergeRevocations(const RevocationList& other) {
@@ -179,17 +266,15 @@ Result<void> TrustStore::save(store::Database& db, const std::filesystem::path& 
   int64_t nowMs =
       std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   return db.transaction([&]() -> Result<void> {
-    if (auto r =
-            db.exec("INSERT OR REPLACE INTO federation_trust(id, federation_name, "
-                    "federation_id, ca_cert, ca_key, node_cert, node_key, updated_ms) "
-                    "VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    {ca_.name(), ca_.federationId(), *caCert, *caKey, nodeCert, nodeKey, nowMs});
+    if (auto r = db.exec("INSERT OR REPLACE INTO federation_trust(id, federation_name, "
+                         "federation_id, ca_cert, ca_key, node_cert, node_key, updated_ms, "
+                         "ca_generation) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                         {ca_.name(), ca_.federationId(), *caCert, *caKey, nodeCert, nodeKey, nowMs,
+                          generation_});
         !r)
       return r;
-    if (auto r = db.exec("DELETE FROM federation_revocations WHERE federation_id != ?1",
-                         {ca_.federationId()});
-        !r)
-      return r;
+    // Entries are re-signed when the CA changes: the stored ones are replaced.
+    if (auto r = db.exec("DELETE FROM federation_revocations"); !r) return r;
     for (const auto& e : revocations_.entries()) {
       if (auto r = db.exec("INSERT OR REPLACE INTO federation_revocations(federation_id, node_id, "
                            "fingerprint, revoked_at, reason, by_node, signature) "
@@ -206,8 +291,8 @@ Result<void> TrustStore::save(store::Database& db, const std::filesystem::path& 
 Result<std::optional<TrustStore>> TrustStore::load(store::Database& db,
                                                    const std::filesystem::path& dataDir) {
   auto rows =
-      db.query("SELECT federation_name, federation_id, ca_cert, ca_key, node_cert, node_key "
-               "FROM federation_trust WHERE id = 1");
+      db.query("SELECT federation_name, federation_id, ca_cert, ca_key, node_cert, node_key, "
+               "ca_generation FROM federation_trust WHERE id = 1");
   if (!rows) return rows.error();
   if (rows->empty()) return std::optional<TrustStore>();
   const auto& row = rows->at(0);
@@ -229,6 +314,7 @@ Result<std::optional<TrustStore>> TrustStore::load(store::Database& db,
   if (ca->name() != *name || ca->federationId() != *fedId)
     return storage("stored federation name/id do not match the CA certificate");
   TrustStore trust(std::move(*ca));
+  trust.generation_ = store::asInt(row.at(6)).value_or(0);
 
   auto nodeCertPem = store::asText(row.at(4));
   auto nodeKeyPem = store::asText(row.at(5));
@@ -348,13 +434,52 @@ Result<PeerIdentity> verifyPeer(X509* peer, STACK_OF(X509) * chain, const TrustS
                       "peer certificate's common name differs from its node URI");
   auto fingerprint = fingerprintOf(peer);
   if (!fingerprint) return trustError(TrustErrc::kInvalidCertificate, "unreadable public key");
-  if (const auto* e = trust.revocations().find(*nodeId, *fingerprint)) {
-    std::string msg =
-        "node " + *nodeId + " was revoked on " + formatDate(e->revokedAt) + " by " + e->byNode;
-    if (!e->reason.empty()) msg += ": " + e->reason;
-    return trustError(TrustErrc::kRevoked, msg);
-  }
+  if (const auto* e = trust.revocations().find(*nodeId, *fingerprint)) return revokedError(*e);
   return PeerIdentity{*nodeId, *fingerprint, ca.federationId()};
+}
+
+Result<PeerIdentity> verifyMember(X509* peer, STACK_OF(X509) * chain, const TrustStore& trust,
+                                  const PinLookup& pinOf, bool allowJoin, SysTime now) {
+  auto nodeId = peer ? nodeIdOf(peer) : std::nullopt;
+  auto fingerprint = peer ? fingerprintOf(peer) : std::nullopt;
+  if (!nodeId || !fingerprint) {
+    auto r = verifyPeer(peer, chain, trust, now); // the precise reason
+    if (!r) return r.error();
+    return trustError(TrustErrc::kMissingNodeUri, "peer certificate names no node");
+  }
+  if (const auto* e = trust.revocations().find(*nodeId, *fingerprint)) return revokedError(*e);
+  const std::string& federationId = trust.ca().federationId();
+  bool ourFederation = federationIdOf(peer) == federationId;
+  std::optional<std::string> pin = pinOf ? pinOf(*nodeId) : std::nullopt;
+  auto verified = verifyPeer(peer, chain, trust, now);
+  if (pin && !pin->empty()) {
+    if (*pin != *fingerprint)
+      return trustError(TrustErrc::kPinMismatch,
+                        "node " + *nodeId + " presented a key other than the one pinned for it");
+    if (verified) return verified;
+    // A member that was offline while the CA changed still has a certificate of an earlier CA:
+    // its pinned key is what counts (it receives the new CA over the link).
+    if (!isTrustError(verified.error(), TrustErrc::kOtherFederation) || !ourFederation)
+      return verified.error();
+    int64_t t = detail::unixSeconds(now);
+    auto from = detail::notBefore(peer), until = detail::notAfter(peer);
+    if (!from || !until || t < *from || t > *until)
+      return trustError(TrustErrc::kExpired,
+                        "the certificate of node " + *nodeId + " is outside its validity period");
+    return PeerIdentity{*nodeId, *fingerprint, federationId};
+  }
+  if (!verified) {
+    if (isTrustError(verified.error(), TrustErrc::kOtherFederation) && ourFederation)
+      return trustError(TrustErrc::kStaleCa,
+                        "the certificate of node " + *nodeId +
+                            " was issued by an earlier key of this federation (before a member "
+                            "was removed): it needs a federation file made since");
+    return verified.error();
+  }
+  if (!pin && !allowJoin)
+    return trustError(TrustErrc::kNotMember,
+                      "node " + *nodeId + " is not a member of this federation");
+  return verified;
 }
 
 } // namespace verbund::federation

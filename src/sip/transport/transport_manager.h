@@ -87,6 +87,7 @@ public:
   void close();
 
   size_t connectionCount() const { return connections_.size(); }
+  bool isOpen(ConnectionId id) const { return connections_.count(id) != 0; }
   std::vector<SockAddr> listeningAddresses(TransportType type) const;
 
 private:

@@ -221,10 +221,10 @@ TEST(MemberStore, SkipsCorruptRows) {
   Fixture f;
   ASSERT_TRUE(f.store->upsert(member("node-a", "Berlin")).ok());
   ASSERT_TRUE(f.db->exec("INSERT INTO federation_members VALUES ('bad id', 'X', '[]', '', '', "
-                         "'', 0)")
+                         "'', 0, '')")
                   .ok());
   ASSERT_TRUE(f.db->exec("INSERT INTO federation_members VALUES ('node-z', 'Z', 'not json', '', "
-                         "'', '', 0)")
+                         "'', '', 0, '')")
                   .ok());
   auto s = MemberStore::open(*f.db, f.timers);
   ASSERT_TRUE(s.ok());
@@ -351,6 +351,51 @@ TEST(MemberStore, AuditNewestFirstCleanedAndCapped) {
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(int64_t(all->size()), kMaxAuditEntries);
   EXPECT_EQ(all->front().detail, std::to_string(kMaxAuditEntries + 4));
+}
+
+} // namespace
+} // namespace verbund::federation
+
+namespace verbund::federation {
+namespace {
+
+TEST(MemberStore, PinnedKeyNeverChangesThroughRecords) {
+  Fixture f;
+  RevocationList none;
+  MemberRecord b = member("node-b", "B");
+  b.fingerprint = std::string(64, 'b');
+  ASSERT_TRUE(f.store->upsert(b).ok());
+  EXPECT_EQ(f.store->pinOf("node-b"), std::string(64, 'b'));
+  EXPECT_EQ(f.store->pinOf("node-x"), std::nullopt);
+  // Newer gossip naming another key: the other facts are taken, the pin is kept.
+  MemberRecord forged = member("node-b", "B renamed", 5000);
+  forged.fingerprint = std::string(64, 'c');
+  auto changed = f.store->merge({forged}, none, "node-a");
+  ASSERT_TRUE(changed.ok());
+  EXPECT_EQ(f.store->get("node-b")->name, "B renamed");
+  EXPECT_EQ(f.store->pinOf("node-b"), std::string(64, 'b'));
+  forged.updatedMs = 6000;
+  ASSERT_TRUE(f.store->upsert(forged).ok());
+  EXPECT_EQ(f.store->pinOf("node-b"), std::string(64, 'b'));
+  // A member known without a pin takes the first one; it survives a reload.
+  MemberRecord c = member("node-c", "C");
+  ASSERT_TRUE(f.store->upsert(c).ok());
+  EXPECT_EQ(f.store->pinOf("node-c"), std::string());
+  c.fingerprint = std::string(64, 'd');
+  c.updatedMs = 2000;
+  ASSERT_TRUE(f.store->upsert(c).ok());
+  auto reopened = MemberStore::open(*f.db, f.timers);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->pinOf("node-c"), std::string(64, 'd'));
+  // Not hex: refused.
+  MemberRecord bad = member("node-d", "D");
+  bad.fingerprint = "xyz";
+  EXPECT_FALSE(f.store->upsert(bad).ok());
+  EXPECT_FALSE(memberFromJson(nlohmann::json{{"nodeId", "node-e"},
+                                             {"name", "E"},
+                                             {"controlAddresses", {"10.0.0.5:3090"}},
+                                             {"fingerprint", 5}})
+                   .ok());
 }
 
 } // namespace

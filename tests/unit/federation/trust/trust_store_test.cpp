@@ -34,7 +34,7 @@ TEST(TrustStore, PersistenceRoundTrip) {
   ASSERT_TRUE(trust.revoke("lost", std::string(64, 'f'), "stolen laptop", "self", testNow()).ok());
   {
     auto db = openDb(dir.path());
-    EXPECT_EQ(db->schemaVersion("federation_trust"), 1);
+    EXPECT_EQ(db->schemaVersion("federation_trust"), 2);
     ASSERT_TRUE(trust.save(*db, dir.path()).ok());
   }
   struct stat st {};
