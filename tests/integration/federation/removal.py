@@ -11,7 +11,8 @@ SIP-over-TLS connection to a carrying an INVITE with a forged P-Asserted-Identit
  - a certificate of the CURRENT CA for a node id that is not a member is refused on SIP-TLS;
  - b adopts a's new keys (same CA fingerprint, generation 1) within 2 s and stays linked to a;
  - d joining with the file made before the removal gets reason stale-bundle and stays outside;
-   with a file made after it, d joins and the mesh is up."""
+   with a file made after it, d joins and the mesh is up;
+ - d leaves: a and b converge on new keys (generation + 1) within 3 s."""
 import re
 import secrets
 import socket
@@ -255,6 +256,19 @@ def body(h):
     log(f"RESULT join with a file made after the removal: mesh up after {took:.2f}s")
     check(d.federation().get("keys") == a.federation().get("keys"), "d holds other keys than a")
     check(ids["b"] in [m["nodeId"] for m in d.federation()["members"]], "d does not list b")
+
+    # d leaves: it still holds the CA key, so a or b (the smaller node id) makes new keys
+    gen = a.federation()["keys"]["generation"]
+    d.leave()
+    t2 = time.monotonic()
+    while time.monotonic() - t2 < 3.0:
+        ka, kb = a.federation().get("keys", {}), b.federation().get("keys", {})
+        if ka.get("generation", 0) > gen and ka == kb:
+            break
+        time.sleep(0.05)
+    log(f"RESULT after d left: a {ka}, b {kb} after {time.monotonic() - t2:.2f}s")
+    check(ka.get("generation", 0) == gen + 1 and ka == kb,
+          f"a and b did not converge on new keys after d left: a {ka}, b {kb}")
 
 
 if __name__ == "__main__":
