@@ -39,6 +39,15 @@ Result<std::vector<std::string>> stringList(const toml::node& n, const std::stri
   }
   return out;
 }
+// "http://host[:port]" or "https://host[:port]", nothing after (the admin API checks it fully).
+bool looksLikeOrigin(const std::string& o) {
+  auto sep = o.find("://");
+  if (sep == std::string::npos) return false;
+  auto scheme = o.substr(0, sep);
+  if (scheme != "http" && scheme != "https") return false;
+  auto authority = o.substr(sep + 3);
+  return !authority.empty() && authority.find_first_of("/?#@ \t") == std::string::npos;
+}
 } // namespace
 
 Result<NodeConfig> loadConfig(const std::string& path) {
@@ -151,6 +160,28 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           c.federationEnabled = *b;
         } else {
           return configError("unknown key federation." + name);
+        }
+      }
+    } else if (key == "admin") {
+      const toml::table* admin = v.as_table();
+      if (!admin) return configError("[admin] must be a table");
+      for (const auto& [ak, av] : *admin) {
+        std::string name(ak.str());
+        if (name == "secure_cookie") {
+          auto b = av.value<bool>();
+          if (!b) return configError("admin.secure_cookie must be true or false");
+          c.adminSecureCookie = *b;
+        } else if (name == "allowed_origins") {
+          auto list = stringList(av, "admin.allowed_origins");
+          if (!list) return list.error();
+          for (const auto& o : list.value())
+            if (!looksLikeOrigin(o))
+              return configError("admin.allowed_origins: not an origin like "
+                                 "\"https://pbx.example.com\": " +
+                                 o);
+          c.adminAllowedOrigins = list.value();
+        } else {
+          return configError("unknown key admin." + name);
         }
       }
     } else {

@@ -35,6 +35,11 @@ struct NodeConfig {
   int overloadQueueDelayMs = 150;
   int overloadMaxTransactions = 20000;
   std::string adminListen = "127.0.0.1:8080";
+  // [admin]: the session cookie gets "Secure" (set it when a TLS reverse proxy serves the UI);
+  // origins such a proxy serves the UI under ("https://pbx.example.com"), accepted by the
+  // admin API's Origin/Host checks besides IP addresses and localhost.
+  bool adminSecureCookie = false;
+  std::vector<std::string> adminAllowedOrigins;
 
   // [federation] (docs/federation-api.md)
   bool federationEnabled = true;

@@ -836,6 +836,8 @@ Result<void> Node::Impl::startAdmin() {
   ac.listen = config.adminListen;
   ac.nodeName = config.nodeName;
   ac.version = kVersion;
+  ac.secureCookie = config.adminSecureCookie;
+  ac.allowedOrigins = config.adminAllowedOrigins;
   admin = std::make_unique<http::AdminServer>(io, *adminAuth, ac);
   http::addDirectoryRoutes(*admin, *directory);
   http::addTrunkRoutes(*admin, *trunk, *db);

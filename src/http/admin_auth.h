@@ -65,7 +65,8 @@ public:
   Result<std::optional<std::string>> bootstrap(std::optional<std::string> initial);
   bool hasPassword() const { return !passwordHash_.empty(); }
   // Stores a new password hash (hashing costs as much as a verification: not on a busy loop; the
-  // API hashes off the loop and calls setPasswordHash). Ends every session.
+  // API hashes off the loop and calls setPasswordHash). Ends every session and revokes every
+  // API token.
   Result<void> setPassword(std::string_view password);
   Result<void> setPasswordHash(std::string hash);
   const std::string& passwordHash() const { return passwordHash_; }

@@ -2,9 +2,8 @@
 
 #include "base/log.h"
 #include "base/metrics.h"
+#include "http/origin_check.h"
 #include "http/static_assets.h"
-
-#include <httplib.h>
 
 namespace verbund::http {
 
@@ -12,7 +11,10 @@ namespace {
 
 Counter requestsTotal("verbund_http_requests_total", "Admin API and /metrics requests");
 Counter errorsTotal("verbund_http_errors_total", "Admin API requests answered with 4xx or 5xx");
-Counter loginFailures("verbund_http_login_failures_total", "Failed admin logins");
+Counter loginFailures("verbund_http_login_failures_total",
+                      "Failed admin logins (and wrong current passwords on a password change)");
+Counter foreignOrigins("verbund_http_foreign_origin_total",
+                       "Admin API requests refused for their Origin or Host header");
 Counter uiRequests("verbund_http_ui_requests_total", "Admin web UI file requests");
 
 // Paths of the REST API and /metrics; every other GET is a file of the web UI.
@@ -195,22 +197,47 @@ Result<Response> AdminServer::changePassword(RequestContext& c) {
   if (!password) return password.error();
   if (auto r = AdminAuth::checkPasswordRules(*password); !r) return r.error();
   // A stolen session must not be enough to take the account over: sessions confirm the current
-  // password; bearer tokens are already full credentials.
+  // password; bearer tokens are already full credentials. The check is throttled like a login.
   if (c.principal.kind == Principal::Kind::Session) {
     auto current = stringField(**obj, "currentPassword", true);
     if (!current) return current.error();
-    auto hash = loop_.run([&] { return auth_.passwordHash(); });
+    const std::string& address = c.remoteAddress;
+    auto hash = loop_.run([&]() -> Result<std::string> {
+      if (auto t = auth_.checkThrottle(address); !t) return t.error();
+      auth_.recordFailure(address);
+      return auth_.passwordHash();
+    });
     if (!hash) return hash.error();
-    if (!verifyPassword(*current, *hash)) return Error{403, "currentPassword: wrong password"};
+    if (!verifyPassword(*current, *hash)) {
+      loginFailures.inc();
+      logger("http")->warn("wrong current password on an admin password change from {}", address);
+      return Error{403, "currentPassword: wrong password"};
+    }
+    (void)loop_.run([&] { auth_.recordSuccess(address); });
   }
   std::string hash = hashPassword(*password, auth_.config().pbkdf2Iterations);
   auto stored = loop_.run([&] { return auth_.setPasswordHash(hash); });
   if (!stored) return stored.error();
-  logger("http")->info("admin password changed; all sessions ended");
-  return Response::json({{"changed", true}, {"sessionsEnded", true}});
+  logger("http")->info("admin password changed; all sessions ended, all API tokens revoked");
+  return Response::json({{"changed", true}, {"sessionsEnded", true}, {"tokensRevoked", true}});
 }
 
-Result<Response> AdminServer::dispatch(const httplib::Request& req, RequestContext& ctx) {
+// Browsers send Origin on cross-origin requests and on every POST; a foreign one is refused
+// before anything else (a cross-site page must not even feed the login throttle). Login also
+// needs an allowed Host, against DNS rebinding.
+Result<void> AdminServer::checkBrowserRequest(const HttpRequest& req,
+                                              const RequestContext& ctx) const {
+  const std::string host = req.headerValue("Host");
+  bool isLogin = ctx.method == Method::Post && ctx.path == "/api/v1/session";
+  if (isLogin && !hostAllowed(host, config_.allowedOrigins))
+    return Error{403, "Host: not an address of this server (set admin.allowed_origins)"};
+  if (ctx.method != Method::Get &&
+      !originAllowed(req.headerValue("Origin"), host, config_.allowedOrigins))
+    return Error{403, "Origin: cross-origin request refused (set admin.allowed_origins)"};
+  return {};
+}
+
+Result<Response> AdminServer::dispatch(const HttpRequest& req, RequestContext& ctx) {
   auto m = router_.match(ctx.method, ctx.path);
   if (!m.entry) {
     if (m.pathKnown) return Error{405, "method: not allowed on " + ctx.path};
@@ -220,10 +247,12 @@ Result<Response> AdminServer::dispatch(const httplib::Request& req, RequestConte
   const Entry& entry = *m.entry;
 
   std::string bearer;
-  if (auto a = req.get_header_value("Authorization"); a.size() > 7 && a.starts_with("Bearer "))
+  if (auto a = req.headerValue("Authorization"); a.size() > 7 && a.starts_with("Bearer "))
     bearer = a.substr(7);
-  std::string cookie = cookieValue(req.get_header_value("Cookie"), kSessionCookie);
-  std::string csrfHeader = req.get_header_value(std::string(kCsrfHeader).c_str());
+  std::string cookie = cookieValue(req.headerValue("Cookie"), kSessionCookie);
+  std::string csrfHeader = req.headerValue(kCsrfHeader);
+  // Without credentials, /metrics answers loopback clients, but not through a foreign name.
+  bool hostOk = hostAllowed(req.headerValue("Host"), config_.allowedOrigins);
 
   auto authenticate = [&]() -> Result<void> {
     if (entry.options.access == Access::Public) return {};
@@ -242,6 +271,7 @@ Result<Response> AdminServer::dispatch(const httplib::Request& req, RequestConte
     }
     if (ctx.principal.authenticated()) return {};
     if (entry.options.access == Access::LoopbackOrAdmin && isLoopback(ctx.remoteAddress)) {
+      if (!hostOk) return Error{403, "Host: not an address of this server"};
       ctx.principal.kind = Principal::Kind::Loopback;
       return {};
     }
@@ -264,112 +294,126 @@ Result<Response> AdminServer::dispatch(const httplib::Request& req, RequestConte
 
 // The web UI's files: no authentication (they hold no data; the UI logs in through the API).
 // Revalidated on every load (ETag), so that an upgraded node never serves a stale UI.
-void AdminServer::serveAsset(const httplib::Request& req, httplib::Response& res) {
+HttpResponse AdminServer::serveAsset(const HttpRequest& req) {
   uiRequests.inc();
-  for (const auto& [k, v] : uiSecurityHeaders()) res.set_header(std::string(k), std::string(v));
+  HttpResponse res;
+  for (const auto& [k, v] : uiSecurityHeaders()) res.headers.emplace_back(k, v);
   auto asset = findAsset(req.path);
   if (!asset) {
     res.status = 404;
-    res.set_header("Cache-Control", "no-store");
-    res.set_content("not found\n", "text/plain; charset=utf-8");
-    return;
+    res.headers.emplace_back("Cache-Control", "no-store");
+    res.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+    res.body = "not found\n";
+    return res;
   }
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("ETag", std::string(asset->etag));
-  if (req.get_header_value("If-None-Match") == asset->etag) {
+  res.headers.emplace_back("Cache-Control", "no-cache");
+  res.headers.emplace_back("ETag", std::string(asset->etag));
+  if (req.headerValue("If-None-Match") == asset->etag) {
     res.status = 304;
-    return;
+    return res;
   }
-  res.status = 200;
-  res.set_content(asset->data.data(), asset->data.size(), std::string(asset->contentType));
+  res.headers.emplace_back("Content-Type", std::string(asset->contentType));
+  res.body.assign(asset->data.data(), asset->data.size());
+  return res;
 }
 
-void AdminServer::serve(const httplib::Request& req, httplib::Response& res) {
+namespace {
+
+HttpResponse jsonError(const Error& e) {
+  errorsTotal.inc();
+  HttpResponse res;
+  res.status = e.code >= 400 && e.code < 600 ? e.code : 500;
+  if (res.status == 429) res.headers.emplace_back("Retry-After", "60");
+  res.headers.emplace_back("Content-Type", "application/json");
+  res.body = dumpJson(errorBody(Error{res.status, e.message}));
+  return res;
+}
+
+// "application/json", any case, optionally with parameters ("; charset=utf-8").
+bool isJsonContentType(std::string_view v) {
+  auto semi = v.find(';');
+  v = v.substr(0, semi);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return equalsIgnoreCase(v, "application/json");
+}
+
+} // namespace
+
+HttpResponse AdminServer::serve(HttpRequest& req, const std::string& remote) {
   requestsTotal.inc();
-  if ((req.method == "GET" || req.method == "HEAD") && !isApiPath(req.path)) {
-    serveAsset(req, res);
-    return;
-  }
+  if ((req.method == "GET" || req.method == "HEAD") && !isApiPath(req.path)) return serveAsset(req);
   RequestContext ctx;
   ctx.path = req.path;
-  ctx.query = req.params;
-  ctx.remoteAddress = req.remote_addr;
+  ctx.query = std::move(req.query);
+  ctx.remoteAddress = remote;
   ctx.loop = &loop_;
+  auto method = methodFromName(req.method == "HEAD" ? "GET" : req.method);
   Result<Response> out = Error{405, "method: not supported"};
-  if (auto method = methodFromName(req.method)) {
+  if (method) {
     ctx.method = *method;
-    bool bodyOk = true;
-    if (!req.body.empty()) {
-      auto body = parseJsonBody(req.body);
-      if (body)
+    out = [&]() -> Result<Response> {
+      if (auto b = checkBrowserRequest(req, ctx); !b) {
+        foreignOrigins.inc();
+        logger("http")->info("refused a cross-origin admin API request from {} ({})", remote,
+                             b.error().message);
+        return b.error();
+      }
+      if (!req.body.empty()) {
+        // JSON only: a form or text/plain body is what a cross-site page can send without a
+        // CORS preflight.
+        if (!isJsonContentType(req.headerValue("Content-Type")))
+          return Error{415, "Content-Type: application/json expected"};
+        auto body = parseJsonBody(req.body);
+        if (!body) return body.error();
         ctx.body = std::move(*body);
-      else
-        out = body.error(), bodyOk = false;
-    }
-    if (bodyOk) out = dispatch(req, ctx);
+      }
+      return dispatch(req, ctx);
+    }();
   }
-  res.set_header("Cache-Control", "no-store");
-  res.set_header("X-Content-Type-Options", "nosniff");
-  res.set_header("X-Frame-Options", "DENY");
+  HttpResponse res;
   if (!out) {
-    errorsTotal.inc();
-    res.status = out.error().code >= 400 && out.error().code < 600 ? out.error().code : 500;
-    if (res.status == 429) res.set_header("Retry-After", "60");
-    res.set_content(dumpJson(errorBody(out.error())), "application/json");
-    return;
+    res = jsonError(out.error());
+  } else {
+    Response& r = *out;
+    if (r.status >= 400) errorsTotal.inc();
+    res.status = r.status;
+    res.headers = std::move(r.headers);
+    if (r.text) {
+      res.headers.emplace_back("Content-Type", r.contentType);
+      res.body = std::move(*r.text);
+    } else if (r.status != 204) {
+      res.headers.emplace_back("Content-Type", r.contentType);
+      res.body = dumpJson(r.body);
+    }
   }
-  Response& r = *out;
-  if (r.status >= 400) errorsTotal.inc();
-  res.status = r.status;
-  for (const auto& [k, v] : r.headers) res.set_header(k.c_str(), v);
-  if (r.text)
-    res.set_content(*r.text, r.contentType.c_str());
-  else if (r.status != 204)
-    res.set_content(dumpJson(r.body), r.contentType.c_str());
+  res.headers.emplace_back("Cache-Control", "no-store");
+  res.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  res.headers.emplace_back("X-Frame-Options", "DENY");
+  return res;
 }
 
 Result<SockAddr> AdminServer::start() {
   if (server_) return Error{500, "admin server already started"};
-  auto addr = SockAddr::parse(config_.listen);
-  if (!addr) return Error{400, "listen: bad address '" + config_.listen + "'"};
-  server_ = std::make_unique<httplib::Server>();
-  server_->set_payload_max_length(config_.maxBodyBytes);
-  auto handler = [this](const httplib::Request& q, httplib::Response& s) { serve(q, s); };
-  server_->Get(".*", handler);
-  server_->Post(".*", handler);
-  server_->Put(".*", handler);
-  server_->Patch(".*", handler);
-  server_->Delete(".*", handler);
-  // Errors cpp-httplib answers itself (413 for big bodies, 400 for broken requests) get our JSON.
-  server_->set_error_handler(
-      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        errorsTotal.inc();
-        std::string message = res.status == 413   ? "body: larger than the 1 MiB limit"
-                              : res.status == 404 ? "path: no such resource"
-                                                  : "request: rejected";
-        res.set_content(dumpJson(errorBody(Error{res.status, message})), "application/json");
-        return httplib::Server::HandlerResponse::Handled;
-      }));
-  server_->set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        errorsTotal.inc();
-        res.status = 500;
-        res.set_content(dumpJson(errorBody(Error{500, "internal error"})), "application/json");
+  HttpServerConfig hc;
+  hc.listen = config_.listen;
+  hc.limits.maxBodyBytes = config_.maxBodyBytes;
+  hc.limits.maxHeadBytes = config_.maxHeadBytes;
+  hc.limits.maxHeaders = config_.maxHeaders;
+  hc.requestTimeout = config_.requestTimeout;
+  hc.maxConnectionsPerAddress = config_.maxConnectionsPerAddress;
+  hc.maxConnections = config_.maxConnections;
+  hc.workers = config_.workers;
+  auto server = std::make_unique<HttpServer>(
+      hc, [this](HttpRequest& q, const std::string& remote) { return serve(q, remote); },
+      [](int status, const std::string& message) {
+        HttpResponse r = jsonError(Error{status, message});
+        r.headers.emplace_back("Cache-Control", "no-store");
+        return r;
       });
-  std::string host = addr->ip.toString();
-  int port = addr->port;
-  if (port == 0)
-    port = server_->bind_to_any_port(host);
-  else if (!server_->bind_to_port(host, port))
-    port = -1;
-  if (port <= 0) {
-    server_.reset();
-    return Error{500, "listen: cannot bind " + config_.listen};
-  }
-  bound_ = *addr;
-  bound_.port = uint16_t(port);
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  auto bound = server->start();
+  if (!bound) return bound.error();
+  server_ = std::move(server);
+  bound_ = *bound;
   logger("http")->info("admin API listening on http://{}", bound_.toString());
   return bound_;
 }
@@ -377,7 +421,6 @@ Result<SockAddr> AdminServer::start() {
 void AdminServer::stop() {
   if (!server_) return;
   server_->stop();
-  if (thread_.joinable()) thread_.join();
   server_.reset();
 }
 

@@ -1,9 +1,13 @@
 #pragma once
-// The admin HTTP server (REST JSON under /api/v1, Prometheus text at /metrics) on cpp-httplib.
+// The admin HTTP server (REST JSON under /api/v1, Prometheus text at /metrics) on HttpServer.
 //
-// Threads: cpp-httplib accepts and parses on its own thread pool; every handler's work runs on
-// the node's io_context through LoopExecutor (503 when the loop does not get to it in time).
-// Routes are added before start() and never after.
+// Threads: HttpServer reads requests on its own I/O thread and hands complete ones to its
+// workers; every handler's work runs on the node's io_context through LoopExecutor (503 when the
+// loop does not get to it in time). Routes are added before start() and never after.
+//
+// Requests with a body must be application/json (415). Login and every other non-GET API request
+// that carries an Origin must come from an allowed origin (origin_check.h; 403, not counted by
+// the login throttle); login also needs an allowed Host.
 //
 // Built-in routes:
 //   POST   /api/v1/session          {password} -> cookie + {csrfToken}      (public, throttled)
@@ -12,14 +16,17 @@
 //   GET    /api/v1/tokens           list bearer tokens (names, never the secrets)
 //   POST   /api/v1/tokens           {name} -> {token} shown once (session only)
 //   DELETE /api/v1/tokens/{id}
-//   PUT    /api/v1/admin/password   {password, currentPassword}
+//   PUT    /api/v1/admin/password   {password, currentPassword}: ends all sessions and revokes
+//                                   all tokens; a wrong currentPassword counts as a failed login
 //   GET    /api/v1/status           node name, version, counts of the status sources
-//   GET    /metrics                 Prometheus text; without credentials from loopback only
+//   GET    /metrics                 Prometheus text; without credentials from loopback only, and
+//                                   then only with an allowed Host (no DNS rebinding)
 //   GET    any other path           the admin web UI's files (web/, built into the binary)
 #include "base/net.h"
 #include "base/result.h"
 #include "http/admin_auth.h"
 #include "http/api.h"
+#include "http/http_server.h"
 #include "http/loop_executor.h"
 
 #include <asio/io_context.hpp>
@@ -29,12 +36,6 @@
 #include <thread>
 #include <vector>
 
-namespace httplib {
-class Server;
-struct Request;
-struct Response;
-} // namespace httplib
-
 namespace verbund::http {
 
 struct AdminServerConfig {
@@ -42,8 +43,17 @@ struct AdminServerConfig {
   std::string nodeName = "verbund";
   std::string version;
   Duration loopTimeout = std::chrono::seconds(5);
-  size_t maxBodyBytes = 1 << 20; // larger bodies get 413
-  bool secureCookie = false;     // add "Secure" to the cookie (when served behind TLS)
+  size_t maxBodyBytes = 1 << 20;                      // larger bodies get 413 (chunked ones too)
+  size_t maxHeadBytes = 16 * 1024;                    // request line + header fields; beyond: 431
+  size_t maxHeaders = 64;                             // header fields; beyond: 431
+  Duration requestTimeout = std::chrono::seconds(10); // head + body; then 408
+  size_t maxConnectionsPerAddress = 32;
+  size_t maxConnections = 1024;
+  size_t workers = 8;
+  bool secureCookie = false; // add "Secure" to the cookie (admin.secure_cookie, behind TLS)
+  // Origins of a reverse proxy in front ("https://pbx.example.com"), accepted besides the
+  // same-origin requests to an IP address or localhost (admin.allowed_origins).
+  std::vector<std::string> allowedOrigins;
 };
 
 inline constexpr std::string_view kSessionCookie = "verbund_session";
@@ -77,9 +87,10 @@ private:
     RouteOptions options;
   };
   void addBuiltinRoutes();
-  void serve(const httplib::Request& req, httplib::Response& res);
-  void serveAsset(const httplib::Request& req, httplib::Response& res);
-  Result<Response> dispatch(const httplib::Request& req, RequestContext& ctx);
+  HttpResponse serve(HttpRequest& req, const std::string& remote);
+  HttpResponse serveAsset(const HttpRequest& req);
+  Result<Response> dispatch(const HttpRequest& req, RequestContext& ctx);
+  Result<void> checkBrowserRequest(const HttpRequest& req, const RequestContext& ctx) const;
   Result<Response> login(RequestContext& ctx);
   Result<Response> changePassword(RequestContext& ctx);
 
@@ -89,8 +100,7 @@ private:
   Router<Entry> router_;
   std::vector<std::function<std::string()>> metrics_;
   std::vector<std::function<void(nlohmann::json&)>> status_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  std::unique_ptr<HttpServer> server_;
   SockAddr bound_;
 };
 

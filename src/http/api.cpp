@@ -59,6 +59,8 @@ std::string_view errorCodeName(int status) {
     return "not_found";
   case 405:
     return "method_not_allowed";
+  case 408:
+    return "timeout";
   case 409:
     return "conflict";
   case 413:
@@ -67,6 +69,8 @@ std::string_view errorCodeName(int status) {
     return "unsupported_media_type";
   case 429:
     return "too_many_requests";
+  case 431:
+    return "headers_too_large";
   case 503:
     return "unavailable";
   default:

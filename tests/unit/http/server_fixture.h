@@ -31,14 +31,18 @@ protected:
     sc.nodeName = "node-a";
     sc.version = "0.1.0";
     sc.loopTimeout = std::chrono::milliseconds(500);
+    configure(sc);
     server_ = std::make_unique<AdminServer>(io_, *auth_, sc);
     addDirectoryRoutes(*server_, *dir_);
     auto bound = server_->start();
     ASSERT_TRUE(bound.ok()) << bound.error().message;
     ASSERT_NE(bound->port, 0);
+    port_ = bound->port;
     loop_ = std::thread([this] { io_.run(); });
     client_ = std::make_unique<httplib::Client>("127.0.0.1", bound->port);
   }
+  // Changes to the server configuration of a test suite.
+  virtual void configure(AdminServerConfig&) {}
   void TearDown() override {
     server_->stop();
     work_.reset();
@@ -81,6 +85,7 @@ protected:
   std::unique_ptr<AdminServer> server_;
   std::unique_ptr<httplib::Client> client_;
   std::string cookie_, csrf_;
+  uint16_t port_ = 0;
 };
 
 } // namespace verbund::http
