@@ -3,6 +3,8 @@
 #include "base/log.h"
 #include "net/address.h"
 
+#include <asio/ip/v6_only.hpp>
+
 #include <cerrno>
 
 namespace verbund::net {
@@ -40,12 +42,14 @@ StreamListener::~StreamListener() {
 Result<std::shared_ptr<StreamListener>> StreamListener::open(asio::io_context& io, Timers& timers,
                                                              const SockAddr& addr,
                                                              std::shared_ptr<Admission> admission,
-                                                             std::string name, Hooks hooks) {
+                                                             std::string name, Hooks hooks,
+                                                             bool v6Only) {
   std::shared_ptr<StreamListener> l(
       new StreamListener(io, timers, std::move(admission), std::move(name), std::move(hooks)));
   asio::error_code ec;
   auto ep = toEndpoint<tcp::endpoint>(addr);
   l->acceptor_.open(ep.protocol(), ec);
+  if (!ec && addr.ip.v6 && v6Only) l->acceptor_.set_option(asio::ip::v6_only(true), ec);
   if (!ec) l->acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) l->acceptor_.bind(ep, ec);
   if (!ec) l->acceptor_.listen(asio::socket_base::max_listen_connections, ec);

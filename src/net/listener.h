@@ -26,11 +26,11 @@ public:
     std::function<void(asio::ip::tcp::socket, const SockAddr& remote, Admission::Ticket)> onAccept;
   };
 
-  // Binds and listens (port 0: any free port); `name` prefixes log lines ("SIP TCP").
-  static Result<std::shared_ptr<StreamListener>> open(asio::io_context& io, Timers& timers,
-                                                      const SockAddr& addr,
-                                                      std::shared_ptr<Admission> admission,
-                                                      std::string name, Hooks hooks);
+  // Binds and listens (port 0: any free port); `name` prefixes log lines ("SIP TCP"). `v6Only`:
+  // an IPv6 wildcard does not take IPv4 connections too.
+  static Result<std::shared_ptr<StreamListener>>
+  open(asio::io_context& io, Timers& timers, const SockAddr& addr,
+       std::shared_ptr<Admission> admission, std::string name, Hooks hooks, bool v6Only = false);
   ~StreamListener();
   StreamListener(const StreamListener&) = delete;
   StreamListener& operator=(const StreamListener&) = delete;

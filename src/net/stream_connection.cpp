@@ -333,6 +333,7 @@ void StreamConnection::closeNow() {
   asio::error_code ignored;
   socket().shutdown(tcp::socket::shutdown_both, ignored);
   socket().close(ignored);
+  unsentAtClose_ = queuedBytes_;
   queue_.clear();
   queuedBytes_ = 0;
   ticket_.release();

@@ -112,6 +112,8 @@ public:
   const SockAddr& remote() const { return remote_; }
   const SockAddr& local() const { return local_; }
   size_t queuedBytes() const { return queuedBytes_; }
+  // Bytes still queued when the connection closed (lost unless the peer got them otherwise).
+  size_t unsentBytes() const { return unsentAtClose_; }
 
 private:
   using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
@@ -143,6 +145,7 @@ private:
   std::unique_ptr<char[]> readBuffer_;
   std::deque<std::string> queue_;
   size_t queuedBytes_ = 0;
+  size_t unsentAtClose_ = 0;
   size_t inFlight_ = 0; // queue entries handed to the current write
   std::vector<asio::const_buffer> writeBuffers_;
   TimePoint lastActivity_{};
