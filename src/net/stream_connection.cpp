@@ -325,6 +325,7 @@ void StreamConnection::fail(CloseReason why, const std::string& detail) {
 
 void StreamConnection::closeNow() {
   if (state_ == State::Closed) return;
+  closedIn_ = state_;
   state_ = State::Closed;
   for (TimerId* t : {&setupTimer_, &firstMessageTimer_, &idleTimer_, &lingerTimer_})
     if (*t) timers_.cancel(std::exchange(*t, 0));

@@ -104,6 +104,8 @@ public:
   void closeAfterFlush(Duration linger);
 
   State state() const { return state_; }
+  // The state the connection was in when it closed (e.g. where a deadline caught it).
+  State closedIn() const { return closedIn_; }
   bool isOpen() const { return state_ == State::Open; }
   bool isClosed() const { return state_ == State::Closed; }
   bool isOutgoing() const { return outgoing_; }
@@ -135,6 +137,7 @@ private:
   Options options_;
   bool outgoing_;
   State state_ = State::Connecting;
+  State closedIn_ = State::Connecting;
   std::shared_ptr<asio::ssl::context> ctx_; // before the stream that uses it
   std::optional<asio::ip::tcp::socket> plain_;
   std::unique_ptr<TlsStream> tls_;
