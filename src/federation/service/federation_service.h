@@ -96,6 +96,9 @@ public:
   // ---- SIP side ----
   // Verifies the certificate a SIP-over-TLS peer presented; the member's node id.
   Result<PeerIdentity> verifySipPeer(X509* cert) const;
+  // Whether `ip` is the host of another member's SIP or control address (connection slots
+  // reserved for members, net::Admission).
+  bool isMemberAddress(const IpAddress& ip) const;
   std::string nodeName(const std::string& nodeId) const;
   std::optional<ReplicaUser> remoteUser(const std::string& owner, const std::string& ext) const;
   const DirectoryReplica& replica() const { return *replica_; }
