@@ -50,6 +50,16 @@
 
 namespace verbund::federation {
 
+// The state of the link to one peer (LinkInfo::state), changed only by the manager:
+//   Connecting   → Up            hello exchanged on a verified connection (either direction)
+//   Connecting/Down → Down       a dial failed or timed out (redialled with back-off)
+//   Up           → Down          the connection closed, no heartbeat for deadAfter, write queue
+//                                full; unless another connection of the peer is in hello
+//                                (hand-off: the state stays Up)
+//   any          → Incompatible  protocol majors differ (retried after incompatibleRetry)
+//   any          → Revoked       the peer's certificate is revoked (never redialled)
+//   Incompatible → Up            a later hello is compatible (after an upgrade)
+// Connections themselves (TCP, TLS, write queue, hello deadline) belong to the net layer.
 enum class LinkState : uint8_t { Connecting, Up, Down, Incompatible, Revoked };
 std::string_view
 linkStateName(LinkState s); // "connecting", "up", "down", "incompatible", "revoked"
