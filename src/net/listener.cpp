@@ -100,9 +100,9 @@ void StreamListener::backOff(const asio::error_code& ec) {
   });
 }
 
-bool StreamListener::logAllowed(TimePoint& last, uint64_t& suppressed) {
+bool StreamListener::logAllowed(std::optional<TimePoint>& last, uint64_t& suppressed) {
   TimePoint now = timers_.now();
-  if (last != TimePoint{} && now - last < kLogInterval) {
+  if (last && now - *last < kLogInterval) {
     ++suppressed;
     return false;
   }

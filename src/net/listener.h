@@ -13,6 +13,7 @@
 #include <asio/ip/tcp.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace verbund::net {
@@ -46,7 +47,7 @@ private:
   void accept();
   void onAccepted(asio::ip::tcp::socket socket);
   void backOff(const asio::error_code& ec);
-  bool logAllowed(TimePoint& last, uint64_t& suppressed);
+  bool logAllowed(std::optional<TimePoint>& last, uint64_t& suppressed);
 
   asio::ip::tcp::acceptor acceptor_;
   Timers& timers_;
@@ -56,9 +57,9 @@ private:
   SockAddr local_;
   TimerId backoffTimer_ = 0;
   bool closed_ = false;
-  TimePoint lastRefusalLog_{};
+  std::optional<TimePoint> lastRefusalLog_; // rate limit: one line per second and kind
   uint64_t refusalsSuppressed_ = 0;
-  TimePoint lastErrorLog_{};
+  std::optional<TimePoint> lastErrorLog_;
   uint64_t errorsSuppressed_ = 0;
 };
 

@@ -11,9 +11,12 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
+#include <filesystem>
 #include <functional>
 #include <gtest/gtest.h>
 #include <string>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <vector>
 
 namespace verbund::net {
@@ -275,6 +278,59 @@ TEST_F(StreamConnectionTest, PeerCloseIsReported) {
   ASSERT_TRUE(runUntil([&] { return !closed_.empty(); }));
   EXPECT_EQ(closed_[0], R::PeerClosed);
   EXPECT_EQ(admission_->open(), 0u);
+}
+
+// accept() failing for want of descriptors backs off (a few attempts, counted) instead of
+// spinning, and the waiting connections are accepted once descriptors are free again.
+TEST_F(StreamConnectionTest, AcceptBacksOffWhileOutOfDescriptors) {
+  static Counter fdErrors("test_net_accept_fd_limit_total", "test");
+  ConnectionMetrics m;
+  m.fdLimitErrors = &fdErrors;
+  admission_ = std::make_shared<Admission>(AdmissionLimits{}, m);
+  StreamListener::Hooks hooks;
+  hooks.onAccept = [this](tcp::socket s, const SockAddr&, Admission::Ticket t) {
+    accepted_.push_back(
+        StreamConnection::accepted(std::move(s), nullptr, timers_, options_, std::move(t)));
+  };
+  auto l = StreamListener::open(io_, timers_, *SockAddr::parse("127.0.0.1:0"), admission_, "test",
+                                std::move(hooks));
+  ASSERT_TRUE(l.ok());
+  listener_ = std::move(l.value());
+  // The clients connect first (the kernel completes them in the backlog); then no descriptor
+  // is left for accept().
+  auto c1 = client();
+  auto c2 = client();
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  int highest = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+    highest = std::max(highest, std::stoi(e.path().filename().string()));
+  rlimit tight = saved;
+  tight.rlim_cur = rlim_t(highest + 1);
+  uint64_t before = fdErrors.value();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  std::vector<int> fillers; // take the free numbers below the limit too
+  for (int fd; (fd = ::dup(0)) >= 0;) fillers.push_back(fd);
+  // 300 ms of simulated and real time: a spinning loop would fail thousands of times.
+  for (int i = 0; i < 30; ++i) {
+    io_.restart();
+    io_.run_for(10ms);
+    timers_.advance(10ms);
+  }
+  for (int fd : fillers) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  uint64_t failures = fdErrors.value() - before;
+  EXPECT_GE(failures, 1u);
+  EXPECT_LE(failures, 5u);
+  EXPECT_TRUE(accepted_.empty());
+  // Descriptors again: the next attempt (at most one back-off later) takes both.
+  ASSERT_TRUE(runUntil([&] {
+    timers_.advance(10ms);
+    return accepted_.size() == 2;
+  }));
+  ASSERT_TRUE(runUntil([&] { return accepted_.size() == 2; }))
+      << accepted_.size() << " accepted, " << failures << " failures, " << fillers.size()
+      << " fillers";
 }
 
 } // namespace
