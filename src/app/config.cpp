@@ -114,6 +114,22 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!n || (*n != 0 && (*n < 100 || *n > 10000000)))
             return configError("sip.overload_max_transactions must be 0 (none) or 100..10000000");
           c.overloadMaxTransactions = int(*n);
+        } else if (auto* field = name == "max_connections" ? &c.sipMaxConnections
+                                 : name == "max_connections_per_source"
+                                     ? &c.sipMaxConnectionsPerSource
+                                 : name == "max_pending_per_source" ? &c.sipMaxPendingPerSource
+                                                                    : nullptr) {
+          auto n = sv.value<int64_t>();
+          if (!n || *n < 0 || *n > 10000000)
+            return configError("sip." + name + " must be 0..10000000" +
+                               (name == "max_connections" ? " (0: from the open-file limit)"
+                                                          : " (0: no per-source cap)"));
+          *field = int(*n);
+        } else if (name == "first_message_timeout_ms") {
+          auto ms = sv.value<int64_t>();
+          if (!ms || *ms < 100 || *ms > 300000)
+            return configError("sip.first_message_timeout_ms must be 100..300000");
+          c.sipFirstMessageTimeoutMs = int(*ms);
         } else if (name == "digest_algorithms") {
           auto list = stringList(sv, "sip.digest_algorithms");
           if (!list) return list.error();
@@ -154,6 +170,21 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!ms || *ms < 100 || *ms > 30000)
             return configError("federation.fallback_ms must be 100..30000");
           c.federationFallbackMs = int(*ms);
+        } else if (auto* field = name == "max_connections" ? &c.federationMaxConnections
+                                 : name == "max_pending"   ? &c.federationMaxPending
+                                 : name == "max_pending_per_source"
+                                     ? &c.federationMaxPendingPerSource
+                                 : name == "reserved_for_members" ? &c.federationReservedForMembers
+                                                                  : nullptr) {
+          auto n = fv.value<int64_t>();
+          if (!n || *n < 0 || *n > 1000000)
+            return configError("federation." + name + " must be 0..1000000");
+          *field = int(*n);
+        } else if (name == "hello_timeout_ms") {
+          auto ms = fv.value<int64_t>();
+          if (!ms || *ms < 100 || *ms > 60000)
+            return configError("federation.hello_timeout_ms must be 100..60000");
+          c.federationHelloTimeoutMs = int(*ms);
         } else if (name == "enabled") {
           auto b = fv.value<bool>();
           if (!b) return configError("federation.enabled must be true or false");
@@ -188,6 +219,8 @@ Result<NodeConfig> loadConfig(const std::string& path) {
       return configError("unknown section " + key);
     }
   }
+  if (c.federationMaxPending > 0 && c.federationReservedForMembers >= c.federationMaxPending)
+    return configError("federation.reserved_for_members must be below federation.max_pending");
   return c;
 }
 

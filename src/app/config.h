@@ -34,6 +34,12 @@ struct NodeConfig {
   // response (0: none).
   int overloadQueueDelayMs = 150;
   int overloadMaxTransactions = 20000;
+  // SIP over TCP/TLS: connection limits (docs/architecture.md "Connection limits"). 0 for
+  // max_connections derives it from the open-file limit, which the node raises at start.
+  int sipMaxConnections = 0;
+  int sipMaxConnectionsPerSource = 256; // an office of phones behind one NAT
+  int sipMaxPendingPerSource = 32;      // connections that have not sent a complete message
+  int sipFirstMessageTimeoutMs = 10000; // an incoming connection's first message (TLS included)
   std::string adminListen = "127.0.0.1:8080";
   // [admin]: the session cookie gets "Secure" (set it when a TLS reverse proxy serves the UI);
   // origins such a proxy serves the UI under ("https://pbx.example.com"), accepted by the
@@ -47,6 +53,13 @@ struct NodeConfig {
   std::string federationSipListen = "0.0.0.0:5061"; // SIP over TLS between nodes
   std::vector<std::string> federationAdvertise;     // IPs peers use; default: first non-loopback
   int federationFallbackMs = 1000;
+  // Control-plane connection limits: 0 for max_connections derives it from the open-file limit.
+  // Pending = before TLS + hello completed, which must happen within hello_timeout_ms.
+  int federationMaxConnections = 0;
+  int federationMaxPending = 64;
+  int federationMaxPendingPerSource = 4;
+  int federationReservedForMembers = 16; // of both caps, for known members' addresses only
+  int federationHelloTimeoutMs = 2000;
 };
 
 // Loads a TOML file; unknown keys are errors so that typos do not pass silently.

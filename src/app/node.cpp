@@ -9,6 +9,7 @@
 #include "http/admin_server.h"
 #include "http/directory_routes.h"
 #include "http/trunk_routes.h"
+#include "net/fd_limit.h"
 #include "pbx/calllog/call_log.h"
 #include "pbx/calls/call_manager.h"
 #include "pbx/directory/directory.h"
@@ -41,6 +42,34 @@ const char* kVersion = "0.1.0";
 // How late a call record may reach the database (CallLog::deferWrites): the records of at most
 // this last moment are lost when the node is killed hard.
 constexpr Duration kCallLogWriteDelay{50};
+
+// Stream connection limits from the config, the configured caps or those the open-file limit
+// allows (net::connectionBudget). The limit was raised in Node::start.
+sip::TransportOptions sipTransportOptions(const NodeConfig& c) {
+  net::ConnectionBudget budget = net::connectionBudget(net::currentFileLimit());
+  sip::TransportOptions o;
+  o.maxConnections = c.sipMaxConnections > 0 ? size_t(c.sipMaxConnections) : budget.sip;
+  o.maxConnectionsPerSource = size_t(c.sipMaxConnectionsPerSource);
+  o.maxPendingPerSource = size_t(c.sipMaxPendingPerSource);
+  // Connections that sent nothing yet: a quarter of all, at least 64.
+  o.maxPending = std::max<size_t>(64, o.maxConnections / 4);
+  // Kept for federation members on the SIP-TLS listener (isReservedSource).
+  o.reservedConnections = std::min<size_t>(64, o.maxConnections / 16);
+  o.firstMessageTimeout = Duration(c.sipFirstMessageTimeoutMs);
+  return o;
+}
+
+federation::LinkOptions federationLinkOptions(const NodeConfig& c) {
+  net::ConnectionBudget budget = net::connectionBudget(net::currentFileLimit());
+  federation::LinkOptions o;
+  o.maxConnections =
+      c.federationMaxConnections > 0 ? size_t(c.federationMaxConnections) : budget.federation;
+  o.maxPending = size_t(c.federationMaxPending);
+  o.maxPendingPerSource = size_t(c.federationMaxPendingPerSource);
+  o.reservedForMembers = size_t(c.federationReservedForMembers);
+  o.connectTimeout = Duration(c.federationHelloTimeoutMs);
+  return o;
+}
 
 std::vector<store::Migration> nodeMigrations() {
   return {{"node", 1, "node identity", R"SQL(
@@ -220,7 +249,8 @@ struct Node::Impl {
   std::unique_ptr<http::AdminServer> admin;
 
   Impl(asio::io_context& ioc, NodeConfig cfg)
-      : io(ioc), config(std::move(cfg)), timers(ioc), transport(ioc) {}
+      : io(ioc), config(std::move(cfg)), timers(ioc),
+        transport(ioc, sipTransportOptions(config), &timers) {}
 
   Result<void> openStorage();
   Result<void> startSip();
@@ -421,6 +451,7 @@ Result<void> Node::Impl::startFederation() {
   fc.sipAddress = advHost + ":" + std::to_string(sipListen->port);
   federationSipAddress = fc.sipAddress;
   fc.dataDir = config.dataDir;
+  fc.links = federationLinkOptions(config);
   federation = std::make_unique<federation::FederationService>(io, timers, *db, *directory,
                                                                presence, *callLog, fc);
   federation->onTrustChanged = [this](const federation::TrustStore* t) { federationTls(t); };
@@ -430,6 +461,10 @@ Result<void> Node::Impl::startFederation() {
   bound["federation"] = b->toString();
   transport.onTlsPeerVerified = [this](sip::ConnectionId id, const sip::Peer& p, X509* cert) {
     return tlsPeerVerified(id, p, cert);
+  };
+  // Members' addresses keep SIP slots of their own: a flood cannot keep calls between nodes out.
+  transport.isReservedSource = [this](const IpAddress& ip) {
+    return federation && federation->isMemberAddress(ip);
   };
   if (federation->trust()) federationTls(federation->trust());
   calls->setRemoteNodes(federation.get());
@@ -850,6 +885,21 @@ Result<void> Node::Impl::startAdmin() {
 }
 
 Result<std::unique_ptr<Node>> Node::start(asio::io_context& io, const NodeConfig& config) {
+  // Every stream connection is a descriptor: take what the hard limit allows, and derive the
+  // connection caps from the result (sipTransportOptions, federationLinkOptions).
+  net::FileLimit files = net::raiseFileLimit();
+  net::ConnectionBudget budget = net::connectionBudget(files.soft);
+  auto nodeLog = logger("node");
+  if (!files.error.empty())
+    nodeLog->warn("open-file limit {} (hard {}) not raised: {}", files.soft, files.hard,
+                  files.error);
+  nodeLog->info("open-file limit {} (was {}, hard {}): up to {} SIP and {} federation "
+                "connections, {} descriptors kept for the rest",
+                files.soft, files.before, files.hard,
+                config.sipMaxConnections > 0 ? size_t(config.sipMaxConnections) : budget.sip,
+                config.federationMaxConnections > 0 ? size_t(config.federationMaxConnections)
+                                                    : budget.federation,
+                budget.headroom);
   auto impl = std::make_unique<Impl>(io, config);
   if (auto r = impl->openStorage(); !r) return r.error();
   if (auto r = impl->startSip(); !r) return r.error();

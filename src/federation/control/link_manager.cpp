@@ -3,17 +3,18 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "federation/trust/errors.h"
+#include "net/listener.h"
+#include "net/stream_connection.h"
+#include "net/tls.h"
 
 #include <algorithm>
 #include <charconv>
 #include <deque>
 
-#include <asio/connect.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/ssl.hpp>
 #include <asio/steady_timer.hpp>
-#include <asio/write.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -22,14 +23,8 @@ namespace verbund::federation {
 namespace {
 
 using asio::ip::tcp;
-using TlsStream = asio::ssl::stream<tcp::socket>;
 using namespace std::chrono_literals;
 
-constexpr size_t kReadChunk = 16 * 1024;
-constexpr size_t kMaxWriteBatch = 64;
-// Accepted connections that have not completed hello yet; beyond this new ones are closed at once
-// so that a flood of idle connections cannot pin memory and handshakes.
-constexpr size_t kMaxPendingIncoming = 64;
 // After a refusal is written: how long we wait for the peer to close before we do.
 constexpr auto kFlushTimeout = 1000ms;
 constexpr size_t kMaxLoggedTypeChars = 32;
@@ -38,6 +33,19 @@ Counter connectionsAccepted("federation_control_connections_accepted_total",
                             "incoming control-plane connections accepted");
 Counter connectionsRefused("federation_control_connections_refused_total",
                            "incoming control-plane connections refused (certificate, TLS, limit)");
+Counter refusedGlobalCap("federation_control_connections_refused_limit_total",
+                         "incoming control-plane connections refused at the global limit (open or "
+                         "before hello; the members' reserve excluded)");
+Counter refusedPerSource("federation_control_connections_refused_per_source_total",
+                         "incoming control-plane connections refused at a per-source limit");
+Counter helloTimeouts("federation_control_hello_timeouts_total",
+                      "control-plane connections closed for no TLS handshake + hello in time");
+Counter acceptFdErrors("federation_control_accept_fd_limit_total",
+                       "accept() failures for want of file descriptors (EMFILE/ENFILE)");
+Gauge incomingGauge("federation_control_incoming_connections",
+                    "open incoming control-plane connections");
+Gauge pendingGauge("federation_control_incoming_connections_pending",
+                   "incoming control-plane connections before their hello");
 Counter peersRejected("federation_control_peers_rejected_total",
                       "dialled peers whose certificate or hello we rejected");
 Counter dialFailures("federation_control_dial_failures_total",
@@ -69,14 +77,6 @@ int64_t steadyMs() {
 // prove possession of its key during the handshake.
 int acceptAnyCertificate(int, X509_STORE_CTX*) {
   return 1;
-}
-
-std::string endpointString(const tcp::endpoint& e) {
-  asio::ip::address a = e.address();
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
-  if (a.is_v6()) return "[" + a.to_string() + "]:" + std::to_string(e.port());
-  return a.to_string() + ":" + std::to_string(e.port());
 }
 
 // "host:port" with host an IP literal (IPv6 in brackets) or a DNS name.
@@ -136,35 +136,31 @@ struct LinkManager::Impl {
     Quiet,        // the peer's link is not affected (duplicate, replaced, stopping)
   };
 
+  // One control connection. The bytes move through the shared connection layer
+  // (net::StreamConnection: TCP, TLS, write queue, the hello deadline); what is kept here is the
+  // link protocol's view of it.
   struct Conn {
-    enum class Phase { Connecting, Handshaking, Hello, Up, Closed };
-    template <typename Arg>
-    Conn(Arg&& arg, std::shared_ptr<asio::ssl::context> context, asio::io_context& io)
-        : ctx(std::move(context)), stream(std::forward<Arg>(arg), *ctx), timer(io), heartbeat(io),
-          readBuffer(std::make_unique<char[]>(kReadChunk)) {}
+    enum class Phase {
+      Setup, // TCP connect (outgoing) and TLS handshake, in the stream
+      Hello, // peer certificate verified, our hello sent, waiting for theirs
+      Up,    // the peer's link
+      Closed,
+    };
+    explicit Conn(asio::io_context& io) : heartbeat(io) {}
 
     uint64_t id = 0;
     bool outgoing = false;
-    Phase phase = Phase::Connecting;
-    std::shared_ptr<asio::ssl::context> ctx; // declared before the stream that uses it
-    TlsStream stream;
+    Phase phase = Phase::Setup;
+    std::shared_ptr<net::StreamConnection> stream;
     std::optional<tcp::resolver> resolver;
-    asio::steady_timer timer;     // connect + hello deadline, later the flush deadline
     asio::steady_timer heartbeat; // ping / dead-link check while up
     std::string address;          // remote "host:port"
     std::string expectedNode;     // dialled for this peer (empty: probe or incoming)
     std::string nodeId;           // from the verified certificate
     std::string fingerprint;
     bool verified = false;
-    bool countedPending = false; // incoming, not through hello yet: counts against the limit
-    bool detached = false;       // the peer's state no longer depends on this connection
-    bool closing = false;        // flushing a refusal, then closing
+    bool detached = false; // the peer's state no longer depends on this connection
     FrameDecoder decoder;
-    std::unique_ptr<char[]> readBuffer;
-    std::deque<std::string> queue;
-    std::vector<asio::const_buffer> writeBuffers;
-    size_t queuedBytes = 0;
-    size_t inFlight = 0;
     std::optional<Hello> hello;
     TimePoint lastReceived;
     TimePoint lastPing;
@@ -196,19 +192,27 @@ struct LinkManager::Impl {
     std::optional<Result<LinkInfo>> doneResult;
   };
 
-  struct Listener {
-    explicit Listener(asio::io_context& io) : acceptor(io), backoff(io) {}
-    tcp::acceptor acceptor;
-    asio::steady_timer backoff;
-    bool closed = false;
-  };
-
-  Impl(asio::io_context& io, const Timers& timers, Handler& handler, LinkOptions options)
+  Impl(asio::io_context& io, Timers& timers, Handler& handler, LinkOptions options)
       : io_(io), timers_(timers), handler_(handler), options_(options),
-        guard_(std::make_shared<Impl*>(this)) {}
+        guard_(std::make_shared<Impl*>(this)) {
+    net::AdmissionLimits limits;
+    limits.maxConnections = options_.maxConnections;
+    limits.maxPerSource = options_.maxConnectionsPerSource;
+    limits.maxPending = options_.maxPending;
+    limits.maxPendingPerSource = options_.maxPendingPerSource;
+    limits.reserved = options_.reservedForMembers;
+    net::ConnectionMetrics metrics;
+    metrics.refusedGlobalCap = &refusedGlobalCap;
+    metrics.refusedPerSourceCap = &refusedPerSource;
+    metrics.firstMessageTimeouts = &helloTimeouts;
+    metrics.fdLimitErrors = &acceptFdErrors;
+    metrics.open = &incomingGauge;
+    metrics.pending = &pendingGauge;
+    admission_ = std::make_shared<net::Admission>(limits, metrics);
+  }
 
   asio::io_context& io_;
-  const Timers& timers_; // wall clock of link states and hellos
+  Timers& timers_; // hello deadlines, wall clock of link states and hellos
   Handler& handler_;
   LinkOptions options_;
   Guard guard_;
@@ -216,11 +220,11 @@ struct LinkManager::Impl {
   LinkManager::PeerVerifier verifier_;
   Hello self_;
   std::shared_ptr<asio::ssl::context> ctx_;
-  std::vector<std::shared_ptr<Listener>> listeners_;
+  std::shared_ptr<net::Admission> admission_; // incoming connections, all listeners
+  std::vector<std::shared_ptr<net::StreamListener>> listeners_;
   std::map<uint64_t, ConnPtr> conns_;
   std::map<std::string, PeerPtr> peers_;
   uint64_t nextConnId_ = 0;
-  size_t pendingIncoming_ = 0;
   bool stopped_ = false;
 
   // ---- peers -------------------------------------------------------------------------------
@@ -293,33 +297,94 @@ struct LinkManager::Impl {
 
   // ---- connections -------------------------------------------------------------------------
 
-  template <typename Arg> ConnPtr newConn(Arg&& arg, bool outgoing) {
-    auto c = std::make_shared<Conn>(std::forward<Arg>(arg), ctx_, io_);
+  net::StreamConnection::Options streamOptions() const {
+    net::StreamConnection::Options o;
+    // One deadline from the first moment: TCP + TLS + hello within connectTimeout.
+    o.firstMessageTimeout = options_.connectTimeout;
+    o.maxWriteQueueBytes = options_.maxWriteQueueBytes;
+    o.firstMessageTimeouts = &helloTimeouts;
+    return o;
+  }
+
+  ConnPtr newConn(std::shared_ptr<net::StreamConnection> stream, bool outgoing) {
+    auto c = std::make_shared<Conn>(io_);
     c->id = ++nextConnId_;
     c->outgoing = outgoing;
+    c->stream = std::move(stream);
     conns_.emplace(c->id, c);
-    armDeadline(c);
+    std::weak_ptr<Conn> w = c;
+    net::StreamConnection::Handler h;
+    h.onOpen = [g = guard_, w] {
+      Impl* m = *g;
+      if (auto cc = w.lock(); m && cc && cc->phase == Conn::Phase::Setup) m->onHandshake(cc);
+    };
+    h.onData = [g = guard_, w](std::string_view bytes) {
+      Impl* m = *g;
+      if (auto cc = w.lock(); m && cc && cc->phase != Conn::Phase::Closed) m->onRead(cc, bytes);
+    };
+    h.onClosed = [g = guard_, w](net::StreamConnection::CloseReason why, const std::string& d) {
+      Impl* m = *g;
+      if (auto cc = w.lock(); m && cc && cc->phase != Conn::Phase::Closed)
+        m->onStreamClosed(cc, why, d);
+    };
+    c->stream->setHandler(std::move(h));
+    // OpenSSL's chain check is not the authority (verifyPeer after the handshake is), but the
+    // peer must present a certificate and prove its key. Incoming: no certificate, no handshake.
+    SSL_set_verify(c->stream->ssl(),
+                   outgoing ? SSL_VERIFY_PEER : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                   acceptAnyCertificate);
     return c;
   }
 
-  void armDeadline(const ConnPtr& c) {
-    c->timer.expires_after(options_.connectTimeout);
-    c->timer.async_wait([g = guard_, c](const asio::error_code& ec) {
-      Impl* m = *g;
-      if (!m || ec || c->phase == Conn::Phase::Up || c->phase == Conn::Phase::Closed) return;
-      bool beforeTcp = c->phase == Conn::Phase::Connecting;
-      std::string what = beforeTcp                              ? "no connection"
-                         : c->phase == Conn::Phase::Handshaking ? "TLS handshake not finished"
-                                                                : "no hello";
-      Error err = controlError(beforeTcp ? ControlErrc::kUnreachable : ControlErrc::kClosed,
-                               what + " within " + durationText(m->options_.connectTimeout) +
-                                   (c->address.empty() ? "" : " (" + c->address + ")"));
-      if (!c->outgoing && c->phase == Conn::Phase::Handshaking) {
+  ConnPtr newOutgoing() {
+    return newConn(net::StreamConnection::outgoing(io_, ctx_, timers_, streamOptions()), true);
+  }
+
+  // The stream closed by itself (peer, error, deadline): what that means for the link.
+  void onStreamClosed(const ConnPtr& c, net::StreamConnection::CloseReason why,
+                      const std::string& detail) {
+    using R = net::StreamConnection::CloseReason;
+    using S = net::StreamConnection::State;
+    Error err;
+    if (why == R::FirstMessageTimeout || why == R::SetupTimeout) {
+      // Where the deadline caught it: the stream's state before it closed.
+      bool beforeTcp = c->stream->closedIn() == S::Connecting;
+      bool handshaking = c->stream->closedIn() == S::Handshaking;
+      std::string what = beforeTcp     ? "no connection"
+                         : handshaking ? "TLS handshake not finished"
+                                       : "no hello";
+      err = controlError(beforeTcp ? ControlErrc::kUnreachable : ControlErrc::kClosed,
+                         what + " within " + durationText(options_.connectTimeout) +
+                             (c->address.empty() ? "" : " (" + c->address + ")"));
+      if (!c->outgoing && handshaking) {
         connectionsRefused.inc();
         fedLog().warn("federation: refused connection from {}: {}", c->address, err.message);
       }
-      m->closeConn(c, err, Outcome::Down);
-    });
+    } else if (why == R::ConnectFailed) {
+      dialFailures.inc();
+      err = controlError(ControlErrc::kUnreachable,
+                         "cannot connect to " + c->address + ": " + detail);
+    } else if (why == R::HandshakeFailed) {
+      err = controlError(ControlErrc::kRefused,
+                         "TLS handshake with " + c->address + " failed: " + detail);
+      if (c->outgoing) {
+        dialFailures.inc();
+      } else {
+        connectionsRefused.inc();
+        fedLog().warn("federation: refused connection from {}: {}", c->address, err.message);
+      }
+    } else if (why == R::WriteFailed) {
+      err = controlError(ControlErrc::kClosed, "write failed: " + detail);
+    } else if (c->phase == Conn::Phase::Hello) {
+      err = controlError(ControlErrc::kRefused,
+                         "connection closed by " + c->address +
+                             " before its hello (it may have refused our certificate)");
+    } else {
+      err =
+          controlError(ControlErrc::kClosed, why == R::PeerClosed ? "connection closed by the peer"
+                                                                  : "read failed: " + detail);
+    }
+    closeConn(c, err, Outcome::Down);
   }
 
   void dial(const PeerPtr& p) {
@@ -327,7 +392,7 @@ struct LinkManager::Impl {
         p->targets.empty() || p->info.state == LinkState::Revoked)
       return;
     const std::string& address = p->targets[p->nextAddress % p->targets.size()];
-    auto c = newConn(io_, true);
+    auto c = newOutgoing();
     c->expectedNode = p->info.nodeId;
     c->address = address;
     p->dialing = c;
@@ -345,32 +410,18 @@ struct LinkManager::Impl {
       });
       return;
     }
-    auto onConnected = [g = guard_, c](const asio::error_code& ec) {
-      Impl* m = *g;
-      if (!m || c->phase != Conn::Phase::Connecting) return;
-      if (ec) {
-        dialFailures.inc();
-        m->closeConn(c,
-                     controlError(ControlErrc::kUnreachable,
-                                  "cannot connect to " + c->address + ": " + ec.message()),
-                     Outcome::Down);
-        return;
-      }
-      m->startHandshake(c);
-    };
     asio::error_code ec;
     auto ip = asio::ip::make_address(host, ec);
     if (!ec) {
-      c->stream.lowest_layer().async_connect(tcp::endpoint(ip, port), onConnected);
+      c->stream->connect({tcp::endpoint(ip, port)});
       return;
     }
     c->resolver.emplace(io_);
     c->resolver->async_resolve(
         host, std::to_string(port),
-        [g = guard_, c, onConnected](const asio::error_code& rec,
-                                     const tcp::resolver::results_type& results) {
+        [g = guard_, c](const asio::error_code& rec, const tcp::resolver::results_type& results) {
           Impl* m = *g;
-          if (!m || c->phase != Conn::Phase::Connecting) return;
+          if (!m || c->phase != Conn::Phase::Setup) return;
           if (rec) {
             dialFailures.inc();
             m->closeConn(c,
@@ -379,47 +430,14 @@ struct LinkManager::Impl {
                          Outcome::Down);
             return;
           }
-          asio::async_connect(c->stream.lowest_layer(), results,
-                              [onConnected](const asio::error_code& cec, const tcp::endpoint&) {
-                                onConnected(cec);
-                              });
+          std::vector<tcp::endpoint> targets;
+          for (const auto& r : results) targets.push_back(r.endpoint());
+          c->stream->connect(std::move(targets));
         });
   }
 
-  void startHandshake(const ConnPtr& c) {
-    c->phase = Conn::Phase::Handshaking;
-    // Small frames (presence, heartbeats) must not wait for Nagle / delayed ACK (~40 ms).
-    asio::error_code nd;
-    c->stream.lowest_layer().set_option(tcp::no_delay(true), nd);
-    SSL* ssl = c->stream.native_handle();
-    if (c->outgoing) {
-      SSL_set_verify(ssl, SSL_VERIFY_PEER, acceptAnyCertificate);
-    } else {
-      SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, acceptAnyCertificate);
-    }
-    auto type = c->outgoing ? asio::ssl::stream_base::client : asio::ssl::stream_base::server;
-    c->stream.async_handshake(type, [g = guard_, c](const asio::error_code& ec) {
-      Impl* m = *g;
-      if (!m || c->phase != Conn::Phase::Handshaking) return;
-      if (ec) {
-        Error err = controlError(ControlErrc::kRefused,
-                                 "TLS handshake with " + c->address + " failed: " + ec.message());
-        ERR_clear_error();
-        if (c->outgoing) {
-          dialFailures.inc();
-        } else {
-          connectionsRefused.inc();
-          fedLog().warn("federation: refused connection from {}: {}", c->address, err.message);
-        }
-        m->closeConn(c, err, Outcome::Down);
-        return;
-      }
-      m->onHandshake(c);
-    });
-  }
-
   void onHandshake(const ConnPtr& c) {
-    SSL* ssl = c->stream.native_handle();
+    SSL* ssl = c->stream->ssl();
     X509* cert = SSL_get0_peer_certificate(ssl);
     STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
     auto identity = !trust_     ? Result<PeerIdentity>(controlError(ControlErrc::kNotInFederation,
@@ -452,7 +470,6 @@ struct LinkManager::Impl {
     Hello h = self_;
     h.sentMs = timers_.wallMs();
     enqueue(c, toJson(h));
-    startRead(c);
   }
 
   void refuseCertificate(const ConnPtr& c, const Error& err, X509* cert) {
@@ -490,58 +507,22 @@ struct LinkManager::Impl {
 
   // ---- reading -----------------------------------------------------------------------------
 
-  void startRead(const ConnPtr& c) {
-    c->stream.async_read_some(
-        asio::buffer(c->readBuffer.get(), kReadChunk),
-        [g = guard_, c](const asio::error_code& ec, size_t n) {
-          Impl* m = *g;
-          if (!m || c->phase == Conn::Phase::Closed) return;
-          if (ec) {
-            if (c->closing) {
-              m->physicalClose(*c);
-              return;
-            }
-            bool closedByPeer = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
-            Error err;
-            if (c->phase == Conn::Phase::Hello) {
-              err = controlError(ControlErrc::kRefused,
-                                 "connection closed by " + c->address +
-                                     " before its hello (it may have refused our certificate)");
-            } else {
-              err =
-                  controlError(ControlErrc::kClosed, closedByPeer ? "connection closed by the peer"
-                                                                  : "read failed: " + ec.message());
-            }
-            ERR_clear_error();
-            m->closeConn(c, err, Outcome::Down);
-            return;
-          }
-          m->onRead(c, n);
-        });
-  }
-
-  void onRead(const ConnPtr& c, size_t n) {
-    if (c->closing) { // refusal being flushed: drain until the peer closes
-      startRead(c);
-      return;
-    }
+  void onRead(const ConnPtr& c, std::string_view bytes) {
     c->lastReceived = Clock::now();
     std::vector<nlohmann::json> messages;
-    Result<void> framed = c->decoder.feed(std::string_view(c->readBuffer.get(), n), messages);
+    Result<void> framed = c->decoder.feed(bytes, messages);
     Guard g = guard_;
     for (const auto& msg : messages) {
       handleMessage(c, msg);
-      if (!*g || c->phase == Conn::Phase::Closed || c->closing) break;
+      if (!*g || c->phase == Conn::Phase::Closed) break;
     }
     if (!*g || c->phase == Conn::Phase::Closed) return;
-    if (!framed && !c->closing) {
+    if (!framed) {
       badFrames.inc();
       fedLog().warn("federation: closing the link with {} ({}): {}", c->address,
                     c->nodeId.empty() ? "?" : c->nodeId, framed.error().message);
       closeConn(c, framed.error(), Outcome::Down);
-      return;
     }
-    startRead(c);
   }
 
   void handleMessage(const ConnPtr& c, const nlohmann::json& msg) {
@@ -635,10 +616,7 @@ struct LinkManager::Impl {
       return;
     }
     c->hello = std::move(h);
-    if (c->countedPending) {
-      c->countedPending = false;
-      --pendingIncoming_;
-    }
+    c->stream->firstMessage(); // the hello deadline is met; no longer a pending slot
     establish(c, p);
   }
 
@@ -712,7 +690,6 @@ struct LinkManager::Impl {
     p->handoff = false;
     p->backoff = options_.retryMin;
     c->phase = Conn::Phase::Up;
-    c->timer.cancel();
     p->info.address = c->address;
     p->info.fingerprint = c->fingerprint;
     p->info.outgoing = c->outgoing;
@@ -768,100 +745,55 @@ struct LinkManager::Impl {
   // ---- writing -----------------------------------------------------------------------------
 
   bool enqueue(const ConnPtr& c, const nlohmann::json& msg) {
-    if (c->phase == Conn::Phase::Closed || c->closing) return false;
+    if (c->phase == Conn::Phase::Closed || !c->stream || c->stream->isClosed()) return false;
     std::string frame = encodeFrame(msg);
     if (frame.size() - 4 > kMaxFrameBytes) {
       fedLog().error("federation: message {} of {} bytes to {} exceeds the frame limit; dropped",
                      shortType(msg.value("t", std::string())), frame.size(), c->nodeId);
       return false;
     }
-    if (c->queuedBytes + frame.size() > options_.maxWriteQueueBytes) {
-      fedLog().warn("federation: write queue to {} full ({} bytes); closing the link", c->nodeId,
-                    c->queuedBytes);
-      closeConn(c, controlError(ControlErrc::kClosed, "write queue full (peer stalled)"),
-                Outcome::Down);
+    switch (c->stream->write(std::move(frame))) {
+    case net::StreamConnection::WriteResult::Queued:
+      return true;
+    case net::StreamConnection::WriteResult::Closed:
       return false;
+    case net::StreamConnection::WriteResult::QueueFull:
+      break;
     }
-    c->queuedBytes += frame.size();
-    c->queue.push_back(std::move(frame));
-    if (c->inFlight == 0) startWrite(c);
-    return true;
+    fedLog().warn("federation: write queue to {} full ({} bytes); closing the link", c->nodeId,
+                  c->stream->queuedBytes());
+    closeConn(c, controlError(ControlErrc::kClosed, "write queue full (peer stalled)"),
+              Outcome::Down);
+    return false;
   }
 
-  void startWrite(const ConnPtr& c) {
-    c->writeBuffers.clear();
-    for (const auto& s : c->queue) {
-      if (c->writeBuffers.size() == kMaxWriteBatch) break;
-      c->writeBuffers.push_back(asio::buffer(s));
-    }
-    c->inFlight = c->writeBuffers.size();
-    asio::async_write(
-        c->stream, c->writeBuffers, [g = guard_, c](const asio::error_code& ec, size_t) {
-          Impl* m = *g;
-          if (!m || c->phase == Conn::Phase::Closed) return;
-          if (ec) {
-            ERR_clear_error();
-            if (c->closing) {
-              m->physicalClose(*c);
-              return;
-            }
-            m->closeConn(c, controlError(ControlErrc::kClosed, "write failed: " + ec.message()),
-                         Outcome::Down);
-            return;
-          }
-          for (size_t i = 0; i < c->inFlight; ++i) {
-            c->queuedBytes -= c->queue.front().size();
-            c->queue.pop_front();
-          }
-          c->inFlight = 0;
-          if (!c->queue.empty()) {
-            m->startWrite(c);
-          } else if (c->closing) {
-            asio::error_code ignored;
-            c->stream.lowest_layer().shutdown(tcp::socket::shutdown_send, ignored);
-          }
-        });
-  }
-
-  // Sends a refusal, settles the peer's state now and closes once it is written (or after
-  // kFlushTimeout).
+  // Sends a refusal, settles the peer's state now and closes once it is written (the stream
+  // waits up to kFlushTimeout for the peer to close first).
   void refuse(ConnPtr c, const std::string& code, const Error& err, Outcome outcome) {
     enqueue(c, toJson(Refusal{code, err.message, self_.protocol.toString()}));
     if (c->phase == Conn::Phase::Closed) return;
     Notices notices = detach(c, err, outcome);
-    c->closing = true;
-    c->timer.expires_after(kFlushTimeout);
-    c->timer.async_wait([g = guard_, c](const asio::error_code& ec) {
-      Impl* m = *g;
-      if (!m || ec) return;
-      m->physicalClose(*c);
-    });
-    if (c->inFlight == 0) {
-      asio::error_code ignored;
-      c->stream.lowest_layer().shutdown(tcp::socket::shutdown_send, ignored);
-    }
+    c->stream->closeAfterFlush(kFlushTimeout);
+    forgetConn(*c);
     notify(std::move(notices));
   }
 
   // ---- closing -----------------------------------------------------------------------------
 
-  void physicalClose(Conn& c) {
+  // The connection leaves the manager; its stream is closed by the caller (or is flushing).
+  void forgetConn(Conn& c) {
     if (c.phase == Conn::Phase::Closed) return;
     c.phase = Conn::Phase::Closed;
     c.detached = true;
-    asio::error_code ignored;
-    c.timer.cancel();
     c.heartbeat.cancel();
     if (c.resolver) c.resolver->cancel();
-    c.stream.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
-    c.stream.lowest_layer().close(ignored);
-    if (c.countedPending) {
-      c.countedPending = false;
-      --pendingIncoming_;
-    }
-    c.queue.clear();
-    c.queuedBytes = 0;
     conns_.erase(c.id);
+  }
+
+  void physicalClose(Conn& c) {
+    if (c.phase == Conn::Phase::Closed) return;
+    forgetConn(c);
+    if (c.stream) c.stream->close();
   }
 
   // Applies what closing `c` means to its peer's link; the connection itself stays open.
@@ -967,67 +899,55 @@ struct LinkManager::Impl {
     return probes;
   }
 
-  void accept(const std::shared_ptr<Listener>& l) {
-    l->acceptor.async_accept([g = guard_, l](const asio::error_code& ec, tcp::socket socket) {
-      Impl* m = *g;
-      if (!m || l->closed) return;
-      if (ec) {
-        if (ec == asio::error::operation_aborted) return;
-        fedLog().warn("federation: accept failed: {}", ec.message());
-        l->backoff.expires_after(100ms); // EMFILE and friends: do not spin
-        l->backoff.async_wait([g, l](const asio::error_code& bec) {
-          Impl* m2 = *g;
-          if (!m2 || bec || l->closed) return;
-          m2->accept(l);
-        });
-        return;
-      }
-      m->onAccept(std::move(socket));
-      if (*g && !l->closed) m->accept(l);
-    });
+  // Known members' addresses may use the reserved slots (and skip the per-source caps): the
+  // hosts of the addresses we dial and of the links we had.
+  bool isMemberAddress(const IpAddress& ip) const {
+    for (const auto& [id, p] : peers_) {
+      if (p->removed || p->info.state == LinkState::Revoked) continue;
+      auto matches = [&](const std::string& hostPort) {
+        std::string host;
+        uint16_t port = 0;
+        if (!splitHostPort(hostPort, host, port)) return false;
+        auto a = IpAddress::parse(host);
+        return a && *a == ip;
+      };
+      for (const auto& t : p->targets)
+        if (matches(t)) return true;
+      for (const auto& t : p->info.controlAddresses)
+        if (matches(t)) return true;
+      if (!p->info.address.empty() && matches(p->info.address)) return true;
+    }
+    return false;
   }
 
-  void onAccept(tcp::socket socket) {
-    asio::error_code ec;
-    auto remote = socket.remote_endpoint(ec);
-    std::string address = ec ? std::string("?") : endpointString(remote);
+  void onAccept(tcp::socket socket, const SockAddr& remote, net::Admission::Ticket ticket) {
+    std::string address = remote.toString();
     if (!ctx_ || stopped_) {
       connectionsRefused.inc();
       fedLog().debug("federation: connection from {} closed: not in a federation", address);
-      socket.close(ec);
-      return;
-    }
-    if (pendingIncoming_ >= kMaxPendingIncoming) {
-      connectionsRefused.inc();
-      fedLog().warn("federation: refused connection from {}: {} connections already in handshake",
-                    address, kMaxPendingIncoming);
+      asio::error_code ec;
       socket.close(ec);
       return;
     }
     connectionsAccepted.inc();
-    auto c = newConn(std::move(socket), false);
+    auto c = newConn(net::StreamConnection::accepted(std::move(socket), ctx_, timers_,
+                                                     streamOptions(), std::move(ticket)),
+                     false);
     c->address = address;
-    c->countedPending = true;
-    ++pendingIncoming_;
-    startHandshake(c);
+    c->stream->start();
   }
 };
 
 // ---- public API ----------------------------------------------------------------------------
 
-LinkManager::LinkManager(asio::io_context& io, const Timers& timers, Handler& handler,
+LinkManager::LinkManager(asio::io_context& io, Timers& timers, Handler& handler,
                          LinkOptions options)
     : impl_(std::make_unique<Impl>(io, timers, handler, options)) {}
 
 LinkManager::~LinkManager() {
   *impl_->guard_ = nullptr; // pending handlers see a dead manager and return
   impl_->stopped_ = true;
-  for (auto& l : impl_->listeners_) {
-    l->closed = true;
-    asio::error_code ignored;
-    l->acceptor.close(ignored);
-    l->backoff.cancel();
-  }
+  for (auto& l : impl_->listeners_) l->close();
   impl_->closeAll("stopped");
   impl_->peers_.clear();
 }
@@ -1065,16 +985,16 @@ Result<void> LinkManager::setCredentials(const TrustStore* trust, Hello self) {
   auto checked = helloFromJson(toJson(self));
   if (!checked) return checked.error();
 
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls);
-  SSL_CTX* h = ctx->native_handle();
-  bool ok = SSL_CTX_set_min_proto_version(h, TLS1_2_VERSION) == 1;
-  SSL_CTX_set_options(h, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-                             SSL_OP_CIPHER_SERVER_PREFERENCE);
   // No resumption: every connection presents (and we verify) the peer's certificate.
-  SSL_CTX_set_session_cache_mode(h, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_num_tickets(h, 0);
-  ok = ok && SSL_CTX_use_certificate(h, creds->cert.get()) == 1 &&
-       SSL_CTX_use_PrivateKey(h, creds->key.get()) == 1 && SSL_CTX_check_private_key(h) == 1;
+  net::TlsBaseline baseline;
+  baseline.resumption = false;
+  auto made = net::makeTlsContext(baseline);
+  if (!made)
+    return controlError(ControlErrc::kNotInFederation, "TLS setup failed: " + made.error().message);
+  std::shared_ptr<asio::ssl::context> ctx = std::move(made.value());
+  SSL_CTX* h = ctx->native_handle();
+  bool ok = SSL_CTX_use_certificate(h, creds->cert.get()) == 1 &&
+            SSL_CTX_use_PrivateKey(h, creds->key.get()) == 1 && SSL_CTX_check_private_key(h) == 1;
   // The federation CA is the only trust anchor (no system store); names it to clients too.
   ok = ok && X509_STORE_add_cert(SSL_CTX_get_cert_store(h), trust->ca().cert()) == 1 &&
        SSL_CTX_add_client_CA(h, trust->ca().cert()) == 1;
@@ -1093,25 +1013,20 @@ Result<void> LinkManager::setCredentials(const TrustStore* trust, Hello self) {
 
 Result<SockAddr> LinkManager::listen(const SockAddr& addr) {
   Impl& m = *impl_;
-  auto l = std::make_shared<Impl::Listener>(m.io_);
-  asio::error_code ec;
-  asio::ip::address ip = addr.ip.v6
-                             ? asio::ip::address(asio::ip::make_address_v6(addr.ip.toString(), ec))
-                             : asio::ip::address(asio::ip::make_address_v4(addr.ip.toString(), ec));
-  tcp::endpoint ep(ip, addr.port);
-  if (!ec) l->acceptor.open(ep.protocol(), ec);
-  if (!ec) l->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) l->acceptor.bind(ep, ec);
-  if (!ec) l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
-    return controlError(ControlErrc::kClosed,
-                        "cannot listen on " + addr.toString() + ": " + ec.message());
-  auto local = l->acceptor.local_endpoint(ec);
-  if (ec) return controlError(ControlErrc::kClosed, "listener: " + ec.message());
-  SockAddr bound = addr;
-  bound.port = local.port();
-  m.listeners_.push_back(l);
-  m.accept(l);
+  net::StreamListener::Hooks hooks;
+  hooks.privileged = [g = m.guard_](const IpAddress& ip) {
+    Impl* i = *g;
+    return i && i->isMemberAddress(ip);
+  };
+  hooks.onAccept = [g = m.guard_](tcp::socket s, const SockAddr& remote,
+                                  net::Admission::Ticket ticket) {
+    if (Impl* i = *g) i->onAccept(std::move(s), remote, std::move(ticket));
+  };
+  auto l = net::StreamListener::open(m.io_, m.timers_, addr, m.admission_, "federation",
+                                     std::move(hooks));
+  if (!l) return controlError(ControlErrc::kClosed, l.error().message);
+  SockAddr bound = (*l)->local();
+  m.listeners_.push_back(std::move(l.value()));
   fedLog().info("federation: control plane listening on {}", bound.toString());
   return bound;
 }
@@ -1159,7 +1074,7 @@ void LinkManager::probe(const std::string& address, std::function<void(Result<Li
     });
     return;
   }
-  auto c = m.newConn(m.io_, true);
+  auto c = m.newOutgoing();
   c->address = address;
   c->probeDone = std::move(done);
   m.connect(c);
@@ -1262,12 +1177,7 @@ void LinkManager::stop() {
   Impl& m = *impl_;
   if (m.stopped_ && m.listeners_.empty() && m.conns_.empty()) return;
   m.stopped_ = true;
-  for (auto& l : m.listeners_) {
-    l->closed = true;
-    asio::error_code ignored;
-    l->acceptor.close(ignored);
-    l->backoff.cancel();
-  }
+  for (auto& l : m.listeners_) l->close();
   m.listeners_.clear();
   auto probes = m.closeAll("stopped");
   Impl::Guard g = m.guard_;

@@ -19,8 +19,12 @@
 //   The ping's "ms" is the sender's monotonic clock; only the sender interprets it (RTT).
 // - The accepting side sends nothing to a peer whose certificate fails verification: it logs
 //   "federation: refused connection from <addr>: <reason>" (warning), counts it and closes. A
-//   revoked node's id is recorded with state Revoked. At most 64 accepted connections may be
-//   before hello at once; every connection must finish TCP + TLS + hello within connectTimeout.
+//   revoked node's id is recorded with state Revoked. Accepted connections are admitted by
+//   net::Admission (LinkOptions: global and per-source caps, slots reserved for known members;
+//   over a cap: accepted and closed at once); every connection must finish TCP + TLS + hello
+//   within connectTimeout.
+// - The sockets, TLS, write queues and the hello deadline are the shared connection layer's
+//   (net::StreamConnection, net::StreamListener); this class keeps only the peer policy.
 // - Redial back-off: retryMin, doubling up to retryMax, back to retryMin after a link was up;
 //   Incompatible peers are retried after incompatibleRetry, Revoked ones never.
 //
@@ -46,6 +50,16 @@
 
 namespace verbund::federation {
 
+// The state of the link to one peer (LinkInfo::state), changed only by the manager:
+//   Connecting   → Up            hello exchanged on a verified connection (either direction)
+//   Connecting/Down → Down       a dial failed or timed out (redialled with back-off)
+//   Up           → Down          the connection closed, no heartbeat for deadAfter, write queue
+//                                full; unless another connection of the peer is in hello
+//                                (hand-off: the state stays Up)
+//   any          → Incompatible  protocol majors differ (retried after incompatibleRetry)
+//   any          → Revoked       the peer's certificate is revoked (never redialled)
+//   Incompatible → Up            a later hello is compatible (after an upgrade)
+// Connections themselves (TCP, TLS, write queue, hello deadline) belong to the net layer.
 enum class LinkState : uint8_t { Connecting, Up, Down, Incompatible, Revoked };
 std::string_view
 linkStateName(LinkState s); // "connecting", "up", "down", "incompatible", "revoked"
@@ -79,6 +93,16 @@ struct LinkOptions {
   Duration retryMax = std::chrono::seconds(5);
   Duration incompatibleRetry = std::chrono::seconds(30);
   size_t maxWriteQueueBytes = 32u << 20; // per link; beyond it the link is closed (peer stalled)
+  // Incoming connections (net::Admission). Pending: not through TLS + hello yet; those are also
+  // held to connectTimeout. A source is an IPv4 address or an IPv6 /64. `reservedForMembers` of
+  // maxConnections and of maxPending only serve known members' addresses (the hosts of the
+  // addresses dialled, advertised in hellos, or seen on a link), which are not held to the
+  // per-source caps: idle connections from elsewhere cannot keep a member from relinking.
+  size_t maxConnections = 256; // the node derives it from the open-file limit
+  size_t maxConnectionsPerSource = 16;
+  size_t maxPending = 64;
+  size_t maxPendingPerSource = 4;
+  size_t reservedForMembers = 16;
 };
 
 class LinkManager {
@@ -96,9 +120,9 @@ public:
     virtual void onMessage(const std::string& nodeId, const nlohmann::json& message) = 0;
   };
 
-  // `timers` gives the wall clock (LinkInfo::sinceMs, Hello::sentMs); it must outlive the manager.
-  LinkManager(asio::io_context& io, const Timers& timers, Handler& handler,
-              LinkOptions options = {});
+  // `timers` runs the hello deadlines and gives the wall clock (LinkInfo::sinceMs,
+  // Hello::sentMs); it must outlive the manager.
+  LinkManager(asio::io_context& io, Timers& timers, Handler& handler, LinkOptions options = {});
   ~LinkManager();
   LinkManager(const LinkManager&) = delete;
   LinkManager& operator=(const LinkManager&) = delete;

@@ -970,6 +970,21 @@ void FederationService::remoteGroupLogin(const std::string& owner, const std::st
 // ---------------------------------------------------------------------------------------------
 // SIP side and pbx::RemoteNodes
 
+bool FederationService::isMemberAddress(const IpAddress& ip) const {
+  if (!members_ || !trust_) return false;
+  auto hostIs = [&](const std::string& hostPort) {
+    auto a = SockAddr::parse(hostPort);
+    return a && a->ip == ip;
+  };
+  for (const auto& m : members_->all()) {
+    if (m.nodeId == config_.nodeId) continue;
+    if (hostIs(m.sipAddress)) return true;
+    for (const auto& c : m.controlAddresses)
+      if (hostIs(c)) return true;
+  }
+  return false;
+}
+
 Result<PeerIdentity> FederationService::verifySipPeer(X509* cert) const {
   if (!trust_) return controlError(ControlErrc::kNotInFederation, "not in a federation");
   return verifyMember(

@@ -103,6 +103,9 @@ public:
   // Verifies the certificate a SIP-over-TLS peer presented: only a current member with its
   // pinned key (verifyMember without joining); the member's node id.
   Result<PeerIdentity> verifySipPeer(X509* cert) const;
+  // Whether `ip` is the host of another member's SIP or control address (connection slots
+  // reserved for members, net::Admission).
+  bool isMemberAddress(const IpAddress& ip) const;
   std::string nodeName(const std::string& nodeId) const;
   std::optional<ReplicaUser> remoteUser(const std::string& owner, const std::string& ext) const;
   const DirectoryReplica& replica() const { return *replica_; }

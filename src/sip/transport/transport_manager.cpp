@@ -1,7 +1,11 @@
 #include "sip/transport/transport_manager.h"
 
+#include "base/asio_timers.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "net/address.h"
+#include "net/listener.h"
+#include "net/tls.h"
 #include "sip/transport/framing.h"
 
 #include <algorithm>
@@ -33,10 +37,9 @@ constexpr size_t kDatagramBufferSize = 64 * 1024;
 // can serve in-dialog traffic of a burst first, small enough to keep timers on time.
 constexpr size_t kMaxDatagramBatch = 32;
 constexpr auto kMaxDatagramAge = std::chrono::seconds(60);
-constexpr size_t kStreamReadSize = 16 * 1024;
-constexpr size_t kMaxWriteBatch = 64;
 constexpr int kTransportErrorCode = 503; // RFC 3261 §8.1.3.1: a transport error acts like a 503
-constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+using net::fromEndpoint;
+using net::toEndpoint;
 
 Counter datagramsReceived("sip_transport_datagrams_received_total", "UDP datagrams delivered");
 Counter keepalivesReceived("sip_transport_keepalives_received_total",
@@ -51,6 +54,17 @@ Counter connectionsOpened("sip_transport_connections_opened_total",
                           "outgoing TCP/TLS connections started");
 Counter connectionsRejected("sip_transport_connections_rejected_total",
                             "incoming connections refused at the connection limit");
+Counter connectionsRefusedPerSource(
+    "sip_transport_connections_refused_per_source_total",
+    "incoming connections refused at a per-source limit (open or awaiting a first message)");
+Counter firstMessageTimeouts("sip_transport_first_message_timeouts_total",
+                             "incoming connections closed for sending no complete message in time");
+Counter acceptFdErrors("sip_transport_accept_fd_limit_total",
+                       "accept() failures for want of file descriptors (EMFILE/ENFILE)");
+Gauge connectionsGauge("sip_transport_connections", "open TCP/TLS connections, both directions");
+Gauge incomingGauge("sip_transport_incoming_connections", "open incoming TCP/TLS connections");
+Gauge pendingGauge("sip_transport_incoming_connections_pending",
+                   "incoming TCP/TLS connections that have not sent a complete message yet");
 Counter connectionsClosed("sip_transport_connections_closed_total", "TCP/TLS connections closed");
 Counter connectionsReaped("sip_transport_connections_reaped_total",
                           "TCP/TLS connections closed for being idle");
@@ -64,45 +78,6 @@ Counter receiveErrors("sip_transport_receive_errors_total", "socket receive/acce
 spdlog::logger& transportLog() {
   static std::shared_ptr<spdlog::logger> l = verbund::logger("transport");
   return *l;
-}
-
-asio::ip::address toAsio(const IpAddress& ip) {
-  if (ip.v6) {
-    asio::ip::address_v6::bytes_type b;
-    std::memcpy(b.data(), ip.bytes.data(), 16);
-    return asio::ip::address_v6(b);
-  }
-  asio::ip::address_v4::bytes_type b;
-  std::memcpy(b.data(), ip.bytes.data(), 4);
-  return asio::ip::address_v4(b);
-}
-
-SockAddr fromAsio(const asio::ip::address& a, uint16_t port) {
-  SockAddr s;
-  s.port = port;
-  if (a.is_v6()) {
-    auto v6 = a.to_v6();
-    if (v6.is_v4_mapped()) {
-      auto b = asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_bytes();
-      std::memcpy(s.ip.bytes.data(), b.data(), 4);
-    } else {
-      auto b = v6.to_bytes();
-      s.ip.v6 = true;
-      std::memcpy(s.ip.bytes.data(), b.data(), 16);
-    }
-  } else {
-    auto b = a.to_v4().to_bytes();
-    std::memcpy(s.ip.bytes.data(), b.data(), 4);
-  }
-  return s;
-}
-
-template <typename Endpoint> SockAddr fromEndpoint(const Endpoint& e) {
-  return fromAsio(e.address(), e.port());
-}
-
-template <typename Endpoint> Endpoint toEndpoint(const SockAddr& a) {
-  return Endpoint(toAsio(a.ip), a.port);
 }
 
 Error transportError(std::string message) {
@@ -132,51 +107,49 @@ bool onlyCrlf(const char* p, size_t n) {
 } // namespace
 
 struct TransportManager::Listener {
-  Listener(asio::io_context& io, TransportType t) : type(t), backoff(io) {}
+  explicit Listener(TransportType t) : type(t) {}
   TransportType type;
   SockAddr local;
-  std::optional<tcp::acceptor> acceptor;
+  std::shared_ptr<net::StreamListener> stream; // TCP, TLS
   std::optional<udp::socket> datagram;
   std::unique_ptr<char[]> buffer; // UDP receive buffer
   uint32_t kernelDropsSeen = 0;   // the socket's SO_RXQ_OVFL counter at the last datagram
-  asio::steady_timer backoff;     // after accept errors such as EMFILE, so we do not spin
   bool closed = false;
 };
 
+// A SIP stream: the shared connection layer plus SIP framing.
 struct TransportManager::Connection {
-  enum class State { Connecting, Handshaking, Open, Closed };
   Connection(TransportType t, bool out, size_t maxHeader, size_t maxMessage)
       : type(t), outgoing(out), framer(maxHeader, maxMessage) {}
-
-  tcp::socket& socket() { return tls ? tls->next_layer() : *plain; }
-  template <typename F> void withStream(F&& f) {
-    if (tls) {
-      f(*tls);
-    } else {
-      f(*plain);
-    }
-  }
 
   ConnectionId id = 0;
   TransportType type;
   bool outgoing;
-  State state = State::Connecting;
-  std::optional<tcp::socket> plain;
-  std::optional<TlsStream> tls;
+  bool closed = false;
+  std::shared_ptr<net::StreamConnection> stream;
   SockAddr remote;
   SockAddr local;
   StreamFramer framer;
-  std::deque<std::string> queue;
-  size_t queuedBytes = 0;
-  size_t inFlight = 0; // queue entries handed to the current async_write
-  std::vector<asio::const_buffer> writeBuffers;
-  TimePoint lastActivity;
-  std::unique_ptr<char[]> readBuffer;
 };
 
-TransportManager::TransportManager(asio::io_context& io, TransportOptions options)
-    : io_(io), options_(options), guard_(std::make_shared<TransportManager*>(this)),
-      sweepTimer_(io) {}
+TransportManager::TransportManager(asio::io_context& io, TransportOptions options, Timers* timers)
+    : io_(io), options_(options), ownTimers_(timers ? nullptr : std::make_unique<AsioTimers>(io)),
+      timers_(timers ? *timers : *ownTimers_), guard_(std::make_shared<TransportManager*>(this)) {
+  net::AdmissionLimits limits;
+  limits.maxConnections = options_.maxConnections;
+  limits.maxPerSource = options_.maxConnectionsPerSource;
+  limits.maxPending = options_.maxPending;
+  limits.maxPendingPerSource = options_.maxPendingPerSource;
+  limits.reserved = options_.reservedConnections;
+  net::ConnectionMetrics metrics;
+  metrics.refusedGlobalCap = &connectionsRejected;
+  metrics.refusedPerSourceCap = &connectionsRefusedPerSource;
+  metrics.firstMessageTimeouts = &firstMessageTimeouts;
+  metrics.fdLimitErrors = &acceptFdErrors;
+  metrics.open = &incomingGauge;
+  metrics.pending = &pendingGauge;
+  admission_ = std::make_shared<net::Admission>(limits, metrics);
+}
 
 TransportManager::~TransportManager() {
   close();
@@ -184,21 +157,14 @@ TransportManager::~TransportManager() {
 }
 
 Result<void> TransportManager::configureTls(const TlsConfig& config) {
-  std::unique_ptr<asio::ssl::context> ctx;
-  try {
-    ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls);
-  } catch (const std::exception& e) {
-    return makeError(500, std::string("TLS context: ") + e.what());
-  }
-  SSL_CTX* h = ctx->native_handle();
   // RFC 8996: TLS 1.0 and 1.1 are not offered or accepted.
-  if (SSL_CTX_set_min_proto_version(h, config.requireTls13 ? TLS1_3_VERSION : TLS1_2_VERSION) != 1)
-    return makeError(500, "TLS: cannot set minimum protocol version");
-  SSL_CTX_set_options(h, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                             SSL_OP_CIPHER_SERVER_PREFERENCE);
-  // Needed for session resumption when clients are asked for certificates.
-  static const unsigned char kSessionContext[] = "verbund-sip";
-  SSL_CTX_set_session_id_context(h, kSessionContext, sizeof kSessionContext - 1);
+  net::TlsBaseline baseline;
+  baseline.requireTls13 = config.requireTls13;
+  baseline.sessionContext = "verbund-sip";
+  auto made = net::makeTlsContext(baseline);
+  if (!made) return made.error();
+  std::shared_ptr<asio::ssl::context> ctx = std::move(made.value());
+  SSL_CTX* h = ctx->native_handle();
 
   asio::error_code ec;
   bool haveCert = false;
@@ -241,7 +207,7 @@ Result<void> TransportManager::configureTls(const TlsConfig& config) {
 
 Result<SockAddr> TransportManager::listen(TransportType type, const SockAddr& addr) {
   if (closed_) return makeError(500, "transport manager closed");
-  auto l = std::make_shared<Listener>(io_, type);
+  auto l = std::make_shared<Listener>(type);
   asio::error_code ec;
   if (type == TransportType::Udp) {
     auto ep = toEndpoint<udp::endpoint>(addr);
@@ -262,20 +228,23 @@ Result<SockAddr> TransportManager::listen(TransportType type, const SockAddr& ad
   } else {
     if (type == TransportType::Tls && (!tlsContext_ || !tlsHasCertificate_))
       return makeError(500, "TLS listen needs configureTls() with a certificate first");
-    auto ep = toEndpoint<tcp::endpoint>(addr);
-    l->acceptor.emplace(io_);
-    l->acceptor->open(ep.protocol(), ec);
-    if (!ec && addr.ip.v6) l->acceptor->set_option(asio::ip::v6_only(true), ec);
-    if (!ec) l->acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) l->acceptor->bind(ep, ec);
-    if (!ec) l->acceptor->listen(asio::socket_base::max_listen_connections, ec);
-    if (!ec) ep = l->acceptor->local_endpoint(ec);
-    if (ec)
-      return makeError(500, std::string(transportName(type)) + " listen on " + addr.toString() +
-                                ": " + ec.message());
-    l->local = fromEndpoint(ep);
+    net::StreamListener::Hooks hooks;
+    hooks.privileged = [g = guard_](const IpAddress& ip) {
+      TransportManager* m = *g;
+      return m && m->isReservedSource && m->isReservedSource(ip);
+    };
+    hooks.onAccept = [g = guard_, type](tcp::socket s, const SockAddr& remote,
+                                        net::Admission::Ticket ticket) {
+      if (TransportManager* m = *g) m->onAccept(type, std::move(s), remote, std::move(ticket));
+    };
+    auto opened = net::StreamListener::open(io_, timers_, addr, admission_,
+                                            "SIP " + std::string(transportName(type)),
+                                            std::move(hooks), /*v6Only=*/true);
+    if (!opened)
+      return makeError(500, std::string(transportName(type)) + " " + opened.error().message);
+    l->stream = std::move(opened.value());
+    l->local = l->stream->local();
     listeners_.push_back(l);
-    startAccept(l);
   }
   transportLog().info("listening on {} {}", transportName(type), l->local.toString());
   return l->local;
@@ -407,52 +376,33 @@ void TransportManager::drainDatagrams(const std::shared_ptr<Listener>& l) {
   });
 }
 
-void TransportManager::startAccept(const std::shared_ptr<Listener>& l) {
-  l->acceptor->async_accept([g = guard_, l](const asio::error_code& ec, tcp::socket s) {
-    TransportManager* m = *g;
-    if (!m || l->closed) return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted) return;
-      receiveErrors.inc();
-      transportLog().warn("accept on {}: {}", l->local.toString(), ec.message());
-      l->backoff.expires_after(kAcceptBackoff);
-      l->backoff.async_wait([g, l](const asio::error_code& e) {
-        if (TransportManager* mm = *g; mm && !e && !l->closed) mm->startAccept(l);
-      });
-      return;
-    }
-    m->startAccept(l);
-    asio::error_code ignored;
-    if (m->connections_.size() >= m->options_.maxConnections) {
-      connectionsRejected.inc();
-      s.close(ignored);
-      return;
-    }
-    if (l->type == TransportType::Tls && !m->tlsContext_) {
-      s.close(ignored);
-      return;
-    }
-    auto remote = s.remote_endpoint(ignored);
-    if (ignored) return; // already reset by the peer
-    s.set_option(tcp::no_delay(true), ignored);
-    auto c = m->makeConnection(l->type, false);
-    c->remote = fromEndpoint(remote);
-    c->local = l->local;
-    if (auto local = s.local_endpoint(ignored); !ignored) c->local = fromEndpoint(local);
-    connectionsAccepted.inc();
-    if (l->type == TransportType::Tls) {
-      try {
-        c->tls.emplace(std::move(s), *m->tlsContext_);
-      } catch (const std::exception& e) {
-        m->closeConnection(c, CloseReason::Local, e.what());
-        return;
-      }
-      m->startHandshake(c, true);
-    } else {
-      c->plain.emplace(std::move(s));
-      m->onOpen(c);
-    }
-  });
+net::StreamConnection::Options TransportManager::streamOptions(bool outgoing) const {
+  net::StreamConnection::Options o;
+  o.connectTimeout = options_.connectTimeout;
+  o.firstMessageTimeout = outgoing ? Duration(0) : options_.firstMessageTimeout;
+  o.idleTimeout = options_.idleTimeout;
+  o.maxWriteQueueBytes = options_.maxWriteQueueBytes;
+  o.firstMessageTimeouts = &firstMessageTimeouts;
+  return o;
+}
+
+void TransportManager::onAccept(TransportType type, tcp::socket s, const SockAddr& remote,
+                                net::Admission::Ticket ticket) {
+  if (closed_) return;
+  asio::error_code ignored;
+  if (type == TransportType::Tls && !tlsContext_) {
+    s.close(ignored);
+    return;
+  }
+  auto c = makeConnection(type, false);
+  c->remote = remote;
+  c->stream = net::StreamConnection::accepted(std::move(s),
+                                              type == TransportType::Tls ? tlsContext_ : nullptr,
+                                              timers_, streamOptions(false), std::move(ticket));
+  c->local = c->stream->local();
+  connectionsAccepted.inc();
+  attach(c, true);
+  c->stream->start();
 }
 
 std::shared_ptr<TransportManager::Connection> TransportManager::makeConnection(TransportType type,
@@ -460,104 +410,95 @@ std::shared_ptr<TransportManager::Connection> TransportManager::makeConnection(T
   auto c = std::make_shared<Connection>(type, outgoing, options_.maxHeaderBytes,
                                         options_.maxMessageBytes);
   c->id = ++nextId_;
-  c->lastActivity = Clock::now();
-  c->readBuffer = std::make_unique<char[]>(kStreamReadSize);
   connections_.emplace(c->id, c);
-  armSweep();
+  publishCount();
   return c;
+}
+
+void TransportManager::publishCount() {
+  connectionsGauge.set(static_cast<double>(connections_.size()));
 }
 
 Peer TransportManager::peerOf(const Connection& c) const {
   return Peer{c.type, c.remote, c.local, c.id};
 }
 
-void TransportManager::startHandshake(const std::shared_ptr<Connection>& c, bool server) {
-  c->state = Connection::State::Handshaking;
-  asio::ssl::verify_mode mode = asio::ssl::verify_none;
-  if (server) {
-    if (clientCertMode_ == TlsConfig::ClientCertMode::Optional) mode = asio::ssl::verify_peer;
-    if (clientCertMode_ == TlsConfig::ClientCertMode::Required)
-      mode = asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert;
-  } else if (verifyServer_) {
-    mode = asio::ssl::verify_peer;
+// Wires the stream's callbacks (by id: the stream must not own its SIP connection) and, for TLS,
+// the verification mode of the handshake.
+void TransportManager::attach(const std::shared_ptr<Connection>& c, bool server) {
+  ConnectionId id = c->id;
+  net::StreamConnection::Handler h;
+  h.onOpen = [g = guard_, id] {
+    if (TransportManager* m = *g) m->onOpen(id);
+  };
+  h.onData = [g = guard_, id](std::string_view bytes) {
+    if (TransportManager* m = *g) m->onData(id, bytes);
+  };
+  h.onClosed = [g = guard_, id](net::StreamConnection::CloseReason why, const std::string& d) {
+    if (TransportManager* m = *g) m->onStreamClosed(id, why, d);
+  };
+  c->stream->setHandler(std::move(h));
+  if (SSL* ssl = c->stream->ssl()) {
+    int mode = SSL_VERIFY_NONE;
+    if (server) {
+      if (clientCertMode_ == TlsConfig::ClientCertMode::Optional) mode = SSL_VERIFY_PEER;
+      if (clientCertMode_ == TlsConfig::ClientCertMode::Required)
+        mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    } else if (verifyServer_) {
+      mode = SSL_VERIFY_PEER;
+    }
+    SSL_set_verify(ssl, mode, nullptr);
   }
-  asio::error_code ec;
-  c->tls->set_verify_mode(mode, ec);
-  c->tls->async_handshake(server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
-                          [g = guard_, c](const asio::error_code& ec2) {
-                            TransportManager* m = *g;
-                            if (!m || c->state == Connection::State::Closed) return;
-                            if (ec2) {
-                              tlsHandshakeFailures.inc();
-                              m->closeConnection(c, CloseReason::Error,
-                                                 "TLS handshake failed: " + ec2.message());
-                              return;
-                            }
-                            if (m->onTlsPeerVerified) {
-                              X509* cert = SSL_get0_peer_certificate(c->tls->native_handle());
-                              bool accepted = m->onTlsPeerVerified(c->id, m->peerOf(*c), cert);
-                              if (!*g || c->state == Connection::State::Closed) return;
-                              if (!accepted) {
-                                tlsHandshakeFailures.inc();
-                                m->closeConnection(c, CloseReason::Error, "TLS peer rejected");
-                                return;
-                              }
-                            }
-                            m->onOpen(c);
-                          });
 }
 
-void TransportManager::onOpen(const std::shared_ptr<Connection>& c) {
-  c->state = Connection::State::Open;
-  c->lastActivity = Clock::now();
+void TransportManager::onOpen(ConnectionId id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  auto c = it->second;
+  c->local = c->stream->local();
+  c->remote = c->stream->remote();
+  if (c->stream->isTls() && onTlsPeerVerified) {
+    Guard g = guard_;
+    X509* cert = SSL_get0_peer_certificate(c->stream->ssl());
+    bool accepted = onTlsPeerVerified(c->id, peerOf(*c), cert);
+    if (!*g || c->closed) return;
+    if (!accepted) {
+      tlsHandshakeFailures.inc();
+      closeConnection(c, CloseReason::Error, "TLS peer rejected");
+      return;
+    }
+  }
   // Incoming connections are reusable for requests towards the same address too (RFC 5923 idea).
   byRemote_.try_emplace(ConnKey{c->type, c->remote}, c->id);
   transportLog().debug("{} connection #{} open {} <-> {}", transportName(c->type), c->id,
                        c->local.toString(), c->remote.toString());
-  startRead(c);
-  if (!c->queue.empty()) startWrite(c);
 }
 
-void TransportManager::startRead(const std::shared_ptr<Connection>& c) {
-  auto handler = [g = guard_, c](const asio::error_code& ec, size_t n) {
-    TransportManager* m = *g;
-    if (!m || c->state == Connection::State::Closed) return;
-    if (ec) {
-      if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
-        m->closeConnection(c, CloseReason::PeerClosed, "connection closed by peer");
-      } else {
-        m->closeConnection(c, CloseReason::Error, "read failed: " + ec.message());
-      }
-      return;
-    }
-    m->onRead(c, n);
-  };
-  auto buffer = asio::buffer(c->readBuffer.get(), kStreamReadSize);
-  c->withStream([&](auto& stream) { stream.async_read_some(buffer, handler); });
-}
-
-void TransportManager::onRead(const std::shared_ptr<Connection>& c, size_t n) {
+void TransportManager::onData(ConnectionId id, std::string_view bytes) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  auto c = it->second;
   Guard g = guard_;
-  c->lastActivity = Clock::now();
   // The kernel queue of a stream is invisible here (TCP flow control pushes back on the
   // sender); its messages count as received when read.
-  TimePoint readAt = c->lastActivity;
-  c->framer.feed(std::string_view(c->readBuffer.get(), n));
+  TimePoint readAt = Clock::now();
+  c->framer.feed(bytes);
   for (;;) {
     StreamFramer::Frame f = c->framer.next();
     switch (f.kind) {
     case StreamFramer::Kind::NeedMore:
-      startRead(c);
       return;
     case StreamFramer::Kind::Ping:
       keepalivesReceived.inc();
-      queueWrite(c, "\r\n"); // RFC 5626 §3.5.1 pong
+      c->stream->write("\r\n"); // RFC 5626 §3.5.1 pong
       break;
     case StreamFramer::Kind::Message:
       streamMessagesReceived.inc();
+      // A ping does not count: it costs nothing to send and would keep an idle slot forever.
+      c->stream->firstMessage();
       if (user_) {
         user_->onReceive(std::move(f.message), peerOf(*c), readAt);
-        if (!*g || c->state == Connection::State::Closed) return;
+        if (!*g || c->closed) return;
       }
       break;
     case StreamFramer::Kind::Error:
@@ -570,38 +511,35 @@ void TransportManager::onRead(const std::shared_ptr<Connection>& c, size_t n) {
   }
 }
 
-void TransportManager::queueWrite(const std::shared_ptr<Connection>& c, std::string bytes) {
-  c->queuedBytes += bytes.size();
-  c->queue.push_back(std::move(bytes));
-  if (c->state == Connection::State::Open && c->inFlight == 0) startWrite(c);
-}
-
-void TransportManager::startWrite(const std::shared_ptr<Connection>& c) {
-  // Gather everything queued (bounded) into one write; deque elements do not move when more are
-  // appended, so the buffers stay valid while the write is in flight.
-  c->writeBuffers.clear();
-  for (const auto& s : c->queue) {
-    if (c->writeBuffers.size() == kMaxWriteBatch) break;
-    c->writeBuffers.push_back(asio::buffer(s));
+void TransportManager::onStreamClosed(ConnectionId id, net::StreamConnection::CloseReason why,
+                                      const std::string& detail) {
+  using R = net::StreamConnection::CloseReason;
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  auto c = it->second;
+  std::string what = std::string(net::closeReasonName(why));
+  if (!detail.empty()) what += ": " + detail;
+  switch (why) {
+  case R::PeerClosed:
+    closeConnection(c, CloseReason::PeerClosed, "connection closed by peer");
+    return;
+  case R::Idle:
+    closeConnection(c, CloseReason::Idle, "idle");
+    return;
+  case R::FirstMessageTimeout:
+    closeConnection(c, CloseReason::FirstMessage, what);
+    return;
+  case R::HandshakeFailed:
+  case R::SetupTimeout:
+    if (c->type == TransportType::Tls) tlsHandshakeFailures.inc();
+    break;
+  case R::WriteFailed:
+    sendErrors.inc();
+    break;
+  default:
+    break;
   }
-  c->inFlight = c->writeBuffers.size();
-  auto handler = [g = guard_, c](const asio::error_code& ec, size_t) {
-    TransportManager* m = *g;
-    if (!m || c->state == Connection::State::Closed) return;
-    if (ec) {
-      sendErrors.inc();
-      m->closeConnection(c, CloseReason::Error, "write failed: " + ec.message());
-      return;
-    }
-    c->lastActivity = Clock::now();
-    for (size_t i = 0; i < c->inFlight; ++i) {
-      c->queuedBytes -= c->queue.front().size();
-      c->queue.pop_front();
-    }
-    c->inFlight = 0;
-    if (!c->queue.empty()) m->startWrite(c);
-  };
-  c->withStream([&](auto& stream) { asio::async_write(stream, c->writeBuffers, handler); });
+  closeConnection(c, CloseReason::Error, what);
 }
 
 void TransportManager::closeConnection(ConnectionId id) {
@@ -613,15 +551,12 @@ void TransportManager::closeConnection(ConnectionId id) {
 
 void TransportManager::closeConnection(const std::shared_ptr<Connection>& c, CloseReason why,
                                        const std::string& reason) {
-  if (c->state == Connection::State::Closed) return;
-  bool lostData = !c->queue.empty();
-  c->state = Connection::State::Closed;
-  // Closing the socket aborts pending operations; their handlers hold `c`, so the TLS stream they
-  // touch stays alive until they have run.
-  asio::error_code ignored;
-  c->socket().shutdown(tcp::socket::shutdown_both, ignored);
-  c->socket().close(ignored);
+  if (c->closed) return;
+  c->closed = true;
+  size_t unsent = c->stream->isClosed() ? c->stream->unsentBytes() : c->stream->queuedBytes();
+  c->stream->close();
   connections_.erase(c->id);
+  publishCount();
   if (auto it = byRemote_.find(ConnKey{c->type, c->remote});
       it != byRemote_.end() && it->second == c->id)
     byRemote_.erase(it);
@@ -629,8 +564,7 @@ void TransportManager::closeConnection(const std::shared_ptr<Connection>& c, Clo
   if (why == CloseReason::Idle) connectionsReaped.inc();
   transportLog().debug("{} connection #{} to {} closed: {}", transportName(c->type), c->id,
                        c->remote.toString(), reason);
-  c->queue.clear();
-  c->queuedBytes = 0;
+  bool lostData = unsent > 0;
   if (user_ && (why == CloseReason::Error || (why == CloseReason::PeerClosed && lostData)))
     user_->onTransportError(peerOf(*c), reason);
 }
@@ -690,12 +624,17 @@ Result<void> TransportManager::sendStream(const Peer& to, std::string_view bytes
     }
     c = std::move(r.value());
   }
-  if (c->queuedBytes + bytes.size() > options_.maxWriteQueueBytes) {
+  switch (c->stream->write(std::string(bytes))) {
+  case net::StreamConnection::WriteResult::Queued:
+    return {};
+  case net::StreamConnection::WriteResult::QueueFull:
     sendErrors.inc();
     return transportError("write queue full for " + c->remote.toString());
+  case net::StreamConnection::WriteResult::Closed:
+    break;
   }
-  queueWrite(c, std::string(bytes));
-  return {};
+  sendErrors.inc();
+  return transportError("connection to " + c->remote.toString() + " closed");
 }
 
 Result<std::shared_ptr<TransportManager::Connection>>
@@ -705,39 +644,20 @@ TransportManager::connect(TransportType type, const SockAddr& remote) {
     return transportError("cannot connect to " + remote.toString());
   if (connections_.size() >= options_.maxConnections)
     return transportError("connection limit reached");
-  auto c = makeConnection(type, true);
-  c->remote = remote;
+  std::shared_ptr<net::StreamConnection> stream;
   try {
-    if (type == TransportType::Tls) {
-      c->tls.emplace(tcp::socket(io_), *tlsContext_);
-    } else {
-      c->plain.emplace(io_);
-    }
+    stream = net::StreamConnection::outgoing(
+        io_, type == TransportType::Tls ? tlsContext_ : nullptr, timers_, streamOptions(true));
   } catch (const std::exception& e) {
-    connections_.erase(c->id);
     return transportError(std::string("cannot create connection: ") + e.what());
   }
+  auto c = makeConnection(type, true);
+  c->remote = remote;
+  c->stream = std::move(stream);
+  attach(c, false);
   byRemote_[ConnKey{type, remote}] = c->id; // later sends queue behind the pending connect
   connectionsOpened.inc();
-  c->socket().async_connect(
-      toEndpoint<tcp::endpoint>(remote), [g = guard_, c](const asio::error_code& ec) {
-        TransportManager* m = *g;
-        if (!m || c->state == Connection::State::Closed) return;
-        if (ec) {
-          m->closeConnection(c, CloseReason::Error, "connect failed: " + ec.message());
-          return;
-        }
-        asio::error_code ignored;
-        c->socket().set_option(tcp::no_delay(true), ignored);
-        if (auto local = c->socket().local_endpoint(ignored); !ignored)
-          c->local = fromEndpoint(local);
-        c->lastActivity = Clock::now();
-        if (c->tls) {
-          m->startHandshake(c, false);
-        } else {
-          m->onOpen(c);
-        }
-      });
+  c->stream->connect({toEndpoint<tcp::endpoint>(remote)});
   return c;
 }
 
@@ -766,50 +686,13 @@ std::optional<SockAddr> TransportManager::localAddress(TransportType transport,
   return out;
 }
 
-void TransportManager::armSweep() {
-  if (sweepArmed_ || closed_) return;
-  sweepArmed_ = true;
-  Duration interval = std::min(options_.idleTimeout, options_.connectTimeout) / 4;
-  interval = std::clamp(interval, Duration(10), Duration(1000));
-  sweepTimer_.expires_after(interval);
-  sweepTimer_.async_wait([g = guard_](const asio::error_code& ec) {
-    TransportManager* m = *g;
-    if (!m) return;
-    m->sweepArmed_ = false;
-    if (ec) return;
-    m->sweep();
-  });
-}
-
-void TransportManager::sweep() {
-  Guard g = guard_; // onTransportError may destroy us
-  TimePoint now = Clock::now();
-  std::vector<std::pair<std::shared_ptr<Connection>, bool>> expired; // bool: still connecting
-  for (const auto& [id, c] : connections_) {
-    bool open = c->state == Connection::State::Open;
-    Duration limit = open ? options_.idleTimeout : options_.connectTimeout;
-    if (now - c->lastActivity >= limit) expired.emplace_back(c, !open);
-  }
-  for (auto& [c, connecting] : expired) {
-    if (connecting) {
-      if (c->type == TransportType::Tls) tlsHandshakeFailures.inc();
-      closeConnection(c, CloseReason::Error, "connect/handshake timed out");
-    } else {
-      closeConnection(c, CloseReason::Idle, "idle");
-    }
-    if (!*g) return;
-  }
-  if (!connections_.empty()) armSweep();
-}
-
 void TransportManager::close() {
   if (closed_) return;
   closed_ = true;
   asio::error_code ignored;
   for (auto& l : listeners_) {
     l->closed = true;
-    l->backoff.cancel();
-    if (l->acceptor) l->acceptor->close(ignored);
+    if (l->stream) l->stream->close();
     if (l->datagram) l->datagram->close(ignored);
   }
   listeners_.clear();
@@ -818,7 +701,6 @@ void TransportManager::close() {
   for (auto& [id, c] : connections_) all.push_back(c);
   for (auto& c : all) closeConnection(c, CloseReason::Local, "shutdown");
   byRemote_.clear();
-  sweepTimer_.cancel();
 }
 
 } // namespace verbund::sip

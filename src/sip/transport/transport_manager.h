@@ -4,6 +4,8 @@
 // bad streams are closed and counted, failures reach TransportUser::onTransportError.
 #include "base/clock.h"
 #include "base/result.h"
+#include "net/admission.h"
+#include "net/stream_connection.h"
 #include "sip/transport/transport.h"
 
 #include <cstddef>
@@ -14,7 +16,7 @@
 #include <vector>
 
 #include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
+#include <asio/ip/tcp.hpp>
 
 typedef struct x509_st X509;
 
@@ -50,7 +52,18 @@ struct TlsConfig {
 struct TransportOptions {
   Duration idleTimeout = std::chrono::seconds(300);   // streams with no traffic are closed
   Duration connectTimeout = std::chrono::seconds(10); // TCP connect + TLS handshake
+  // An incoming stream must deliver its first complete SIP message (TLS handshake included)
+  // within this, or it is closed: an idle connection costs a descriptor and buys nothing.
+  Duration firstMessageTimeout = std::chrono::seconds(10);
+  // TCP + TLS connections, incoming and outgoing (net::connectionBudget derives it from the
+  // open-file limit in the node). Incoming ones are also capped per source address (IPv4, or
+  // IPv6 /64), and those that have not sent a complete message yet have caps of their own.
   size_t maxConnections = 4096;
+  size_t maxConnectionsPerSource = 256; // an office of phones behind one NAT
+  size_t maxPending = 1024;             // incoming, before their first message
+  size_t maxPendingPerSource = 32;
+  // Of maxConnections and maxPending, kept for sources isReservedSource() accepts.
+  size_t reservedConnections = 0;
   size_t maxHeaderBytes = 16 * 1024;
   size_t maxMessageBytes = 64 * 1024;
   size_t maxWriteQueueBytes = 4 * 1024 * 1024; // per connection; beyond it send() fails
@@ -64,7 +77,10 @@ public:
   // for that direction. Returning false closes the connection.
   using TlsPeerVerified = std::function<bool(ConnectionId, const Peer&, X509* peerCert)>;
 
-  explicit TransportManager(asio::io_context& io, TransportOptions options = {});
+  // `timers` runs the stream deadlines (first message, idle, connect); null: timers of its own on
+  // `io`. It must outlive the manager.
+  explicit TransportManager(asio::io_context& io, TransportOptions options = {},
+                            Timers* timers = nullptr);
   ~TransportManager() override;
   TransportManager(const TransportManager&) = delete;
   TransportManager& operator=(const TransportManager&) = delete;
@@ -73,6 +89,9 @@ public:
   // Replaces the TLS settings; connections already open keep theirs.
   Result<void> configureTls(const TlsConfig& config);
   TlsPeerVerified onTlsPeerVerified;
+  // Sources that may use the reserved connection slots and are not held to the per-source caps
+  // (e.g. the addresses of federation members on the SIP-TLS listener). Unset: none.
+  std::function<bool(const IpAddress&)> isReservedSource;
 
   // Binds a listener; port 0 picks a free port. Returns the bound address.
   Result<SockAddr> listen(TransportType type, const SockAddr& addr);
@@ -103,12 +122,11 @@ private:
       return SockAddrHash{}(k.remote) * 3 + size_t(k.type);
     }
   };
-  enum class CloseReason { Local, PeerClosed, Error, Idle };
+  enum class CloseReason { Local, PeerClosed, Error, Idle, FirstMessage };
   // Handlers hold this token instead of `this`: the manager clears it on destruction so handlers
   // still queued in the io_context become no-ops.
   using Guard = std::shared_ptr<TransportManager*>;
 
-  void startAccept(const std::shared_ptr<Listener>& l);
   struct Datagram {
     enum class Kind { Received, Empty, Error };
     Kind kind = Kind::Empty;
@@ -121,12 +139,13 @@ private:
   void startReceive(const std::shared_ptr<Listener>& l);
   void drainDatagrams(const std::shared_ptr<Listener>& l);
   static Datagram receiveDatagram(Listener& l);
-  void startRead(const std::shared_ptr<Connection>& c);
-  void onRead(const std::shared_ptr<Connection>& c, size_t n);
-  void startHandshake(const std::shared_ptr<Connection>& c, bool server);
-  void onOpen(const std::shared_ptr<Connection>& c);
-  void queueWrite(const std::shared_ptr<Connection>& c, std::string bytes);
-  void startWrite(const std::shared_ptr<Connection>& c);
+  void onAccept(TransportType type, asio::ip::tcp::socket socket, const SockAddr& remote,
+                net::Admission::Ticket ticket);
+  void attach(const std::shared_ptr<Connection>& c, bool server);
+  void onOpen(ConnectionId id);
+  void onData(ConnectionId id, std::string_view bytes);
+  void onStreamClosed(ConnectionId id, net::StreamConnection::CloseReason why,
+                      const std::string& detail);
   void closeConnection(const std::shared_ptr<Connection>& c, CloseReason why,
                        const std::string& reason);
   Result<void> sendDatagram(const Peer& to, std::string_view bytes);
@@ -134,24 +153,25 @@ private:
   Result<std::shared_ptr<Connection>> connect(TransportType type, const SockAddr& remote);
   std::shared_ptr<Connection> makeConnection(TransportType type, bool outgoing);
   Peer peerOf(const Connection& c) const;
-  void armSweep();
-  void sweep();
+  net::StreamConnection::Options streamOptions(bool outgoing) const;
+  void publishCount();
 
   asio::io_context& io_;
   TransportOptions options_;
+  std::unique_ptr<Timers> ownTimers_;
+  Timers& timers_;
   TransportUser* user_ = nullptr;
   Guard guard_;
   bool closed_ = false;
-  std::unique_ptr<asio::ssl::context> tlsContext_;
+  std::shared_ptr<asio::ssl::context> tlsContext_;
   TlsConfig::ClientCertMode clientCertMode_ = TlsConfig::ClientCertMode::None;
   bool verifyServer_ = true;
   bool tlsHasCertificate_ = false;
+  std::shared_ptr<net::Admission> admission_; // incoming streams, all listeners together
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::unordered_map<ConnectionId, std::shared_ptr<Connection>> connections_;
   std::unordered_map<ConnKey, ConnectionId, ConnKeyHash> byRemote_;
   ConnectionId nextId_ = 0;
-  asio::steady_timer sweepTimer_;
-  bool sweepArmed_ = false;
 };
 
 } // namespace verbund::sip

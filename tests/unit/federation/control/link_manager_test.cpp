@@ -678,6 +678,32 @@ TEST_F(LinkManagerTest, PendingConnectionsAreLimitedAndTimedOut) {
   ASSERT_TRUE(runUntil(io, [&] { return a.links->isUp("node-b"); }));
 }
 
+// Issue 10: idle connections from one address fill only that address's pre-hello slots; a
+// member (another address) links at once, long before the idle ones time out.
+TEST_F(LinkManagerTest, IdleConnectionsFromOneAddressDoNotKeepAPeerOut) {
+  LinkOptions o = fastOptions();
+  o.connectTimeout = 3000ms;
+  Node a(io, ca(), "node-a", o);
+  uint64_t refused = counter("federation_control_connections_refused_per_source_total");
+  std::vector<std::unique_ptr<tcp::socket>> idle;
+  for (int i = 0; i < 100; ++i) {
+    idle.push_back(std::make_unique<tcp::socket>(io));
+    idle.back()->open(tcp::v4());
+    idle.back()->bind(tcp::endpoint(asio::ip::make_address("127.0.0.2"), 0));
+    idle.back()->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), a.port));
+  }
+  ASSERT_TRUE(runUntil(io, [&] {
+    return counter("federation_control_connections_refused_per_source_total") >=
+           refused + 100 - o.maxPendingPerSource;
+  }));
+  Node b(io, ca(), "node-b");
+  b.links->setPeers({a.target()});
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(runUntil(
+      io, [&] { return a.links->isUp("node-b"); }, 2000ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2000ms);
+}
+
 TEST_F(LinkManagerTest, StalledPeerOverflowsTheWriteQueue) {
   LinkOptions o = fastOptions();
   o.maxWriteQueueBytes = 64 * 1024;

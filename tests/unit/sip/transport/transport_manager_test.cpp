@@ -1,5 +1,6 @@
 #include "sip/transport/transport_manager.h"
 
+#include "base/manual_timers.h"
 #include "base/metrics.h"
 #include "unit/sip/transport/test_pki.h"
 
@@ -313,6 +314,60 @@ TEST_P(TransportTest, ConnectionLimit) {
   ASSERT_TRUE(runUntil(
       [&] { return counter("sip_transport_connections_rejected_total") == rejected + 1; }));
   EXPECT_EQ(server.connectionCount(), 1u);
+}
+
+// Issue 10: an incoming stream that sends no complete message within the deadline is closed; a
+// CRLF ping does not count (it costs nothing and would hold the slot forever).
+TEST_P(TransportTest, SilentConnectionIsClosedAfterTheFirstMessageDeadline) {
+  ManualTimers timers;
+  TransportOptions opts;
+  opts.firstMessageTimeout = 10s;
+  TransportManager server(io_, opts, &timers);
+  Recorder sr;
+  server.setUser(&sr);
+  auto saddr = server.listen(TransportType::Tcp, any());
+  ASSERT_TRUE(saddr.ok());
+  uint64_t timeouts = counter("sip_transport_first_message_timeouts_total");
+  asio::ip::tcp::endpoint ep(asio::ip::make_address(GetParam()), saddr->port);
+  asio::ip::tcp::socket silent(io_), talker(io_);
+  silent.connect(ep);
+  talker.connect(ep);
+  ASSERT_TRUE(runUntil([&] { return server.connectionCount() == 2; }));
+  asio::write(silent, asio::buffer(std::string("\r\n\r\n")));
+  asio::write(talker, asio::buffer(request("OPTIONS")));
+  ASSERT_TRUE(runUntil([&] { return sr.received.size() == 1; }));
+  runFor(20ms); // the ping is read too
+  timers.advance(10s);
+  EXPECT_EQ(server.connectionCount(), 1u);
+  EXPECT_EQ(counter("sip_transport_first_message_timeouts_total"), timeouts + 1);
+  EXPECT_TRUE(sr.errors.empty()); // nothing was in flight: no transport error
+  timers.advance(60s);
+  EXPECT_EQ(server.connectionCount(), 1u); // the talker stays (idle timeout is 300 s)
+}
+
+TEST_P(TransportTest, PendingConnectionsArePerSourceCapped) {
+  if (std::string(GetParam()) == "::1") GTEST_SKIP() << "one IPv6 loopback address only";
+  TransportOptions opts;
+  opts.maxPendingPerSource = 2;
+  TransportManager server(io_, opts);
+  auto saddr = server.listen(TransportType::Tcp, *SockAddr::parse("127.0.0.1:0"));
+  ASSERT_TRUE(saddr.ok());
+  uint64_t refused = counter("sip_transport_connections_refused_per_source_total");
+  asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), saddr->port);
+  auto from = [&](const char* source) {
+    auto s = std::make_unique<asio::ip::tcp::socket>(io_);
+    s->open(asio::ip::tcp::v4());
+    s->bind(asio::ip::tcp::endpoint(asio::ip::make_address(source), 0));
+    s->connect(ep);
+    return s;
+  };
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> flood;
+  for (int i = 0; i < 5; ++i) flood.push_back(from("127.0.0.2"));
+  auto phone = from("127.0.0.3");
+  ASSERT_TRUE(runUntil([&] {
+    return counter("sip_transport_connections_refused_per_source_total") == refused + 3;
+  }));
+  ASSERT_TRUE(runUntil([&] { return server.connectionCount() == 3; }));
 }
 
 TEST_P(TransportTest, LocalAddressOfWildcardListener) {

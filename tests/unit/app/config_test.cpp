@@ -1,0 +1,74 @@
+// The node's TOML: the connection-limit keys (issue 10), their defaults and range checks.
+#include "app/config.h"
+
+#include <cstdio>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <string>
+#include <unistd.h>
+
+namespace verbund::app {
+namespace {
+
+class ConfigFile : public ::testing::Test {
+protected:
+  Result<NodeConfig> load(const std::string& text) {
+    path_ = ::testing::TempDir() + "verbund-config-" + std::to_string(::getpid()) + ".toml";
+    std::ofstream(path_) << text;
+    return loadConfig(path_);
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+  std::string path_;
+};
+
+TEST_F(ConfigFile, ConnectionLimitDefaults) {
+  auto c = load("");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->sipMaxConnections, 0); // derived from the open-file limit
+  EXPECT_EQ(c->sipMaxConnectionsPerSource, 256);
+  EXPECT_EQ(c->sipMaxPendingPerSource, 32);
+  EXPECT_EQ(c->sipFirstMessageTimeoutMs, 10000);
+  EXPECT_EQ(c->federationMaxConnections, 0);
+  EXPECT_EQ(c->federationMaxPending, 64);
+  EXPECT_EQ(c->federationMaxPendingPerSource, 4);
+  EXPECT_EQ(c->federationReservedForMembers, 16);
+  EXPECT_EQ(c->federationHelloTimeoutMs, 2000);
+}
+
+TEST_F(ConfigFile, ConnectionLimitKeys) {
+  auto c = load("[sip]\nmax_connections = 5000\nmax_connections_per_source = 0\n"
+                "max_pending_per_source = 8\nfirst_message_timeout_ms = 3000\n"
+                "[federation]\nmax_connections = 100\nmax_pending = 20\n"
+                "max_pending_per_source = 2\nreserved_for_members = 5\nhello_timeout_ms = 1500\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->sipMaxConnections, 5000);
+  EXPECT_EQ(c->sipMaxConnectionsPerSource, 0);
+  EXPECT_EQ(c->sipMaxPendingPerSource, 8);
+  EXPECT_EQ(c->sipFirstMessageTimeoutMs, 3000);
+  EXPECT_EQ(c->federationMaxConnections, 100);
+  EXPECT_EQ(c->federationMaxPending, 20);
+  EXPECT_EQ(c->federationMaxPendingPerSource, 2);
+  EXPECT_EQ(c->federationReservedForMembers, 5);
+  EXPECT_EQ(c->federationHelloTimeoutMs, 1500);
+}
+
+TEST_F(ConfigFile, ConnectionLimitErrorsNameTheKey) {
+  struct Case {
+    const char* toml;
+    const char* key;
+  };
+  for (const Case& k :
+       {Case{"[sip]\nmax_connections = -1\n", "sip.max_connections"},
+        Case{"[sip]\nfirst_message_timeout_ms = 10\n", "sip.first_message_timeout_ms"},
+        Case{"[sip]\nmax_pending_per_source = \"x\"\n", "sip.max_pending_per_source"},
+        Case{"[federation]\nhello_timeout_ms = 0\n", "federation.hello_timeout_ms"},
+        Case{"[federation]\nmax_pending = 10\nreserved_for_members = 10\n",
+             "federation.reserved_for_members"}}) {
+    auto c = load(k.toml);
+    ASSERT_FALSE(c.ok()) << k.toml;
+    EXPECT_NE(c.error().message.find(k.key), std::string::npos) << c.error().message;
+  }
+}
+
+} // namespace
+} // namespace verbund::app
