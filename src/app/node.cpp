@@ -17,6 +17,7 @@
 #include "pbx/registrar/registrar.h"
 #include "pbx/trunk/trunk_manager.h"
 #include "pbx/trunk/trunk_store.h"
+#include "sip/auth/auth_throttle.h"
 #include "sip/auth/digest.h"
 #include "sip/dialog/dialog_manager.h"
 #include "sip/dns/dns_resolver.h"
@@ -209,6 +210,8 @@ struct Node::Impl {
   std::unique_ptr<NodeLineObserver> lineObserver;
   std::unique_ptr<pbx::CallManager> calls;
   std::unique_ptr<sip::DigestServer> callAuth; // INVITE from devices: 407 challenges
+  // The one digest brute-force policy: registrar (REGISTER), gate (SUBSCRIBE, INVITE), checkCaller.
+  std::unique_ptr<sip::AuthThrottle> authThrottle;
   std::unique_ptr<sip::DnsResolver> dns;
   std::unique_ptr<sip::ServerLocator> locator;
   std::unique_ptr<pbx::TrunkManager> trunk;
@@ -237,6 +240,8 @@ struct Node::Impl {
   bool authorizeSubscribe(const sip::Message& subscribe);
   bool gate(sip::ServerTxId tx, const sip::Message& request);
   bool challengeBareInvite(sip::ServerTxId tx, const sip::Message& invite);
+  bool trustedPeer(const sip::Message& m);
+  bool refuseBlocked(sip::ServerTxId tx, const sip::Message& m);
   void challenge(sip::ServerTxId tx, bool stale);
   bool registeredFlow(const sip::Message& request);
   void outOfDialog(sip::ServerTxId tx, const sip::Message& request);
@@ -333,7 +338,14 @@ Result<void> Node::Impl::startSip() {
   dialogs->attach(stack->transactions());
   transport.setUser(stack.get());
 
+  sip::AuthThrottleConfig tc;
+  tc.maxFailures = uint32_t(config.authMaxFailures);
+  tc.failureWindow = std::chrono::seconds(config.authFailureWindowSeconds);
+  tc.cooldown = std::chrono::seconds(config.authBlockSeconds);
+  authThrottle = std::make_unique<sip::AuthThrottle>(tc, timers);
+
   pbx::RegistrarConfig rc;
+  rc.throttle = authThrottle.get();
   rc.realm = directory->realm();
   rc.credentials = [this](std::string_view sipUser) { return directory->credentials(sipUser); };
   rc.algorithms = config.digestAlgorithms;
@@ -598,15 +610,26 @@ std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
     if (auto params = sip::parseAuthParams(*creds)) {
       auto v = callAuth->verify(*params, invite.methodName(), invite.body(),
                                 credentialLookup(*directory));
+      const SockAddr& source = invite.source().remote;
+      if (v.ok() && !sip::digestUriMatches(v.uri, invite.requestUri())) {
+        // RFC 3261 §22.4: a response computed for another Request-URI (a captured one replayed
+        // towards another number) authorises nothing.
+        authThrottle->failed(source, "INVITE", v.username, sip::AuthFailure::UriMismatch);
+        (void)s.reject(400, sip::kDigestUriMismatchReason);
+        return std::nullopt;
+      }
       if (v.ok()) {
         auto user = directory->userBySipUser(v.username);
         if (user) {
+          authThrottle->accepted();
           pbx::Caller c;
           c.kind = pbx::Caller::Kind::LocalUser;
           c.party = NodeCallDirectory::party(*user);
           return c;
         }
       }
+      if (v.status == sip::DigestStatus::WrongResponse)
+        authThrottle->failed(source, "INVITE", v.username, sip::AuthFailure::WrongResponse);
       stale = v.wantsStaleChallenge();
     }
   }
@@ -619,15 +642,35 @@ std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
 
 // Gate for new out-of-dialog requests: SUBSCRIBE from devices must authenticate (digest, 407)
 // unless it comes over the flow a device registered from. INVITEs are checked by the call
-// engine's CallerCheck (it needs the session to answer); REGISTER by the registrar.
+// engine's CallerCheck (it needs the session to answer); REGISTER by the registrar. A source the
+// digest throttle blocked gets 403 for every authenticated method, here and in the registrar.
 bool Node::Impl::gate(sip::ServerTxId tx, const sip::Message& m) {
-  if (m.method() == sip::Method::Invite) return !challengeBareInvite(tx, m);
+  if (m.method() == sip::Method::Invite) {
+    if (trustedPeer(m)) return true;
+    if (refuseBlocked(tx, m)) return false;
+    return !challengeBareInvite(tx, m);
+  }
   if (m.method() != sip::Method::Subscribe) return true;
+  if (refuseBlocked(tx, m)) return false;
   bool stale = false;
   if (auto creds = m.header(sip::HeaderId::ProxyAuthorization)) {
     if (auto params = sip::parseAuthParams(*creds)) {
       auto v = callAuth->verify(*params, m.methodName(), m.body(), credentialLookup(*directory));
-      if (v.ok()) return true;
+      if (v.ok() && !sip::digestUriMatches(v.uri, m.requestUri())) {
+        authThrottle->failed(m.source().remote, "SUBSCRIBE", v.username,
+                             sip::AuthFailure::UriMismatch);
+        auto& txl = stack->transactions();
+        if (auto b = txl.responseBuilder(tx, 400, sip::kDigestUriMismatchReason))
+          (void)txl.respond(tx, b->finish());
+        return false;
+      }
+      if (v.ok()) {
+        authThrottle->accepted();
+        return true;
+      }
+      if (v.status == sip::DigestStatus::WrongResponse)
+        authThrottle->failed(m.source().remote, "SUBSCRIBE", v.username,
+                             sip::AuthFailure::WrongResponse);
       stale = v.wantsStaleChallenge();
     }
   }
@@ -636,15 +679,33 @@ bool Node::Impl::gate(sip::ServerTxId tx, const sip::Message& m) {
   return false;
 }
 
+// Other nodes (over a verified federation TLS connection) and the external line's carrier are
+// not phones: they are trusted by connection or address and never digest-checked or throttled.
+bool Node::Impl::trustedPeer(const sip::Message& m) {
+  const sip::Peer& from = m.source();
+  if (federationPeer(from)) return true;
+  return trunk && trunk->isTrunkPeer(from);
+}
+
+// 403 with Retry-After for a request from a source blocked after failed digest checks (the
+// registrar answers REGISTER the same way). True when it answered.
+bool Node::Impl::refuseBlocked(sip::ServerTxId tx, const sip::Message& m) {
+  auto left = authThrottle->refuse(m.source().remote, m.methodName(), sip::claimedUser(m));
+  if (!left) return false;
+  auto& txl = stack->transactions();
+  if (auto b = txl.responseBuilder(tx, 403, sip::kAuthBlockedReason)) {
+    b->header("Retry-After", std::to_string(*left));
+    (void)txl.respond(tx, b->finish());
+  }
+  return true;
+}
+
 // The first INVITE of nearly every call from a phone carries no credentials. Its 407 is sent
 // here, from the transaction, before the dialog layer builds an INVITE session only to reject
 // and retire it. INVITEs with credentials, from other nodes or from the external line go on to
 // checkCaller, which verifies them (and challenges again when they fail).
 bool Node::Impl::challengeBareInvite(sip::ServerTxId tx, const sip::Message& m) {
   if (m.header(sip::HeaderId::ProxyAuthorization)) return false;
-  const sip::Peer& from = m.source();
-  if (federationPeer(from)) return false;
-  if (trunk && trunk->isTrunkPeer(from)) return false;
   challenge(tx, false);
   return true;
 }
