@@ -4,6 +4,7 @@
 #include "app/listen.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/private_files.h"
 #include "federation/service/federation_service.h"
 #include "federation/trust/ossl.h"
 #include "http/admin_server.h"
@@ -247,10 +248,45 @@ struct Node::Impl {
   void outOfDialog(sip::ServerTxId tx, const sip::Message& request);
 };
 
+namespace {
+// The data directory holds the trunk password, the device HA1 values, the admin password hash and
+// the federation keys: 0700, its database files 0600 (the process umask is 077, so what the node
+// creates is private already). Looser modes are logged with path and mode and tightened; other
+// files are only reported (the federation trust secret refuses to load when loose).
+Result<void> securePrivateFiles(const std::string& dataDir) {
+  auto log = logger("node");
+  auto dir = checkPrivateMode(dataDir, kPrivateDirMode, true);
+  if (!dir) return dir.error();
+  if (*dir)
+    log->warn("data directory {} had mode {} (readable by others); changed to {}", dataDir,
+              modeString(**dir), modeString(**dir & kPrivateDirMode));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dataDir, ec)) {
+    if (!entry.is_regular_file(ec)) continue;
+    std::string path = entry.path().string();
+    std::string name = entry.path().filename().string();
+    bool ours = name == "verbund.db" || name == "verbund.db-wal" || name == "verbund.db-shm";
+    auto f = checkPrivateMode(path, kPrivateFileMode, ours);
+    if (!f) return f.error();
+    if (!*f) continue;
+    if (ours)
+      log->warn("{} had mode {} (readable by others); changed to {}", path, modeString(**f),
+                modeString(**f & kPrivateFileMode));
+    else
+      log->warn("{} has mode {}: readable by others (should be {})", path, modeString(**f),
+                modeString(kPrivateFileMode));
+  }
+  if (ec) return Error{1, "data directory " + dataDir + ": " + ec.message()};
+  return {};
+}
+} // namespace
+
 Result<void> Node::Impl::openStorage() {
   std::error_code ec;
   std::filesystem::create_directories(config.dataDir, ec);
   if (ec) return Error{1, "data directory " + config.dataDir + ": " + ec.message()};
+  // Before the database opens: SQLite gives its -wal and -shm files the database file's mode.
+  if (auto r = securePrivateFiles(config.dataDir); !r) return r;
   std::vector<store::Migration> migrations = nodeMigrations();
   for (auto& m : pbx::Directory::migrations()) migrations.push_back(m);
   for (auto& m : pbx::CallLog::migrations()) migrations.push_back(m);
@@ -261,6 +297,7 @@ Result<void> Node::Impl::openStorage() {
   auto d = store::Database::open(config.dataDir + "/verbund.db", migrations);
   if (!d) return d.error();
   db = std::move(d.value());
+  if (auto r = securePrivateFiles(config.dataDir); !r) return r;
   auto id = db->query("SELECT id FROM node_identity LIMIT 1");
   if (!id) return id.error();
   if (id->empty()) {
