@@ -112,7 +112,7 @@ AuthThrottle::SourceState& AuthThrottle::touch(const SockAddr& key) {
     sources_.erase(lru_.back().key);
     lru_.pop_back();
   }
-  lru_.push_front(SourceState{key, 0, timers_.now(), {}, {}, false, 0});
+  lru_.push_front(SourceState{key, 0, timers_.now(), {}, {}, false, {}, 0});
   sources_.emplace(key, lru_.begin());
   return lru_.front();
 }
@@ -142,7 +142,9 @@ std::optional<uint32_t> AuthThrottle::refuse(const SockAddr& remote, std::string
   g_refused.inc();
   uint32_t left = secondsCeil(s.blockedUntil - now);
   ++s.unlogged;
-  if (mayLog(s, false)) {
+  const std::string_view shortMethod = method.substr(0, 16);
+  if (mayLog(s, s.refusedMethod != shortMethod)) {
+    s.refusedMethod = std::string(shortMethod);
     log()->warn("refused {} from {} (user '{}'): source blocked for another {} s after failed "
                 "digest authentication ({} refused or failed since the last line)",
                 method, remote.ip.toString(), logSafe(user), left, s.unlogged);
@@ -174,6 +176,7 @@ bool AuthThrottle::failed(const SockAddr& remote, std::string_view method, std::
     s.blockedUntil = now + config_.cooldown;
     s.failures = 0;
     s.windowStart = s.blockedUntil;
+    s.refusedMethod.clear();
     if (mayLog(s, true)) {
       log()->warn("blocking digest authentication from {} for {} s: {} failures within {} s "
                   "(last: {} user '{}': {})",

@@ -74,6 +74,9 @@ private:
     TimePoint blockedUntil{};
     TimePoint lastLog{};
     bool logged = false;
+    // Method of the last refusal logged in this block: the first refusal of each block, and of
+    // each further method, is always a candidate for a line.
+    std::string refusedMethod;
     uint64_t unlogged = 0; // failures and refusals since the last line about this source
   };
 
