@@ -115,6 +115,10 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!secs || *secs < 1 || *secs > 86400)
             return configError("sip." + name + " must be 1..86400");
           (name == "auth_block_s" ? c.authBlockSeconds : c.authFailureWindowSeconds) = int(*secs);
+        } else if (name == "digest_uri_without_user") {
+          auto b = sv.value<bool>();
+          if (!b) return configError("sip.digest_uri_without_user must be true or false");
+          c.digestUriWithoutUser = *b;
         } else if (name == "digest_algorithms") {
           auto list = stringList(sv, "sip.digest_algorithms");
           if (!list) return list.error();

@@ -30,6 +30,10 @@ struct NodeConfig {
   int authMaxFailures = 10;
   int authFailureWindowSeconds = 60;
   int authBlockSeconds = 300;
+  // RFC 3261 §22.4: the digest uri must name the Request-URI. true also accepts a digest uri
+  // without user part naming this node ("sip:host:port", as SIPp 3.6 sends): the response is
+  // then not bound to the number dialled. For test tools only.
+  bool digestUriWithoutUser = false;
   int noAnswerSeconds = 30;
   // RFC 4028 session timers on every call leg (0: off): a call whose phone or far side died
   // ends within this interval. min_se below the RFC's 90 s is accepted for tests.

@@ -648,7 +648,8 @@ std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
       auto v = callAuth->verify(*params, invite.methodName(), invite.body(),
                                 credentialLookup(*directory));
       const SockAddr& source = invite.source().remote;
-      if (v.ok() && !sip::digestUriMatches(v.uri, invite.requestUri())) {
+      if (v.ok() &&
+          !sip::digestUriMatches(v.uri, invite.requestUri(), config.digestUriWithoutUser)) {
         // RFC 3261 §22.4: a response computed for another Request-URI (a captured one replayed
         // towards another number) authorises nothing.
         authThrottle->failed(source, "INVITE", v.username, sip::AuthFailure::UriMismatch);
@@ -693,7 +694,7 @@ bool Node::Impl::gate(sip::ServerTxId tx, const sip::Message& m) {
   if (auto creds = m.header(sip::HeaderId::ProxyAuthorization)) {
     if (auto params = sip::parseAuthParams(*creds)) {
       auto v = callAuth->verify(*params, m.methodName(), m.body(), credentialLookup(*directory));
-      if (v.ok() && !sip::digestUriMatches(v.uri, m.requestUri())) {
+      if (v.ok() && !sip::digestUriMatches(v.uri, m.requestUri(), config.digestUriWithoutUser)) {
         authThrottle->failed(m.source().remote, "SUBSCRIBE", v.username,
                              sip::AuthFailure::UriMismatch);
         auto& txl = stack->transactions();

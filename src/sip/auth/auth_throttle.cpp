@@ -67,7 +67,7 @@ std::string claimedUser(const Message& m) {
   return unescape(m.from().uri.user).value_or(std::string(m.from().uri.user));
 }
 
-bool digestUriMatches(std::string_view digestUri, const Uri& requestUri) {
+bool digestUriMatches(std::string_view digestUri, const Uri& requestUri, bool allowWithoutUser) {
   if (digestUri == requestUri.text) return true;
   auto u = parseUri(digestUri);
   if (!u) return false;
@@ -75,7 +75,8 @@ bool digestUriMatches(std::string_view digestUri, const Uri& requestUri) {
   // What phones differ in without naming another target (see the header).
   if (u->scheme != requestUri.scheme) return false;
   if (u->scheme != UriScheme::Sip && u->scheme != UriScheme::Sips) return false;
-  if (!sameUnescaped(u->user, requestUri.user)) return false;
+  if (!sameUnescaped(u->user, requestUri.user) && !(allowWithoutUser && u->user.empty()))
+    return false;
   if (!text::iequals(u->host, requestUri.host)) return false;
   uint16_t pa = u->port ? u->port : defaultPort(u->scheme);
   uint16_t pb = requestUri.port ? requestUri.port : defaultPort(requestUri.scheme);

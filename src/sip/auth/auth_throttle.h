@@ -97,8 +97,11 @@ private:
 // in: exact text, RFC 3261 §19.1.4 equality, and else the same scheme, user (escapes decoded),
 // host (case-insensitive) and port (absent = the scheme's default port), whatever the URI
 // parameters and headers (phones disagree on copying ;transport= or ;user=phone; the node routes
-// by user and host only).
-bool digestUriMatches(std::string_view digestUri, const Uri& requestUri);
+// by user and host only). With allowWithoutUser, a digest uri without a user part that names the
+// Request-URI's host and port ("sip:host:port", what SIPp 3.6 sends) is accepted too: weaker, the
+// response is then bound to the node but not to the number dialled.
+bool digestUriMatches(std::string_view digestUri, const Uri& requestUri,
+                      bool allowWithoutUser = false);
 
 // Reason phrases of the refusals, the same for every method.
 inline constexpr std::string_view kAuthBlockedReason = "Too Many Failed Authentications";

@@ -217,6 +217,12 @@ def body(h):
     bad = invite(atk, "703", digest_header(ch, "701", pw_of("701"), "INVITE", uri702), ruri=uri703)
     check(bad.status == 400 and "Digest URI" in bad.reason,
           f"credentials for {uri702} on an INVITE to {uri703}: {bad.status} {bad.reason}")
+    # SIPp 3.6's form (uri without user, naming only the node) is not bound to the number: the
+    # node's default refuses it (the SIPp-driven tests set digest_uri_without_user = true).
+    ch = md5_challenge(invite(atk, "702"))
+    hostonly = invite(atk, "702", digest_header(ch, "701", pw_of("701"), "INVITE",
+                                                f"sip:{node.udp[0]}:{node.udp[1]}"))
+    check(hostonly.status == 400, f"uri without user on an INVITE to 702: {hostonly.status}")
     # A header captured from a real call of 701 to 702, replayed towards 703.
     captured = [m for m in legit.sent if m.is_request and m.method == "INVITE"
                 and m.get("proxy-authorization")]

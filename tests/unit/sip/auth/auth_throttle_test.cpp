@@ -206,5 +206,17 @@ TEST(DigestUri, AnotherTargetIsRefused) {
   EXPECT_FALSE(matches("sip:1002@pbx.example", "tel:1002"));
 }
 
+// The form SIPp 3.6 sends (uri="sip:host:port") only when the node allows it, and never for
+// another host or port.
+TEST(DigestUri, WithoutUserOnlyWhenAllowed) {
+  auto r = parseUri("sip:1002@127.0.0.1:5080");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(digestUriMatches("sip:127.0.0.1:5080", *r));
+  EXPECT_TRUE(digestUriMatches("sip:127.0.0.1:5080", *r, true));
+  EXPECT_FALSE(digestUriMatches("sip:127.0.0.1:5081", *r, true));
+  EXPECT_FALSE(digestUriMatches("sip:127.0.0.2:5080", *r, true));
+  EXPECT_FALSE(digestUriMatches("sip:1003@127.0.0.1:5080", *r, true));
+}
+
 } // namespace
 } // namespace verbund::sip
