@@ -290,7 +290,7 @@ class Verbund:
 
     def __init__(self, h: Harness, log_level: str = "warn", sip_toml: str = ""):
         self.node = nodelib.Node(h, name="bench", log_level=log_level,
-                                 extra_toml='digest_algorithms = ["MD5"]\n' + sip_toml)
+                                 extra_toml='digest_algorithms = ["MD5"]\ndigest_uri_without_user = true\n' + sip_toml)
         self.node.start()
         self.pid = self.node.p.pid
         self.addr = self.node.udp

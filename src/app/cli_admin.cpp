@@ -1,5 +1,7 @@
 #include "app/cli_admin.h"
 
+#include "base/private_files.h"
+
 #include <cstdlib>
 #include <fstream>
 #include <httplib.h>
@@ -23,7 +25,7 @@ struct AdminCliState {
   // Command and arguments.
   CLI::App *userCmd = nullptr, *groupCmd = nullptr, *adminCmd = nullptr, *callsCmd = nullptr,
            *regCmd = nullptr, *trunkCmd = nullptr, *fedCmd = nullptr;
-  std::string file, output;
+  std::string file, output, passphraseFile;
   std::string disposition;
   int limit = 50;
   std::string command; // "user list", ...
@@ -51,6 +53,16 @@ std::string readLine(std::istream& in) {
   std::getline(in, line);
   while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
   return line;
+}
+
+// The federation passphrase: from --passphrase-file when given (refused when group or others may
+// read it), else the first line of stdin.
+std::string passphrase(const AdminCliState& s, std::istream& in) {
+  if (s.passphraseFile.empty()) return readLine(in);
+  auto p = readPrivateLine(s.passphraseFile);
+  if (!p) throw CliError{2, p.error().message};
+  if (p->empty()) throw CliError{2, s.passphraseFile + ": the passphrase is empty"};
+  return p.value();
 }
 
 std::string generatePassword() {
@@ -299,11 +311,19 @@ AdminCommands::AdminCommands(CLI::App& app) : s_(std::make_unique<AdminCliState>
       ->add_option("name", s.name, "federation name")
       ->required();
   auto* fcert = sub(s.fedCmd, "certificate",
-                    "Make the federation certificate file (passphrase read from stdin)");
+                    "Make the federation certificate file (written with mode 0600; passphrase "
+                    "from --passphrase-file, else the first line of stdin)");
   fcert->add_option("-o,--output", s.output, "file to write")->required();
-  sub(s.fedCmd, "join", "Join an active federation (passphrase read from stdin)")
-      ->add_option("file", s.file, "the federation certificate file")
-      ->required();
+  fcert->add_option("--passphrase-file", s.passphraseFile,
+                    "read the passphrase from the first line of this file (mode 0600 or "
+                    "stricter)");
+  auto* fjoin = sub(s.fedCmd, "join",
+                    "Join an active federation (passphrase from --passphrase-file, else the "
+                    "first line of stdin)");
+  fjoin->add_option("file", s.file, "the federation certificate file")->required();
+  fjoin->add_option("--passphrase-file", s.passphraseFile,
+                    "read the passphrase from the first line of this file (mode 0600 or "
+                    "stricter)");
   sub(s.fedCmd, "leave", "Leave the federation");
   sub(s.fedCmd, "remove", "Remove another member (revokes it on every member)")
       ->add_option("node", s.key, "node id")
@@ -487,17 +507,17 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
       auto j = api.call("POST", "/api/v1/federation", json{{"name", s.name}});
       s.jsonOut ? emit(j) : void(out << "created federation " << s.name << "\n");
     } else if (s.command == "federation certificate") {
-      api.call("POST", "/api/v1/federation/certificate", json{{"passphrase", readLine(in)}});
-      std::ofstream f(s.output, std::ios::binary | std::ios::trunc);
-      if (!f) throw CliError{2, "cannot write " + s.output};
-      f << api.lastBody();
+      api.call("POST", "/api/v1/federation/certificate", json{{"passphrase", passphrase(s, in)}});
+      // The bundle carries the federation CA key (encrypted under the passphrase): 0600.
+      if (auto w = writePrivateFile(s.output, api.lastBody()); !w)
+        throw CliError{2, w.error().message};
       if (!s.jsonOut) out << "wrote " << s.output << "\n";
     } else if (s.command == "federation join") {
       std::ifstream f(s.file, std::ios::binary);
       if (!f) throw CliError{2, "cannot read " + s.file};
       std::string bundle((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
       auto j = api.call("POST", "/api/v1/federation/join",
-                        json{{"bundle", bundle}, {"passphrase", readLine(in)}});
+                        json{{"bundle", bundle}, {"passphrase", passphrase(s, in)}});
       s.jsonOut ? emit(j) : void(out << "joined federation " << str(j, "name") << "\n");
     } else if (s.command == "federation leave") {
       api.call("DELETE", "/api/v1/federation");

@@ -130,6 +130,20 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!ms || *ms < 100 || *ms > 300000)
             return configError("sip.first_message_timeout_ms must be 100..300000");
           c.sipFirstMessageTimeoutMs = int(*ms);
+        } else if (name == "auth_max_failures") {
+          auto n = sv.value<int64_t>();
+          if (!n || *n < 0 || *n > 1000)
+            return configError("sip.auth_max_failures must be 0 (never block) or 1..1000");
+          c.authMaxFailures = int(*n);
+        } else if (name == "auth_failure_window_s" || name == "auth_block_s") {
+          auto secs = sv.value<int64_t>();
+          if (!secs || *secs < 1 || *secs > 86400)
+            return configError("sip." + name + " must be 1..86400");
+          (name == "auth_block_s" ? c.authBlockSeconds : c.authFailureWindowSeconds) = int(*secs);
+        } else if (name == "digest_uri_without_user") {
+          auto b = sv.value<bool>();
+          if (!b) return configError("sip.digest_uri_without_user must be true or false");
+          c.digestUriWithoutUser = *b;
         } else if (name == "digest_algorithms") {
           auto list = stringList(sv, "sip.digest_algorithms");
           if (!list) return list.error();

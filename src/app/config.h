@@ -24,6 +24,16 @@ struct NodeConfig {
   // phones all speak SHA-256 sets sip.digest_algorithms = ["SHA-256", "MD5"].
   std::vector<sip::DigestAlgorithm> digestAlgorithms{sip::DigestAlgorithm::Md5,
                                                      sip::DigestAlgorithm::Sha256};
+  // Digest brute-force policy for every method (REGISTER, INVITE, SUBSCRIBE): auth_max_failures
+  // failed checks from one address (IPv6: /64) within auth_failure_window_s refuse its
+  // authenticated requests with 403 for auth_block_s. 0 failures: never block (still logged).
+  int authMaxFailures = 10;
+  int authFailureWindowSeconds = 60;
+  int authBlockSeconds = 300;
+  // RFC 3261 §22.4: the digest uri must name the Request-URI. true also accepts a digest uri
+  // without user part naming this node ("sip:host:port", as SIPp 3.6 sends): the response is
+  // then not bound to the number dialled. For test tools only.
+  bool digestUriWithoutUser = false;
   int noAnswerSeconds = 30;
   // RFC 4028 session timers on every call leg (0: off): a call whose phone or far side died
   // ends within this interval. min_se below the RFC's 90 s is accepted for tests.

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace verbund;
@@ -147,6 +148,9 @@ int runServe(const std::string& configPath, const std::string& readyFile) {
 } // namespace
 
 int main(int argc, char** argv) {
+  // Everything the node and the CLI create (database, keys, exported certificate files, the
+  // ready file) is for this user only.
+  ::umask(077);
   CLI::App cli{"Verbund: a federated PBX"};
   cli.require_subcommand(1);
 

@@ -4,6 +4,7 @@
 #include "app/listen.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/private_files.h"
 #include "federation/service/federation_service.h"
 #include "federation/trust/ossl.h"
 #include "http/admin_server.h"
@@ -18,6 +19,7 @@
 #include "pbx/registrar/registrar.h"
 #include "pbx/trunk/trunk_manager.h"
 #include "pbx/trunk/trunk_store.h"
+#include "sip/auth/auth_throttle.h"
 #include "sip/auth/digest.h"
 #include "sip/dialog/dialog_manager.h"
 #include "sip/dns/dns_resolver.h"
@@ -238,6 +240,8 @@ struct Node::Impl {
   std::unique_ptr<NodeLineObserver> lineObserver;
   std::unique_ptr<pbx::CallManager> calls;
   std::unique_ptr<sip::DigestServer> callAuth; // INVITE from devices: 407 challenges
+  // The one digest brute-force policy: registrar (REGISTER), gate (SUBSCRIBE, INVITE), checkCaller.
+  std::unique_ptr<sip::AuthThrottle> authThrottle;
   std::unique_ptr<sip::DnsResolver> dns;
   std::unique_ptr<sip::ServerLocator> locator;
   std::unique_ptr<pbx::TrunkManager> trunk;
@@ -267,15 +271,52 @@ struct Node::Impl {
   bool authorizeSubscribe(const sip::Message& subscribe);
   bool gate(sip::ServerTxId tx, const sip::Message& request);
   bool challengeBareInvite(sip::ServerTxId tx, const sip::Message& invite);
+  bool trustedPeer(const sip::Message& m);
+  bool refuseBlocked(sip::ServerTxId tx, const sip::Message& m);
   void challenge(sip::ServerTxId tx, bool stale);
   bool registeredFlow(const sip::Message& request);
   void outOfDialog(sip::ServerTxId tx, const sip::Message& request);
 };
 
+namespace {
+// The data directory holds the trunk password, the device HA1 values, the admin password hash and
+// the federation keys: 0700, its database files 0600 (the process umask is 077, so what the node
+// creates is private already). Looser modes are logged with path and mode and tightened; other
+// files are only reported (the federation trust secret refuses to load when loose).
+Result<void> securePrivateFiles(const std::string& dataDir) {
+  auto log = logger("node");
+  auto dir = checkPrivateMode(dataDir, kPrivateDirMode, true);
+  if (!dir) return dir.error();
+  if (*dir)
+    log->warn("data directory {} had mode {} (readable by others); changed to {}", dataDir,
+              modeString(**dir), modeString(**dir & kPrivateDirMode));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dataDir, ec)) {
+    if (!entry.is_regular_file(ec)) continue;
+    std::string path = entry.path().string();
+    std::string name = entry.path().filename().string();
+    bool ours = name == "verbund.db" || name == "verbund.db-wal" || name == "verbund.db-shm";
+    auto f = checkPrivateMode(path, kPrivateFileMode, ours);
+    if (!f) return f.error();
+    if (!*f) continue;
+    if (ours)
+      log->warn("{} had mode {} (readable by others); changed to {}", path, modeString(**f),
+                modeString(**f & kPrivateFileMode));
+    else
+      log->warn("{} has mode {}: readable by others (should be {})", path, modeString(**f),
+                modeString(kPrivateFileMode));
+  }
+  if (ec) return Error{1, "data directory " + dataDir + ": " + ec.message()};
+  return {};
+}
+} // namespace
+
 Result<void> Node::Impl::openStorage() {
   std::error_code ec;
   std::filesystem::create_directories(config.dataDir, ec);
   if (ec) return Error{1, "data directory " + config.dataDir + ": " + ec.message()};
+  // Before the database opens: SQLite gives its -wal and -shm files the database file's mode.
+  if (auto r = securePrivateFiles(config.dataDir); !r) return r;
   std::vector<store::Migration> migrations = nodeMigrations();
   for (auto& m : pbx::Directory::migrations()) migrations.push_back(m);
   for (auto& m : pbx::CallLog::migrations()) migrations.push_back(m);
@@ -286,6 +327,7 @@ Result<void> Node::Impl::openStorage() {
   auto d = store::Database::open(config.dataDir + "/verbund.db", migrations);
   if (!d) return d.error();
   db = std::move(d.value());
+  if (auto r = securePrivateFiles(config.dataDir); !r) return r;
   auto id = db->query("SELECT id FROM node_identity LIMIT 1");
   if (!id) return id.error();
   if (id->empty()) {
@@ -363,7 +405,14 @@ Result<void> Node::Impl::startSip() {
   dialogs->attach(stack->transactions());
   transport.setUser(stack.get());
 
+  sip::AuthThrottleConfig tc;
+  tc.maxFailures = uint32_t(config.authMaxFailures);
+  tc.failureWindow = std::chrono::seconds(config.authFailureWindowSeconds);
+  tc.cooldown = std::chrono::seconds(config.authBlockSeconds);
+  authThrottle = std::make_unique<sip::AuthThrottle>(tc, timers);
+
   pbx::RegistrarConfig rc;
+  rc.throttle = authThrottle.get();
   rc.realm = directory->realm();
   rc.credentials = [this](std::string_view sipUser) { return directory->credentials(sipUser); };
   rc.algorithms = config.digestAlgorithms;
@@ -633,15 +682,27 @@ std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
     if (auto params = sip::parseAuthParams(*creds)) {
       auto v = callAuth->verify(*params, invite.methodName(), invite.body(),
                                 credentialLookup(*directory));
+      const SockAddr& source = invite.source().remote;
+      if (v.ok() &&
+          !sip::digestUriMatches(v.uri, invite.requestUri(), config.digestUriWithoutUser)) {
+        // RFC 3261 §22.4: a response computed for another Request-URI (a captured one replayed
+        // towards another number) authorises nothing.
+        authThrottle->failed(source, "INVITE", v.username, sip::AuthFailure::UriMismatch);
+        (void)s.reject(400, sip::kDigestUriMismatchReason);
+        return std::nullopt;
+      }
       if (v.ok()) {
         auto user = directory->userBySipUser(v.username);
         if (user) {
+          authThrottle->accepted();
           pbx::Caller c;
           c.kind = pbx::Caller::Kind::LocalUser;
           c.party = NodeCallDirectory::party(*user);
           return c;
         }
       }
+      if (v.status == sip::DigestStatus::WrongResponse)
+        authThrottle->failed(source, "INVITE", v.username, sip::AuthFailure::WrongResponse);
       stale = v.wantsStaleChallenge();
     }
   }
@@ -654,15 +715,35 @@ std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
 
 // Gate for new out-of-dialog requests: SUBSCRIBE from devices must authenticate (digest, 407)
 // unless it comes over the flow a device registered from. INVITEs are checked by the call
-// engine's CallerCheck (it needs the session to answer); REGISTER by the registrar.
+// engine's CallerCheck (it needs the session to answer); REGISTER by the registrar. A source the
+// digest throttle blocked gets 403 for every authenticated method, here and in the registrar.
 bool Node::Impl::gate(sip::ServerTxId tx, const sip::Message& m) {
-  if (m.method() == sip::Method::Invite) return !challengeBareInvite(tx, m);
+  if (m.method() == sip::Method::Invite) {
+    if (trustedPeer(m)) return true;
+    if (refuseBlocked(tx, m)) return false;
+    return !challengeBareInvite(tx, m);
+  }
   if (m.method() != sip::Method::Subscribe) return true;
+  if (refuseBlocked(tx, m)) return false;
   bool stale = false;
   if (auto creds = m.header(sip::HeaderId::ProxyAuthorization)) {
     if (auto params = sip::parseAuthParams(*creds)) {
       auto v = callAuth->verify(*params, m.methodName(), m.body(), credentialLookup(*directory));
-      if (v.ok()) return true;
+      if (v.ok() && !sip::digestUriMatches(v.uri, m.requestUri(), config.digestUriWithoutUser)) {
+        authThrottle->failed(m.source().remote, "SUBSCRIBE", v.username,
+                             sip::AuthFailure::UriMismatch);
+        auto& txl = stack->transactions();
+        if (auto b = txl.responseBuilder(tx, 400, sip::kDigestUriMismatchReason))
+          (void)txl.respond(tx, b->finish());
+        return false;
+      }
+      if (v.ok()) {
+        authThrottle->accepted();
+        return true;
+      }
+      if (v.status == sip::DigestStatus::WrongResponse)
+        authThrottle->failed(m.source().remote, "SUBSCRIBE", v.username,
+                             sip::AuthFailure::WrongResponse);
       stale = v.wantsStaleChallenge();
     }
   }
@@ -671,15 +752,33 @@ bool Node::Impl::gate(sip::ServerTxId tx, const sip::Message& m) {
   return false;
 }
 
+// Other nodes (over a verified federation TLS connection) and the external line's carrier are
+// not phones: they are trusted by connection or address and never digest-checked or throttled.
+bool Node::Impl::trustedPeer(const sip::Message& m) {
+  const sip::Peer& from = m.source();
+  if (federationPeer(from)) return true;
+  return trunk && trunk->isTrunkPeer(from);
+}
+
+// 403 with Retry-After for a request from a source blocked after failed digest checks (the
+// registrar answers REGISTER the same way). True when it answered.
+bool Node::Impl::refuseBlocked(sip::ServerTxId tx, const sip::Message& m) {
+  auto left = authThrottle->refuse(m.source().remote, m.methodName(), sip::claimedUser(m));
+  if (!left) return false;
+  auto& txl = stack->transactions();
+  if (auto b = txl.responseBuilder(tx, 403, sip::kAuthBlockedReason)) {
+    b->header("Retry-After", std::to_string(*left));
+    (void)txl.respond(tx, b->finish());
+  }
+  return true;
+}
+
 // The first INVITE of nearly every call from a phone carries no credentials. Its 407 is sent
 // here, from the transaction, before the dialog layer builds an INVITE session only to reject
 // and retire it. INVITEs with credentials, from other nodes or from the external line go on to
 // checkCaller, which verifies them (and challenges again when they fail).
 bool Node::Impl::challengeBareInvite(sip::ServerTxId tx, const sip::Message& m) {
   if (m.header(sip::HeaderId::ProxyAuthorization)) return false;
-  const sip::Peer& from = m.source();
-  if (federationPeer(from)) return false;
-  if (trunk && trunk->isTrunkPeer(from)) return false;
   challenge(tx, false);
   return true;
 }

@@ -22,7 +22,7 @@ inline constexpr size_t kMaxMembers = 1000;
 inline constexpr size_t kMaxMemberAddresses = 8;
 inline constexpr size_t kMinPassphraseChars = 10;
 inline constexpr size_t kMaxPassphraseBytes = 1024;
-inline constexpr int kBundleKdfIterations = 200'000;
+inline constexpr int kBundleKdfIterations = 600'000;
 // Upper bound accepted when opening: an uploaded file must not make the node spin for minutes.
 inline constexpr int kMaxBundleKdfIterations = 2'000'000;
 inline constexpr std::string_view kMembersPemName = "VERBUND MEMBERS";

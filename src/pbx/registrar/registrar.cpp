@@ -173,6 +173,16 @@ Registrar::Registrar(store::Database& db, Timers& timers, RegistrarConfig config
   dc.algorithms = config_.algorithms;
   dc.nonceLifetime = config_.nonceLifetime;
   digest_ = std::make_unique<sip::DigestServer>(dc, timers_);
+  throttle_ = config_.throttle;
+  if (!throttle_) {
+    sip::AuthThrottleConfig tc;
+    tc.maxFailures = config_.maxAuthFailures;
+    tc.failureWindow = config_.failureWindow;
+    tc.cooldown = config_.cooldown;
+    tc.maxTrackedSources = config_.maxTrackedSources;
+    ownThrottle_ = std::make_unique<sip::AuthThrottle>(tc, timers_);
+    throttle_ = ownThrottle_.get();
+  }
 }
 
 Registrar::~Registrar() {
@@ -270,62 +280,15 @@ Result<void> Registrar::load() {
   return {};
 }
 
-// ---- Throttle --------------------------------------------------------------------------------
-
-SockAddr Registrar::sourceKey(const sip::Peer& peer) {
-  SockAddr k;
-  k.ip = peer.remote.ip;
-  // One IPv6 host usually owns a whole /64: counting per address would let it rotate freely.
-  if (k.ip.v6)
-    for (size_t i = 8; i < 16; ++i) k.ip.bytes[i] = 0;
-  return k;
-}
-
-bool Registrar::isBlocked(const SockAddr& key) {
-  auto it = sources_.find(key);
-  if (it == sources_.end()) return false;
-  if (it->second->blockedUntil <= timers_.now()) return false;
-  lru_.splice(lru_.begin(), lru_, it->second);
-  return true;
-}
-
-void Registrar::noteFailure(const SockAddr& key) {
-  if (config_.maxAuthFailures == 0 || config_.maxTrackedSources == 0) return;
-  TimePoint now = timers_.now();
-  auto it = sources_.find(key);
-  if (it == sources_.end()) {
-    while (sources_.size() >= config_.maxTrackedSources) {
-      sources_.erase(lru_.back().key);
-      lru_.pop_back();
-    }
-    lru_.push_front(SourceState{key, 0, now, {}});
-    it = sources_.emplace(key, lru_.begin()).first;
-  } else {
-    lru_.splice(lru_.begin(), lru_, it->second);
-  }
-  SourceState& s = *it->second;
-  if (now - s.windowStart >= config_.failureWindow) {
-    s.windowStart = now;
-    s.failures = 0;
-  }
-  if (++s.failures >= config_.maxAuthFailures) {
-    s.blockedUntil = now + config_.cooldown;
-    s.failures = 0;
-    s.windowStart = s.blockedUntil;
-    log()->warn("REGISTER from {}: {} failed authentications, refusing it for {} s",
-                key.ip.toString(), config_.maxAuthFailures,
-                std::chrono::duration_cast<std::chrono::seconds>(config_.cooldown).count());
-  }
-}
-
 // ---- REGISTER --------------------------------------------------------------------------------
 
 void Registrar::reply(sip::TransactionLayer& txl, sip::ServerTxId tx, int status,
-                      std::string_view reason) {
+                      std::string_view reason, uint32_t retryAfter) {
   auto b = txl.responseBuilder(tx, status, reason);
   if (!b) return;
   if (status == 423)
     b->header(sip::HeaderId::MinExpires, std::to_string(config_.minExpires)); // RFC 3261 §20.23
+  if (retryAfter) b->header("Retry-After", std::to_string(retryAfter));
   (void)txl.respond(tx, b->finish());
 }
 
@@ -344,10 +307,10 @@ void Registrar::handleRegister(sip::TransactionLayer& txl, sip::ServerTxId tx,
     return;
   }
   // Checked before anything that depends on the user, so a throttled source learns nothing.
-  const SockAddr source = sourceKey(request.source());
-  if (isBlocked(source)) {
+  const SockAddr& source = request.source().remote;
+  if (auto left = throttle_->refuse(source, "REGISTER", sip::claimedUser(request))) {
     g_throttled.inc();
-    reply(txl, tx, 403);
+    reply(txl, tx, 403, sip::kAuthBlockedReason, *left);
     return;
   }
 
@@ -380,18 +343,16 @@ void Registrar::handleRegister(sip::TransactionLayer& txl, sip::ServerTxId tx,
   if (!verdict->ok()) {
     if (verdict->status == sip::DigestStatus::WrongResponse) {
       g_authFailures.inc();
-      noteFailure(source);
+      throttle_->failed(source, "REGISTER", verdict->username, sip::AuthFailure::WrongResponse);
     }
     return challenge(txl, tx, false);
   }
-  // RFC 2617 §3.2.2.5: the digest-uri must name the Request-URI, else the response could have
-  // been computed for another request.
-  if (verdict->uri != request.requestUri().text) {
-    auto u = sip::parseUri(verdict->uri);
-    if (!u || !sip::uriEquals(*u, request.requestUri())) {
-      g_rejected.inc();
-      return reply(txl, tx, 400, "Digest URI Mismatch");
-    }
+  // RFC 3261 §22.4, RFC 2617 §3.2.2.5: the digest-uri must name the Request-URI, else the
+  // response could have been computed for another request.
+  if (!sip::digestUriMatches(verdict->uri, request.requestUri())) {
+    g_authFailures.inc();
+    throttle_->failed(source, "REGISTER", verdict->username, sip::AuthFailure::UriMismatch);
+    return reply(txl, tx, 400, sip::kDigestUriMismatchReason);
   }
 
   // RFC 3261 §10.3 steps 4-5: the authenticated device login may register its own AoR only.
@@ -402,9 +363,10 @@ void Registrar::handleRegister(sip::TransactionLayer& txl, sip::ServerTxId tx,
   if (!aorUser || aorUser->empty() || *aorUser != verdict->username) {
     g_authFailures.inc();
     log()->info("REGISTER from {}: user {} may not register {}", request.source().toString(),
-                verdict->username, to.text);
+                sip::logSafe(verdict->username), sip::logSafe(to.text));
     return reply(txl, tx, 403);
   }
+  throttle_->accepted();
 
   auto next = plan(request, *aorUser);
   if (!next) {

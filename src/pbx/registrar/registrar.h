@@ -22,6 +22,7 @@
 #include "base/net.h"
 #include "base/result.h"
 #include "pbx/directory/directory.h"
+#include "sip/auth/auth_throttle.h"
 #include "sip/auth/digest.h"
 #include "sip/message/message.h"
 #include "sip/message/peer.h"
@@ -30,7 +31,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,8 +83,10 @@ struct RegistrarConfig {
   size_t maxContactsPerRequest = 10;
 
   // Brute-force / enumeration throttle, per source IP (IPv6: per /64). After maxAuthFailures
-  // wrong responses within failureWindow every REGISTER from there gets 403 for cooldown,
-  // whether the user exists or not.
+  // failed digest checks within failureWindow every REGISTER from there gets 403 for cooldown,
+  // whether the user exists or not. The node passes its one policy for every method in
+  // `throttle` (then the four values below are unused); without one the registrar makes its own.
+  sip::AuthThrottle* throttle = nullptr;
   uint32_t maxAuthFailures = 10;
   Duration failureWindow = std::chrono::seconds(60);
   Duration cooldown = std::chrono::seconds(300);
@@ -132,28 +134,16 @@ public:
   void onChange(ChangeListener l) { listeners_.push_back(std::move(l)); }
 
   // Sources currently tracked by the throttle (for tests and metrics).
-  size_t throttleEntries() const { return sources_.size(); }
+  size_t throttleEntries() const { return throttle_->entries(); }
 
 private:
-  struct SourceState {
-    SockAddr key;
-    uint32_t failures = 0;
-    TimePoint windowStart{};
-    TimePoint blockedUntil{};
-  };
-
   Registrar(store::Database& db, Timers& timers, RegistrarConfig config);
   Result<void> load();
   int64_t wallNowMs() const;
 
-  // Throttle.
-  static SockAddr sourceKey(const sip::Peer& peer);
-  bool isBlocked(const SockAddr& key);
-  void noteFailure(const SockAddr& key);
-
   void challenge(sip::TransactionLayer& txl, sip::ServerTxId tx, bool stale);
   void reply(sip::TransactionLayer& txl, sip::ServerTxId tx, int status,
-             std::string_view reason = {});
+             std::string_view reason = {}, uint32_t retryAfter = 0);
   void replyOk(sip::TransactionLayer& txl, sip::ServerTxId tx, const sip::Message& request,
                const std::string& sipUser);
   // RFC 3261 §10.3 steps 6-7: the user's binding set after this REGISTER, or the error status to
@@ -178,8 +168,8 @@ private:
   TimerId sweepTimer_ = 0;
   TimePoint sweepDue_{};
 
-  std::list<SourceState> lru_; // most recently used first
-  std::unordered_map<SockAddr, std::list<SourceState>::iterator, SockAddrHash> sources_;
+  std::unique_ptr<sip::AuthThrottle> ownThrottle_; // when the config brings none
+  sip::AuthThrottle* throttle_ = nullptr;
 
   std::vector<ChangeListener> listeners_;
 };

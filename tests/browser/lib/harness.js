@@ -123,7 +123,7 @@ class Harness {
       '[node]', `name = "${name}"`, `data_dir = "${data}"`, 'log_level = "debug"', `admin_listen = "${address}:0"`, '',
       '[sip]', `udp = ["${address}:0"]`, `tcp = ["${address}:0"]`,
       // SIPp 3.6.1 computes only MD5 and answers the first challenge
-      'digest_algorithms = ["MD5", "SHA-256"]', '', extraToml,
+      'digest_algorithms = ["MD5", "SHA-256"]', 'digest_uri_without_user = true', '', extraToml,
       // Tests run in parallel: no node may take the default federation ports.
       extraToml.includes('[federation]') ? '' :
         `[federation]\nlisten = "${address}:0"\nsip_listen = "${address}:0"\n`].join('\n'));

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace verbund::http {
@@ -122,6 +123,22 @@ TEST_F(CliTest, AdminSetPasswordAndErrors) {
   std::ostringstream out, err;
   EXPECT_EQ(cmds.run(in, out, err), 2);
   EXPECT_NE(err.str().find("cannot reach the node"), std::string::npos);
+}
+
+// A passphrase file that others may read is refused before anything is sent or written.
+TEST_F(CliTest, FederationPassphraseFileMustBePrivate) {
+  auto loose = passwordFile_.string() + ".pass";
+  auto out = passwordFile_.string() + ".pem";
+  std::ofstream(loose) << "a long passphrase\n";
+  ::chmod(loose.c_str(), 0644);
+  auto r = cli({"federation", "certificate", "-o", out, "--passphrase-file", loose});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("chmod 600"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  r = cli({"federation", "join", passwordFile_.string(), "--passphrase-file", loose});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("must not be accessible to group or others"), std::string::npos) << r.err;
+  std::filesystem::remove(loose);
 }
 
 } // namespace

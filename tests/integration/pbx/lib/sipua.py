@@ -236,13 +236,17 @@ class SipUA:
 
     def __init__(self, name: str, server: tuple[str, int], user: str | None = None,
                  password: str | None = None, policy: str = "ring", answer_after: float = 0.0,
-                 domain: str | None = None, prefer_alg: str = "SHA-256", log=None):
+                 domain: str | None = None, prefer_alg: str = "SHA-256", log=None,
+                 host: str = "127.0.0.1"):
+        # host: the loopback address to send from (127.0.0.2, ...: another source address for
+        # the node's per-address policies).
         self.name, self.server, self.user, self.password = name, server, user, password
+        self.host = host
         self.policy, self.answer_after, self.prefer_alg = policy, answer_after, prefer_alg
         self.domain = domain or server[0]
         self.logf = log or (lambda m: None)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
         self.media_port = 40000 + (self.port % 20000)
         self.received: list[Msg] = []
@@ -261,7 +265,7 @@ class SipUA:
     # ------------------------------------------------------------------ basics
     @property
     def contact(self) -> str:
-        return f"<sip:{self.user or self.name}@127.0.0.1:{self.port};transport=udp>"
+        return f"<sip:{self.user or self.name}@{self.host}:{self.port};transport=udp>"
 
     @property
     def aor(self) -> str:
@@ -289,7 +293,7 @@ class SipUA:
               branch: str | None = None) -> tuple[str, str]:
         branch = branch or "z9hG4bK" + rand_hex(8)
         lines = [f"{method} {ruri} SIP/2.0",
-                 f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
+                 f"Via: SIP/2.0/UDP {self.host}:{self.port};rport;branch={branch}",
                  "Max-Forwards: 70"]
         lines += [f"{k}: {v}" for k, v in headers]
         lines.append(f"User-Agent: verbund-it-pyua/{self.name}")
@@ -420,7 +424,7 @@ class SipUA:
             cid = f"reg-{rand_hex(6)}@{self.name}"
             hdrs = [("From", f"<sip:{u}@{self.domain}>;tag={rand_hex(4)}"),
                     ("To", f"<sip:{u}@{self.domain}>"), ("Call-ID", cid), ("CSeq", "1 REGISTER"),
-                    ("Contact", f"<sip:{u}@127.0.0.1:{self.port};transport=udp>"),
+                    ("Contact", f"<sip:{u}@{self.host}:{self.port};transport=udp>"),
                     ("Expires", str(expires)), *extra]
             r, _ = self.request("REGISTER", f"sip:{self.server[0]}:{self.server[1]}", hdrs,
                                 timeout=timeout)

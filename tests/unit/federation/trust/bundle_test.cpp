@@ -288,5 +288,14 @@ TEST(Bundle, InspectableWithOpensslCli) {
   EXPECT_NE(kdf.find("aes-256-cbc"), std::string::npos) << kdf;
 }
 
+// Bundles made before the default rose to 600,000 rounds (200,000) still open.
+TEST(Bundle, OpensBundlesOfTheEarlierIterationCount) {
+  static_assert(kBundleKdfIterations >= 600'000);
+  FederationCa ca = makeCa();
+  auto b = makeBundle(ca, sampleMembers(), kPass, testNow(), 200'000);
+  ASSERT_TRUE(b.ok());
+  EXPECT_TRUE(openBundle(*b, kPass, testNow()).ok());
+}
+
 } // namespace
 } // namespace verbund::federation

@@ -622,6 +622,55 @@ TEST_F(RegistrarTest, ThrottlesAfterRepeatedFailuresThenRecovers) {
   EXPECT_EQ(reg(back, 1)->statusCode(), 200);
 }
 
+// The node hands one policy to the registrar and its INVITE/SUBSCRIBE gate: failures of other
+// methods block REGISTER too, and the refusal says for how long.
+TEST_F(RegistrarTest, SharedThrottleBlocksRegisterAfterInviteFailures) {
+  sip::AuthThrottleConfig tc;
+  tc.maxFailures = 3;
+  tc.cooldown = 120s;
+  sip::AuthThrottle shared(tc, timers);
+  config.throttle = &shared;
+  open();
+  Device bob = device("bob", "203.0.113.67:5060");
+  for (int i = 0; i < 3; ++i)
+    shared.failed(bob.from.remote, "INVITE", "bob", sip::AuthFailure::WrongResponse);
+  auto r = reg(bob, 1);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->statusCode(), 403);
+  EXPECT_EQ(r->reason(), sip::kAuthBlockedReason);
+  EXPECT_EQ(r->header("Retry-After"), "120");
+  EXPECT_EQ(registrar->throttleEntries(), 1u);
+  timers.advance(121s);
+  Device back = device("bob", "203.0.113.67:5060");
+  EXPECT_EQ(reg(back, 1)->statusCode(), 200);
+}
+
+// RFC 3261 §22.4: a response computed for another Request-URI is refused and counts as a failed
+// authentication.
+TEST_F(RegistrarTest, DigestUriMustNameTheRequestUri) {
+  config.maxAuthFailures = 2;
+  open();
+  Device bob = device("bob", "203.0.113.68:5060");
+  Device probe = device("bob", "203.0.113.68:5060");
+  auto challenge =
+      inject(registerText(probe, 1, "Contact: " + bob.contact + "\r\n", "", "", "bob"), bob.from);
+  ASSERT_TRUE(challenge && challenge->statusCode() == 401);
+  takeChallenge(bob, *challenge);
+  auto ch = sip::parseAuthParams(bob.challenge);
+  ASSERT_TRUE(ch);
+  for (int i = 0; i < 2; ++i) {
+    auto auth = bob.client.authorize(*ch, "bob", bob.password, "REGISTER", "sip:other.example");
+    ASSERT_TRUE(auth);
+    auto r = inject(registerText(bob, uint32_t(i + 2), "Contact: " + bob.contact + "\r\n", "",
+                                 auth.value(), "bob"),
+                    bob.from);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->statusCode(), 400);
+    EXPECT_EQ(r->reason(), sip::kDigestUriMismatchReason);
+  }
+  EXPECT_EQ(reg(bob, 10)->statusCode(), 403); // two mismatches blocked the source
+}
+
 TEST_F(RegistrarTest, FailuresOutsideTheWindowDoNotAddUp) {
   config.maxAuthFailures = 3;
   config.failureWindow = 60s;
