@@ -277,10 +277,11 @@ Result<int> CallLog::applyOutcome(const CallOutcome& o) {
 }
 
 bool sameNumber(std::string_view a, std::string_view b) {
+  // Digits without leading zeros: "00" and "0" are dialling prefixes, never the number.
   auto digits = [](std::string_view s) {
     std::string d;
     for (char c : s)
-      if (c >= '0' && c <= '9') d += c;
+      if ((c >= '1' && c <= '9') || (c == '0' && !d.empty())) d += c;
     return d;
   };
   std::string x = digits(a), y = digits(b);

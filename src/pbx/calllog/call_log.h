@@ -79,7 +79,7 @@ struct CallOutcome {
 
 // Whether two phone numbers name the same line: equal digits, or one ends with the other's
 // digits and the shorter has at least kMinNumberMatchDigits (carriers rewrite "+49", "0049",
-// "0" prefixes). Non-digits are ignored; numbers without digits never match.
+// "0" prefixes). Non-digits and leading zeros are ignored; numbers without digits never match.
 bool sameNumber(std::string_view a, std::string_view b);
 inline constexpr size_t kMinNumberMatchDigits = 6;
 
