@@ -592,10 +592,14 @@ std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
     c.number = sip::unescape(invite.from().uri.user).value_or("");
     c.name = std::string(invite.from().displayName);
     // Another site's fallback: its call id, if the carrier passed it and it names a member.
-    if (auto h = invite.header(pbx::kCorrelationHeader); h && federation)
-      if (auto carried = pbx::parseCarriedCorrelation(*h);
-          carried && federation->isMember(carried->node))
+    if (auto h = invite.header(pbx::kCorrelationHeader); h && federation) {
+      auto carried = pbx::parseCarriedCorrelation(*h);
+      if (carried && federation->isMember(carried->node))
         c.correlationId = std::move(carried->id);
+      else
+        logger("calls")->info("call from the external line: {} ignored (not a member's call id)",
+                              pbx::kCorrelationHeader);
+    }
     return c;
   }
   bool stale = false;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 
 namespace verbund::pbx {
 
@@ -374,6 +375,10 @@ Result<std::optional<std::string>> CallLog::foldFallback(const CallOutcome& o) {
       o.fallbackCaller.empty() || !o.fallbackMs)
     return Found{};
   if (auto f = flush(); !f) return f.error();
+  // The call's record has its carrier path already (the id was carried, or folded before: an
+  // outcome comes again on every link up).
+  auto direct = byCorrelation(o.correlationId);
+  if (direct && direct->viaTrunk) return Found{};
   // Only records this node made (a carried id of another call is not a candidate).
   const std::string mine = "@" + localNode_;
   auto rows = db_.query(std::string("SELECT ") + kColumns +
@@ -383,24 +388,33 @@ Result<std::optional<std::string>> CallLog::foldFallback(const CallOutcome& o) {
                         {o.answeredBy, o.correlationId, o.fallbackMs - kFallbackMatchMs,
                          o.fallbackMs + kFallbackMatchMs});
   if (!rows) return rows.error();
-  std::vector<int64_t> matches;
-  std::string oldId;
+  // The match nearest to the fallback's time (clock skew between the nodes shifts all alike);
+  // two about as near (kFallbackTieMs) are ambiguous.
+  struct Match {
+    int64_t row = 0, distance = 0;
+    std::string id;
+  };
+  std::vector<Match> matches;
   for (const auto& row : *rows) {
     std::string id = text(row[1]);
     if (!id.ends_with(mine) || !sameNumber(text(row[3]), o.fallbackCaller)) continue;
-    matches.push_back(num(row[0]));
-    oldId = std::move(id);
+    matches.push_back({num(row[0]), std::abs(num(row[9]) - o.fallbackMs), std::move(id)});
   }
-  if (matches.size() != 1) {
-    if (matches.size() > 1)
-      logger("calls")->info("call {}: {} records of this node match its fallback; none merged",
-                            o.correlationId, matches.size());
+  std::sort(matches.begin(), matches.end(),
+            [](const Match& x, const Match& y) { return x.distance < y.distance; });
+  logger("calls")->debug("call {}: {} inbound records answered by {} near its fallback, {} match",
+                         o.correlationId, rows->size(), o.answeredBy, matches.size());
+  if (matches.empty()) return Found{};
+  if (matches.size() > 1 && matches[1].distance - matches[0].distance < kFallbackTieMs) {
+    logger("calls")->info("call {}: {} records of this node match its fallback; none merged",
+                          o.correlationId, matches.size());
     return Found{};
   }
+  const std::string oldId = matches.front().id;
   auto path = byCorrelation(oldId);
   if (!path) return Found{};
   CallRecord merged;
-  if (auto direct = byCorrelation(o.correlationId)) {
+  if (direct) {
     merged = std::move(*direct);
     mergePaths(merged, *path);
   } else {
@@ -408,7 +422,7 @@ Result<std::optional<std::string>> CallLog::foldFallback(const CallOutcome& o) {
     merged.id = 0;
   }
   merged.correlationId = o.correlationId;
-  int64_t oldRow = matches.front();
+  int64_t oldRow = matches.front().row;
   auto tx = db_.transaction([&]() -> Result<void> {
     if (auto d = db_.exec("DELETE FROM call_parties WHERE call_id = ?1", {oldRow}); !d)
       return d.error();

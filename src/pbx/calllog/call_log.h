@@ -139,10 +139,14 @@ public:
   // outcome.answeredBy, caller number sameNumber as outcome.fallbackCaller, started within
   // kFallbackMatchMs of outcome.fallbackMs, made here: correlation id "...@<local node>") is
   // folded into the record with the outcome's correlation id (renamed, or merged with the
-  // record of the direct path) when exactly one matches. Later saves under the old id go to the
-  // new one. Returns the folded record's old id, or nullopt (none or more than one matched).
+  // record of the direct path). Of several matches the one that started nearest to the
+  // fallback is taken, unless the next is less than kFallbackTieMs farther (ambiguous). Nothing
+  // happens when the call's record already has a carrier path (carried id, folded before).
+  // Later saves under the old id go to the new one. Returns the folded record's old id, or
+  // nullopt.
   Result<std::optional<std::string>> foldFallback(const CallOutcome& outcome);
   static constexpr int64_t kFallbackMatchMs = 15000;
+  static constexpr int64_t kFallbackTieMs = 1000;
   static constexpr size_t kKeptAliases = 1024;
 
 private:

@@ -55,6 +55,9 @@ void CallManager::saveRecord(Call& call) {
   // direct INVITE and the fallback over the external line (carried id).
   bool carried = call.caller.kind == Caller::Kind::Trunk && !call.caller.correlationId.empty();
   if (isFederation(call.caller) || carried) mergeWithStored(call, r);
+  logger("calls")->debug("call {}: record {} {} answered by '{}' (via the external line: {})",
+                         r.correlationId, r.direction, dispositionName(r.disposition), r.answeredBy,
+                         r.viaTrunk);
   if (auto s = log_.save(r); !s)
     logger("calls")->error("call {}: saving the call record failed: {}", call.correlationId,
                            s.error().message);

@@ -514,6 +514,18 @@ TEST(CallLogFold, OnlyOneUnambiguousMatchOfThisNode) {
   EXPECT_FALSE(*f);
   EXPECT_TRUE(log.byCorrelation("t6@nodeB"));
   EXPECT_TRUE(log.byCorrelation("t7@nodeB"));
+  // Far apart: the nearest to the fallback is the call's (a redial 12 s later is another one).
+  ASSERT_TRUE(log.save(carrierPath("t8@nodeB", o.fallbackMs + 12000)).ok());
+  auto near = o;
+  near.fallbackMs += 11500;
+  f = log.foldFallback(near);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(*f, std::optional<std::string>("t8@nodeB"));
+  // Sent again on the next link up (or a call whose id was carried): nothing more is folded.
+  f = log.foldFallback(near);
+  ASSERT_TRUE(f.ok());
+  EXPECT_FALSE(*f);
+  EXPECT_TRUE(log.byCorrelation("t6@nodeB"));
   // Answered on another node: not this node's to fold.
   auto elsewhere = o;
   elsewhere.answeredByOwner = "nodeC";
