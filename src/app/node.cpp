@@ -675,6 +675,15 @@ std::optional<pbx::Caller> Node::Impl::checkCaller(sip::InviteSession& s,
     c.kind = pbx::Caller::Kind::Trunk;
     c.number = sip::unescape(invite.from().uri.user).value_or("");
     c.name = std::string(invite.from().displayName);
+    // Another site's fallback: its call id, if the carrier passed it and it names a member.
+    if (auto h = invite.header(pbx::kCorrelationHeader); h && federation) {
+      auto carried = pbx::parseCarriedCorrelation(*h);
+      if (carried && federation->isMember(carried->node))
+        c.correlationId = std::move(carried->id);
+      else
+        logger("calls")->info("call from the external line: {} ignored (not a member's call id)",
+                              pbx::kCorrelationHeader);
+    }
     return c;
   }
   bool stale = false;
@@ -973,7 +982,9 @@ Result<void> Node::Impl::startAdmin() {
   ac.secureCookie = config.adminSecureCookie;
   ac.allowedOrigins = config.adminAllowedOrigins;
   admin = std::make_unique<http::AdminServer>(io, *adminAuth, ac);
-  http::addDirectoryRoutes(*admin, *directory);
+  http::addDirectoryRoutes(*admin, *directory, [this](const std::string& number) {
+    return federation ? federation->numberWarnings(number) : nlohmann::json::array();
+  });
   http::addTrunkRoutes(*admin, *trunk, *db);
   if (federation) addFederationRoutes(*admin, *federation);
   addApiRoutes();

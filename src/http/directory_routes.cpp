@@ -15,6 +15,16 @@ bool containsFolded(std::string_view hay, std::string_view needle) {
                      [&](char a, char b) { return lower(a) == lower(b); }) != hay.end();
 }
 
+// The answer of a create or change: the record, plus "warnings" when there are any.
+Response withWarnings(nlohmann::json body, const NumberWarnings& warnings,
+                      const std::string& number, int status = 200) {
+  if (warnings) {
+    auto w = warnings(number);
+    if (w.is_array() && !w.empty()) body["warnings"] = std::move(w);
+  }
+  return Response::json(body, status);
+}
+
 std::string gauge(const char* name, const char* help, int64_t value) {
   return std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " +
          std::to_string(value) + "\n";
@@ -22,7 +32,7 @@ std::string gauge(const char* name, const char* help, int64_t value) {
 
 } // namespace
 
-void addDirectoryRoutes(AdminServer& server, pbx::Directory& dir) {
+void addDirectoryRoutes(AdminServer& server, pbx::Directory& dir, NumberWarnings warnings) {
   server.route(Method::Get, "/api/v1/users", [&dir](RequestContext& c) -> Result<Response> {
     auto list = nlohmann::json::array();
     if (auto ext = c.queryValue("extension")) {
@@ -33,13 +43,14 @@ void addDirectoryRoutes(AdminServer& server, pbx::Directory& dir) {
     }
     return Response::json({{"users", list}, {"version", dir.version()}});
   });
-  server.route(Method::Post, "/api/v1/users", [&dir](RequestContext& c) -> Result<Response> {
-    auto in = parseUserInput(c.body);
-    if (!in) return in.error();
-    auto u = dir.createUser(*in);
-    if (!u) return u.error();
-    return Response::json(toJson(*u), 201);
-  });
+  server.route(Method::Post, "/api/v1/users",
+               [&dir, warnings](RequestContext& c) -> Result<Response> {
+                 auto in = parseUserInput(c.body);
+                 if (!in) return in.error();
+                 auto u = dir.createUser(*in);
+                 if (!u) return u.error();
+                 return withWarnings(toJson(*u), warnings, u->extension, 201);
+               });
   server.route(Method::Get, "/api/v1/users/{id}", [&dir](RequestContext& c) -> Result<Response> {
     auto id = c.idParam("id");
     if (!id) return id.error();
@@ -47,15 +58,16 @@ void addDirectoryRoutes(AdminServer& server, pbx::Directory& dir) {
     if (!u) return Error{404, "user: not found"};
     return Response::json(toJson(*u));
   });
-  server.route(Method::Patch, "/api/v1/users/{id}", [&dir](RequestContext& c) -> Result<Response> {
-    auto id = c.idParam("id");
-    if (!id) return id.error();
-    auto in = parseUserInput(c.body);
-    if (!in) return in.error();
-    auto u = dir.updateUser(*id, *in);
-    if (!u) return u.error();
-    return Response::json(toJson(*u));
-  });
+  server.route(Method::Patch, "/api/v1/users/{id}",
+               [&dir, warnings](RequestContext& c) -> Result<Response> {
+                 auto id = c.idParam("id");
+                 if (!id) return id.error();
+                 auto in = parseUserInput(c.body);
+                 if (!in) return in.error();
+                 auto u = dir.updateUser(*id, *in);
+                 if (!u) return u.error();
+                 return withWarnings(toJson(*u), warnings, u->extension);
+               });
   server.route(Method::Delete, "/api/v1/users/{id}", [&dir](RequestContext& c) -> Result<Response> {
     auto id = c.idParam("id");
     if (!id) return id.error();
@@ -75,13 +87,14 @@ void addDirectoryRoutes(AdminServer& server, pbx::Directory& dir) {
     }
     return Response::json({{"groups", list}, {"version", dir.version()}});
   });
-  server.route(Method::Post, "/api/v1/groups", [&dir](RequestContext& c) -> Result<Response> {
-    auto in = parseGroupInput(c.body);
-    if (!in) return in.error();
-    auto g = dir.createGroup(*in);
-    if (!g) return g.error();
-    return Response::json(toJson(*g), 201);
-  });
+  server.route(Method::Post, "/api/v1/groups",
+               [&dir, warnings](RequestContext& c) -> Result<Response> {
+                 auto in = parseGroupInput(c.body);
+                 if (!in) return in.error();
+                 auto g = dir.createGroup(*in);
+                 if (!g) return g.error();
+                 return withWarnings(toJson(*g), warnings, g->number, 201);
+               });
   server.route(Method::Get, "/api/v1/groups/{id}", [&dir](RequestContext& c) -> Result<Response> {
     auto id = c.idParam("id");
     if (!id) return id.error();
@@ -89,15 +102,16 @@ void addDirectoryRoutes(AdminServer& server, pbx::Directory& dir) {
     if (!g) return Error{404, "group: not found"};
     return Response::json(toJson(*g));
   });
-  server.route(Method::Patch, "/api/v1/groups/{id}", [&dir](RequestContext& c) -> Result<Response> {
-    auto id = c.idParam("id");
-    if (!id) return id.error();
-    auto in = parseGroupInput(c.body);
-    if (!in) return in.error();
-    auto g = dir.updateGroup(*id, *in);
-    if (!g) return g.error();
-    return Response::json(toJson(*g));
-  });
+  server.route(Method::Patch, "/api/v1/groups/{id}",
+               [&dir, warnings](RequestContext& c) -> Result<Response> {
+                 auto id = c.idParam("id");
+                 if (!id) return id.error();
+                 auto in = parseGroupInput(c.body);
+                 if (!in) return in.error();
+                 auto g = dir.updateGroup(*id, *in);
+                 if (!g) return g.error();
+                 return withWarnings(toJson(*g), warnings, g->number);
+               });
   server.route(Method::Delete, "/api/v1/groups/{id}",
                [&dir](RequestContext& c) -> Result<Response> {
                  auto id = c.idParam("id");

@@ -9,11 +9,21 @@
 //   PUT    /api/v1/groups/{id}/members/{owner}/{extension}/login   {loggedIn: bool}
 //          owner "local" is this node
 // plus counts in /api/v1/status and gauges in /metrics.
+// A create or a change of a user's extension or a group's number that another site also uses is
+// allowed, and the answer carries "warnings" (the `warnings` callback: the federation's view).
 #include "http/admin_server.h"
 #include "pbx/directory/directory.h"
 
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
 namespace verbund::http {
 
-void addDirectoryRoutes(AdminServer& server, pbx::Directory& directory);
+// The warnings for `number` as a JSON array (empty: none).
+using NumberWarnings = std::function<nlohmann::json(const std::string& number)>;
+
+void addDirectoryRoutes(AdminServer& server, pbx::Directory& directory,
+                        NumberWarnings warnings = {});
 
 } // namespace verbund::http

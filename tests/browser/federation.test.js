@@ -3,7 +3,8 @@
 // on A "Verbund erstellen" (name), "Zertifikat erstellen" (passphrase) -> the file downloads;
 // on B "aktivem Verbund beitreten": first with a wrong passphrase (the error is shown in plain
 // words next to the field, B stays outside any federation), then with the right one; both
-// members tables then show the other node as up. Screenshots in German and English.
+// members tables then show the other node as up. Screenshots in German and English. Then a user
+// and a group on B with numbers A already uses: saved, with a warning naming A (issue 11).
 const fs = require('fs');
 const path = require('path');
 const H = require('./lib/harness');
@@ -94,6 +95,52 @@ H.main('federation', async (h) => {
     await p.waitForSelector('[data-testid=federation-members] tr[data-state=up]');
     await h.screenshot(p, `en-federation-${n}-up`);
   }
+
+  // --- Issue 11: a number another site already uses is accepted with a warning naming the site
+  // (English: a user on B with berlin's extension 201; German: a group on B with berlin's 250).
+  await a.api.createUser('201', 'pw-201-Secret', 'Anna Berlin');
+  await a.api.call('POST', '/api/v1/groups', { number: '250', name: 'Vertrieb Berlin', members: [] });
+  await waitFor('berlin\'s 201 and 250 in hamburg\'s federation directory', async () => {
+    const d = await b.api.call('GET', '/api/v1/federation/directory');
+    return (d.users || []).some((u) => String(u.extension) === '201' && u.nodeName === 'berlin') &&
+      (d.groups || []).some((g) => String(g.number) === '250' && g.nodeName === 'berlin');
+  }, { timeout: 5000 });
+  const warning = '[data-testid=conflict-warning]';
+  await pb.click('a[data-page=users]');
+  await pb.click('[data-testid=user-new]');
+  const uf = '[data-testid=user-form]';
+  await pb.fill(`${uf} input[name=extension]`, '201');
+  await pb.fill(`${uf} input[name=displayName]`, 'Hanna Hamburg');
+  await pb.fill(`${uf} input[name=sipPassword]`, 'hanna-secret-1');
+  await pb.click(`${uf} button[type=submit]`);
+  await pb.waitForSelector(warning);
+  const enWarn = await pb.textContent(warning);
+  check(/Number 201 is also used at site berlin \(user Anna Berlin\)/.test(enWarn), `English warning does not name berlin's user 201: "${enWarn}"`);
+  check(await pb.isVisible('tr[data-ext="201"]'), 'the conflicting user was not saved');
+  log(`B (en): user 201 saved with the warning "${enWarn}"`);
+  await h.screenshot(pb, 'en-users-conflict-warning');
+  await setLanguage(pb, 'de');
+  await pb.click('a[data-page=groups]');
+  await pb.click('[data-testid=group-new]');
+  const gf = '[data-testid=group-form]';
+  await pb.waitForSelector(gf);
+  await pb.fill(`${gf} input[name=number]`, '250');
+  await pb.fill(`${gf} input[name=name]`, 'Vertrieb Hamburg');
+  await pb.click(`${gf} button[type=submit]`);
+  await pb.waitForSelector(warning);
+  const deWarn = await pb.textContent(warning);
+  check(/Die Nummer 250 ist auch am Standort berlin vergeben \(Gruppe Vertrieb Berlin\)/.test(deWarn), `German warning does not name berlin's group 250: "${deWarn}"`);
+  log(`B (de): group 250 saved with the warning "${deWarn}"`);
+  await h.screenshot(pb, 'de-groups-conflict-warning');
+  // No conflict, no warning.
+  await pb.click('[data-testid=group-new]');
+  await pb.fill(`${gf} input[name=number]`, '260');
+  await pb.fill(`${gf} input[name=name]`, 'Lager');
+  await pb.click(`${gf} button[type=submit]`);
+  await pb.waitForSelector('.messages .notice-success');
+  await waitFor('success line of group 260', async () => /260/.test(await pb.textContent('.messages .notice-success')));
+  check(!(await pb.isVisible(warning)), 'a group without conflict was saved with a warning');
+
   const raw = pa.consoleErrors.concat(pb.consoleErrors).filter((e) => /i18n: missing/.test(e));
   check(!raw.length, `missing translations: ${raw.join('\n')}`);
   void waitFor;

@@ -295,7 +295,10 @@ json toJson(const pbx::CallOutcome& o) {
               {"answeredByName", o.answeredByName},
               {"answeredByOwner", o.answeredByOwner},
               {"disposition", pbx::dispositionName(o.disposition)},
-              {"answerMs", o.answerMs}};
+              {"answerMs", o.answerMs},
+              {"fallbackNumber", o.fallbackNumber},
+              {"fallbackCaller", o.fallbackCaller},
+              {"fallbackMs", o.fallbackMs}};
 }
 
 Result<pbx::CallOutcome> callOutcomeFromJson(const json& j) {
@@ -346,6 +349,16 @@ Result<pbx::CallOutcome> callOutcomeFromJson(const json& j) {
   auto answer = optionalInt(j, "answerMs", 0, std::numeric_limits<int64_t>::max());
   if (!answer) return answer.error();
   o.answerMs = *answer;
+  // Fallback over the external line (optional: absent from nodes before them).
+  for (auto [name, out] : {std::pair{"fallbackNumber", &o.fallbackNumber},
+                           std::pair{"fallbackCaller", &o.fallbackCaller}}) {
+    auto number = text(j, name, name, kMaxOutcomeFieldBytes);
+    if (!number) return number.error();
+    *out = std::move(*number);
+  }
+  auto fallbackAt = optionalInt(j, "fallbackMs", 0, std::numeric_limits<int64_t>::max());
+  if (!fallbackAt) return fallbackAt.error();
+  o.fallbackMs = *fallbackAt;
   return o;
 }
 

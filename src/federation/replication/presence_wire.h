@@ -12,7 +12,9 @@
 //            "local":{"identity","display","target"},"remote":{"identity","display","target"}}
 //   {"t":"call-outcome","correlationId","relatedCorrelationId","caller","callerName",
 //    "callerOwner","callee","calleeName","calleeOwner","answeredBy","answeredByName",
-//    "answeredByOwner","disposition":"answered"|"missed"|...,"answerMs"}
+//    "answeredByOwner","disposition":"answered"|"missed"|...,"answerMs",
+//    "fallbackNumber","fallbackCaller","fallbackMs"}   (the last three: answered over the
+//    external line; optional)
 //
 // Everything a phone needs for BLF pickup travels (dialog identifiers for Replaces, RFC 3891;
 // the remote party for the display). Received strings are untrusted: sizes are limited and

@@ -639,6 +639,7 @@ void FederationService::onLinkUp(const LinkInfo& link) {
   links_->send(link.nodeId,
                {{"t", "dir-want"}, {"owner", link.nodeId}, {"seq", replica_->seqOf(link.nodeId)}});
   sendPresenceSync(link.nodeId);
+  resendOutcomes(link.nodeId);
 }
 
 void FederationService::onLinkDown(const LinkInfo& link) {
@@ -1103,8 +1104,52 @@ void FederationService::shareOutcome(const std::vector<std::string>& nodes,
                                      const pbx::CallOutcome& outcome) {
   if (!trust_) return;
   auto msg = toJson(outcome);
-  for (const auto& n : nodes)
-    if (n != config_.nodeId) links_->send(n, msg);
+  int64_t now = timers_.wallMs();
+  for (const auto& n : nodes) {
+    if (n == config_.nodeId) continue;
+    links_->send(n, msg);
+    // Kept for the next link up: a link cut silently loses what was written into it (and a link
+    // that is down sends nothing), and the other node's record of the call needs it. Applying
+    // an outcome twice changes nothing.
+    auto& kept = recentOutcomes_[n];
+    std::erase_if(kept, [&](const KeptOutcome& k) {
+      return k.correlationId == outcome.correlationId || now - k.atMs > kRecentOutcomeTtl.count();
+    });
+    kept.push_back({now, outcome.correlationId, msg});
+    while (kept.size() > kRecentOutcomes) kept.pop_front();
+  }
+}
+
+void FederationService::resendOutcomes(const std::string& nodeId) {
+  auto it = recentOutcomes_.find(nodeId);
+  if (it == recentOutcomes_.end()) return;
+  int64_t now = timers_.wallMs();
+  std::erase_if(it->second,
+                [&](const KeptOutcome& k) { return now - k.atMs > kRecentOutcomeTtl.count(); });
+  for (const auto& k : it->second) links_->send(nodeId, k.message);
+  if (it->second.empty()) recentOutcomes_.erase(it);
+}
+
+nlohmann::json FederationService::numberWarnings(const std::string& number) const {
+  nlohmann::json out = nlohmann::json::array();
+  if (!trust_ || !replica_ || number.empty()) return out;
+  auto warn = [&](const std::string& owner, const char* kind, const std::string& name) {
+    std::string site = nodeName(owner);
+    out.push_back(
+        {{"code", "extension-conflict"},
+         {"number", number},
+         {"nodeId", owner},
+         {"nodeName", site},
+         {"kind", kind},
+         {"name", name},
+         {"message", "number " + number + " is also used at site " + site + " (" + kind + " " +
+                         name + "); dialled at a site, it reaches that site's own"}});
+  };
+  for (const auto& u : replica_->usersByExtension(number))
+    if (u.owner != config_.nodeId) warn(u.owner, "user", u.user.displayName);
+  for (const auto& g : replica_->groupsByNumber(number))
+    if (g.owner != config_.nodeId) warn(g.owner, "group", g.group.name);
+  return out;
 }
 
 } // namespace verbund::federation

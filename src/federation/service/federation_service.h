@@ -22,6 +22,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -94,6 +95,11 @@ public:
   Result<void> removeMember(const std::string& nodeId);
   Result<std::vector<AuditEntry>> audit() const { return members_->auditLog(); }
   nlohmann::json directoryJson() const;
+  // Other sites that use `number` (a user extension or group number) according to the replica:
+  // [{"code":"extension-conflict","number","nodeId","nodeName","kind":"user"|"group","name",
+  // "message"}], empty outside a federation. The admin API adds them to the answer of a create
+  // or rename (docs/federation-api.md "Number conflicts").
+  nlohmann::json numberWarnings(const std::string& number) const;
   // Logs a local user in/out of another node's group; `done` on the loop with the owner's answer.
   void remoteGroupLogin(const std::string& owner, const std::string& group,
                         const std::string& extension, bool loggedIn,
@@ -182,6 +188,16 @@ private:
   std::vector<Member> joinMembers_; // the bundle's members while joining (their pins)
   bool stopped_ = false;
 
+  // Call outcomes sent to each node lately, sent again on its next link up (resendOutcomes).
+  struct KeptOutcome {
+    int64_t atMs = 0;
+    std::string correlationId;
+    nlohmann::json message;
+  };
+  static constexpr size_t kRecentOutcomes = 64; // per node
+  static constexpr Duration kRecentOutcomeTtl{600000};
+  void resendOutcomes(const std::string& nodeId);
+  std::map<std::string, std::deque<KeptOutcome>> recentOutcomes_;
   std::map<std::string, uint64_t> fallbacks_;
   uint64_t nextRequest_ = 0;
   std::map<uint64_t, std::function<void(Result<void>)>> pendingLogins_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 
 namespace verbund::pbx {
 
@@ -18,6 +19,26 @@ std::string text(const store::Value& v) {
 int64_t num(const store::Value& v) {
   return store::asInt(v).value_or(0);
 }
+CallRecord recordFromRow(const store::Row& row) {
+  CallRecord r;
+  r.id = num(row[0]);
+  r.correlationId = text(row[1]);
+  r.direction = text(row[2]);
+  r.caller = text(row[3]);
+  r.callerName = text(row[4]);
+  r.dialled = text(row[5]);
+  r.answeredBy = text(row[6]);
+  r.disposition = dispositionFromName(text(row[7])).value_or(Disposition::Failed);
+  r.viaTrunk = num(row[8]) != 0;
+  r.startMs = num(row[9]);
+  r.answerMs = num(row[10]);
+  r.endMs = num(row[11]);
+  r.relatedCorrelationId = text(row[12]);
+  return r;
+}
+constexpr const char* kColumns =
+    "r.id, r.correlation_id, r.direction, r.caller, r.caller_name, r.dialled, r.answered_by, "
+    "r.disposition, r.via_trunk, r.start_ms, r.answer_ms, r.end_ms, r.related_id";
 } // namespace
 
 std::string_view dispositionName(Disposition d) {
@@ -74,7 +95,17 @@ void CallLog::deferWrites(Timers& timers, Duration delay) {
   delay_ = delay;
 }
 
-Result<int64_t> CallLog::save(const CallRecord& record) {
+Result<int64_t> CallLog::save(const CallRecord& in) {
+  CallRecord folded;
+  auto alias = std::find_if(aliases_.begin(), aliases_.end(),
+                            [&](const auto& a) { return a.first == in.correlationId; });
+  if (alias != aliases_.end()) {
+    // A path of a call that foldFallback moved under the call's federation id.
+    folded = in;
+    folded.correlationId = alias->second;
+    if (auto stored = byCorrelation(folded.correlationId)) mergePaths(folded, *stored);
+  }
+  const CallRecord& record = alias != aliases_.end() ? folded : in;
   bool pending = std::any_of(kept_.begin(), kept_.end(), [&](const CallOutcome& o) {
     return o.correlationId == record.correlationId ||
            o.relatedCorrelationId == record.correlationId;
@@ -145,6 +176,8 @@ void CallLog::mergeOutcome(CallRecord& r, const CallOutcome& o) const {
     r.caller = o.caller;
     r.callerName = o.callerName;
   }
+  // A user of a site called: a record of the fallback over the external line is internal.
+  if (!callerOwner.empty() && r.direction == "inbound") r.direction = "internal";
   r.disposition = o.disposition;
   if (answered) {
     r.answeredBy = o.answeredBy;
@@ -219,6 +252,8 @@ Result<int> CallLog::applyOutcome(const CallOutcome& o) {
   if (o.correlationId.empty() && o.relatedCorrelationId.empty())
     return Error{1, "call outcome without correlation id"};
   if (auto f = flush(); !f) return f.error();
+  if (!o.fallbackNumber.empty())
+    if (auto f = foldFallback(o); !f) return f.error();
   // Keep it (replacing an older outcome of the same call): the engine here may save its own
   // view of the call later (at its end), and that save merges the outcome again.
   kept_.erase(std::remove_if(kept_.begin(), kept_.end(),
@@ -240,6 +275,167 @@ Result<int> CallLog::applyOutcome(const CallOutcome& o) {
     ++changed;
   }
   return changed;
+}
+
+bool sameNumber(std::string_view a, std::string_view b) {
+  // Digits without leading zeros: "00" and "0" are dialling prefixes, never the number.
+  auto digits = [](std::string_view s) {
+    std::string d;
+    for (char c : s)
+      if ((c >= '1' && c <= '9') || (c == '0' && !d.empty())) d += c;
+    return d;
+  };
+  std::string x = digits(a), y = digits(b);
+  if (x.size() > y.size()) std::swap(x, y);
+  if (x.empty()) return false;
+  if (x == y) return true;
+  return x.size() >= kMinNumberMatchDigits && y.compare(y.size() - x.size(), x.size(), x) == 0;
+}
+
+namespace {
+bool sameParty(const CallParty& a, const CallParty& b) {
+  return a.role == b.role && a.extension == b.extension && a.owner == b.owner;
+}
+} // namespace
+
+void CallLog::mergePaths(CallRecord& r, const CallRecord& other) {
+  auto& ps = r.parties;
+  // The path that came over the external line knows the caller only by number, and its callee
+  // only as the DID's target: the federation path's caller and callee win.
+  bool rInbound = r.direction == "inbound" && other.direction == "internal";
+  if (rInbound) {
+    r.direction = "internal";
+    r.caller = other.caller;
+    r.callerName = other.callerName;
+    r.dialled = other.dialled;
+    auto caller = std::find_if(other.parties.begin(), other.parties.end(),
+                               [](const CallParty& p) { return p.role == PartyRole::Caller; });
+    auto mine = std::find_if(ps.begin(), ps.end(),
+                             [](const CallParty& p) { return p.role == PartyRole::Caller; });
+    if (caller != other.parties.end()) {
+      if (mine != ps.end())
+        *mine = *caller;
+      else
+        ps.insert(ps.begin(), *caller);
+    }
+  }
+  auto isCallee = [](const CallParty& p) { return p.role == PartyRole::Callee; };
+  auto otherCallee = std::find_if(other.parties.begin(), other.parties.end(), isCallee);
+  auto myCallee = std::find_if(ps.begin(), ps.end(), isCallee);
+  bool twoCallees = otherCallee != other.parties.end() && myCallee != ps.end() &&
+                    !sameParty(*otherCallee, *myCallee);
+  for (const auto& p : other.parties) {
+    if (p.role == PartyRole::Caller) continue;
+    CallParty q = p;
+    // One callee per record: the inbound path's callee (the DID's target) becomes one rung.
+    if (twoCallees && &p == &*otherCallee && !rInbound) q.role = PartyRole::Rang;
+    if (std::none_of(ps.begin(), ps.end(), [&](const CallParty& x) { return sameParty(x, q); }))
+      ps.push_back(std::move(q));
+  }
+  if (twoCallees && rInbound) {
+    myCallee = std::find_if(ps.begin(), ps.end(), isCallee); // ps may have grown
+    CallParty demoted = *myCallee;
+    demoted.role = PartyRole::Rang;
+    ps.erase(myCallee);
+    if (std::none_of(ps.begin(), ps.end(),
+                     [&](const CallParty& x) { return sameParty(x, demoted); })) {
+      auto callee = std::find_if(ps.begin(), ps.end(), isCallee);
+      ps.insert(callee == ps.end() ? ps.end() : callee + 1, std::move(demoted));
+    }
+  }
+  if (r.answeredBy.empty() && !other.answeredBy.empty()) {
+    r.answeredBy = other.answeredBy;
+    r.answerMs = other.answerMs;
+    r.disposition = other.disposition;
+  }
+  if (other.startMs && (!r.startMs || other.startMs < r.startMs)) r.startMs = other.startMs;
+  if (r.endMs && other.endMs > r.endMs) r.endMs = other.endMs;
+  r.viaTrunk = r.viaTrunk || other.viaTrunk;
+  if (other.relatedCorrelationId.size() && r.relatedCorrelationId.empty())
+    r.relatedCorrelationId = other.relatedCorrelationId;
+  if (r.answeredBy.empty()) return;
+  // Answered on one of the paths: nobody it rang here missed it.
+  auto answerer = std::find_if(ps.begin(), ps.end(), [&](const CallParty& p) {
+    return p.role == PartyRole::AnsweredBy && p.extension == r.answeredBy;
+  });
+  std::string answeredOwner = answerer == ps.end() ? std::string() : answerer->owner;
+  for (auto& p : ps) {
+    if (p.role == PartyRole::Caller)
+      p.disposition = r.disposition;
+    else if (p.extension == r.answeredBy && p.owner == answeredOwner)
+      p.disposition = Disposition::Answered;
+    else if (p.disposition == Disposition::Missed || p.disposition == Disposition::Failed)
+      p.disposition = p.role == PartyRole::Rang ? Disposition::CompletedElsewhere : r.disposition;
+  }
+}
+
+Result<std::optional<std::string>> CallLog::foldFallback(const CallOutcome& o) {
+  using Found = std::optional<std::string>;
+  if (o.answeredBy.empty() || localNode_.empty() || o.answeredByOwner != localNode_ ||
+      o.fallbackCaller.empty() || !o.fallbackMs)
+    return Found{};
+  if (auto f = flush(); !f) return f.error();
+  // The call's record has its carrier path already (the id was carried, or folded before: an
+  // outcome comes again on every link up).
+  auto direct = byCorrelation(o.correlationId);
+  if (direct && direct->viaTrunk) return Found{};
+  // Only records this node made (a carried id of another call is not a candidate).
+  const std::string mine = "@" + localNode_;
+  auto rows = db_.query(std::string("SELECT ") + kColumns +
+                            " FROM call_records r WHERE r.via_trunk = 1 AND "
+                            "r.direction = 'inbound' AND r.answered_by = ?1 AND "
+                            "r.correlation_id != ?2 AND r.start_ms BETWEEN ?3 AND ?4",
+                        {o.answeredBy, o.correlationId, o.fallbackMs - kFallbackMatchMs,
+                         o.fallbackMs + kFallbackMatchMs});
+  if (!rows) return rows.error();
+  // The match nearest to the fallback's time (clock skew between the nodes shifts all alike);
+  // two about as near (kFallbackTieMs) are ambiguous.
+  struct Match {
+    int64_t row = 0, distance = 0;
+    std::string id;
+  };
+  std::vector<Match> matches;
+  for (const auto& row : *rows) {
+    std::string id = text(row[1]);
+    if (!id.ends_with(mine) || !sameNumber(text(row[3]), o.fallbackCaller)) continue;
+    matches.push_back({num(row[0]), std::abs(num(row[9]) - o.fallbackMs), std::move(id)});
+  }
+  std::sort(matches.begin(), matches.end(),
+            [](const Match& x, const Match& y) { return x.distance < y.distance; });
+  logger("calls")->debug("call {}: {} inbound records answered by {} near its fallback, {} match",
+                         o.correlationId, rows->size(), o.answeredBy, matches.size());
+  if (matches.empty()) return Found{};
+  if (matches.size() > 1 && matches[1].distance - matches[0].distance < kFallbackTieMs) {
+    logger("calls")->info("call {}: {} records of this node match its fallback; none merged",
+                          o.correlationId, matches.size());
+    return Found{};
+  }
+  const std::string oldId = matches.front().id;
+  auto path = byCorrelation(oldId);
+  if (!path) return Found{};
+  CallRecord merged;
+  if (direct) {
+    merged = std::move(*direct);
+    mergePaths(merged, *path);
+  } else {
+    merged = std::move(*path);
+    merged.id = 0;
+  }
+  merged.correlationId = o.correlationId;
+  int64_t oldRow = matches.front().row;
+  auto tx = db_.transaction([&]() -> Result<void> {
+    if (auto d = db_.exec("DELETE FROM call_parties WHERE call_id = ?1", {oldRow}); !d)
+      return d.error();
+    if (auto d = db_.exec("DELETE FROM call_records WHERE id = ?1", {oldRow}); !d) return d.error();
+    if (auto w = writeRow(merged); !w) return w.error();
+    return {};
+  });
+  if (!tx) return tx.error();
+  aliases_.emplace_back(oldId, o.correlationId);
+  while (aliases_.size() > kKeptAliases) aliases_.pop_front();
+  logger("calls")->info("call {}: record {} of its fallback over the external line merged",
+                        o.correlationId, oldId);
+  return Found{oldId};
 }
 
 Result<int64_t> CallLog::write(const CallRecord& r) {
@@ -300,29 +496,6 @@ Result<int64_t> CallLog::writeRow(const CallRecord& r) {
   }
   return id;
 }
-
-namespace {
-CallRecord recordFromRow(const store::Row& row) {
-  CallRecord r;
-  r.id = num(row[0]);
-  r.correlationId = text(row[1]);
-  r.direction = text(row[2]);
-  r.caller = text(row[3]);
-  r.callerName = text(row[4]);
-  r.dialled = text(row[5]);
-  r.answeredBy = text(row[6]);
-  r.disposition = dispositionFromName(text(row[7])).value_or(Disposition::Failed);
-  r.viaTrunk = num(row[8]) != 0;
-  r.startMs = num(row[9]);
-  r.answerMs = num(row[10]);
-  r.endMs = num(row[11]);
-  r.relatedCorrelationId = text(row[12]);
-  return r;
-}
-constexpr const char* kColumns =
-    "r.id, r.correlation_id, r.direction, r.caller, r.caller_name, r.dialled, r.answered_by, "
-    "r.disposition, r.via_trunk, r.start_ms, r.answer_ms, r.end_ms, r.related_id";
-} // namespace
 
 void CallLog::loadParties(CallRecord& r) {
   auto parties = db_.query("SELECT role, extension, name, owner, disposition FROM call_parties "

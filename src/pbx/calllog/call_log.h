@@ -11,6 +11,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -68,7 +69,19 @@ struct CallOutcome {
   std::string answeredBy, answeredByName, answeredByOwner;
   Disposition disposition = Disposition::Missed; // of the whole call
   int64_t answerMs = 0;
+  // Answered over the external line (federation fallback): the number the fallback INVITE went
+  // to (the answering user's external number), the caller number it carried, and when it was
+  // sent (the calling node's wall clock). The answering node uses them to find its own record
+  // of that inbound call when the carrier did not pass the correlation id on (foldFallback).
+  std::string fallbackNumber, fallbackCaller;
+  int64_t fallbackMs = 0;
 };
+
+// Whether two phone numbers name the same line: equal digits, or one ends with the other's
+// digits and the shorter has at least kMinNumberMatchDigits (carriers rewrite "+49", "0049",
+// "0" prefixes). Non-digits and leading zeros are ignored; numbers without digits never match.
+bool sameNumber(std::string_view a, std::string_view b);
+inline constexpr size_t kMinNumberMatchDigits = 6;
 
 class CallLog {
 public:
@@ -97,7 +110,8 @@ public:
 
   // Inserts or replaces the record with this correlation id (a call is saved at answer and again
   // at its end). Outcomes received for this id (or naming it as related) are merged in first, so
-  // the call engine saving its own view later does not undo what the other node said. Returns
+  // the call engine saving its own view later does not undo what the other node said. A record
+  // whose id foldFallback folded into another goes to that one, merged (mergePaths). Returns
   // the row id, or 0 when the write is deferred (deferWrites).
   Result<int64_t> save(const CallRecord& record);
   Result<std::vector<CallRecord>> find(const CallQuery& query);
@@ -112,6 +126,29 @@ public:
   static constexpr size_t kKeptOutcomes = 1024;
   size_t keptOutcomes() const { return kept_.size(); }
 
+  // One call that reached this node on two paths (the direct federation INVITE and the
+  // fallback over the external line, or several forks of one call) is one record. Merges
+  // `other` (the stored view) into `r` (the newer view of one path): every party once, one
+  // caller; the path that knows the federation caller wins over the external line's number; an
+  // answer on either path is the record's answer, so no party of it stays "missed" (the
+  // answerer is answered, others rang are completed elsewhere); earliest start, latest end.
+  static void mergePaths(CallRecord& r, const CallRecord& other);
+
+  // The fallback of a call answered here over the external line whose carrier dropped the
+  // correlation header: the inbound record of this node that matches the outcome (answered by
+  // outcome.answeredBy, caller number sameNumber as outcome.fallbackCaller, started within
+  // kFallbackMatchMs of outcome.fallbackMs, made here: correlation id "...@<local node>") is
+  // folded into the record with the outcome's correlation id (renamed, or merged with the
+  // record of the direct path). Of several matches the one that started nearest to the
+  // fallback is taken, unless the next is less than kFallbackTieMs farther (ambiguous). Nothing
+  // happens when the call's record already has a carrier path (carried id, folded before).
+  // Later saves under the old id go to the new one. Returns the folded record's old id, or
+  // nullopt.
+  Result<std::optional<std::string>> foldFallback(const CallOutcome& outcome);
+  static constexpr int64_t kFallbackMatchMs = 15000;
+  static constexpr int64_t kFallbackTieMs = 1000;
+  static constexpr size_t kKeptAliases = 1024;
+
 private:
   void loadParties(CallRecord& record);
   Result<int64_t> write(const CallRecord& record);    // in a transaction of its own
@@ -121,6 +158,8 @@ private:
   store::Database& db_;
   std::string localNode_;
   std::deque<CallOutcome> kept_; // newest last
+  // Records folded into another one (foldFallback): old correlation id -> new, oldest first.
+  std::deque<std::pair<std::string, std::string>> aliases_;
   // deferWrites(): records not written yet, oldest first, and where each call's record is.
   Timers* timers_ = nullptr;
   Duration delay_{0};

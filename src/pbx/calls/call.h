@@ -20,6 +20,9 @@ struct CallManager::Fork {
   std::string callId;
   bool mayFallBack = false; // a fork to another node that may go over the external line
   TimerId fallbackTimer = 0;
+  // Fallback forks: the caller number the INVITE carried and when it went out (call outcome).
+  std::string sentCaller;
+  int64_t sentMs = 0;
 
   bool live() const { return isLive(state); }
   bool external() const { return kind == ForkKind::Trunk || kind == ForkKind::Fallback; }

@@ -161,10 +161,13 @@ void CallManager::onNewSession(InviteSession& session, const Message& invite) {
   call.id = ++nextCall_;
   call.inbound = session.id();
   call.caller = std::move(*caller);
-  // A call from another node keeps that node's id, so both nodes' records share it.
-  call.correlationId = isFederation(call.caller) && !call.caller.correlationId.empty()
-                           ? call.caller.correlationId
-                           : sip::newCallId(config_.nodeId);
+  // A call from another node keeps that node's id, so both nodes' records share it; so does its
+  // fallback over the external line when the carrier passed the id on.
+  call.correlationId =
+      !call.caller.correlationId.empty() &&
+              (isFederation(call.caller) || call.caller.kind == Caller::Kind::Trunk)
+          ? call.caller.correlationId
+          : sip::newCallId(config_.nodeId);
   if (isFederation(call.caller)) addNode(call, call.caller.party.owner);
   call.startMs = nowMs();
   if (auto ct = invite.header(sip::HeaderId::ContentType)) call.offerType = std::string(*ct);

@@ -87,7 +87,9 @@ struct Caller {
   Party party;        // for LocalUser; for Federation the remote caller (owner = its node id)
   std::string number; // for Trunk: the caller's number as received
   std::string name;
-  // Federation only: the calling node's correlation id (kept for this call's record), and what
+  // Federation: the calling node's correlation id (kept for this call's record). Trunk: the id
+  // a site's fallback INVITE carried through the carrier (kCorrelationHeader), when the node
+  // checked that it names a member; the records of both sites then share it. And what
   // the calling node asks for (X-Verbund-Call "mode" parameter, docs/federation-protocol.md):
   // User  ring exactly the user of the Request-URI (a fork of a call routed elsewhere);
   // Route route the Request-URI's user like a local caller's dialled string (direct calls,
@@ -190,6 +192,19 @@ struct CallManagerConfig {
 bool shouldFallBack(int status, bool gotProvisional);
 // RFC 3326: whether a Reason header value says "SIP;cause=200" (call completed elsewhere).
 bool isCompletedElsewhere(std::string_view reason);
+
+// docs/federation-protocol.md "Fallback": a fallback INVITE over the external line carries the
+// call's federation id in this header, so that the answering site's record shares it. A carrier
+// may drop unknown headers; then the call-outcome's fallback fields match the records.
+inline constexpr std::string_view kCorrelationHeader = "X-Verbund-Correlation";
+struct CarriedCorrelation {
+  std::string id;   // the correlation id ("<hex>@<node id>")
+  std::string node; // the node that made it
+};
+// The header's value from an untrusted INVITE: one token "<id>@<node>" of at most
+// kMaxCarriedCorrelation bytes of letters, digits, '-', '.', '_' and one '@'; else nullopt.
+std::optional<CarriedCorrelation> parseCarriedCorrelation(std::string_view value);
+inline constexpr size_t kMaxCarriedCorrelation = 128;
 
 struct CallStats {
   uint64_t started = 0, answered = 0, failed = 0, pickedUp = 0, active = 0;

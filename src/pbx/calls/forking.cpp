@@ -4,6 +4,7 @@
 #include "base/metrics.h"
 #include "pbx/calls/call.h"
 #include "sip/message/builder.h"
+#include "sip/message/headers.h"
 
 #include <algorithm>
 
@@ -195,10 +196,16 @@ bool CallManager::startFallbackFork(Call& call, const Party& party) {
   p.contentType = call.offerType;
   p.body = call.offer;
   if (!externalLine_->prepareOutbound(party.externalNumber, call.caller.party, p)) return false;
+  // The call's federation id, for the answering site's record (carriers may drop it).
+  p.headers.emplace_back(std::string(kCorrelationHeader), call.correlationId);
+  auto from = sip::parseNameAddr(p.from);
+  std::string sentCaller = from ? sip::unescape(from->uri.user).value_or("") : std::string();
   auto id = dm_.invite(std::move(p));
   if (!id) return false;
   // The records name the user, reached at their external number.
-  addFork(call, ForkKind::Fallback, *id, party);
+  Fork& fork = addFork(call, ForkKind::Fallback, *id, party);
+  fork.sentCaller = std::move(sentCaller);
+  fork.sentMs = nowMs();
   ++stats_.fallbacks;
   g_fallbacks.inc();
   if (remote_) remote_->countFallback(party.owner);

@@ -51,33 +51,41 @@ void CallManager::saveRecord(Call& call) {
     r.disposition = call.parties.front().disposition;
   }
   r.parties = call.parties;
-  if (isFederation(call.caller)) mergeWithStored(call, r);
+  // Other paths of the same call on this node: further forks of one call of another node, or the
+  // direct INVITE and the fallback over the external line (carried id).
+  bool carried = call.caller.kind == Caller::Kind::Trunk && !call.caller.correlationId.empty();
+  if (isFederation(call.caller) || carried) mergeWithStored(call, r);
+  logger("calls")->debug("call {}: record {} {} answered by '{}' (via the external line: {})",
+                         r.correlationId, r.direction, dispositionName(r.disposition), r.answeredBy,
+                         r.viaTrunk);
   if (auto s = log_.save(r); !s)
     logger("calls")->error("call {}: saving the call record failed: {}", call.correlationId,
                            s.error().message);
 }
 
-// Several forks of one call on another node may ring several users here: each is a call of its
-// own, all with that call's correlation id, so they share one record.
+// Several forks of one call on another node may ring several users here, and a call may reach
+// this node both direct and over the external line: each is a call of its own, all with that
+// call's correlation id, so they share one record (CallLog::mergePaths).
 void CallManager::mergeWithStored(Call& call, CallRecord& r) {
   auto old = log_.byCorrelation(call.correlationId);
   if (!old) return;
-  for (const auto& p : old->parties) {
-    bool present = std::any_of(r.parties.begin(), r.parties.end(), [&](const CallParty& q) {
-      return q.role == p.role && q.extension == p.extension && q.owner == p.owner;
-    });
-    if (!present && p.role != PartyRole::Caller) r.parties.push_back(p);
+  CallLog::mergePaths(r, *old);
+}
+
+std::optional<CarriedCorrelation> parseCarriedCorrelation(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  if (v.empty() || v.size() > kMaxCarriedCorrelation) return std::nullopt;
+  for (char c : v) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || c == '@';
+    if (!ok) return std::nullopt;
   }
-  if (old->startMs && (!r.startMs || old->startMs < r.startMs)) r.startMs = old->startMs;
-  if (call.answer == AnswerKind::None && !old->answeredBy.empty()) {
-    // Another leg of the same call answered here: that stays the record's answer.
-    r.answeredBy = old->answeredBy;
-    r.answerMs = old->answerMs;
-    r.disposition = old->disposition;
-    for (auto& p : r.parties)
-      if (p.role == PartyRole::Caller) p.disposition = old->disposition;
-  }
-  if (r.endMs && old->endMs > r.endMs) r.endMs = old->endMs;
+  auto at = v.find('@');
+  if (at == 0 || at == std::string_view::npos || at + 1 == v.size() ||
+      v.find('@', at + 1) != std::string_view::npos)
+    return std::nullopt;
+  return CarriedCorrelation{std::string(v), std::string(v.substr(at + 1))};
 }
 
 void CallManager::shareOutcome(Call& call) {
@@ -112,6 +120,14 @@ void CallManager::shareOutcome(Call& call) {
     o.disposition = call.parties.front().disposition;
   }
   o.answerMs = call.answerMs;
+  // Answered over the external line: what the answering site needs to find its record of that
+  // inbound call when the carrier dropped the correlation header (CallLog::foldFallback).
+  for (const auto& f : call.forks)
+    if (f.kind == ForkKind::Fallback && f.state == ForkState::Answered) {
+      o.fallbackNumber = f.party.externalNumber;
+      o.fallbackCaller = f.sentCaller;
+      o.fallbackMs = f.sentMs;
+    }
   remote_->shareOutcome(call.nodes, o);
 }
 

@@ -69,6 +69,46 @@ TEST_F(AdminServerTest, SessionCsrfAndUserCrud) {
   EXPECT_EQ(body(r)["error"]["field"], "id");
 }
 
+// Issue 11: a number another site uses is allowed, and the answer says so.
+class NumberConflictTest : public AdminServerTest {
+protected:
+  json warningsFor(const std::string& number) const override {
+    if (number != "201") return json::array();
+    return json::array({{{"code", "extension-conflict"},
+                         {"number", "201"},
+                         {"nodeId", "node-b-id"},
+                         {"nodeName", "site-b"},
+                         {"kind", "user"},
+                         {"name", "Bea"},
+                         {"message", "number 201 is also used at site site-b (user Bea)"}}});
+  }
+};
+
+TEST_F(NumberConflictTest, CreateAndRenameAnswerWithWarnings) {
+  login();
+  auto r = client_->Post("/api/v1/users", session(), kAlice, "application/json"); // 101
+  ASSERT_EQ(r->status, 201) << r->body;
+  EXPECT_FALSE(body(r).contains("warnings"));
+  std::string path = "/api/v1/users/" + std::to_string(body(r)["id"].get<int64_t>());
+  r = client_->Patch(path.c_str(), session(), R"({"extension":"201"})", "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto renamed = body(r);
+  EXPECT_EQ(renamed["extension"], "201");
+  ASSERT_EQ(renamed["warnings"].size(), 1u);
+  EXPECT_EQ(renamed["warnings"][0]["code"], "extension-conflict");
+  EXPECT_EQ(renamed["warnings"][0]["nodeName"], "site-b");
+  r = client_->Post("/api/v1/groups", session(), R"({"number":"600","name":"Sales","members":[]})",
+                    "application/json");
+  ASSERT_EQ(r->status, 201) << r->body;
+  EXPECT_FALSE(body(r).contains("warnings"));
+  std::string group = "/api/v1/groups/" + std::to_string(body(r)["id"].get<int64_t>());
+  EXPECT_EQ(client_->Delete(path.c_str(), session())->status, 204);
+  r = client_->Patch(group.c_str(), session(), R"({"number":"201","name":"Sales","members":[]})",
+                     "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(body(r)["warnings"][0]["number"], "201");
+}
+
 TEST_F(AdminServerTest, ValidationErrorsNameTheField) {
   login();
   struct Case {

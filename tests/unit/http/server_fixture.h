@@ -33,7 +33,8 @@ protected:
     sc.loopTimeout = std::chrono::milliseconds(500);
     configure(sc);
     server_ = std::make_unique<AdminServer>(io_, *auth_, sc);
-    addDirectoryRoutes(*server_, *dir_);
+    addDirectoryRoutes(*server_, *dir_,
+                       [this](const std::string& number) { return warningsFor(number); });
     auto bound = server_->start();
     ASSERT_TRUE(bound.ok()) << bound.error().message;
     ASSERT_NE(bound->port, 0);
@@ -43,6 +44,8 @@ protected:
   }
   // Changes to the server configuration of a test suite.
   virtual void configure(AdminServerConfig&) {}
+  // The numbers other sites use, as the federation would answer (runs on the loop).
+  virtual json warningsFor(const std::string&) const { return json::array(); }
   void TearDown() override {
     server_->stop();
     work_.reset();

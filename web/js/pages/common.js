@@ -18,12 +18,29 @@ export function pageHeader(title, ...extra) {
   return h('div', { class: 'page-head' }, h('h1', {}, title), ...extra);
 }
 
-// A region for page-level messages (success / error of the last action).
+// A region for page-level messages (success / error of the last action, and the warnings that
+// came with it).
 export function messageArea() {
   const area = h('div', { class: 'messages', 'aria-live': 'polite' });
-  area.show = (kind, text) => { area.replaceChildren(notice(kind, text)); };
+  area.show = (kind, text, warnings = []) => {
+    area.replaceChildren(notice(kind, text), ...warnings.map((w) => {
+      const n = notice('warning', w);
+      n.setAttribute('data-testid', 'conflict-warning');
+      return n;
+    }));
+  };
   area.clear = () => area.replaceChildren();
   return area;
+}
+
+// The API's warnings of a saved user or group (docs/federation-api.md "Number conflicts at the
+// source") in plain words, naming the other site.
+export function conflictWarnings(saved) {
+  const list = saved && Array.isArray(saved.warnings) ? saved.warnings : [];
+  return list.filter((w) => w && w.code === 'extension-conflict').map((w) =>
+    t(w.kind === 'group' ? 'conflict.group' : 'conflict.user', {
+      number: w.number, site: w.nodeName || String(w.nodeId || '').slice(0, 8), name: w.name || '',
+    }));
 }
 
 export const LINE_STATES = ['idle', 'ringing', 'busy', 'unknown'];

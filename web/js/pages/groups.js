@@ -1,6 +1,6 @@
 import { t } from '../i18n.js';
 import { h, field, table, showError, clearErrors, busy, confirmDialog, errorText, formValues, badge } from '../ui.js';
-import { pageHeader, messageArea, allUsers, siteName } from './common.js';
+import { pageHeader, messageArea, allUsers, siteName, conflictWarnings } from './common.js';
 
 const key = (node, ext) => `${node || ''}/${ext}`;
 
@@ -76,7 +76,7 @@ export default {
       msgs.clear();
       const form = groupForm(group, everyone, (saved, editing) => {
         editor.replaceChildren();
-        msgs.show('success', editing ? t('groups.saved', { number: saved.number }) : t('groups.created', { number: saved.number }));
+        msgs.show('success', editing ? t('groups.saved', { number: saved.number }) : t('groups.created', { number: saved.number }), conflictWarnings(saved));
         load();
         createBtn.focus();
       }, () => { editor.replaceChildren(); createBtn.focus(); }, api);

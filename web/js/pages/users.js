@@ -1,6 +1,6 @@
 import { t, language } from '../i18n.js';
 import { h, field, table, showError, clearErrors, busy, confirmDialog, errorText, formValues } from '../ui.js';
-import { pageHeader, messageArea } from './common.js';
+import { pageHeader, messageArea, conflictWarnings } from './common.js';
 
 function userForm(user, onSaved, onCancel, api) {
   const editing = !!user;
@@ -66,7 +66,7 @@ export default {
       msgs.clear();
       const form = userForm(user, (saved, editing) => {
         editor.replaceChildren();
-        msgs.show('success', editing ? t('users.saved', { ext: saved.extension }) : t('users.created', { ext: saved.extension }));
+        msgs.show('success', editing ? t('users.saved', { ext: saved.extension }) : t('users.created', { ext: saved.extension }), conflictWarnings(saved));
         load();
         createBtn.focus();
       }, () => { editor.replaceChildren(); createBtn.focus(); }, api);

@@ -223,6 +223,16 @@ class Carrier:
                            capture_output=True, text=True, timeout=10)
         return r.stdout
 
+    def strip_unknown_headers(self, on: bool) -> None:
+        """Like a carrier that passes only the headers it knows: every X- header of a DID call is
+        dropped (kamailio-carrier.cfg, htable "strip")."""
+        kamcmd = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+        cmd = ["htable.seti", "strip", "headers", "1"] if on else ["htable.delete", "strip", "headers"]
+        r = subprocess.run(netns_argv(self.env.topo.ns("carrier"),
+                                      [kamcmd, "-s", f"unix:{self.dir}/kamailio_ctl", *cmd]),
+                           capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0, f"kamcmd {' '.join(cmd)}: {r.returncode} {r.stdout} {r.stderr}")
+
     def calls_logged(self) -> list[str]:
         return [ln for ln in self.logf.read_text(errors="replace").splitlines()
                 if "CARRIER CALL" in ln] if self.logf.exists() else []

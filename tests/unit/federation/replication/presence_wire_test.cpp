@@ -194,6 +194,9 @@ pbx::CallOutcome outcome() {
   o.answeredByOwner = "node-b";
   o.disposition = pbx::Disposition::PickedUp;
   o.answerMs = 1748736000123;
+  o.fallbackNumber = "+4932555301";
+  o.fallbackCaller = "+4931555101";
+  o.fallbackMs = 1748736000001;
   return o;
 }
 
@@ -203,7 +206,8 @@ bool same(const pbx::CallOutcome& a, const pbx::CallOutcome& b) {
          a.callee == b.callee && a.calleeName == b.calleeName && a.calleeOwner == b.calleeOwner &&
          a.answeredBy == b.answeredBy && a.answeredByName == b.answeredByName &&
          a.answeredByOwner == b.answeredByOwner && a.disposition == b.disposition &&
-         a.answerMs == b.answerMs;
+         a.answerMs == b.answerMs && a.fallbackNumber == b.fallbackNumber &&
+         a.fallbackCaller == b.fallbackCaller && a.fallbackMs == b.fallbackMs;
 }
 
 TEST(OutcomeWire, RoundTrip) {
@@ -229,6 +233,8 @@ TEST(OutcomeWire, RoundTrip) {
   ASSERT_TRUE(m.ok()) << m.error().message;
   EXPECT_EQ(m->answerMs, 0);
   EXPECT_EQ(m->caller, "");
+  EXPECT_EQ(m->fallbackNumber, ""); // from nodes that do not send the fallback fields
+  EXPECT_EQ(m->fallbackMs, 0);
 }
 
 TEST(OutcomeWire, Validation) {
@@ -250,6 +256,9 @@ TEST(OutcomeWire, Validation) {
   bad([](json& j) { j.erase("disposition"); }, "disposition");
   bad([](json& j) { j["answerMs"] = -5; }, "answerMs");
   bad([](json& j) { j["answerMs"] = "now"; }, "answerMs");
+  bad([](json& j) { j["fallbackCaller"] = std::string(300, '1'); }, "fallbackCaller");
+  bad([](json& j) { j["fallbackNumber"] = "+49\r\n1"; }, "fallbackNumber");
+  bad([](json& j) { j["fallbackMs"] = -1; }, "fallbackMs");
   EXPECT_FALSE(callOutcomeFromJson(json::array()).ok());
 }
 

@@ -317,3 +317,221 @@ TEST(CallLog, DeferredWritesFlushAtTheCap) {
 
 } // namespace
 } // namespace verbund::pbx
+
+namespace verbund::pbx {
+namespace {
+
+// Issue 11: a call of 101 on node A to 201 on node B whose direct INVITE stalled (link cut) and
+// went over the external line instead. B has two paths of one call: the direct INVITE that
+// arrived late and was cancelled, and the inbound call over the carrier that 201 answered.
+CallRecord lateDirectPath(std::string id) {
+  CallRecord r;
+  r.correlationId = std::move(id);
+  r.direction = "internal";
+  r.caller = "101";
+  r.callerName = "Anna";
+  r.dialled = "201";
+  r.disposition = Disposition::Missed;
+  r.startMs = 20000;
+  r.endMs = 20100;
+  r.parties = {{PartyRole::Caller, "101", "Anna", "nodeA", Disposition::Missed},
+               {PartyRole::Rang, "201", "Bea", "", Disposition::Missed}};
+  return r;
+}
+
+CallRecord carrierPath(std::string id, int64_t start = 10500) {
+  CallRecord r;
+  r.correlationId = std::move(id);
+  r.direction = "inbound";
+  r.caller = "+4931555101";
+  r.callerName = "Anna";
+  r.dialled = "201";
+  r.answeredBy = "201";
+  r.disposition = Disposition::Answered;
+  r.viaTrunk = true;
+  r.startMs = start;
+  r.answerMs = start + 800;
+  r.endMs = start + 5000;
+  r.parties = {{PartyRole::Caller, "+4931555101", "Anna", "", Disposition::Answered},
+               {PartyRole::Callee, "201", "Bea", "", Disposition::Answered},
+               {PartyRole::AnsweredBy, "201", "Bea", "", Disposition::Answered}};
+  return r;
+}
+
+CallOutcome fallbackOutcome(std::string id) {
+  CallOutcome o;
+  o.correlationId = std::move(id);
+  o.caller = "101";
+  o.callerName = "Anna";
+  o.callerOwner = "nodeA";
+  o.callee = "201";
+  o.calleeName = "Bea";
+  o.calleeOwner = "nodeB";
+  o.answeredBy = "201";
+  o.answeredByName = "Bea";
+  o.answeredByOwner = "nodeB";
+  o.disposition = Disposition::Answered;
+  o.answerMs = 11300;
+  o.fallbackNumber = "+4932555201";
+  o.fallbackCaller = "004931555101"; // as node A's trunk sent it; B's carrier shows +49...
+  o.fallbackMs = 10400;
+  return o;
+}
+
+void expectNobodyMissed(const CallRecord& r) {
+  EXPECT_EQ(r.disposition, Disposition::Answered);
+  EXPECT_EQ(r.answeredBy, "201");
+  for (const auto& p : r.parties) {
+    EXPECT_NE(p.disposition, Disposition::Missed) << p.extension;
+    if (p.extension == "201") {
+      EXPECT_EQ(p.disposition, Disposition::Answered);
+    }
+  }
+}
+
+TEST(SameNumber, DigitsAndPrefixes) {
+  EXPECT_TRUE(sameNumber("+4931555101", "+4931555101"));
+  EXPECT_TRUE(sameNumber("+4931555101", "004931555101"));
+  EXPECT_TRUE(sameNumber("031555101", "+49 31 555-101"));
+  EXPECT_FALSE(sameNumber("+4931555101", "+4931555102"));
+  EXPECT_FALSE(sameNumber("101", "+4931555101")); // too short to be a suffix match
+  EXPECT_FALSE(sameNumber("", ""));
+  EXPECT_FALSE(sameNumber("anonymous", "anonymous"));
+}
+
+TEST(CallLogPaths, AnswerOnEitherPathWinsInBothOrders) {
+  for (bool directFirst : {true, false}) {
+    CallRecord first = directFirst ? lateDirectPath("x@nodeA") : carrierPath("x@nodeA");
+    CallRecord second = directFirst ? carrierPath("x@nodeA") : lateDirectPath("x@nodeA");
+    CallLog::mergePaths(second, first);
+    SCOPED_TRACE(directFirst ? "direct path first" : "carrier path first");
+    expectNobodyMissed(second);
+    EXPECT_EQ(second.caller, "101"); // the federation path knows the caller
+    EXPECT_EQ(second.direction, "internal");
+    EXPECT_TRUE(second.viaTrunk);
+    EXPECT_EQ(second.startMs, 10500);
+    EXPECT_EQ(second.endMs, 20100); // the later end
+    const CallParty* caller = partyOf(second, PartyRole::Caller, "101");
+    ASSERT_TRUE(caller);
+    EXPECT_EQ(caller->owner, "nodeA");
+    EXPECT_FALSE(partyOf(second, PartyRole::Caller, "+4931555101"));
+    int callees = 0;
+    for (const auto& p : second.parties) callees += p.role == PartyRole::Callee;
+    EXPECT_LE(callees, 1);
+  }
+}
+
+TEST(CallLogPaths, UnansweredPathsStayMissed) {
+  auto a = lateDirectPath("y@nodeA");
+  auto b = lateDirectPath("y@nodeA");
+  b.parties[1].extension = "202";
+  CallLog::mergePaths(b, a);
+  EXPECT_EQ(b.disposition, Disposition::Missed);
+  EXPECT_EQ(partyOf(b, PartyRole::Rang, "201")->disposition, Disposition::Missed);
+  EXPECT_EQ(partyOf(b, PartyRole::Rang, "202")->disposition, Disposition::Missed);
+}
+
+TEST(CallLogFold, CarrierPathFoldedIntoTheLateDirectPathsRecord) {
+  auto db = store::Database::open(":memory:", CallLog::migrations());
+  ASSERT_TRUE(db.ok());
+  CallLog log(**db);
+  log.setLocalNode("nodeB");
+  ASSERT_TRUE(log.save(carrierPath("t1@nodeB")).ok());        // carrier dropped the header
+  ASSERT_TRUE(log.save(lateDirectPath("x@nodeA")).ok());      // then the stalled INVITE + CANCEL
+  ASSERT_TRUE(log.save(carrierPath("t9@nodeB", 90000)).ok()); // another call, much later
+  auto n = log.applyOutcome(fallbackOutcome("x@nodeA"));
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_FALSE(log.byCorrelation("t1@nodeB"));
+  auto r = log.byCorrelation("x@nodeA");
+  ASSERT_TRUE(r);
+  expectNobodyMissed(*r);
+  EXPECT_TRUE(r->viaTrunk);
+  EXPECT_EQ(r->direction, "internal");
+  EXPECT_EQ(r->caller, "101");
+  auto bea = log.find(CallQuery{.extension = "201"});
+  ASSERT_TRUE(bea.ok());
+  ASSERT_EQ(bea->size(), 2u); // this call once, and the later one
+  EXPECT_EQ(bea->at(1).correlationId, "x@nodeA");
+  // The carrier path's call ends after the fold: its save goes to the call's record.
+  auto end = carrierPath("t1@nodeB");
+  end.endMs = 30000;
+  ASSERT_TRUE(log.save(end).ok());
+  EXPECT_FALSE(log.byCorrelation("t1@nodeB"));
+  r = log.byCorrelation("x@nodeA");
+  ASSERT_TRUE(r);
+  expectNobodyMissed(*r);
+  EXPECT_EQ(r->endMs, 30000);
+  EXPECT_EQ(r->caller, "101");
+  EXPECT_EQ(log.find(CallQuery{.extension = "201"})->size(), 2u);
+}
+
+TEST(CallLogFold, CarrierPathRenamedWhenNoDirectPathArrived) {
+  auto db = store::Database::open(":memory:", CallLog::migrations());
+  ManualTimers timers;
+  CallLog log(**db);
+  log.deferWrites(timers, Duration(50)); // deferred writes are seen as well
+  log.setLocalNode("nodeB");
+  ASSERT_TRUE(log.save(carrierPath("t2@nodeB")).ok());
+  ASSERT_TRUE(log.applyOutcome(fallbackOutcome("x2@nodeA")).ok());
+  EXPECT_FALSE(log.byCorrelation("t2@nodeB"));
+  auto r = log.byCorrelation("x2@nodeA");
+  ASSERT_TRUE(r);
+  expectNobodyMissed(*r);
+  EXPECT_EQ(r->caller, "101");
+  EXPECT_EQ(r->direction, "internal");
+  // The direct INVITE arrives after that and is cancelled: merged like the call engine does.
+  auto late = lateDirectPath("x2@nodeA");
+  CallLog::mergePaths(late, *log.byCorrelation("x2@nodeA"));
+  ASSERT_TRUE(log.save(late).ok());
+  expectNobodyMissed(*log.byCorrelation("x2@nodeA"));
+  EXPECT_EQ(log.find(CallQuery{.extension = "201"})->size(), 1u);
+}
+
+TEST(CallLogFold, OnlyOneUnambiguousMatchOfThisNode) {
+  auto db = store::Database::open(":memory:", CallLog::migrations());
+  CallLog log(**db);
+  log.setLocalNode("nodeB");
+  auto o = fallbackOutcome("x3@nodeA");
+  // Another caller number, outside the time window, a carried id of another call, answered by
+  // someone else: none of them is this call.
+  auto other = carrierPath("t3@nodeB");
+  other.caller = "+4930999999";
+  other.parties[0].extension = other.caller;
+  ASSERT_TRUE(log.save(other).ok());
+  ASSERT_TRUE(log.save(carrierPath("t4@nodeB", o.fallbackMs + CallLog::kFallbackMatchMs + 1)).ok());
+  ASSERT_TRUE(log.save(carrierPath("q@nodeA")).ok());
+  auto by202 = carrierPath("t5@nodeB");
+  by202.answeredBy = "202";
+  ASSERT_TRUE(log.save(by202).ok());
+  auto f = log.foldFallback(o);
+  ASSERT_TRUE(f.ok());
+  EXPECT_FALSE(*f);
+  // Two that match: ambiguous, nothing is merged.
+  ASSERT_TRUE(log.save(carrierPath("t6@nodeB")).ok());
+  ASSERT_TRUE(log.save(carrierPath("t7@nodeB", 11000)).ok());
+  f = log.foldFallback(o);
+  ASSERT_TRUE(f.ok());
+  EXPECT_FALSE(*f);
+  EXPECT_TRUE(log.byCorrelation("t6@nodeB"));
+  EXPECT_TRUE(log.byCorrelation("t7@nodeB"));
+  // Far apart: the nearest to the fallback is the call's (a redial 12 s later is another one).
+  ASSERT_TRUE(log.save(carrierPath("t8@nodeB", o.fallbackMs + 12000)).ok());
+  auto near = o;
+  near.fallbackMs += 11500;
+  f = log.foldFallback(near);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(*f, std::optional<std::string>("t8@nodeB"));
+  // Sent again on the next link up (or a call whose id was carried): nothing more is folded.
+  f = log.foldFallback(near);
+  ASSERT_TRUE(f.ok());
+  EXPECT_FALSE(*f);
+  EXPECT_TRUE(log.byCorrelation("t6@nodeB"));
+  // Answered on another node: not this node's to fold.
+  auto elsewhere = o;
+  elsewhere.answeredByOwner = "nodeC";
+  ASSERT_TRUE(log.foldFallback(elsewhere).ok());
+  EXPECT_TRUE(log.byCorrelation("t6@nodeB"));
+}
+
+} // namespace
+} // namespace verbund::pbx

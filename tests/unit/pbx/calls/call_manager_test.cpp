@@ -222,3 +222,97 @@ TEST_F(Fixture, GroupLoginAtAnotherNode) {
 
 } // namespace
 } // namespace verbund::pbx
+
+namespace verbund::pbx {
+namespace {
+
+using namespace test;
+
+TEST(CarriedCorrelation, Parse) {
+  auto c = parseCarriedCorrelation(" 0a1b2c3d4e5f@node-b_1.x ");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->id, "0a1b2c3d4e5f@node-b_1.x");
+  EXPECT_EQ(c->node, "node-b_1.x");
+  for (std::string_view bad :
+       {"", "@node", "abc@", "abc", "a@b@c", "a b@c", "abc@no;de", "abc@n\x01", "<abc@node>"})
+    EXPECT_FALSE(parseCarriedCorrelation(bad)) << bad;
+  EXPECT_FALSE(parseCarriedCorrelation(std::string(kMaxCarriedCorrelation, 'a') + "@n"));
+}
+
+// Issue 11: the fallback carries the call's id to the carrier, and the outcome says how it went
+// out, so node B can find its record of the inbound call if the carrier dropped the header.
+TEST_F(Fixture, FallbackCarriesTheCorrelationIdAndTheOutcomeNamesIt) {
+  h.inject(invite("201", "f1"), kPhone);
+  ASSERT_EQ(sentTo(kNodeB, "INVITE").size(), 1u);
+  std::string id = remote.invites.at(0).call.correlationId;
+  h.advance(Duration(1000)); // no provisional answer: fallback
+  auto viaTrunk = sentTo(kCarrier, "INVITE");
+  ASSERT_EQ(viaTrunk.size(), 1u);
+  auto carried = viaTrunk[0]->header(kCorrelationHeader);
+  ASSERT_TRUE(carried);
+  EXPECT_EQ(*carried, id);
+  int64_t sentAt = h.timers.wallMs();
+  h.advance(Duration(700));
+  h.inject(reply(*viaTrunk[0], 200, "k1", "Contact: <sip:+4930201@192.0.2.60:5060>"), kCarrier);
+  ASSERT_FALSE(remote.outcomes.empty());
+  const CallOutcome& o = remote.outcomes.back().second;
+  EXPECT_EQ(remote.outcomes.back().first, std::vector<std::string>{"nodeB"});
+  EXPECT_EQ(o.correlationId, id);
+  EXPECT_EQ(o.answeredBy, "201");
+  EXPECT_EQ(o.answeredByOwner, "nodeB");
+  EXPECT_EQ(o.fallbackNumber, "+4930201");
+  EXPECT_EQ(o.fallbackCaller, "+49301carol");
+  EXPECT_EQ(o.fallbackMs, sentAt);
+}
+
+TEST_F(Fixture, FallbackWithoutDirectAttemptCarriesItToo) {
+  remote.up = false;
+  h.inject(invite("201", "f2"), kPhone); // link down: over the external line at once
+  auto fallback = sentTo(kCarrier, "INVITE");
+  ASSERT_EQ(fallback.size(), 1u);
+  EXPECT_TRUE(fallback[0]->header(kCorrelationHeader));
+}
+
+// Node A here is the answering site: the carrier passed node B's id on.
+TEST_F(Fixture, CarriedIdJoinsTheLateDirectPathInOneAnsweredRecord) {
+  caller = Caller{};
+  caller.kind = Caller::Kind::Trunk;
+  caller.number = "+4932555201";
+  caller.name = "Bea";
+  caller.correlationId = "abc123@nodeB";
+  h.inject(invite("100", "f3"), kPhone);
+  auto toAlice = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(toAlice.size(), 1u);
+  h.inject(reply(*toAlice[0], 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>"), kAliceDev);
+  auto rec = log->byCorrelation("abc123@nodeB");
+  ASSERT_TRUE(rec);
+  EXPECT_TRUE(rec->viaTrunk);
+  EXPECT_EQ(rec->answeredBy, "100");
+
+  // The direct INVITE node B sent before it noticed the cut arrives late, and its CANCEL.
+  caller = Caller{};
+  caller.kind = Caller::Kind::Federation;
+  caller.party = Party{"nodeB", "201", "Bea", "", ""};
+  caller.correlationId = "abc123@nodeB";
+  caller.mode = CallMode::Route;
+  h.inject(invite("100", "f4"), kPhone);
+  toAlice = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(toAlice.size(), 1u);
+  h.inject(reply(*toAlice[0], 180, "al2", "Contact: <sip:alice@192.0.2.2:5060>"), kAliceDev);
+  h.take();
+  h.inject(cancel("100", "f4"), kPhone);
+  h.advance(Duration(100));
+  rec = log->byCorrelation("abc123@nodeB");
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->disposition, Disposition::Answered);
+  EXPECT_EQ(rec->answeredBy, "100");
+  EXPECT_EQ(rec->caller, "201"); // the federation path names the caller
+  EXPECT_EQ(rec->direction, "internal");
+  for (const auto& p : rec->parties) EXPECT_NE(p.disposition, Disposition::Missed) << p.extension;
+  auto alice = log->find(CallQuery{.extension = "100"});
+  ASSERT_TRUE(alice.ok());
+  EXPECT_EQ(alice->size(), 1u);
+}
+
+} // namespace
+} // namespace verbund::pbx
