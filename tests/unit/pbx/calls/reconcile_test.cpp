@@ -178,5 +178,46 @@ TEST_F(Reconcile, RingingCallsAreListedAndLeftAlone) {
   EXPECT_EQ(active[0].state, "ringing");
 }
 
+// Without a relink the session timer between nodes is the bound: the calling node asks for the
+// federation's 90 s, refreshes at 45 s, and a refresh that gets no answer (the link is cut)
+// fails after Timer F (32 s): the call ends 77 s after the last refresh, with a BYE to the phone
+// and the record's end.
+TEST_F(Reconcile, UnreachableNodeEndsTheCallBySessionTimer) {
+  remote.sessionTimer = sip::SessionTimerConfig{90, 90};
+  h.inject(invite("201", "r8", {}, kSdp), kPhone);
+  auto toB = sentTo(kNodeB, "INVITE");
+  ASSERT_EQ(toB.size(), 1u);
+  EXPECT_EQ(toB[0]->header(sip::HeaderId::SessionExpires), "90");
+  h.inject(reply(*toB[0], 200, "b8",
+                 "Contact: <sip:verbund@192.0.2.50:5061;transport=tls>\r\n"
+                 "Session-Expires: 90;refresher=uac\r\nRequire: timer\r\nAllow: INVITE, ACK, "
+                 "BYE, CANCEL, UPDATE",
+                 kSdp),
+           kNodeB);
+  ackPhone("r8");
+  h.take();
+  std::string corr = remote.invites.back().call.correlationId;
+  // The cut starts now: nothing from node B any more.
+  h.advance(Duration(44999));
+  EXPECT_TRUE(sentTo(kNodeB, "UPDATE").empty());
+  h.advance(Duration(1));
+  EXPECT_EQ(sentTo(kNodeB, "UPDATE").size(), 1u); // the refresh, lost in the cut
+  EXPECT_EQ(connected(), 1u);
+  h.advance(Duration(31000));
+  EXPECT_EQ(connected(), 1u);
+  h.advance(Duration(1000)); // Timer F: 64 * T1 = 32 s
+  size_t byePhone = 0;
+  for (size_t i = 0; i < h.tp.sent.size(); ++i)
+    if (h.tp.sent[i].to.remote == kPhone.remote && h.tp.sent[i].bytes.rfind("BYE ", 0) == 0)
+      ++byePhone;
+  EXPECT_EQ(byePhone, 1u);
+  h.advance(Duration(1));
+  EXPECT_TRUE(calls->activeCalls().empty());
+  EXPECT_TRUE(lines.terminated("300"));
+  auto rec = log->byCorrelation(corr);
+  ASSERT_TRUE(rec);
+  EXPECT_GT(rec->endMs, 0);
+}
+
 } // namespace
 } // namespace verbund::pbx
