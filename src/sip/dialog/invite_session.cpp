@@ -39,6 +39,9 @@ void addHeaders(MessageBuilder& b, const ExtraHeaders& headers) {
   for (const auto& [name, value] : headers) b.header(name, value);
 }
 
+// RFC 3261 §20.5: the methods of an INVITE dialog, sent with session timers (UPDATE refreshes).
+constexpr std::string_view kAllow = "INVITE, ACK, CANCEL, BYE, UPDATE";
+
 bool hasHeader(const ExtraHeaders& headers, HeaderId id) {
   return std::any_of(headers.begin(), headers.end(),
                      [id](const auto& h) { return headerIdFromName(h.first) == id; });
@@ -76,6 +79,9 @@ Result<void> ClientInvite::sendInvite() {
     headers.emplace_back("Supported", "timer");
     headers.emplace_back("Session-Expires", std::to_string(sessionExpires_));
     headers.emplace_back("Min-SE", std::to_string(minSE_));
+    // RFC 3311 §5.1: the peer refreshes by UPDATE (no offer for its application) only when we
+    // say we allow it; otherwise each refresh is a re-INVITE that reaches the other leg.
+    if (!hasHeader(params_.headers, HeaderId::Allow)) headers.emplace_back("Allow", kAllow);
   }
   std::string via = manager_.txl().makeVia(target_);
   OutOfDialogRequest r;
@@ -768,6 +774,8 @@ void InviteSession::addTimerHeaders(MessageBuilder& b, bool response,
   const SessionTimerConfig& st = timerConfig_;
   if (st.sessionExpires == 0) return;
   if (!response) b.header(HeaderId::Supported, "timer"); // RFC 4028 §7.1 (and never 100rel)
+  // RFC 3311 §5.1: refreshes by UPDATE are answered here without the application (see above).
+  if (!hasHeader(app, HeaderId::Allow)) b.header(HeaderId::Allow, kAllow);
   if (sessionInterval_ == 0 || hasHeader(app, HeaderId::SessionExpires)) return;
   // RFC 4028 §4: refresher names the UAC or the UAS of this transaction.
   bool local = refresher_ == Refresher::Local;

@@ -353,6 +353,8 @@ TEST(SessionTimer, InviteParamsChooseTheIntervalOfTheirDialogs) {
   ASSERT_TRUE(inv);
   EXPECT_EQ(inv->header(HeaderId::SessionExpires), "6");
   EXPECT_EQ(inv->header("Min-SE"), "6");
+  // RFC 3311 §5.1: the peer may refresh by UPDATE (answered here, never relayed).
+  EXPECT_EQ(inv->header(HeaderId::Allow), "INVITE, ACK, CANCEL, BYE, UPDATE");
   h.inject(reply(*inv, 200, "alice1",
                  std::string(kContact200) + "Session-Expires: 6;refresher=uac\r\nRequire: timer",
                  "v=0 alice-answer\r\n"),
@@ -387,6 +389,7 @@ TEST(SessionTimer, SessionTimerForChoosesTheUasInterval) {
     ASSERT_TRUE(call.answer);
     // Our largest interval for it is 4 s: the UAC's 1800 is lowered (RFC 4028 §9).
     EXPECT_EQ(call.answer->header(HeaderId::SessionExpires), "4;refresher=uac");
+    EXPECT_EQ(call.answer->header(HeaderId::Allow), "INVITE, ACK, CANCEL, BYE, UPDATE");
     call.ack();
     h.advance(Duration(2666));
     EXPECT_TRUE(h.take().empty());
