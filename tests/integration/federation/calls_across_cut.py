@@ -12,7 +12,11 @@ and does not depend on how long the link was down; the session timer, 90 s betwe
 bound without a relink and is tested in simulated time). It must outlast the SIP connect timeout
 (10 s) after the hang-up: a shorter cut lets the BYE's new TLS connection complete after the
 restore (TCP retries its SYN) and the BYE arrive late by itself, which the test checks against
-(the holder must have ended the call by "calls-held": verbund_calls_ended_by_peer_total). A watcher on b (SUBSCRIBE to 101 at b)
+(the holder must have ended the call by "calls-held": verbund_calls_ended_by_peer_total). For
+the same reason node b is restarted between the cases: the BYE must need a new connection (a node
+sends in-dialog requests to the other node's SIP-TLS address and reuses a connection it dialled
+there; the first case's INVITE left a -> b:5061 open, over which TCP would deliver the second
+case's BYE by retransmission after the restore). A watcher on b (SUBSCRIBE to 101 at b)
 sees 101 terminated by NOTIFY. RESULT lines give the times after the restore."""
 import sys
 import time
@@ -132,6 +136,15 @@ def body(h):
     check(last is not None and "confirmed" not in states and "early" not in states,
           f"watcher on b: last NOTIFY for {a1} still shows {states}")
     log(f"RESULT watcher on b: last NOTIFY for {a1}: {states or '(no dialog)'}")
+    # Fresh SIP-TLS connections for the second case (see above); b's bindings are persisted.
+    nodes = env.nodes
+    nodes["b"].stop()
+    nodes["b"].start()
+    env.wait_member_state("a", "b", "up", 10.0)
+    check(ua_b.register(300).status == 200, "REGISTER 201 at b after b's restart")
+    for site in ("a", "b"):
+        env.wait_presence(site, a1, "idle", 5)
+        env.wait_presence(site, b1, "idle", 5)
     e2, l2 = scenario(env, "a hangs up during the cut", holder="b", hanger="a", caller_ua=ua_b,
                       caller_ext=b1, callee_ua=ua_a, callee_ext=a1)
     log(f"RESULT summary: call ended after the restore: a {e1:.2f}s (relink {l1:.2f}s), "
