@@ -184,6 +184,14 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!ms || *ms < 100 || *ms > 30000)
             return configError("federation.fallback_ms must be 100..30000");
           c.federationFallbackMs = int(*ms);
+        } else if (name == "session_expires" || name == "min_se") {
+          auto secs = fv.value<int64_t>();
+          bool off = name == "session_expires" && secs && *secs == 0;
+          if (!secs || (!off && (*secs < 2 || *secs > 86400)))
+            return configError("federation." + name + " must be 2..86400" +
+                               (name == "session_expires" ? " (or 0: off)" : ""));
+          (name == "session_expires" ? c.federationSessionExpiresSeconds
+                                     : c.federationMinSessionExpiresSeconds) = int(*secs);
         } else if (auto* field = name == "max_connections" ? &c.federationMaxConnections
                                  : name == "max_pending"   ? &c.federationMaxPending
                                  : name == "max_pending_per_source"

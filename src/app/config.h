@@ -63,6 +63,11 @@ struct NodeConfig {
   std::string federationSipListen = "0.0.0.0:5061"; // SIP over TLS between nodes
   std::vector<std::string> federationAdvertise;     // IPs peers use; default: first non-loopback
   int federationFallbackMs = 1000;
+  // RFC 4028 session timers of calls between nodes (0: off): with the link down, a call whose
+  // other node ended it is ended here too within a bound (docs/federation-protocol.md "Calls
+  // across a cut"). min_se below the RFC's 90 s is accepted for tests.
+  int federationSessionExpiresSeconds = 90;
+  int federationMinSessionExpiresSeconds = 90;
   // Control-plane connection limits: 0 for max_connections derives it from the open-file limit.
   // Pending = before TLS + hello completed, which must happen within hello_timeout_ms.
   int federationMaxConnections = 0;

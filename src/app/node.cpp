@@ -391,6 +391,13 @@ Result<void> Node::Impl::startSip() {
   dc.sessionTimer.sessionExpires = uint32_t(config.sessionExpiresSeconds);
   dc.sessionTimer.minSE = uint32_t(
       std::min(config.minSessionExpiresSeconds, std::max(config.sessionExpiresSeconds, 2)));
+  // Calls from other nodes: the federation's session timers (docs/federation-protocol.md "Calls
+  // across a cut"); the federation service asks for the same on calls to other nodes.
+  dc.sessionTimerFor =
+      [this](const sip::Message& request) -> std::optional<sip::SessionTimerConfig> {
+    if (!federation || !federationPeer(request.source())) return std::nullopt;
+    return federation->sessionTimer();
+  };
   dialogs = std::make_unique<sip::DialogManager>(timers, dc);
   sip::StackConfig sc;
   // The dialog layer retransmits 2xx itself (RFC 3261 §13.3.1.4).
@@ -398,7 +405,8 @@ Result<void> Node::Impl::startSip() {
   sc.supported = {"replaces", "path", "outbound"};
   // RFC 4028: the dialog layer runs session timers (a peer may send "Require: timer"). Never
   // "100rel": PRACK (RFC 3262) is not implemented, so such INVITEs get 420.
-  if (dc.sessionTimer.sessionExpires) sc.supported.push_back("timer");
+  if (dc.sessionTimer.sessionExpires || config.federationSessionExpiresSeconds)
+    sc.supported.push_back("timer");
   sc.overload.queueDelayTarget = Duration(config.overloadQueueDelayMs);
   sc.overload.maxPendingTransactions = size_t(config.overloadMaxTransactions);
   stack = std::make_unique<sip::SipStack>(transport, timers, *dialogs, sc);
@@ -501,6 +509,9 @@ Result<void> Node::Impl::startFederation() {
   federationSipAddress = fc.sipAddress;
   fc.dataDir = config.dataDir;
   fc.links = federationLinkOptions(config);
+  fc.sessionTimer.sessionExpires = uint32_t(config.federationSessionExpiresSeconds);
+  fc.sessionTimer.minSE = uint32_t(std::min(config.federationMinSessionExpiresSeconds,
+                                            std::max(config.federationSessionExpiresSeconds, 2)));
   federation = std::make_unique<federation::FederationService>(io, timers, *db, *directory,
                                                                presence, *callLog, fc);
   federation->onTrustChanged = [this](const federation::TrustStore* t) { federationTls(t); };
@@ -517,6 +528,7 @@ Result<void> Node::Impl::startFederation() {
   };
   if (federation->trust()) federationTls(federation->trust());
   calls->setRemoteNodes(federation.get());
+  federation->setCalls(calls.get());
   callDirectory->setFederation(federation.get());
   return {};
 }

@@ -2,6 +2,7 @@
 
 #include "base/log.h"
 #include "base/metrics.h"
+#include "federation/replication/calls_held.h"
 #include "federation/replication/presence_wire.h"
 #include "federation/trust/errors.h"
 #include "federation/trust/rekey.h"
@@ -640,10 +641,15 @@ void FederationService::onLinkUp(const LinkInfo& link) {
                {{"t", "dir-want"}, {"owner", link.nodeId}, {"seq", replica_->seqOf(link.nodeId)}});
   sendPresenceSync(link.nodeId);
   resendOutcomes(link.nodeId);
+  // Calls across a cut: BYEs sent while the link was down may be lost; the peer ends the calls
+  // it holds connected with us that we no longer hold, and we do the same with its list.
+  if (calls_)
+    links_->send(link.nodeId, callsHeldMessage(config_.nodeId, calls_->linkUp(link.nodeId)));
 }
 
 void FederationService::onLinkDown(const LinkInfo& link) {
   presence_.markUnknown(link.nodeId);
+  if (calls_) calls_->linkDown(link.nodeId);
   if (link.state == LinkState::Revoked && trust_) dropRevokedMembers();
 }
 
@@ -773,6 +779,15 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
       auto o = callOutcomeFromJson(msg);
       if (!o) return bad(o.error().message);
       if (auto r = callLog_.applyOutcome(*o); !r) return bad(r.error().message);
+    } else if (type == "calls-held") {
+      auto held = callsHeldFromJson(msg);
+      if (!held) return bad(held.error().message);
+      if (held->owner != from) return bad("owner is not the sender");
+      if (!calls_) return;
+      size_t ended = calls_->peerHolds(from, held->calls);
+      logger("federation")
+          ->info("calls-held from {}: {} calls listed, {} ended here", nodeName(from),
+                 held->calls.size(), ended);
     }
     // Unknown types: ignored (a newer minor version may send more).
   } catch (const std::exception& e) {
@@ -1077,6 +1092,7 @@ bool FederationService::prepareInvite(const std::string& owner, const std::strin
   params.contact = "sip:verbund@" + config_.sipAddress + ";transport=tls";
   params.to = "<sip:" + requestUser + "@" + sipAddress + ">";
   params.headers.emplace_back("P-Asserted-Identity", nameAddr);
+  params.sessionTimer = config_.sessionTimer;
   params.headers.emplace_back(
       "X-Verbund-Call", call.correlationId + ";mode=" + std::string(pbx::callModeName(call.mode)) +
                             ";origin=" + (external ? "external" : "user"));

@@ -44,6 +44,10 @@ struct FederationConfig {
   std::string sipAddress;              // "ip:port" of our SIP-over-TLS listener
   std::filesystem::path dataDir;
   LinkOptions links;
+  // RFC 4028 session timers of calls between nodes (both directions; the UAS side is chosen by
+  // the node's sip::DialogConfig::sessionTimerFor): a call whose other node cannot be reached
+  // ends within a bound (docs/federation-protocol.md "Calls across a cut").
+  sip::SessionTimerConfig sessionTimer{90, 90};
 };
 
 // Error with a stable reason word for the API/UI (docs/federation-api.md).
@@ -79,6 +83,10 @@ public:
   // Called after members were removed (removal, leave, revocation from a peer, leaving the
   // federation): the node closes SIP-over-TLS connections of nodes that are no longer members.
   std::function<void()> onMembersRemoved;
+  // The call engine: its cross-site calls are reconciled with each peer on link up
+  // ("calls-held").
+  void setCalls(pbx::CallManager* calls) { calls_ = calls; }
+  const sip::SessionTimerConfig& sessionTimer() const { return config_.sessionTimer; }
   // True when nodeId is a current member other than this node (SIP-over-TLS re-checks it on
   // every request it trusts).
   bool isMember(const std::string& nodeId) const;
@@ -174,6 +182,7 @@ private:
   pbx::PresenceHub& presence_;
   pbx::CallLog& callLog_;
   FederationConfig config_;
+  pbx::CallManager* calls_ = nullptr;
 
   // Heap-held so that its address (given to the links) survives create/join.
   std::unique_ptr<TrustStore> trust_;

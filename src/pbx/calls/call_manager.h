@@ -211,6 +211,7 @@ struct CallStats {
   uint64_t remoteForks = 0, fallbacks = 0, forwarded = 0;
   uint64_t offersRelayed = 0, offersRefused = 0; // in-dialog offers (re-INVITE, UPDATE)
   uint64_t badTransitions = 0;                   // bugs: a transition the tables forbid
+  uint64_t endedByPeer = 0; // ended after a relink: the other node no longer held them
 };
 
 class CallManager final : public sip::InviteHandler {
@@ -244,6 +245,22 @@ public:
   };
   std::vector<ActiveCall> activeCalls() const;
   const CallStats& stats() const { return stats_; }
+
+  // ---- Cross-site calls after a relink (reconcile.cpp; docs/federation-protocol.md
+  // "Calls across a cut") ----
+  // The ids under which node `node` knows the calls this node holds with it, in any state (its
+  // correlation ids; for a cross-site pickup also the picker's): what "calls-held" lists.
+  std::vector<std::string> callsHeldWith(const std::string& node) const;
+  // The control link to `node` is up (again): remembers which calls are connected with it now
+  // (only those may be ended by its answer) and returns callsHeldWith(node) to send it.
+  std::vector<std::string> linkUp(const std::string& node);
+  // The link is down: the remembered calls are forgotten until the next linkUp.
+  void linkDown(const std::string& node);
+  // `node` sent the ids it holds. Every call that was connected with it when the link came up,
+  // is still connected with it and that it no longer holds ended there during the cut (its BYE
+  // was lost): it ends here too — BYE to both legs, the record gets its end, BLF terminated.
+  // Returns how many calls ended.
+  size_t peerHolds(const std::string& node, const std::vector<std::string>& ids);
 
 private:
   struct Call;
@@ -317,6 +334,10 @@ private:
   void mergeWithStored(Call& call, CallRecord& r);
   void shareOutcome(Call& call);
 
+  // ---- Cross-site reconciliation (reconcile.cpp) ----
+  // The legs of a call to other nodes: (node, the id that node knows the call by).
+  std::vector<std::pair<std::string, std::string>> crossSiteLegs(const Call& call) const;
+
   // ---- Ending (call_manager.cpp) ----
   void failCall(Call& call, int status, std::string_view reason);
   void endCall(Call& call);
@@ -345,6 +366,8 @@ private:
   CallFeatures* features_ = &noFeatures_;
   CallId nextCall_ = 0;
   std::unordered_map<CallId, std::unique_ptr<Call>> calls_;
+  // Per node whose link came up: the calls connected with it then (call, id the node knows).
+  std::unordered_map<std::string, std::vector<std::pair<CallId, std::string>>> relinked_;
   CallStats stats_;
 };
 

@@ -226,7 +226,8 @@ void DialogManager::newInvite(ServerTxId tx, const Message& request) {
     respond(tx, 480);
     return;
   }
-  if (sessionIntervalTooSmall(tx, request)) return;
+  SessionTimerConfig st = sessionTimerFor(request);
+  if (sessionIntervalTooSmall(tx, request, st)) return;
   std::string tag(txl_->localTag(tx));
   std::string contact = config_.contactFor ? config_.contactFor(request) : std::string();
   auto d = Dialog::fromUas(request, tag, contact.empty() ? config_.contact : contact);
@@ -235,16 +236,23 @@ void DialogManager::newInvite(ServerTxId tx, const Message& request) {
     return;
   }
   auto& s = create<InviteSession>(std::move(*d), UsageId(0), tx);
+  s.timerConfig_ = st;
   s.remotePeer_ = request.source();
   bindDialog(s);
   bindServerTx(tx, s.id());
   inviteHandler_->onNewSession(s, request);
 }
 
-bool DialogManager::sessionIntervalTooSmall(ServerTxId tx, const Message& request) {
+SessionTimerConfig DialogManager::sessionTimerFor(const Message& request) const {
+  if (config_.sessionTimerFor)
+    if (auto st = config_.sessionTimerFor(request)) return *st;
+  return config_.sessionTimer;
+}
+
+bool DialogManager::sessionIntervalTooSmall(ServerTxId tx, const Message& request,
+                                            const SessionTimerConfig& st) {
   // RFC 4028 §9: a Session-Expires below our Min-SE is refused with 422 and our Min-SE, but only
   // when the UAC understands the answer (Supported: timer); otherwise the UAS raises the interval.
-  const SessionTimerConfig& st = config_.sessionTimer;
   if (st.sessionExpires == 0) return false;
   auto se = sessionExpiresOf(request);
   if (!se || se->seconds >= st.minSE) return false;

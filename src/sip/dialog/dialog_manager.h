@@ -60,6 +60,10 @@ struct DialogConfig {
   // Subscriptions are refreshed this long before they expire (half the time when shorter).
   Duration subscriptionRefreshMargin{30000};
   SessionTimerConfig sessionTimer;
+  // Session timers for a dialog created by an incoming INVITE, chosen by the request (e.g. a
+  // shorter interval for calls from another node of the federation); nullopt or unset:
+  // sessionTimer. The UAC side chooses with InviteParams::sessionTimer.
+  std::function<std::optional<SessionTimerConfig>(const Message& request)> sessionTimerFor;
 };
 
 class DialogManager final : public TransactionUser {
@@ -96,6 +100,8 @@ public:
     std::string contentType, body;
     ExtraHeaders headers;
     AuthCallback auth; // answers 401/407 to the INVITE (once per challenge)
+    // RFC 4028 session timers of this INVITE's dialogs; nullopt: the configured ones.
+    std::optional<SessionTimerConfig> sessionTimer;
   };
   // RFC 3261 §13.2.1: sends an INVITE. Returns the ClientInvite's id.
   Result<UsageId> invite(InviteParams params);
@@ -168,7 +174,9 @@ public:
                           std::function<void(ClientTxFailure)> onFailure);
   // RFC 4028 §9: answers 422 (and returns true) to an INVITE or UPDATE whose Session-Expires is
   // below our Min-SE.
-  bool sessionIntervalTooSmall(ServerTxId tx, const Message& request);
+  bool sessionIntervalTooSmall(ServerTxId tx, const Message& request, const SessionTimerConfig& st);
+  // The session timers of a dialog that `request` (a new INVITE) creates.
+  SessionTimerConfig sessionTimerFor(const Message& request) const;
   // Parses built text and starts a client transaction for it.
   Result<ClientTxId> send(std::string bytes, const Peer& target, ClientTxCallbacks cb);
 

@@ -39,6 +39,9 @@ void addHeaders(MessageBuilder& b, const ExtraHeaders& headers) {
   for (const auto& [name, value] : headers) b.header(name, value);
 }
 
+// RFC 3261 §20.5: the methods of an INVITE dialog, sent with session timers (UPDATE refreshes).
+constexpr std::string_view kAllow = "INVITE, ACK, CANCEL, BYE, UPDATE";
+
 bool hasHeader(const ExtraHeaders& headers, HeaderId id) {
   return std::any_of(headers.begin(), headers.end(),
                      [id](const auto& h) { return headerIdFromName(h.first) == id; });
@@ -52,7 +55,8 @@ ClientInvite::ClientInvite(DialogManager& m, UsageId id, DialogManager::InvitePa
   callId_ = params_.callId.empty() ? newCallId({}) : params_.callId;
   fromTag_ = newTag();
   contact_ = params_.contact.empty() ? m.config().contact : params_.contact;
-  const SessionTimerConfig& st = m.config().sessionTimer;
+  timerConfig_ = params_.sessionTimer.value_or(m.config().sessionTimer);
+  const SessionTimerConfig& st = timerConfig_;
   if (st.sessionExpires && !hasHeader(params_.headers, HeaderId::SessionExpires)) {
     sessionExpires_ = std::max(st.sessionExpires, st.minSE);
     minSE_ = st.minSE;
@@ -75,6 +79,9 @@ Result<void> ClientInvite::sendInvite() {
     headers.emplace_back("Supported", "timer");
     headers.emplace_back("Session-Expires", std::to_string(sessionExpires_));
     headers.emplace_back("Min-SE", std::to_string(minSE_));
+    // RFC 3311 §5.1: the peer refreshes by UPDATE (no offer for its application) only when we
+    // say we allow it; otherwise each refresh is a re-INVITE that reaches the other leg.
+    if (!hasHeader(params_.headers, HeaderId::Allow)) headers.emplace_back("Allow", kAllow);
   }
   std::string via = manager_.txl().makeVia(target_);
   OutOfDialogRequest r;
@@ -121,6 +128,7 @@ InviteSession& ClientInvite::sessionFor(const Message& response) {
   // RFC 3261 §12.1.2 / §13.2.2.4: every To tag is a dialog of its own.
   auto d = Dialog::fromUac(*request_, response);
   auto& s = manager_.create<InviteSession>(std::move(*d), id(), ServerTxId(0));
+  s.timerConfig_ = timerConfig_;
   s.remotePeer_ = response.source();
   manager_.bindDialog(s);
   sessions_[tag] = s.id();
@@ -528,7 +536,7 @@ void InviteSession::onOfferRequest(ServerTxId tx, const Message& request) {
     (void)manager_.txl().respond(tx, 500, "Dialog Not Confirmed");
     return;
   }
-  if (state_ != State::Early && manager_.sessionIntervalTooSmall(tx, request)) return;
+  if (state_ != State::Early && manager_.sessionIntervalTooSmall(tx, request, timerConfig_)) return;
   incoming = tx;
   if (!offer) {
     // RFC 4028 §9: nothing for the application to decide; answered here (with Session-Expires).
@@ -718,7 +726,7 @@ void InviteSession::rememberSent(std::string_view contentType, std::string_view 
 
 void InviteSession::timerFromRequest(const Message& request, bool initial) {
   rememberAllow(request);
-  const SessionTimerConfig& st = manager_.config().sessionTimer;
+  const SessionTimerConfig& st = timerConfig_;
   if (st.sessionExpires == 0 || (!initial && state_ == State::Early)) return;
   bool supports = hasOptionTag(request, HeaderId::Supported, "timer") ||
                   hasOptionTag(request, HeaderId::Require, "timer");
@@ -743,7 +751,7 @@ void InviteSession::timerFromRequest(const Message& request, bool initial) {
 
 void InviteSession::timerFromResponse(const Message& response, uint32_t asked) {
   rememberAllow(response);
-  const SessionTimerConfig& st = manager_.config().sessionTimer;
+  const SessionTimerConfig& st = timerConfig_;
   if (st.sessionExpires == 0) return;
   if (hasOptionTag(response, HeaderId::Require, "timer")) peerTimer_ = true;
   auto se = sessionExpiresOf(response);
@@ -763,9 +771,11 @@ void InviteSession::timerFromResponse(const Message& response, uint32_t asked) {
 
 void InviteSession::addTimerHeaders(MessageBuilder& b, bool response,
                                     const ExtraHeaders& app) const {
-  const SessionTimerConfig& st = manager_.config().sessionTimer;
+  const SessionTimerConfig& st = timerConfig_;
   if (st.sessionExpires == 0) return;
   if (!response) b.header(HeaderId::Supported, "timer"); // RFC 4028 §7.1 (and never 100rel)
+  // RFC 3311 §5.1: refreshes by UPDATE are answered here without the application (see above).
+  if (!hasHeader(app, HeaderId::Allow)) b.header(HeaderId::Allow, kAllow);
   if (sessionInterval_ == 0 || hasHeader(app, HeaderId::SessionExpires)) return;
   // RFC 4028 §4: refresher names the UAC or the UAS of this transaction.
   bool local = refresher_ == Refresher::Local;

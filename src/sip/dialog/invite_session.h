@@ -123,6 +123,7 @@ private:
   std::optional<std::pair<std::string, std::string>> auth_; // credentials of the last retry
   // RFC 4028 §7.1: the Session-Expires and Min-SE we ask for (raised by a 422, §7.4).
   uint32_t sessionExpires_ = 0, minSE_ = 0;
+  SessionTimerConfig timerConfig_; // InviteParams::sessionTimer or the configured one
   bool intervalRetried_ = false;
   UsageId answered_ = 0; // the first session that got a 2xx
   std::map<std::string, UsageId> sessions_;
@@ -275,6 +276,9 @@ private:
   // refresh (refresher) or the expiry (the other side).
   enum class Refresher : uint8_t { None, Local, Remote };
   Refresher refresher_ = Refresher::None;
+  // This dialog's configuration: the creating INVITE's (InviteParams::sessionTimer, or
+  // DialogConfig::sessionTimerFor on the UAS side), else DialogConfig::sessionTimer.
+  SessionTimerConfig timerConfig_;
   uint32_t sessionInterval_ = 0;
   bool peerTimer_ = false;
   TimerId sessionTimer_ = 0;

@@ -70,5 +70,25 @@ TEST_F(ConfigFile, ConnectionLimitErrorsNameTheKey) {
   }
 }
 
+TEST_F(ConfigFile, FederationSessionTimerKeys) {
+  auto d = load("");
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->federationSessionExpiresSeconds, 90);
+  EXPECT_EQ(d->federationMinSessionExpiresSeconds, 90);
+  auto c = load("[federation]\nsession_expires = 120\nmin_se = 30\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->federationSessionExpiresSeconds, 120);
+  EXPECT_EQ(c->federationMinSessionExpiresSeconds, 30);
+  auto off = load("[federation]\nsession_expires = 0\n");
+  ASSERT_TRUE(off.ok()) << off.error().message;
+  EXPECT_EQ(off->federationSessionExpiresSeconds, 0);
+  for (const char* toml : {"[federation]\nsession_expires = 1\n", "[federation]\nmin_se = 0\n",
+                           "[federation]\nsession_expires = \"90\"\n"}) {
+    auto e = load(toml);
+    ASSERT_FALSE(e.ok()) << toml;
+    EXPECT_NE(e.error().message.find("federation."), std::string::npos) << e.error().message;
+  }
+}
+
 } // namespace
 } // namespace verbund::app

@@ -72,6 +72,7 @@ struct FakeRemote final : RemoteNodes {
     p.from = "<sip:" + call.caller.extension + "@nodeA.example>";
     p.to = "<sip:" + requestUser + "@192.0.2.50>";
     p.target = kNodeB;
+    p.sessionTimer = sessionTimer;
     p.headers.emplace_back("X-Verbund-Call",
                            call.correlationId + ";mode=" + std::string(callModeName(call.mode)));
     return true;
@@ -90,6 +91,7 @@ struct FakeRemote final : RemoteNodes {
     RemoteCall call;
   };
   bool up = true;
+  std::optional<sip::SessionTimerConfig> sessionTimer; // what the federation asks for
   std::vector<Invite> invites;
   std::vector<std::string> logins, fallbacks;
   std::vector<std::pair<std::vector<std::string>, CallOutcome>> outcomes;

@@ -335,5 +335,90 @@ TEST(SessionTimer, DisabledSendsNoTimerHeaders) {
   EXPECT_TRUE(h.take().empty());
 }
 
+// Per-dialog intervals (calls between nodes of a federation run a shorter one than phones): the
+// UAC's INVITE asks for InviteParams::sessionTimer, and the dialogs it creates keep it.
+TEST(SessionTimer, InviteParamsChooseTheIntervalOfTheirDialogs) {
+  Harness h(timerConfig(0, 2)); // off for everything else
+  Recorder r;
+  h.dm.setInviteHandler(&r);
+  DialogManager::InviteParams p;
+  p.requestUri = "sip:alice@192.0.2.2";
+  p.from = "<sip:pbx@192.0.2.1>";
+  p.to = "<sip:alice@192.0.2.2>";
+  p.contentType = "application/sdp";
+  p.body = "v=0 pbx-offer\r\n";
+  p.sessionTimer = SessionTimerConfig{6, 6};
+  ASSERT_TRUE(h.dm.invite(p).ok());
+  auto inv = h.takeOne();
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(inv->header(HeaderId::SessionExpires), "6");
+  EXPECT_EQ(inv->header("Min-SE"), "6");
+  // RFC 3311 §5.1: the peer may refresh by UPDATE (answered here, never relayed).
+  EXPECT_EQ(inv->header(HeaderId::Allow), "INVITE, ACK, CANCEL, BYE, UPDATE");
+  h.inject(reply(*inv, 200, "alice1",
+                 std::string(kContact200) + "Session-Expires: 6;refresher=uac\r\nRequire: timer",
+                 "v=0 alice-answer\r\n"),
+           kAlice);
+  h.take(); // ACK
+  auto* s = h.dm.inviteSession(r.session);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->sessionInterval(), 6u);
+  EXPECT_TRUE(s->isRefresher());
+  // RFC 4028 §10: we refresh at half the interval.
+  h.advance(Duration(2999));
+  EXPECT_TRUE(h.take().empty());
+  h.advance(Duration(1));
+  auto refresh = h.takeOne();
+  ASSERT_TRUE(refresh);
+  EXPECT_TRUE(refresh->method() == Method::Update || refresh->method() == Method::Invite);
+  EXPECT_EQ(refresh->header("Min-SE"), "6");
+}
+
+// The UAS side: DialogConfig::sessionTimerFor picks the interval by the request (by its source,
+// on the node); requests it returns nothing for keep the configured one.
+TEST(SessionTimer, SessionTimerForChoosesTheUasInterval) {
+  DialogConfig c = timerConfig(1800, 90);
+  c.sessionTimerFor = [](const Message& request) -> std::optional<SessionTimerConfig> {
+    if (request.header("X-Node")) return SessionTimerConfig{4, 4};
+    return std::nullopt;
+  };
+  {
+    Harness h(c);
+    Recorder r;
+    UasCall call(h, r, "X-Node: b\r\nSupported: timer\r\nSession-Expires: 1800\r\n");
+    ASSERT_TRUE(call.answer);
+    // Our largest interval for it is 4 s: the UAC's 1800 is lowered (RFC 4028 §9).
+    EXPECT_EQ(call.answer->header(HeaderId::SessionExpires), "4;refresher=uac");
+    EXPECT_EQ(call.answer->header(HeaderId::Allow), "INVITE, ACK, CANCEL, BYE, UPDATE");
+    call.ack();
+    h.advance(Duration(2666));
+    EXPECT_TRUE(h.take().empty());
+    h.advance(Duration(1));
+    auto bye = h.takeOne();
+    ASSERT_TRUE(bye);
+    EXPECT_EQ(bye->method(), Method::Bye);
+  }
+  {
+    Harness h(c);
+    Recorder r;
+    UasCall call(h, r, "Supported: timer\r\nSession-Expires: 1800\r\n");
+    ASSERT_TRUE(call.answer);
+    EXPECT_EQ(call.answer->header(HeaderId::SessionExpires), "1800;refresher=uac");
+  }
+  {
+    // Below the chosen Min-SE: 422 with it.
+    Harness h(c);
+    Recorder r;
+    h.dm.setInviteHandler(&r);
+    h.inject(aliceRequest("INVITE", 1, {}, "inv2",
+                          std::string(kAliceContact) +
+                              "X-Node: b\r\nSupported: timer\r\nSession-Expires: 3\r\n"));
+    auto sent = h.take();
+    auto tooSmall = findSent(sent, "422");
+    ASSERT_TRUE(tooSmall);
+    EXPECT_EQ(tooSmall->header("Min-SE"), "4");
+  }
+}
+
 } // namespace
 } // namespace verbund::sip::test
