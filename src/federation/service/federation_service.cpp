@@ -643,6 +643,7 @@ void FederationService::onLinkUp(const LinkInfo& link) {
 
 void FederationService::onLinkDown(const LinkInfo& link) {
   presence_.markUnknown(link.nodeId);
+  if (onNodeDown) onNodeDown(link.nodeId);
   if (link.state == LinkState::Revoked && trust_) dropRevokedMembers();
 }
 

@@ -20,6 +20,7 @@ struct CallManager::Fork {
   std::string callId;
   bool mayFallBack = false; // a fork to another node that may go over the external line
   TimerId fallbackTimer = 0;
+  std::optional<sip::Peer> target; // where its INVITE went, when the engine chose it
 
   bool live() const { return isLive(state); }
   bool external() const { return kind == ForkKind::Trunk || kind == ForkKind::Fallback; }
@@ -69,6 +70,7 @@ struct CallManager::Call {
   // Federation: the other nodes involved (outcomes go to them).
   std::vector<std::string> nodes;
   std::string relatedCorrelationId; // pickup by a caller of another node: the picker's call
+  std::string journalKey;           // set while the call is in the journal (journal.h)
 
   bool connected() const { return state == CallState::Connected; }
   bool ended() const { return state == CallState::Ended; }
