@@ -260,7 +260,7 @@ struct Node::Impl {
   bool tlsPeerVerified(sip::ConnectionId id, const sip::Peer& peer, X509* cert);
   std::optional<std::string> federationPeer(const sip::Peer& from) const;
   void closeFormerMembers();
-  void federationNodeDown(const std::string& peerNode);
+  void federationNodeDown(const std::string& peerNode, const std::optional<SockAddr>& sipAddr);
   void sipConnectionClosed(sip::ConnectionId id, const sip::Peer& peer, bool byPeer);
   void forgetClosedFederationConnections();
   std::optional<pbx::Caller> federationCaller(const sip::Message& invite);
@@ -462,7 +462,9 @@ Result<void> Node::Impl::startFederation() {
                                                                presence, *callLog, fc);
   federation->onTrustChanged = [this](const federation::TrustStore* t) { federationTls(t); };
   federation->onMembersRemoved = [this] { closeFormerMembers(); };
-  federation->onNodeDown = [this](const std::string& id) { federationNodeDown(id); };
+  federation->onNodeDown = [this](const std::string& id, const std::optional<SockAddr>& addr) {
+    federationNodeDown(id, addr);
+  };
   transport.onConnectionClosed = [this](sip::ConnectionId id, const sip::Peer& p, bool byPeer) {
     sipConnectionClosed(id, p, byPeer);
   };
@@ -565,7 +567,8 @@ void Node::Impl::closeFormerMembers() {
 // close at once and abortively, so that requests queued for it (an INVITE sent just before the
 // cut, its CANCEL) are dropped rather than delivered when the path returns; its pending forks
 // fail (the call falls back to the external line).
-void Node::Impl::federationNodeDown(const std::string& peerNode) {
+void Node::Impl::federationNodeDown(const std::string& peerNode,
+                                    const std::optional<SockAddr>& sipAddr) {
   std::vector<sip::ConnectionId> gone;
   for (const auto& [id, member] : federationConnections)
     if (member == peerNode) gone.push_back(id);
@@ -573,9 +576,12 @@ void Node::Impl::federationNodeDown(const std::string& peerNode) {
     federationConnections.erase(id);
     transport.abortConnection(id);
   }
-  if (!gone.empty())
+  // Connections still connecting (dialled during a cut) are nobody's yet: by address.
+  size_t aborted = gone.size();
+  if (sipAddr) aborted += transport.abortConnectionsTo(sip::TransportType::Tls, *sipAddr);
+  if (aborted)
     logger("federation")
-        ->info("link to node {} down: {} SIP/TLS connection(s) aborted", peerNode, gone.size());
+        ->info("link to node {} down: {} SIP/TLS connection(s) aborted", peerNode, aborted);
   if (calls) calls->nodeLost(peerNode, "control link down");
 }
 

@@ -78,9 +78,11 @@ public:
   // Called after members were removed (removal, leave, revocation from a peer, leaving the
   // federation): the node closes SIP-over-TLS connections of nodes that are no longer members.
   std::function<void()> onMembersRemoved;
-  // Called when the control link to a member goes down (cut off, or the node died): the node
-  // aborts that member's SIP-over-TLS connections and fails the forks to it.
-  std::function<void(const std::string& nodeId)> onNodeDown;
+  // Called when the control link to a member goes down (cut off, or the node died), with the
+  // member's SIP-over-TLS address when known: the node aborts that member's SIP-over-TLS
+  // connections and fails the forks to it.
+  std::function<void(const std::string& nodeId, const std::optional<SockAddr>& sipAddress)>
+      onNodeDown;
   // True when nodeId is a current member other than this node (SIP-over-TLS re-checks it on
   // every request it trusts).
   bool isMember(const std::string& nodeId) const;

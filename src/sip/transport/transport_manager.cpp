@@ -556,6 +556,14 @@ void TransportManager::abortConnection(ConnectionId id) {
   closeConnection(c, CloseReason::Local, "aborted locally", true);
 }
 
+size_t TransportManager::abortConnectionsTo(TransportType type, const SockAddr& remote) {
+  std::vector<std::shared_ptr<Connection>> hit;
+  for (const auto& [id, c] : connections_)
+    if (c->type == type && c->remote == remote) hit.push_back(c);
+  for (const auto& c : hit) closeConnection(c, CloseReason::Local, "aborted locally", true);
+  return hit.size();
+}
+
 void TransportManager::closeConnection(const std::shared_ptr<Connection>& c, CloseReason why,
                                        const std::string& reason, bool abort) {
   if (c->closed) return;

@@ -105,6 +105,9 @@ public:
   // Closes one stream connection abortively: what is still queued for it (here and in the
   // kernel) is dropped, never delivered later (net::StreamConnection::abort). No error reported.
   void abortConnection(ConnectionId id);
+  // abortConnection for every stream connection of `type` to `remote` (also those still
+  // connecting or in their handshake, whose queued requests would go out once they complete).
+  size_t abortConnectionsTo(TransportType type, const SockAddr& remote);
   // Called after a stream connection closed, for every reason; `byPeer` when the peer closed it
   // or it failed (not a local close, idle reaping or a deadline).
   std::function<void(ConnectionId, const Peer&, bool byPeer)> onConnectionClosed;
