@@ -252,6 +252,9 @@ struct Node::Impl {
   Impl(asio::io_context& ioc, NodeConfig cfg)
       : io(ioc), config(std::move(cfg)), timers(ioc),
         transport(ioc, sipTransportOptions(config), &timers) {}
+  // The transport outlives the members its callback touches (it closes its connections when
+  // destroyed).
+  ~Impl() { transport.onConnectionClosed = nullptr; }
 
   Result<void> openStorage();
   Result<void> startSip();
