@@ -406,6 +406,7 @@ Result<void> Node::Impl::startSip() {
   calls = std::make_unique<pbx::CallManager>(*dialogs, timers, *callDirectory, *callLog, cc);
   calls->setLineObserver(lineObserver.get());
   callJournal = std::make_unique<pbx::StoredCallJournal>(*db);
+  callJournal->deferDeletes(timers, kCallLogWriteDelay);
   calls->setJournal(callJournal.get());
   calls->setCallerCheck(
       [this](sip::InviteSession& s, const sip::Message& m) { return checkCaller(s, m); });

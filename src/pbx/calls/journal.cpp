@@ -3,6 +3,7 @@
 
 #include "base/log.h"
 
+#include <algorithm>
 #include <charconv>
 
 namespace verbund::pbx {
@@ -120,26 +121,65 @@ CREATE TABLE ringing_calls(
 )SQL"}};
 }
 
+StoredCallJournal::~StoredCallJournal() {
+  if (timers_ && flushTimer_) timers_->cancel(flushTimer_);
+  flushTimer_ = 0;
+  flush();
+}
+
+void StoredCallJournal::deferDeletes(Timers& timers, Duration delay) {
+  timers_ = &timers;
+  delay_ = delay;
+}
+
+Result<void> StoredCallJournal::deletePending() {
+  for (const auto& key : pending_)
+    if (auto d = db_.exec("DELETE FROM ringing_calls WHERE key = ?1", {key}); !d) return d;
+  return {};
+}
+
+void StoredCallJournal::flush() {
+  if (pending_.empty()) return;
+  if (auto done = db_.transaction([this] { return deletePending(); }); !done)
+    logger("calls")->error("journal: {} deletes failed: {}", pending_.size(),
+                           done.error().message);
+  pending_.clear();
+}
+
 void StoredCallJournal::ringing(const RingingCall& c) {
   const CallRecord& r = c.record;
-  auto done = db_.exec(
-      "INSERT OR REPLACE INTO ringing_calls(key, correlation_id, related_correlation_id, "
-      "direction, caller, caller_name, dialled, via_trunk, start_ms, parties, cancels) VALUES "
-      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-      {c.key, r.correlationId, r.relatedCorrelationId, r.direction, r.caller, r.callerName,
-       r.dialled, int64_t(r.viaTrunk), r.startMs, encodeJournalParties(r.parties),
-       encodeJournalCancels(c.cancels)});
-  if (!done)
+  // Rows of a call ringing again (forwarding, fallback) replace it; kept deletes ride along.
+  pending_.erase(std::remove(pending_.begin(), pending_.end(), c.key), pending_.end());
+  auto done = db_.transaction([&]() -> Result<void> {
+    if (auto d = deletePending(); !d) return d;
+    return db_.exec(
+        "INSERT OR REPLACE INTO ringing_calls(key, correlation_id, related_correlation_id, "
+        "direction, caller, caller_name, dialled, via_trunk, start_ms, parties, cancels) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        {c.key, r.correlationId, r.relatedCorrelationId, r.direction, r.caller, r.callerName,
+         r.dialled, int64_t(r.viaTrunk), r.startMs, encodeJournalParties(r.parties),
+         encodeJournalCancels(c.cancels)});
+  });
+  if (done)
+    pending_.clear();
+  else
     logger("calls")->error("call {}: journal write failed: {}", r.correlationId,
                            done.error().message);
 }
 
 void StoredCallJournal::settled(const std::string& key) {
-  if (auto done = db_.exec("DELETE FROM ringing_calls WHERE key = ?1", {key}); !done)
-    logger("calls")->error("journal delete of {} failed: {}", key, done.error().message);
+  pending_.push_back(key);
+  if (!timers_) return flush();
+  if (pending_.size() >= 512) return flush(); // bounded, also while calls keep ringing
+  if (flushTimer_) return;
+  flushTimer_ = timers_->after(delay_, [this] {
+    flushTimer_ = 0;
+    flush();
+  });
 }
 
 std::vector<RingingCall> StoredCallJournal::interrupted() {
+  flush();
   std::vector<RingingCall> out;
   auto rows = db_.query("SELECT key, correlation_id, related_correlation_id, direction, caller, "
                         "caller_name, dialled, via_trunk, start_ms, parties, cancels FROM "

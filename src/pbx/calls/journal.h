@@ -2,6 +2,7 @@
 // Calls that ring, kept on disk until they are answered or end, so that a node restarted after a
 // crash (kill -9) ends them: it writes their records and cancels the INVITEs it had sent
 // (docs/architecture.md "Call engine states", "Calls interrupted by a crash").
+#include "base/clock.h"
 #include "pbx/calllog/call_log.h"
 #include "sip/message/peer.h"
 #include "store/database.h"
@@ -32,18 +33,33 @@ public:
   virtual std::vector<RingingCall> interrupted() = 0;
 };
 
-// One row per ringing call in SQLite (WAL): a commit at ring time and one at answer or end. Rows
-// are bounded by the calls ringing at once.
+// One row per ringing call in SQLite (WAL). The row is committed at ring time; deletes may be
+// written behind (deferDeletes): they go out with the next row written, or after `delay`,
+// whichever comes first, so a busy node pays about one commit per call. A kill -9 loses at most
+// the deletes of that moment: the restarted node then finds the call's stored record and keeps
+// it, and the CANCEL it sends reaches an INVITE that has ended (answered 481). Rows are bounded
+// by the calls ringing at once.
 class StoredCallJournal final : public CallJournal {
 public:
   explicit StoredCallJournal(store::Database& db) : db_(db) {}
+  ~StoredCallJournal() override; // writes the deletes it still keeps
+  StoredCallJournal(const StoredCallJournal&) = delete;
+  StoredCallJournal& operator=(const StoredCallJournal&) = delete;
   static std::vector<store::Migration> migrations();
+  void deferDeletes(Timers& timers, Duration delay);
   void ringing(const RingingCall& call) override;
   void settled(const std::string& key) override;
   std::vector<RingingCall> interrupted() override;
+  void flush(); // writes the kept deletes now
+  size_t deferred() const { return pending_.size(); }
 
 private:
+  Result<void> deletePending(); // inside the caller's transaction
   store::Database& db_;
+  Timers* timers_ = nullptr;
+  Duration delay_{0};
+  TimerId flushTimer_ = 0;
+  std::vector<std::string> pending_;
 };
 
 // The encoding of an entry's parties and CANCELs in one text column (exposed for tests):

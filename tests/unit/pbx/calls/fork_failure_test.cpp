@@ -3,6 +3,8 @@
 // ended (issue 11), in simulated time over the real dialog and transaction layers.
 #include "unit/pbx/calls/call_fixture.h"
 
+#include "base/manual_timers.h"
+
 namespace verbund::pbx {
 namespace {
 
@@ -257,6 +259,49 @@ TEST(StoredCallJournal, KeepsEntriesAcrossOpens) {
   EXPECT_EQ(all[0].cancels[0].request, c.cancels[0].request);
   j.settled("k1");
   EXPECT_TRUE(j.interrupted().empty());
+}
+
+TEST(StoredCallJournal, DeletesAreWrittenBehindAndRideWithTheNextRow) {
+  auto opened = store::Database::open(":memory:", StoredCallJournal::migrations());
+  ASSERT_TRUE(opened.ok());
+  ManualTimers timers;
+  auto rows = [&] {
+    auto r = (*opened)->query("SELECT key FROM ringing_calls ORDER BY key");
+    std::vector<std::string> out;
+    if (r)
+      for (auto& row : *r) out.push_back(store::asText(row[0]).value_or(""));
+    return out;
+  };
+  {
+    StoredCallJournal j(**opened);
+    j.deferDeletes(timers, Duration(50));
+    RingingCall c;
+    c.record.correlationId = "corr";
+    for (const char* k : {"k1", "k2", "k3"}) {
+      c.key = k;
+      j.ringing(c); // committed at once
+    }
+    EXPECT_EQ(rows(), (std::vector<std::string>{"k1", "k2", "k3"}));
+    j.settled("k1");
+    EXPECT_EQ(j.deferred(), 1u);
+    EXPECT_EQ(rows().size(), 3u); // not yet written
+    c.key = "k4";
+    j.ringing(c); // the kept delete goes with this row
+    EXPECT_EQ(j.deferred(), 0u);
+    EXPECT_EQ(rows(), (std::vector<std::string>{"k2", "k3", "k4"}));
+    j.settled("k2");
+    timers.advance(Duration(49));
+    EXPECT_EQ(rows().size(), 3u);
+    timers.advance(Duration(1));
+    EXPECT_EQ(rows(), (std::vector<std::string>{"k3", "k4"}));
+    j.settled("k3");
+    // interrupted() (at start) and the destructor write what is kept first.
+    auto left = j.interrupted();
+    ASSERT_EQ(left.size(), 1u);
+    EXPECT_EQ(left[0].key, "k4");
+    j.settled("k4");
+  }
+  EXPECT_TRUE(rows().empty());
 }
 
 TEST(StoredCallJournal, GarbageDecodesToNothing) {
