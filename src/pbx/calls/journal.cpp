@@ -141,8 +141,7 @@ Result<void> StoredCallJournal::deletePending() {
 void StoredCallJournal::flush() {
   if (pending_.empty()) return;
   if (auto done = db_.transaction([this] { return deletePending(); }); !done)
-    logger("calls")->error("journal: {} deletes failed: {}", pending_.size(),
-                           done.error().message);
+    logger("calls")->error("journal: {} deletes failed: {}", pending_.size(), done.error().message);
   pending_.clear();
 }
 
