@@ -239,7 +239,8 @@ struct Node::Impl {
   std::unique_ptr<NodeCallDirectory> callDirectory;
   std::unique_ptr<NodeLineObserver> lineObserver;
   std::unique_ptr<pbx::CallManager> calls;
-  std::unique_ptr<sip::DigestServer> callAuth; // INVITE from devices: 407 challenges
+  std::unique_ptr<pbx::StoredCallJournal> callJournal; // ringing calls, ended after a crash
+  std::unique_ptr<sip::DigestServer> callAuth;         // INVITE from devices: 407 challenges
   // The one digest brute-force policy: registrar (REGISTER), gate (SUBSCRIBE, INVITE), checkCaller.
   std::unique_ptr<sip::AuthThrottle> authThrottle;
   std::unique_ptr<sip::DnsResolver> dns;
@@ -255,6 +256,9 @@ struct Node::Impl {
   Impl(asio::io_context& ioc, NodeConfig cfg)
       : io(ioc), config(std::move(cfg)), timers(ioc),
         transport(ioc, sipTransportOptions(config), &timers) {}
+  // The transport outlives the members its callback touches (it closes its connections when
+  // destroyed).
+  ~Impl() { transport.onConnectionClosed = nullptr; }
 
   Result<void> openStorage();
   Result<void> startSip();
@@ -263,6 +267,8 @@ struct Node::Impl {
   bool tlsPeerVerified(sip::ConnectionId id, const sip::Peer& peer, X509* cert);
   std::optional<std::string> federationPeer(const sip::Peer& from) const;
   void closeFormerMembers();
+  void federationNodeDown(const std::string& peerNode, const std::optional<SockAddr>& sipAddr);
+  void sipConnectionClosed(sip::ConnectionId id, const sip::Peer& peer, bool byPeer);
   void forgetClosedFederationConnections();
   std::optional<pbx::Caller> federationCaller(const sip::Message& invite);
   Result<void> startAdmin();
@@ -320,6 +326,7 @@ Result<void> Node::Impl::openStorage() {
   std::vector<store::Migration> migrations = nodeMigrations();
   for (auto& m : pbx::Directory::migrations()) migrations.push_back(m);
   for (auto& m : pbx::CallLog::migrations()) migrations.push_back(m);
+  for (auto& m : pbx::StoredCallJournal::migrations()) migrations.push_back(m);
   for (auto& m : pbx::Registrar::migrations()) migrations.push_back(m);
   for (auto& m : http::AdminAuth::migrations()) migrations.push_back(m);
   for (auto& m : pbx::trunkMigrations()) migrations.push_back(m);
@@ -455,6 +462,9 @@ Result<void> Node::Impl::startSip() {
   cc.federationFallback = Duration(config.federationFallbackMs);
   calls = std::make_unique<pbx::CallManager>(*dialogs, timers, *callDirectory, *callLog, cc);
   calls->setLineObserver(lineObserver.get());
+  callJournal = std::make_unique<pbx::StoredCallJournal>(*db);
+  callJournal->deferDeletes(timers, kCallLogWriteDelay);
+  calls->setJournal(callJournal.get());
   calls->setCallerCheck(
       [this](sip::InviteSession& s, const sip::Message& m) { return checkCaller(s, m); });
   dialogs->setInviteHandler(calls.get());
@@ -516,6 +526,12 @@ Result<void> Node::Impl::startFederation() {
                                                                presence, *callLog, fc);
   federation->onTrustChanged = [this](const federation::TrustStore* t) { federationTls(t); };
   federation->onMembersRemoved = [this] { closeFormerMembers(); };
+  federation->onNodeDown = [this](const std::string& id, const std::optional<SockAddr>& addr) {
+    federationNodeDown(id, addr);
+  };
+  transport.onConnectionClosed = [this](sip::ConnectionId id, const sip::Peer& p, bool byPeer) {
+    sipConnectionClosed(id, p, byPeer);
+  };
   auto b = federation->start();
   if (!b) return b.error();
   bound["federation"] = b->toString();
@@ -610,6 +626,38 @@ void Node::Impl::closeFormerMembers() {
     closed.inc();
   }
   forgetClosedFederationConnections();
+}
+
+// A member's control link went down (cut off, or the node died): its SIP-over-TLS connections
+// close at once and abortively, so that requests queued for it (an INVITE sent just before the
+// cut, its CANCEL) are dropped rather than delivered when the path returns; its pending forks
+// fail (the call falls back to the external line).
+void Node::Impl::federationNodeDown(const std::string& peerNode,
+                                    const std::optional<SockAddr>& sipAddr) {
+  std::vector<sip::ConnectionId> gone;
+  for (const auto& [id, member] : federationConnections)
+    if (member == peerNode) gone.push_back(id);
+  for (auto id : gone) {
+    federationConnections.erase(id);
+    transport.abortConnection(id);
+  }
+  // Connections still connecting (dialled during a cut) are nobody's yet: by address.
+  size_t aborted = gone.size();
+  if (sipAddr) aborted += transport.abortConnectionsTo(sip::TransportType::Tls, *sipAddr);
+  if (aborted)
+    logger("federation")
+        ->info("link to node {} down: {} SIP/TLS connection(s) aborted", peerNode, aborted);
+  if (calls) calls->nodeLost(peerNode, "control link down");
+}
+
+// A member's SIP-over-TLS connection closed. Closed by the peer or failed: forks sent over it
+// fail now (the transport reports a peer's close only when data was lost).
+void Node::Impl::sipConnectionClosed(sip::ConnectionId id, const sip::Peer& peer, bool byPeer) {
+  auto it = federationConnections.find(id);
+  if (it == federationConnections.end()) return;
+  std::string peerNode = it->second;
+  federationConnections.erase(it);
+  if (byPeer && calls) calls->nodeLost(peerNode, "SIP/TLS connection closed", &peer.remote);
 }
 
 void Node::Impl::forgetClosedFederationConnections() {
@@ -1027,6 +1075,9 @@ Result<std::unique_ptr<Node>> Node::start(asio::io_context& io, const NodeConfig
   if (auto r = impl->startSip(); !r) return r.error();
   if (auto r = impl->startFederation(); !r) return r.error();
   if (auto r = impl->startAdmin(); !r) return r.error();
+  // Calls a crash left ringing: records written, their phones cancelled (transports are up).
+  if (size_t n = impl->calls->endInterrupted())
+    nodeLog->warn("{} call(s) were ringing when the node last stopped: ended", n);
   return std::unique_ptr<Node>(new Node(std::move(impl)));
 }
 

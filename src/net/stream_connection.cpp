@@ -316,6 +316,14 @@ void StreamConnection::close() {
   closeNow();
 }
 
+void StreamConnection::abort() {
+  if (state_ == State::Closed) return;
+  asio::error_code ignored;
+  socket().set_option(asio::socket_base::linger(true, 0), ignored);
+  abortive_ = true;
+  closeNow();
+}
+
 void StreamConnection::fail(CloseReason why, const std::string& detail) {
   if (state_ == State::Closed) return;
   bool notify = state_ != State::Closing;
@@ -332,7 +340,8 @@ void StreamConnection::closeNow() {
   // Closing the socket aborts pending operations; their handlers hold this object, so the TLS
   // stream they touch stays alive until they have run.
   asio::error_code ignored;
-  socket().shutdown(tcp::socket::shutdown_both, ignored);
+  // A shutdown would queue a FIN behind the unsent bytes; an abortive close resets instead.
+  if (!abortive_) socket().shutdown(tcp::socket::shutdown_both, ignored);
   socket().close(ignored);
   unsentAtClose_ = queuedBytes_;
   queue_.clear();

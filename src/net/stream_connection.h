@@ -99,6 +99,10 @@ public:
   void firstMessage();
   // Closes at once (idempotent); no callback.
   void close();
+  // Closes at once and drops what is still queued, in this process and in the kernel's send
+  // buffer (SO_LINGER 0: the peer gets a reset, never the bytes later). For a peer that is gone
+  // or cut off, so that requests queued for it are not delivered once the path returns.
+  void abort();
   // Sends what is queued, shuts the write side and waits up to `linger` for the peer to close
   // (reading and discarding), then closes. No callbacks after this call.
   void closeAfterFlush(Duration linger);
@@ -157,6 +161,7 @@ private:
   TimerId idleTimer_ = 0;
   TimerId lingerTimer_ = 0;
   bool firstMessageSeen_ = false;
+  bool abortive_ = false; // abort(): no shutdown, SO_LINGER 0
 };
 
 std::string_view closeReasonName(StreamConnection::CloseReason why);

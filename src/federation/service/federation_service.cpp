@@ -650,6 +650,12 @@ void FederationService::onLinkUp(const LinkInfo& link) {
 void FederationService::onLinkDown(const LinkInfo& link) {
   presence_.markUnknown(link.nodeId);
   if (calls_) calls_->linkDown(link.nodeId);
+  if (onNodeDown) {
+    std::string sipAddr = link.sipAddress;
+    if (sipAddr.empty() && members_)
+      if (auto m = members_->get(link.nodeId)) sipAddr = m->sipAddress;
+    onNodeDown(link.nodeId, SockAddr::parse(sipAddr));
+  }
   if (link.state == LinkState::Revoked && trust_) dropRevokedMembers();
 }
 

@@ -87,6 +87,11 @@ public:
   // ("calls-held").
   void setCalls(pbx::CallManager* calls) { calls_ = calls; }
   const sip::SessionTimerConfig& sessionTimer() const { return config_.sessionTimer; }
+  // Called when the control link to a member goes down (cut off, or the node died), with the
+  // member's SIP-over-TLS address when known: the node aborts that member's SIP-over-TLS
+  // connections and fails the forks to it.
+  std::function<void(const std::string& nodeId, const std::optional<SockAddr>& sipAddress)>
+      onNodeDown;
   // True when nodeId is a current member other than this node (SIP-over-TLS re-checks it on
   // every request it trusts).
   bool isMember(const std::string& nodeId) const;

@@ -23,6 +23,7 @@ struct CallManager::Fork {
   // Fallback forks: the caller number the INVITE carried and when it went out (call outcome).
   std::string sentCaller;
   int64_t sentMs = 0;
+  std::optional<sip::Peer> target; // where its INVITE went, when the engine chose it
 
   bool live() const { return isLive(state); }
   bool external() const { return kind == ForkKind::Trunk || kind == ForkKind::Fallback; }
@@ -72,6 +73,7 @@ struct CallManager::Call {
   // Federation: the other nodes involved (outcomes go to them).
   std::vector<std::string> nodes;
   std::string relatedCorrelationId; // pickup by a caller of another node: the picker's call
+  std::string journalKey;           // set while the call is in the journal (journal.h)
 
   bool connected() const { return state == CallState::Connected; }
   bool ended() const { return state == CallState::Ended; }

@@ -23,6 +23,8 @@ Counter g_callsFailed("verbund_calls_failed_total", "Calls that ended without an
 Counter g_legsLost("verbund_call_legs_lost_total",
                    "Calls ended because a leg failed (session timer expiry, no ACK, timeout, "
                    "transport error)");
+Counter g_staleInvites("verbund_call_stale_invites_total",
+                       "Late INVITEs from other nodes refused: the call was answered or had ended");
 Counter g_badTransitions("verbund_call_bad_transitions_total",
                          "Bugs: call state changes the transition tables forbid (refused)");
 
@@ -156,6 +158,19 @@ void CallManager::onNewSession(InviteSession& session, const Message& invite) {
     caller = Caller{};
     caller->party.extension = std::string(invite.from().uri.user);
   }
+  if (isFederation(*caller) && !caller->correlationId.empty()) {
+    // A late INVITE (queued while a link was cut, delivered when it returned) must not ring a
+    // phone for a call the federation already answered or ended.
+    if (std::string why = staleFederationInvite(caller->correlationId); !why.empty()) {
+      ++stats_.staleInvites;
+      g_staleInvites.inc();
+      logger("calls")->info("call {}: late INVITE from node {} refused: {}", caller->correlationId,
+                            caller->party.owner, why);
+      (void)session.reject(why == "answered" ? 487 : 481,
+                           why == "answered" ? "Call Completed Elsewhere" : "Call Already Ended");
+      return;
+    }
+  }
   auto owned = std::make_unique<Call>();
   Call& call = *owned;
   call.id = ++nextCall_;
@@ -265,6 +280,7 @@ void CallManager::endCall(Call& call) {
   if (call.answer == AnswerKind::PickedUp)
     line(call, call.answeredBy, LineEvent::State::Terminated, false);
   saveRecord(call);
+  journalSettled(call);
   if (call.answer != AnswerKind::None && call.answer != AnswerKind::Remote) shareOutcome(call);
   if (stats_.active) --stats_.active;
   finish(call.id);

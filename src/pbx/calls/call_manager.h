@@ -11,6 +11,7 @@
 #include "base/clock.h"
 #include "pbx/calllog/call_log.h"
 #include "pbx/calls/call_state.h"
+#include "pbx/calls/journal.h"
 #include "sip/dialog/dialog_manager.h"
 #include "sip/dialog/invite_session.h"
 
@@ -212,6 +213,9 @@ struct CallStats {
   uint64_t offersRelayed = 0, offersRefused = 0; // in-dialog offers (re-INVITE, UPDATE)
   uint64_t badTransitions = 0;                   // bugs: a transition the tables forbid
   uint64_t endedByPeer = 0; // ended after a relink: the other node no longer held them
+  uint64_t forksLost = 0;    // forks failed because their node went away (nodeLost)
+  uint64_t staleInvites = 0; // late INVITEs from other nodes refused (call answered or ended)
+  uint64_t interrupted = 0;  // ringing calls of a crashed run ended at start (endInterrupted)
 };
 
 class CallManager final : public sip::InviteHandler {
@@ -225,6 +229,20 @@ public:
   void setExternalLine(ExternalLine* line) { externalLine_ = line; }
   void setRemoteNodes(RemoteNodes* nodes) { remote_ = nodes; }
   void setCallFeatures(CallFeatures* f) { features_ = f ? f : &noFeatures_; }
+  // Ringing calls are written there at ring time and removed at answer or end (null: none).
+  void setJournal(CallJournal* j) { journal_ = j; }
+
+  // Federation: node `owner` is gone or cut off: its control link went down (`via` null), or the
+  // SIP-over-TLS connection to `*via` was closed by the peer or failed. Every fork to it that
+  // has not been answered fails at once, also after a 180 (a ringing node that died is not
+  // "there"): it falls back to the callee's external number when it may, otherwise the other
+  // forks ring on and the call fails when none is left. On a link loss, calls that node placed
+  // here end too (their caller is gone): nothing keeps ringing for them.
+  void nodeLost(const std::string& owner, std::string_view why, const SockAddr* via = nullptr);
+  // At start, before any call: ends the calls a crash (kill -9) left ringing, from the journal:
+  // writes their records (missed, ended now) and sends the CANCELs of their forks' INVITEs.
+  // Returns how many it ended.
+  size_t endInterrupted();
 
   // InviteHandler
   void onNewSession(sip::InviteSession& session, const sip::Message& invite) override;
@@ -309,7 +327,15 @@ private:
   void forksSettled(Call& call, int lastStatus);
   void answered(Call& call, Fork& fork, sip::InviteSession& session, const sip::Message& answer);
   void cancelForks(Call& call, const Fork* except, bool completedElsewhere);
+  // A fork whose node went away (nodeLost).
+  void forkLost(Call& call, sip::UsageId invite);
   bool isRemote(const Party& p) const;
+  // A late INVITE from another node for a call already answered, or ended longer than the
+  // fallback bound ago, here: the reason to refuse it with, or empty.
+  std::string staleFederationInvite(const std::string& correlationId);
+  // The journal entry of a ringing call (journal.h): written at ring time, removed when settled.
+  void journalRinging(Call& call);
+  void journalSettled(Call& call);
   void addNode(Call& call, const std::string& owner);
 
   // ---- Pickup (pickup.cpp) ----
@@ -364,6 +390,7 @@ private:
   RemoteNodes* remote_ = nullptr;
   CallFeatures noFeatures_;
   CallFeatures* features_ = &noFeatures_;
+  CallJournal* journal_ = nullptr;
   CallId nextCall_ = 0;
   std::unordered_map<CallId, std::unique_ptr<Call>> calls_;
   // Per node whose link came up: the calls connected with it then (call, id the node knows).

@@ -19,6 +19,9 @@ namespace {
 Counter g_remoteForks("verbund_call_remote_forks_total", "INVITEs sent to other federation nodes");
 Counter g_fallbacks("verbund_call_fallbacks_total",
                     "Forks to other nodes that went over the external line instead");
+Counter g_forksLost("verbund_call_forks_lost_total",
+                    "Forks to other nodes failed at once because the node went away (link down, "
+                    "SIP-over-TLS connection closed)");
 
 // RFC 3326 Reason for forks cancelled because another one answered.
 const sip::HeaderField kCompletedElsewhere[] = {
@@ -70,6 +73,7 @@ void CallManager::afterForksStarted(Call& call) {
     return;
   }
   enter(call, CallState::Ringing);
+  journalRinging(call);
   if (call.caller.kind == Caller::Kind::LocalUser)
     line(call, call.caller.party, LineEvent::State::Early, true);
   CallId id = call.id;
@@ -94,6 +98,7 @@ void CallManager::startFork(Call& call, const Party& party, const DeviceTarget& 
          config_.domain + ">";
   p.callId = sip::newCallId(config_.domain);
   p.target = device.peer;
+  sip::Peer target = device.peer;
   p.contentType = call.offerType;
   p.body = call.offer;
   p.headers.emplace_back("P-Asserted-Identity", p.from);
@@ -105,6 +110,7 @@ void CallManager::startFork(Call& call, const Party& party, const DeviceTarget& 
     return;
   }
   Fork& f = addFork(call, ForkKind::Device, *id, party);
+  f.target = target;
   std::string ourTag;
   if (auto* ci = dm_.clientInvite(*id)) ourTag = ci->localTag();
   // RFC 4235 §4.1 from the callee's side: our From tag is its remote tag; its own tag (local)
@@ -129,6 +135,7 @@ void CallManager::startTrunkFork(Call& call, const std::string& number) {
   dialled.extension = number;
   addFork(call, ForkKind::Trunk, *id, dialled);
   enter(call, CallState::Ringing);
+  journalRinging(call);
   line(call, call.caller.party, LineEvent::State::Early, true);
 }
 
@@ -171,6 +178,7 @@ void CallManager::startRemoteFork(Call& call, const Party& party, const std::str
     return;
   }
   if (!replaces.empty()) p.headers.emplace_back("Replaces", replaces);
+  std::optional<sip::Peer> target = p.target;
   auto id = dm_.invite(std::move(p));
   if (!id) {
     logger("calls")->warn("call {}: INVITE to node {} for {} failed: {}", call.correlationId, owner,
@@ -179,6 +187,7 @@ void CallManager::startRemoteFork(Call& call, const Party& party, const std::str
     return;
   }
   Fork& f = addFork(call, ForkKind::Remote, *id, party);
+  f.target = target;
   f.mayFallBack = fallBackAllowed;
   if (fallBackAllowed) {
     CallId cid = call.id;
@@ -211,6 +220,7 @@ bool CallManager::startFallbackFork(Call& call, const Party& party) {
   if (remote_) remote_->countFallback(party.owner);
   logger("calls")->info("call {}: {} of node {} over the external line", call.correlationId,
                         party.extension, party.owner);
+  if (call.state == CallState::Ringing) journalRinging(call); // the new fork's CANCEL
   return true;
 }
 
@@ -339,6 +349,7 @@ void CallManager::answered(Call& call, Fork& fork, InviteSession& s, const Messa
   ++stats_.answered;
   g_callsAnswered.inc();
   cancelForks(call, &fork, true);
+  journalSettled(call);
   InviteSession* in = session(call.inbound);
   auto ct = answer.header(sip::HeaderId::ContentType);
   if (!in || !in->accept(ct ? *ct : std::string_view{}, answer.body())) {
@@ -358,6 +369,50 @@ void CallManager::answered(Call& call, Fork& fork, InviteSession& s, const Messa
   saveRecord(call);
   // A fork to another node: that node knows who answered there and tells.
   if (call.answer != AnswerKind::Remote) shareOutcome(call);
+}
+
+void CallManager::nodeLost(const std::string& owner, std::string_view why, const SockAddr* via) {
+  std::vector<CallId> ids;
+  for (const auto& [id, c] : calls_)
+    if (c->unanswered()) ids.push_back(id);
+  for (CallId id : ids) {
+    Call* call = callOf(id);
+    if (!call || !call->unanswered()) continue;
+    if (!via && isFederation(call->caller) && call->caller.party.owner == owner) {
+      logger("calls")->info("call {}: the calling node {} is gone ({}): ending it",
+                            call->correlationId, owner, why);
+      cancelForks(*call, nullptr, false);
+      failCall(*call, 480, "Calling node lost");
+      continue;
+    }
+    std::vector<sip::UsageId> lost;
+    for (const auto& f : call->forks)
+      if (f.kind == ForkKind::Remote && f.live() && f.party.owner == owner &&
+          (!via || (f.target && f.target->remote == *via)))
+        lost.push_back(f.invite);
+    for (sip::UsageId invite : lost) {
+      logger("calls")->info("call {}: node {} is gone ({}): its fork fails", call->correlationId,
+                            owner, why);
+      forkLost(*call, invite);
+    }
+  }
+}
+
+void CallManager::forkLost(Call& call, sip::UsageId invite) {
+  if (!call.unanswered()) return;
+  Fork* fork = forkOf(call, invite);
+  if (!fork || !fork->live()) return;
+  ++stats_.forksLost;
+  g_forksLost.inc();
+  fork->status = 480;
+  bool fallBack = fork->mayFallBack;
+  enter(call, *fork, fallBack ? ForkState::FellBack : ForkState::Failed);
+  Party party = fork->party; // startFallbackFork adds a fork: `fork` may move
+  // The CANCEL is held until a provisional answer (RFC 3261 §9.1), so after a 180 it goes out; a
+  // node that is gone never sees it, one that was cut off answers 481 at worst.
+  if (sip::ClientInvite* ci = dm_.clientInvite(invite)) (void)ci->cancel();
+  if (fallBack && startFallbackFork(call, party)) return;
+  forksSettled(call, 480);
 }
 
 void CallManager::cancelForks(Call& call, const Fork* except, bool completedElsewhere) {

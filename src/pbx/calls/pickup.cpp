@@ -57,6 +57,7 @@ bool CallManager::pickUp(Call& picker, Call& target) {
 
   Party by = picker.caller.party;
   enter(target, CallState::Connected);
+  journalSettled(target);
   target.answer = AnswerKind::PickedUp;
   target.other = pickerLeg->id();
   target.answeredBy = by;

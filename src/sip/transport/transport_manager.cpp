@@ -549,12 +549,30 @@ void TransportManager::closeConnection(ConnectionId id) {
   closeConnection(c, CloseReason::Local, "closed locally");
 }
 
+void TransportManager::abortConnection(ConnectionId id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  auto c = it->second;
+  closeConnection(c, CloseReason::Local, "aborted locally", true);
+}
+
+size_t TransportManager::abortConnectionsTo(TransportType type, const SockAddr& remote) {
+  std::vector<std::shared_ptr<Connection>> hit;
+  for (const auto& [id, c] : connections_)
+    if (c->type == type && c->remote == remote) hit.push_back(c);
+  for (const auto& c : hit) closeConnection(c, CloseReason::Local, "aborted locally", true);
+  return hit.size();
+}
+
 void TransportManager::closeConnection(const std::shared_ptr<Connection>& c, CloseReason why,
-                                       const std::string& reason) {
+                                       const std::string& reason, bool abort) {
   if (c->closed) return;
   c->closed = true;
   size_t unsent = c->stream->isClosed() ? c->stream->unsentBytes() : c->stream->queuedBytes();
-  c->stream->close();
+  if (abort)
+    c->stream->abort();
+  else
+    c->stream->close();
   connections_.erase(c->id);
   publishCount();
   if (auto it = byRemote_.find(ConnKey{c->type, c->remote});
@@ -565,8 +583,12 @@ void TransportManager::closeConnection(const std::shared_ptr<Connection>& c, Clo
   transportLog().debug("{} connection #{} to {} closed: {}", transportName(c->type), c->id,
                        c->remote.toString(), reason);
   bool lostData = unsent > 0;
+  Guard g = guard_; // the callbacks may close us
   if (user_ && (why == CloseReason::Error || (why == CloseReason::PeerClosed && lostData)))
     user_->onTransportError(peerOf(*c), reason);
+  if (*g && onConnectionClosed)
+    onConnectionClosed(c->id, peerOf(*c),
+                       why == CloseReason::PeerClosed || why == CloseReason::Error);
 }
 
 Result<void> TransportManager::send(const Peer& to, std::string_view bytes) {

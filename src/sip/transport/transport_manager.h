@@ -102,6 +102,15 @@ public:
 
   // Closes one stream connection without reporting an error. Unknown ids are ignored.
   void closeConnection(ConnectionId id);
+  // Closes one stream connection abortively: what is still queued for it (here and in the
+  // kernel) is dropped, never delivered later (net::StreamConnection::abort). No error reported.
+  void abortConnection(ConnectionId id);
+  // abortConnection for every stream connection of `type` to `remote` (also those still
+  // connecting or in their handshake, whose queued requests would go out once they complete).
+  size_t abortConnectionsTo(TransportType type, const SockAddr& remote);
+  // Called after a stream connection closed, for every reason; `byPeer` when the peer closed it
+  // or it failed (not a local close, idle reaping or a deadline).
+  std::function<void(ConnectionId, const Peer&, bool byPeer)> onConnectionClosed;
   // Closes every listener and connection; send() fails afterwards. Idempotent.
   void close();
 
@@ -147,7 +156,7 @@ private:
   void onStreamClosed(ConnectionId id, net::StreamConnection::CloseReason why,
                       const std::string& detail);
   void closeConnection(const std::shared_ptr<Connection>& c, CloseReason why,
-                       const std::string& reason);
+                       const std::string& reason, bool abort = false);
   Result<void> sendDatagram(const Peer& to, std::string_view bytes);
   Result<void> sendStream(const Peer& to, std::string_view bytes);
   Result<std::shared_ptr<Connection>> connect(TransportType type, const SockAddr& remote);

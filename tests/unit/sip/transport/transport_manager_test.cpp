@@ -229,6 +229,56 @@ TEST_P(TransportTest, TcpReusesOutgoingConnection) {
   EXPECT_EQ(server.connectionCount(), 1u);
 }
 
+// Issue 11: requests queued for a node that was cut off must not go out when the path returns.
+TEST_P(TransportTest, AbortDropsRequestsQueuedWhileConnecting) {
+  TransportManager server(io_), client(io_);
+  Recorder sr, cr;
+  server.setUser(&sr);
+  client.setUser(&cr);
+  auto saddr = server.listen(TransportType::Tcp, any());
+  ASSERT_TRUE(saddr.ok());
+  Peer to{TransportType::Tcp, *saddr, {}, 0};
+  ASSERT_TRUE(client.send(to, request("INVITE")).ok()); // queued: the connect is in progress
+  EXPECT_EQ(client.abortConnectionsTo(TransportType::Udp, *saddr), 0u);
+  EXPECT_EQ(client.abortConnectionsTo(TransportType::Tcp, *saddr), 1u);
+  EXPECT_EQ(client.connectionCount(), 0u);
+  runFor(200ms);
+  EXPECT_TRUE(sr.received.empty());
+  EXPECT_TRUE(cr.errors.empty()); // a local close reports no transport error
+  // A new request opens a new connection.
+  ASSERT_TRUE(client.send(to, request("OPTIONS")).ok());
+  ASSERT_TRUE(runUntil([&] { return sr.received.size() == 1; }));
+  EXPECT_EQ(sr.received[0].bytes, request("OPTIONS"));
+}
+
+TEST_P(TransportTest, ClosedConnectionsAreReportedWithWhoClosedThem) {
+  TransportManager server(io_), client(io_);
+  Recorder sr, cr;
+  server.setUser(&sr);
+  client.setUser(&cr);
+  std::vector<std::pair<ConnectionId, bool>> serverClosed, clientClosed;
+  std::vector<Peer> clientPeers;
+  server.onConnectionClosed = [&](ConnectionId id, const Peer&, bool byPeer) {
+    serverClosed.emplace_back(id, byPeer);
+  };
+  client.onConnectionClosed = [&](ConnectionId id, const Peer& p, bool byPeer) {
+    clientClosed.emplace_back(id, byPeer);
+    clientPeers.push_back(p);
+  };
+  auto saddr = server.listen(TransportType::Tcp, any());
+  ASSERT_TRUE(saddr.ok());
+  ASSERT_TRUE(client.send(Peer{TransportType::Tcp, *saddr, {}, 0}, request("OPTIONS")).ok());
+  ASSERT_TRUE(runUntil([&] { return sr.received.size() == 1; }));
+  server.closeConnection(sr.received[0].from.connection);
+  ASSERT_EQ(serverClosed.size(), 1u);
+  EXPECT_FALSE(serverClosed[0].second);
+  // The peer closed without data in flight: no transport error, but the close is reported.
+  ASSERT_TRUE(runUntil([&] { return clientClosed.size() == 1; }));
+  EXPECT_TRUE(clientClosed[0].second);
+  EXPECT_EQ(clientPeers[0].remote, *saddr);
+  EXPECT_TRUE(cr.errors.empty());
+}
+
 TEST_P(TransportTest, TcpPingIsAnsweredAndGarbageCloses) {
   TransportManager server(io_);
   Recorder sr;
