@@ -212,7 +212,7 @@ struct CallStats {
   uint64_t remoteForks = 0, fallbacks = 0, forwarded = 0;
   uint64_t offersRelayed = 0, offersRefused = 0; // in-dialog offers (re-INVITE, UPDATE)
   uint64_t badTransitions = 0;                   // bugs: a transition the tables forbid
-  uint64_t endedByPeer = 0; // ended after a relink: the other node no longer held them
+  uint64_t endedByPeer = 0;  // ended after a relink: the other node no longer held them
   uint64_t forksLost = 0;    // forks failed because their node went away (nodeLost)
   uint64_t staleInvites = 0; // late INVITEs from other nodes refused (call answered or ended)
   uint64_t interrupted = 0;  // ringing calls of a crashed run ended at start (endInterrupted)
