@@ -283,6 +283,10 @@ TEST_F(StreamConnectionTest, PeerCloseIsReported) {
 // accept() failing for want of descriptors backs off (a few attempts, counted) instead of
 // spinning, and the waiting connections are accepted once descriptors are free again.
 TEST_F(StreamConnectionTest, AcceptBacksOffWhileOutOfDescriptors) {
+#ifdef VERBUND_SANITIZED
+  GTEST_SKIP() << "needs every descriptor used up; the sanitizer runtime then reports false "
+                  "vptr errors on valid objects (its type check needs descriptors of its own)";
+#endif
   static Counter fdErrors("test_net_accept_fd_limit_total", "test");
   ConnectionMetrics m;
   m.fdLimitErrors = &fdErrors;
