@@ -2,6 +2,7 @@
 
 #include "net/address.h"
 
+#include <algorithm>
 #include <asio/connect.hpp>
 #include <asio/post.hpp>
 #include <asio/ssl.hpp>
@@ -344,7 +345,10 @@ void StreamConnection::closeNow() {
   if (!abortive_) socket().shutdown(tcp::socket::shutdown_both, ignored);
   socket().close(ignored);
   unsentAtClose_ = queuedBytes_;
-  queue_.clear();
+  // The entries handed to a write still in flight stay until this object goes: that write's
+  // completion may already be queued, and the TLS stream then copies the next buffer of the batch
+  // before it sees the closed socket. Only what no write points at is dropped now.
+  queue_.erase(queue_.begin() + std::ptrdiff_t(std::min(inFlight_, queue_.size())), queue_.end());
   queuedBytes_ = 0;
   ticket_.release();
 }
