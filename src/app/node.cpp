@@ -50,13 +50,14 @@ constexpr Duration kCallLogWriteDelay{50};
 sip::TransportOptions sipTransportOptions(const NodeConfig& c) {
   net::ConnectionBudget budget = net::connectionBudget(net::currentFileLimit());
   sip::TransportOptions o;
-  o.maxConnections = c.sipMaxConnections > 0 ? size_t(c.sipMaxConnections) : budget.sip;
-  o.maxConnectionsPerSource = size_t(c.sipMaxConnectionsPerSource);
-  o.maxPendingPerSource = size_t(c.sipMaxPendingPerSource);
+  net::AdmissionLimits& a = o.admission;
+  a.maxConnections = c.sipMaxConnections > 0 ? size_t(c.sipMaxConnections) : budget.sip;
+  a.maxPerSource = size_t(c.sipMaxConnectionsPerSource);
+  a.maxPendingPerSource = size_t(c.sipMaxPendingPerSource);
   // Connections that sent nothing yet: a quarter of all, at least 64.
-  o.maxPending = std::max<size_t>(64, o.maxConnections / 4);
+  a.maxPending = std::max<size_t>(64, a.maxConnections / 4);
   // Kept for federation members on the SIP-TLS listener (isReservedSource).
-  o.reservedConnections = std::min<size_t>(64, o.maxConnections / 16);
+  a.reserved = std::min<size_t>(64, a.maxConnections / 16);
   o.firstMessageTimeout = Duration(c.sipFirstMessageTimeoutMs);
   return o;
 }
@@ -64,11 +65,12 @@ sip::TransportOptions sipTransportOptions(const NodeConfig& c) {
 federation::LinkOptions federationLinkOptions(const NodeConfig& c) {
   net::ConnectionBudget budget = net::connectionBudget(net::currentFileLimit());
   federation::LinkOptions o;
-  o.maxConnections =
+  net::AdmissionLimits& a = o.admission;
+  a.maxConnections =
       c.federationMaxConnections > 0 ? size_t(c.federationMaxConnections) : budget.federation;
-  o.maxPending = size_t(c.federationMaxPending);
-  o.maxPendingPerSource = size_t(c.federationMaxPendingPerSource);
-  o.reservedForMembers = size_t(c.federationReservedForMembers);
+  a.maxPending = size_t(c.federationMaxPending);
+  a.maxPendingPerSource = size_t(c.federationMaxPendingPerSource);
+  a.reserved = size_t(c.federationReservedForMembers);
   o.connectTimeout = Duration(c.federationHelloTimeoutMs);
   return o;
 }

@@ -195,12 +195,6 @@ struct LinkManager::Impl {
   Impl(asio::io_context& io, Timers& timers, Handler& handler, LinkOptions options)
       : io_(io), timers_(timers), handler_(handler), options_(options),
         guard_(std::make_shared<Impl*>(this)) {
-    net::AdmissionLimits limits;
-    limits.maxConnections = options_.maxConnections;
-    limits.maxPerSource = options_.maxConnectionsPerSource;
-    limits.maxPending = options_.maxPending;
-    limits.maxPendingPerSource = options_.maxPendingPerSource;
-    limits.reserved = options_.reservedForMembers;
     net::ConnectionMetrics metrics;
     metrics.refusedGlobalCap = &refusedGlobalCap;
     metrics.refusedPerSourceCap = &refusedPerSource;
@@ -208,7 +202,7 @@ struct LinkManager::Impl {
     metrics.fdLimitErrors = &acceptFdErrors;
     metrics.open = &incomingGauge;
     metrics.pending = &pendingGauge;
-    admission_ = std::make_shared<net::Admission>(limits, metrics);
+    admission_ = std::make_shared<net::Admission>(options_.admission, metrics);
   }
 
   asio::io_context& io_;

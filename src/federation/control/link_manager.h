@@ -38,6 +38,7 @@
 #include "base/result.h"
 #include "federation/control/wire.h"
 #include "federation/trust/trust_store.h"
+#include "net/admission.h"
 
 #include <asio/io_context.hpp>
 #include <functional>
@@ -94,15 +95,17 @@ struct LinkOptions {
   Duration incompatibleRetry = std::chrono::seconds(30);
   size_t maxWriteQueueBytes = 32u << 20; // per link; beyond it the link is closed (peer stalled)
   // Incoming connections (net::Admission). Pending: not through TLS + hello yet; those are also
-  // held to connectTimeout. A source is an IPv4 address or an IPv6 /64. `reservedForMembers` of
+  // held to connectTimeout. A source is an IPv4 address or an IPv6 /64. `admission.reserved` of
   // maxConnections and of maxPending only serve known members' addresses (the hosts of the
   // addresses dialled, advertised in hellos, or seen on a link), which are not held to the
   // per-source caps: idle connections from elsewhere cannot keep a member from relinking.
-  size_t maxConnections = 256; // the node derives it from the open-file limit
-  size_t maxConnectionsPerSource = 16;
-  size_t maxPending = 64;
-  size_t maxPendingPerSource = 4;
-  size_t reservedForMembers = 16;
+  // `reserved` is kept for members; maxConnections is derived by the node from the open-file
+  // limit.
+  net::AdmissionLimits admission{.maxConnections = 256,
+                                 .maxPerSource = 16,
+                                 .maxPending = 64,
+                                 .maxPendingPerSource = 4,
+                                 .reserved = 16};
 };
 
 class LinkManager {

@@ -135,12 +135,6 @@ struct TransportManager::Connection {
 TransportManager::TransportManager(asio::io_context& io, TransportOptions options, Timers* timers)
     : io_(io), options_(options), ownTimers_(timers ? nullptr : std::make_unique<AsioTimers>(io)),
       timers_(timers ? *timers : *ownTimers_), guard_(std::make_shared<TransportManager*>(this)) {
-  net::AdmissionLimits limits;
-  limits.maxConnections = options_.maxConnections;
-  limits.maxPerSource = options_.maxConnectionsPerSource;
-  limits.maxPending = options_.maxPending;
-  limits.maxPendingPerSource = options_.maxPendingPerSource;
-  limits.reserved = options_.reservedConnections;
   net::ConnectionMetrics metrics;
   metrics.refusedGlobalCap = &connectionsRejected;
   metrics.refusedPerSourceCap = &connectionsRefusedPerSource;
@@ -148,7 +142,7 @@ TransportManager::TransportManager(asio::io_context& io, TransportOptions option
   metrics.fdLimitErrors = &acceptFdErrors;
   metrics.open = &incomingGauge;
   metrics.pending = &pendingGauge;
-  admission_ = std::make_shared<net::Admission>(limits, metrics);
+  admission_ = std::make_shared<net::Admission>(options_.admission, metrics);
 }
 
 TransportManager::~TransportManager() {
@@ -664,7 +658,7 @@ TransportManager::connect(TransportType type, const SockAddr& remote) {
   if (type == TransportType::Tls && !tlsContext_) return transportError("TLS not configured");
   if (remote.port == 0 || remote.ip.isAny())
     return transportError("cannot connect to " + remote.toString());
-  if (connections_.size() >= options_.maxConnections)
+  if (connections_.size() >= options_.admission.maxConnections)
     return transportError("connection limit reached");
   std::shared_ptr<net::StreamConnection> stream;
   try {

@@ -58,12 +58,13 @@ struct TransportOptions {
   // TCP + TLS connections, incoming and outgoing (net::connectionBudget derives it from the
   // open-file limit in the node). Incoming ones are also capped per source address (IPv4, or
   // IPv6 /64), and those that have not sent a complete message yet have caps of their own.
-  size_t maxConnections = 4096;
-  size_t maxConnectionsPerSource = 256; // an office of phones behind one NAT
-  size_t maxPending = 1024;             // incoming, before their first message
-  size_t maxPendingPerSource = 32;
-  // Of maxConnections and maxPending, kept for sources isReservedSource() accepts.
-  size_t reservedConnections = 0;
+  // maxPerSource 256: an office of phones behind one NAT. `reserved` of maxConnections and
+  // maxPending is kept for sources isReservedSource() accepts.
+  net::AdmissionLimits admission{.maxConnections = 4096,
+                                 .maxPerSource = 256,
+                                 .maxPending = 1024,
+                                 .maxPendingPerSource = 32,
+                                 .reserved = 0};
   size_t maxHeaderBytes = 16 * 1024;
   size_t maxMessageBytes = 64 * 1024;
   size_t maxWriteQueueBytes = 4 * 1024 * 1024; // per connection; beyond it send() fails

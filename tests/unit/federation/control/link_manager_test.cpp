@@ -694,7 +694,7 @@ TEST_F(LinkManagerTest, IdleConnectionsFromOneAddressDoNotKeepAPeerOut) {
   }
   ASSERT_TRUE(runUntil(io, [&] {
     return counter("federation_control_connections_refused_per_source_total") >=
-           refused + 100 - o.maxPendingPerSource;
+           refused + 100 - o.admission.maxPendingPerSource;
   }));
   Node b(io, ca(), "node-b");
   b.links->setPeers({a.target()});

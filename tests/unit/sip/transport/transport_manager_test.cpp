@@ -352,7 +352,7 @@ TEST_P(TransportTest, ConnectFailureIsReported) {
 
 TEST_P(TransportTest, ConnectionLimit) {
   TransportOptions opts;
-  opts.maxConnections = 1;
+  opts.admission.maxConnections = 1;
   TransportManager server(io_, opts);
   auto saddr = server.listen(TransportType::Tcp, any());
   ASSERT_TRUE(saddr.ok());
@@ -398,7 +398,7 @@ TEST_P(TransportTest, SilentConnectionIsClosedAfterTheFirstMessageDeadline) {
 TEST_P(TransportTest, PendingConnectionsArePerSourceCapped) {
   if (std::string(GetParam()) == "::1") GTEST_SKIP() << "one IPv6 loopback address only";
   TransportOptions opts;
-  opts.maxPendingPerSource = 2;
+  opts.admission.maxPendingPerSource = 2;
   TransportManager server(io_, opts);
   auto saddr = server.listen(TransportType::Tcp, *SockAddr::parse("127.0.0.1:0"));
   ASSERT_TRUE(saddr.ok());
