@@ -40,8 +40,8 @@ public:
   const Dict* dict(std::string_view key) const;
 
   const std::vector<Entry>& entries() const { return entries_; }
-  size_t size() const { return entries_.size(); }
-  bool empty() const { return entries_.empty(); }
+  size_t size() const;
+  bool empty() const;
   bool operator==(const Dict& o) const;
 
 private:
@@ -75,6 +75,13 @@ public:
 private:
   std::variant<int64_t, std::string, List, Dict> v_;
 };
+
+inline size_t Dict::size() const {
+  return entries_.size();
+}
+inline bool Dict::empty() const {
+  return entries_.empty();
+}
 
 // Why a decode failed; the Error's code is one of these.
 enum class DecodeError {

@@ -228,6 +228,8 @@ void MediaService::pinged(size_t i, uint64_t generation, TimePoint sent, Result<
       else
         log->info("media: rtpengine {} up", s.st.address);
       upSince_ = timers_.now();
+    } else if (config_.own && timers_.now() - upSince_ >= options_.stableAfter) {
+      backoff_ = options_.restartBackoffMin; // a stable run: the next restart comes quickly
     }
     setState(i, InstanceState::Up);
     return schedulePing(i, options_.pingInterval);
