@@ -68,6 +68,11 @@ int openLog(const std::string& path) {
   ::execv(argv[0], argv);
   ::_exit(127);
 }
+// The child leads its own process group: signal the group, so whatever it started goes too
+// (before its setpgid the group does not exist yet: then the child alone).
+void signalChild(int pid, int sig) {
+  if (::kill(-pid, sig) != 0) ::kill(pid, sig);
+}
 } // namespace
 
 Result<int> PosixProcessLauncher::launch(const Spec& spec, ExitFn onExit) {
@@ -138,7 +143,7 @@ void PosixProcessLauncher::reaped(int pid, int status) {
 }
 
 void PosixProcessLauncher::kill(int pid) {
-  if (children_.count(pid)) ::kill(pid, SIGKILL);
+  if (children_.count(pid)) signalChild(pid, SIGKILL);
 }
 
 void PosixProcessLauncher::stop(int pid, Duration grace) {
@@ -147,13 +152,13 @@ void PosixProcessLauncher::stop(int pid, Duration grace) {
   children_.erase(it); // closes the pidfd: its wait handler sees operation_aborted
   int status = 0;
   if (::waitpid(pid, &status, WNOHANG) == pid) return;
-  ::kill(pid, SIGTERM);
+  signalChild(pid, SIGTERM);
   auto end = Clock::now() + grace;
   while (Clock::now() < end) {
     if (::waitpid(pid, &status, WNOHANG) == pid) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ::kill(pid, SIGKILL);
+  signalChild(pid, SIGKILL);
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
 }
