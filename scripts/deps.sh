@@ -14,7 +14,11 @@ build_pkgs=(cmake ninja-build ccache g++ pkg-config git
 test_pkgs=(clang libclang-rt-14-dev clang-format sip-tester kamailio libsofia-sip-ua-dev sox
   iproute2 procps python3 baresip-core linphone-cli sipvicious valgrind nodejs chromium)
 
-pkgs=("${build_pkgs[@]}")
+# What a running node needs besides its own binary: the media relay it starts and supervises
+# (rtpengine in userspace, no kernel module). Part of both set-ups (run.sh and test.sh).
+run_pkgs=(rtpengine-daemon)
+
+pkgs=("${build_pkgs[@]}" "${run_pkgs[@]}")
 [ "$kind" = test ] && pkgs+=("${test_pkgs[@]}")
 
 missing=()
@@ -40,5 +44,9 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Kamailio's package enables a system service; tests start their own instances.
 if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+fi
+# So does rtpengine's: every node starts its own rtpengine as a child process.
+if [[ " ${missing[*]} " == *" rtpengine-daemon "* ]] && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now rtpengine-daemon >/dev/null 2>&1 || true
 fi
 echo "deps: done"

@@ -237,10 +237,49 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           return configError("unknown key admin." + name);
         }
       }
+    } else if (key == "media") {
+      const toml::table* media = v.as_table();
+      if (!media) return configError("[media] must be a table");
+      for (const auto& [mk, mv] : *media) {
+        std::string name(mk.str());
+        if (name == "rtpengine") {
+          auto list = stringList(mv, "media.rtpengine");
+          if (!list) return list.error();
+          if (list->size() == 1 && list->front() == "auto") {
+            c.mediaOwnRtpengine = true;
+            c.mediaRtpengine.clear();
+            continue;
+          }
+          if (list->empty())
+            return configError("media.rtpengine must be \"auto\" or a list of \"ip:port\"");
+          for (const auto& a : list.value()) {
+            auto addr = SockAddr::parse(a);
+            if (!addr || addr->port == 0)
+              return configError("media.rtpengine: not an ng address \"ip:port\": " + a);
+          }
+          c.mediaOwnRtpengine = false;
+          c.mediaRtpengine = list.value();
+        } else if (name == "port_min" || name == "port_max") {
+          auto n = mv.value<int64_t>();
+          if (!n || *n < 1024 || *n > 65535)
+            return configError("media." + name + " must be 1024..65535");
+          (name == "port_min" ? c.mediaPortMin : c.mediaPortMax) = int(*n);
+        } else if (name == "interface") {
+          auto s = mv.value<std::string>();
+          auto ip = s ? IpAddress::parse(*s) : std::nullopt;
+          if (!ip || ip->isAny())
+            return configError("media.interface must be an IP address (not a wildcard)");
+          c.mediaInterface = ip->toString();
+        } else {
+          return configError("unknown key media." + name);
+        }
+      }
     } else {
       return configError("unknown section " + key);
     }
   }
+  if (c.mediaPortMin > c.mediaPortMax)
+    return configError("media.port_min must not be above media.port_max");
   if (c.federationMaxPending > 0 && c.federationReservedForMembers >= c.federationMaxPending)
     return configError("federation.reserved_for_members must be below federation.max_pending");
   return c;

@@ -75,6 +75,15 @@ struct NodeConfig {
   int federationMaxPendingPerSource = 4;
   int federationReservedForMembers = 16; // of both caps, for known members' addresses only
   int federationHelloTimeoutMs = 2000;
+
+  // [media] (docs/architecture.md "Media"): rtpengine = "auto" starts and supervises the node's
+  // own rtpengine; a list of "ip:port" names external instances' ng addresses instead (round
+  // robin, failover to the next).
+  bool mediaOwnRtpengine = true;
+  std::vector<std::string> mediaRtpengine;
+  int mediaPortMin = 40000; // RTP port range of the own rtpengine
+  int mediaPortMax = 49999;
+  std::string mediaInterface; // IP the own rtpengine relays RTP on; default: the SIP address
 };
 
 // Loads a TOML file; unknown keys are errors so that typos do not pass silently.

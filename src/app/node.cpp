@@ -9,7 +9,10 @@
 #include "federation/trust/ossl.h"
 #include "http/admin_server.h"
 #include "http/directory_routes.h"
+#include "http/media_routes.h"
 #include "http/trunk_routes.h"
+#include "media/media_service.h"
+#include "media/process_launcher.h"
 #include "net/fd_limit.h"
 #include "pbx/calllog/call_log.h"
 #include "pbx/calls/call_manager.h"
@@ -253,6 +256,9 @@ struct Node::Impl {
   std::unordered_map<sip::ConnectionId, std::string> federationConnections; // TLS conn → node id
   bool federationSipListening = false;
   std::string federationSipAddress; // "ip:port" other nodes reach our SIP-TLS listener at
+  // The media relay (rtpengine): declared before the admin API, whose status reads it.
+  std::unique_ptr<media::PosixProcessLauncher> processes;
+  std::unique_ptr<media::MediaService> media;
   std::unique_ptr<http::AdminServer> admin;
 
   Impl(asio::io_context& ioc, NodeConfig cfg)
@@ -273,6 +279,7 @@ struct Node::Impl {
   void sipConnectionClosed(sip::ConnectionId id, const sip::Peer& peer, bool byPeer);
   void forgetClosedFederationConnections();
   std::optional<pbx::Caller> federationCaller(const sip::Message& invite);
+  Result<void> startMedia();
   Result<void> startAdmin();
   void addApiRoutes();
   std::optional<pbx::Caller> checkCaller(sip::InviteSession& s, const sip::Message& invite);
@@ -1036,6 +1043,37 @@ void Node::Impl::addApiRoutes() {
   });
 }
 
+// The own rtpengine relays RTP on the configured media interface, else on the address the node
+// is reached at for SIP (sip.advertise, else the first bound address), else on the first
+// non-loopback address of the host (a wildcard bind).
+Result<void> Node::Impl::startMedia() {
+  media::MediaConfig mc;
+  mc.own = config.mediaOwnRtpengine;
+  for (const auto& a : config.mediaRtpengine) {
+    auto addr = SockAddr::parse(a);
+    if (!addr) return Error{1, "media.rtpengine: not an ng address: " + a};
+    mc.external.push_back(*addr);
+  }
+  std::optional<IpAddress> ip;
+  if (!config.mediaInterface.empty()) ip = IpAddress::parse(config.mediaInterface);
+  auto hostOf = [](const std::string& hostPort) -> std::optional<IpAddress> {
+    if (auto a = SockAddr::parse(hostPort); a && !a->ip.isAny()) return a->ip;
+    if (auto h = IpAddress::parse(hostPort); h && !h->isAny()) return h;
+    return std::nullopt;
+  };
+  if (!ip && !config.sipAdvertise.empty()) ip = hostOf(config.sipAdvertise);
+  if (!ip && bound.contains("udp")) ip = hostOf(bound["udp"].get<std::string>());
+  if (!ip) ip = IpAddress::parse(firstHostAddress());
+  mc.interface = ip.value_or(*IpAddress::parse("127.0.0.1"));
+  mc.portMin = uint16_t(config.mediaPortMin);
+  mc.portMax = uint16_t(config.mediaPortMax);
+  mc.logPath = config.dataDir + "/rtpengine.log";
+  processes = std::make_unique<media::PosixProcessLauncher>(io);
+  media = std::make_unique<media::MediaService>(io, timers, *processes, mc);
+  media->start();
+  return {};
+}
+
 Result<void> Node::Impl::startAdmin() {
   http::AdminServerConfig ac;
   ac.listen = config.adminListen;
@@ -1048,6 +1086,7 @@ Result<void> Node::Impl::startAdmin() {
     return federation ? federation->numberWarnings(number) : nlohmann::json::array();
   });
   http::addTrunkRoutes(*admin, *trunk, *db);
+  http::addMediaRoutes(*admin, *media);
   if (federation) addFederationRoutes(*admin, *federation);
   addApiRoutes();
   auto b = admin->start();
@@ -1076,6 +1115,7 @@ Result<std::unique_ptr<Node>> Node::start(asio::io_context& io, const NodeConfig
   if (auto r = impl->openStorage(); !r) return r.error();
   if (auto r = impl->startSip(); !r) return r.error();
   if (auto r = impl->startFederation(); !r) return r.error();
+  if (auto r = impl->startMedia(); !r) return r.error();
   if (auto r = impl->startAdmin(); !r) return r.error();
   // Calls a crash left ringing: records written, their phones cancelled (transports are up).
   if (size_t n = impl->calls->endInterrupted())
@@ -1099,6 +1139,7 @@ void Node::stop() {
   if (impl_->admin) impl_->admin->stop();
   if (impl_->federation) impl_->federation->stop();
   if (impl_->trunk) impl_->trunk->stop();
+  if (impl_->media) impl_->media->stop(); // the own rtpengine ends and is reaped here
   impl_->transport.close();
   if (impl_->callLog) (void)impl_->callLog->flush();
 }

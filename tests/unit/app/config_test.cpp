@@ -90,5 +90,43 @@ TEST_F(ConfigFile, FederationSessionTimerKeys) {
   }
 }
 
+TEST_F(ConfigFile, MediaDefaultsToOwnRtpengine) {
+  auto c = load("");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->mediaOwnRtpengine);
+  EXPECT_TRUE(c->mediaRtpengine.empty());
+  EXPECT_EQ(c->mediaPortMin, 40000);
+  EXPECT_EQ(c->mediaPortMax, 49999);
+  EXPECT_EQ(c->mediaInterface, "");
+  auto a = load("[media]\nrtpengine = \"auto\"\nport_min = 20000\nport_max = 20999\n"
+                "interface = \"192.0.2.7\"\n");
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_TRUE(a->mediaOwnRtpengine);
+  EXPECT_EQ(a->mediaPortMin, 20000);
+  EXPECT_EQ(a->mediaPortMax, 20999);
+  EXPECT_EQ(a->mediaInterface, "192.0.2.7");
+}
+
+TEST_F(ConfigFile, MediaExternalInstances) {
+  auto c = load("[media]\nrtpengine = [\"127.0.0.1:2223\", \"[::1]:2224\"]\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_FALSE(c->mediaOwnRtpengine);
+  EXPECT_EQ(c->mediaRtpengine, (std::vector<std::string>{"127.0.0.1:2223", "[::1]:2224"}));
+  auto one = load("[media]\nrtpengine = \"10.0.0.5:2223\"\n");
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  EXPECT_FALSE(one->mediaOwnRtpengine);
+}
+
+TEST_F(ConfigFile, MediaErrors) {
+  for (const char* bad :
+       {"rtpengine = []", "rtpengine = [\"rtp.example.com:2223\"]", "rtpengine = [\"127.0.0.1\"]",
+        "rtpengine = 5", "port_min = 80", "port_max = 70000", "port_min = 50000\nport_max = 40000",
+        "interface = \"0.0.0.0\"", "interface = \"eth0\"", "nope = 1"}) {
+    auto c = load(std::string("[media]\n") + bad + "\n");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.error().message.find("media."), std::string::npos) << c.error().message;
+  }
+}
+
 } // namespace
 } // namespace verbund::app

@@ -31,13 +31,23 @@ export default {
           fedValue = fed.name;
           fedBadge = badge(up === others.length ? 'up' : 'down', t('dashboard.membersUp', { up, total: others.length }));
         }
+        // The media relay (rtpengine): its state, and restarts of the own instance or how many
+        // external instances answer.
+        const media = s.media || { state: 'unavailable', mode: 'auto', instances: [] };
+        const inst = media.instances || [];
+        const mediaNote = media.mode === 'external'
+          ? t('dashboard.mediaInstancesUp', { up: inst.filter((i) => i.state === 'up').length, total: inst.length })
+          : t('dashboard.mediaRestarts', { n: inst.reduce((n, i) => n + (i.restarts || 0), 0) });
         cards.replaceChildren(
           card('node', s.node, h('p', { class: 'muted' }, t('dashboard.version', { version: s.version || '–' }))),
           card('users', String(s.users ?? '–'), h('p', { class: 'muted' }, t('dashboard.groupsCount', { n: s.groups ?? 0 }))),
           card('devices', String(s.registrations ?? '–')),
           card('activeCalls', String(s.activeCalls ?? '–')),
           card('trunk', '', badge(trunkState, t(`trunk.state.${trunkState}`))),
-          card('federation', fedValue, fedBadge));
+          card('federation', fedValue, fedBadge),
+          card('media', '', h('div', {},
+            badge(media.state, t(`media.state.${media.state}`)),
+            h('p', { class: 'muted' }, mediaNote))));
         msgs.clear();
       } catch (e) {
         if (e.status !== 401) msgs.show('error', errorText(e));

@@ -1,0 +1,18 @@
+#pragma once
+// The media relay in the admin API: `media` in GET /api/v1/status and the per-instance series of
+// /metrics (the module's own counters and gauges come with every /metrics answer).
+#include "http/admin_server.h"
+#include "media/media_service.h"
+
+#include <nlohmann/json.hpp>
+
+namespace verbund::http {
+
+// {"state": "up", "mode": "auto", "instances": [{"address", "state", "lastPingMs",
+// "lastPingRttMs", "restarts", "pid"}]}; lastPingMs is the wall-clock time (Unix ms) of the
+// last answered ping, null before the first.
+nlohmann::json mediaStatusJson(const media::MediaStatus& s);
+std::string mediaMetricsText(const media::MediaStatus& s);
+void addMediaRoutes(AdminServer& server, media::MediaService& media);
+
+} // namespace verbund::http
