@@ -59,18 +59,18 @@ function featureBody(v, user) {
   return out;
 }
 
-// The compact state of a user's features for the list: DND and each active forwarding.
+// The compact state of a user's features under the name in the list: DND and each active
+// forwarding ("busy → 202"); empty when nothing is on.
 function featureSummary(u) {
   const f = forwardOf(u);
   const items = [];
-  if (u.dnd) items.push(h('li', {}, badge('dnd', t('users.dndShort'))));
+  if (u.dnd) items.push(h('li', { 'data-dnd': 'true' }, badge('dnd', t('users.dndShort'))));
   for (const k of FORWARD_KINDS) {
     if (!f[k]) continue;
-    const label = kindShort(k, f.noAnswerSeconds);
-    items.push(h('li', { 'data-forward': k }, h('span', { class: 'fwd-kind' }, label), ' → ', h('span', { class: 'mono' }, f[k])));
+    items.push(h('li', { 'data-forward': k }, h('span', { class: 'fwd-kind' }, kindShort(k, f.noAnswerSeconds)), ' → ', h('span', { class: 'mono' }, f[k])));
   }
-  if (!items.length) return h('span', { class: 'muted', 'data-state': 'off' }, t('users.fwd.none'));
-  return h('ul', { class: 'feature-list' }, items);
+  return h('div', { class: 'features-summary', 'data-testid': 'user-features-summary', 'data-dnd': String(!!u.dnd) },
+    items.length ? h('ul', { class: 'feature-list', 'aria-label': t('users.fwd.column') }, items) : null);
 }
 
 function userForm(user, onSaved, onCancel, api) {
@@ -173,17 +173,16 @@ export default {
           const count = registrations.filter((r) => r.sipUser === u.sipUser).length;
           const devBtn = h('button', { type: 'button', class: 'link', 'aria-expanded': String(openDevices === u.id), onclick: () => { openDevices = openDevices === u.id ? null : u.id; load(); } }, t('users.devicesCount', { n: count }));
           rows.push(h('tr', { 'data-ext': u.extension },
-            h('td', {}, u.extension), h('td', {}, u.displayName), h('td', {}, u.externalNumber || '–'),
+            h('td', {}, u.extension), h('td', {}, u.displayName, featureSummary(u)), h('td', {}, u.externalNumber || '–'),
             h('td', { class: 'mono' }, u.sipUser), h('td', {}, devBtn),
-            h('td', { class: 'features-cell', 'data-testid': 'user-features-summary', 'data-dnd': String(!!u.dnd) }, featureSummary(u)),
             h('td', { class: 'row-actions' },
               h('button', { type: 'button', class: 'secondary', 'aria-label': t('users.editLabel', { ext: u.extension }), onclick: () => edit(u) }, t('common.edit')),
               h('button', { type: 'button', class: 'danger', 'aria-label': t('users.deleteLabel', { ext: u.extension }), onclick: () => remove(u) }, t('common.delete')))));
           if (openDevices === u.id)
-            rows.push(h('tr', { class: 'detail-row' }, h('td', { colspan: 7 }, devicesOf(u, registrations))));
+            rows.push(h('tr', { class: 'detail-row' }, h('td', { colspan: 6 }, devicesOf(u, registrations))));
         }
         list.replaceChildren(table(
-          [t('users.extension'), t('users.displayName'), t('users.externalNumber'), t('users.sipUser'), t('users.devices'), t('users.fwd.column'), t('common.actions')],
+          [t('users.extension'), t('users.displayName'), t('users.externalNumber'), t('users.sipUser'), t('users.devices'), t('common.actions')],
           rows, { caption: t('nav.users'), empty: q ? t('users.noMatch') : t('users.none') }));
       } catch (e) {
         if (e.status !== 401) msgs.show('error', errorText(e));
