@@ -33,6 +33,9 @@ struct AdminCliState {
   std::vector<std::string> members;
   bool sipPasswordStdin = false, membersGiven = false;
   std::string member;
+  // user features: unset options leave the setting as it is.
+  std::optional<std::string> dnd, fwdAlways, fwdBusy, fwdNoAnswer, fwdUnregistered;
+  std::optional<int> noAnswerSeconds;
 };
 
 namespace {
@@ -260,6 +263,15 @@ AdminCommands::AdminCommands(CLI::App& app) : s_(std::make_unique<AdminCliState>
   uset->add_option("--name", s.name, "display name");
   uset->add_option("--extension", s.newExtension, "new extension");
   userFields(uset);
+  auto* ufeat = sub(s.userCmd, "features", "Do-not-disturb and call forwarding of a user");
+  ufeat->add_option("extension", s.key, "extension")->required();
+  ufeat->add_option("--dnd", s.dnd, "do-not-disturb: on or off");
+  ufeat->add_option("--forward-always", s.fwdAlways, "forward every call to T (\"\" or off: none)");
+  ufeat->add_option("--forward-busy", s.fwdBusy, "forward when busy to T");
+  ufeat->add_option("--forward-noanswer", s.fwdNoAnswer, "forward when not answered to T");
+  ufeat->add_option("--noanswer-seconds", s.noAnswerSeconds, "seconds before no-answer (5..120)");
+  ufeat->add_option("--forward-unregistered", s.fwdUnregistered,
+                    "forward when no device is registered to T");
   sub(s.userCmd, "delete", "Delete a user")
       ->add_option("extension", s.key, "extension")
       ->required();
@@ -370,6 +382,14 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
                         str(u, "externalNumber"), str(u, "language")});
       printTable(out, {"EXTENSION", "NAME", "SIP USER", "EXTERNAL", "LANG"}, rows);
     };
+    auto printFeatures = [&](const json& u) {
+      const json f = u.value("forward", json::object());
+      printTable(out,
+                 {"EXTENSION", "DND", "ALWAYS", "BUSY", "NO ANSWER", "AFTER S", "UNREGISTERED"},
+                 {{str(u, "extension"), u.value("dnd", false) ? "on" : "off", str(f, "always"),
+                   str(f, "busy"), str(f, "noAnswer"), str(f, "noAnswerSeconds"),
+                   str(f, "unregistered")}});
+    };
     auto printGroups = [&](const json& groups) {
       std::vector<std::vector<std::string>> rows;
       for (const auto& g : groups)
@@ -396,6 +416,22 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
       auto id = idOf(api, "users", s.key);
       auto u = api.call("PATCH", "/api/v1/users/" + std::to_string(id), userBody(false));
       s.jsonOut ? emit(u) : printUsers(json::array({u}));
+    } else if (s.command == "user features") {
+      json b = json::object(), f = json::object();
+      if (s.dnd) {
+        if (*s.dnd != "on" && *s.dnd != "off") throw CliError{2, "--dnd: on or off"};
+        b["dnd"] = *s.dnd == "on";
+      }
+      auto target = [](const std::string& t) { return t == "off" ? std::string() : t; };
+      if (s.fwdAlways) f["always"] = target(*s.fwdAlways);
+      if (s.fwdBusy) f["busy"] = target(*s.fwdBusy);
+      if (s.fwdNoAnswer) f["noAnswer"] = target(*s.fwdNoAnswer);
+      if (s.fwdUnregistered) f["unregistered"] = target(*s.fwdUnregistered);
+      if (s.noAnswerSeconds) f["noAnswerSeconds"] = *s.noAnswerSeconds;
+      if (!f.empty()) b["forward"] = f;
+      auto id = idOf(api, "users", s.key);
+      auto u = api.call("PUT", "/api/v1/users/" + std::to_string(id) + "/features", b);
+      s.jsonOut ? emit(u) : printFeatures(u);
     } else if (s.command == "user delete") {
       auto id = idOf(api, "users", s.key);
       api.call("DELETE", "/api/v1/users/" + std::to_string(id));

@@ -1,6 +1,6 @@
 #pragma once
 // Command line tools that manage a running node through its admin REST API over loopback:
-//   verbund user  list|add|set|delete
+//   verbund user  list|add|set|features|delete
 //   verbund group list|add|set|delete|login|logout
 //   verbund admin set-password
 // Credentials: --token / VERBUND_API_TOKEN (bearer token), else the admin password from

@@ -1,5 +1,6 @@
 #include "http/directory_json.h"
 
+#include <algorithm>
 #include <string_view>
 
 namespace verbund::http {
@@ -22,6 +23,18 @@ Result<void> takeString(const nlohmann::json& v, const char* field,
 Result<void> takeBool(const nlohmann::json& v, const char* field, std::optional<bool>& out) {
   if (!v.is_boolean()) return Error{400, std::string(field) + ": true or false expected"};
   out = v.get<bool>();
+  return {};
+}
+
+// A forwarding target: a string, or null for off.
+Result<void> takeTarget(const nlohmann::json& v, const char* field,
+                        std::optional<std::string>& out) {
+  if (v.is_null()) {
+    out = std::string();
+    return {};
+  }
+  if (!v.is_string()) return Error{400, std::string(field) + ": string expected (\"\" is off)"};
+  out = v.get<std::string>();
   return {};
 }
 
@@ -57,6 +70,60 @@ Result<pbx::GroupMember> parseMember(const nlohmann::json& v) {
 
 } // namespace
 
+nlohmann::json toJson(const pbx::Forwarding& f) {
+  return {{"always", f.always},
+          {"busy", f.busy},
+          {"noAnswer", f.noAnswer},
+          {"noAnswerSeconds", f.noAnswerSeconds},
+          {"unregistered", f.unregistered}};
+}
+
+Result<pbx::ForwardingInput> parseForwarding(const nlohmann::json& v) {
+  if (!v.is_object()) return Error{400, "forward: object expected"};
+  pbx::ForwardingInput in;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const auto& key = it.key();
+    Result<void> r;
+    if (key == "always")
+      r = takeTarget(*it, "forward.always", in.always);
+    else if (key == "busy")
+      r = takeTarget(*it, "forward.busy", in.busy);
+    else if (key == "noAnswer")
+      r = takeTarget(*it, "forward.noAnswer", in.noAnswer);
+    else if (key == "unregistered")
+      r = takeTarget(*it, "forward.unregistered", in.unregistered);
+    else if (key == "noAnswerSeconds") {
+      if (!it->is_number_integer())
+        return Error{400, "forward.noAnswerSeconds: an integer from 5 to 120"};
+      // Unsigned values beyond int64 wrap negative and fail the range check.
+      in.noAnswerSeconds = it->is_number_unsigned()
+                               ? int64_t(std::min<uint64_t>(it->get<uint64_t>(), uint64_t(1) << 40))
+                               : it->get<int64_t>();
+    } else
+      r = Error{400, fieldName("forward.", key) + ": unknown field"};
+    if (!r) return r.error();
+  }
+  return in;
+}
+
+Result<pbx::UserInput> parseUserFeatures(const nlohmann::json& body) {
+  if (!body.is_object()) return Error{400, "body: JSON object expected"};
+  pbx::UserInput in;
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    const auto& key = it.key();
+    if (key == "dnd") {
+      if (auto r = takeBool(*it, "dnd", in.dnd); !r) return r.error();
+    } else if (key == "forward") {
+      auto f = parseForwarding(*it);
+      if (!f) return f.error();
+      in.forward = std::move(*f);
+    } else {
+      return Error{400, fieldName("", key) + ": unknown field"};
+    }
+  }
+  return in;
+}
+
 nlohmann::json toJson(const pbx::User& u) {
   return {{"id", u.id},
           {"owner", u.owner},
@@ -66,6 +133,8 @@ nlohmann::json toJson(const pbx::User& u) {
           {"sipUser", u.sipUser},
           {"language", u.language},
           {"shared", u.shared},
+          {"dnd", u.dnd},
+          {"forward", toJson(u.forward)},
           {"version", u.version}};
 }
 
@@ -100,7 +169,13 @@ Result<pbx::UserInput> parseUserInput(const nlohmann::json& body) {
       r = takeString(*it, "language", in.language);
     else if (key == "shared")
       r = takeBool(*it, "shared", in.shared);
-    else if (key == "id" || key == "owner" || key == "version")
+    else if (key == "dnd")
+      r = takeBool(*it, "dnd", in.dnd);
+    else if (key == "forward") {
+      auto f = parseForwarding(*it);
+      if (!f) return f.error();
+      in.forward = std::move(*f);
+    } else if (key == "id" || key == "owner" || key == "version")
       continue; // read-only echoes
     else
       r = Error{400, fieldName("", key) + ": unknown field"};

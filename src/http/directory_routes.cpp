@@ -68,6 +68,16 @@ void addDirectoryRoutes(AdminServer& server, pbx::Directory& dir, NumberWarnings
                  if (!u) return u.error();
                  return withWarnings(toJson(*u), warnings, u->extension);
                });
+  server.route(Method::Put, "/api/v1/users/{id}/features",
+               [&dir](RequestContext& c) -> Result<Response> {
+                 auto id = c.idParam("id");
+                 if (!id) return id.error();
+                 auto in = parseUserFeatures(c.body);
+                 if (!in) return in.error();
+                 auto u = dir.updateUser(*id, *in);
+                 if (!u) return u.error();
+                 return Response::json(toJson(*u));
+               });
   server.route(Method::Delete, "/api/v1/users/{id}", [&dir](RequestContext& c) -> Result<Response> {
     auto id = c.idParam("id");
     if (!id) return id.error();

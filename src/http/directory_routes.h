@@ -3,6 +3,8 @@
 //   GET    /api/v1/users[?q=text][&extension=101]   list / search
 //   POST   /api/v1/users                            create (201)
 //   GET    /api/v1/users/{id}   PATCH /api/v1/users/{id}   DELETE /api/v1/users/{id} (204)
+//   PUT    /api/v1/users/{id}/features   {dnd, forward: {always, busy, noAnswer,
+//          noAnswerSeconds, unregistered}} (present keys replace; answers the user)
 //   GET    /api/v1/groups[?q=text][&number=600]     list / search
 //   POST   /api/v1/groups                           create (201)
 //   GET    /api/v1/groups/{id}  PATCH /api/v1/groups/{id}  DELETE /api/v1/groups/{id} (204)

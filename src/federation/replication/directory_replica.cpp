@@ -65,6 +65,32 @@ Result<std::string> validOwner(const json& j) {
   return owner;
 }
 
+Result<pbx::Forwarding> forwardFromJson(const json& j, const std::string& path) {
+  if (!j.is_object()) return invalid(path, "must be an object");
+  pbx::Forwarding f;
+  const std::pair<const char*, std::string*> targets[] = {{"always", &f.always},
+                                                          {"busy", &f.busy},
+                                                          {"noAnswer", &f.noAnswer},
+                                                          {"unregistered", &f.unregistered}};
+  for (const auto& [name, out] : targets) {
+    const json* t = field(j, name);
+    if (t == nullptr || t->is_null()) continue;
+    std::string tpath = path + "." + name;
+    if (!t->is_string()) return invalid(tpath, "must be a string");
+    *out = t->get<std::string>();
+    if (auto r = pbx::validateForwardTarget(tpath, *out); !r) return r.error();
+  }
+  if (const json* s = field(j, "noAnswerSeconds"); s != nullptr && !s->is_null()) {
+    std::string spath = path + ".noAnswerSeconds";
+    if (!s->is_number_integer() || (s->is_number_unsigned() && s->get<uint64_t>() > 1000))
+      return invalid(spath, "must be an integer from 5 to 120");
+    auto n = s->get<int64_t>();
+    if (auto r = pbx::validateNoAnswerSeconds(spath, n); !r) return r.error();
+    f.noAnswerSeconds = int(n);
+  }
+  return f;
+}
+
 Result<ReplicaUser> userFromJson(const json& j, const std::string& path) {
   if (!j.is_object()) return invalid(path, "must be an object");
   ReplicaUser u;
@@ -81,6 +107,15 @@ Result<ReplicaUser> userFromJson(const json& j, const std::string& path) {
     u.externalNumber = n->get<std::string>();
     if (auto r = pbx::validateExternalNumber(u.externalNumber); !r)
       return prefixed(path, r.error());
+  }
+  if (const json* d = field(j, "dnd"); d != nullptr && !d->is_null()) {
+    if (!d->is_boolean()) return invalid(path + ".dnd", "must be true or false");
+    u.dnd = d->get<bool>();
+  }
+  if (const json* f = field(j, "forward"); f != nullptr && !f->is_null()) {
+    auto fw = forwardFromJson(*f, path + ".forward");
+    if (!fw) return fw.error();
+    u.forward = std::move(*fw);
   }
   return u;
 }
@@ -179,9 +214,17 @@ Result<std::vector<std::string>> numbersFromJson(const json& list, const char* n
 }
 
 json toJson(const ReplicaUser& u) {
+  const auto& f = u.forward;
   return json{{"extension", u.extension},
               {"displayName", u.displayName},
-              {"externalNumber", u.externalNumber}};
+              {"externalNumber", u.externalNumber},
+              {"dnd", u.dnd},
+              {"forward",
+               {{"always", f.always},
+                {"busy", f.busy},
+                {"noAnswer", f.noAnswer},
+                {"noAnswerSeconds", f.noAnswerSeconds},
+                {"unregistered", f.unregistered}}}};
 }
 
 json toJson(const ReplicaGroup& g) {
@@ -223,7 +266,8 @@ DirectorySnapshot viewOf(const pbx::Directory& dir, const std::string& localNode
   s.owner = localNodeId;
   s.seq = seq;
   for (const auto& u : dir.users())
-    if (u.shared) s.users.push_back({u.extension, u.displayName, u.externalNumber});
+    if (u.shared)
+      s.users.push_back({u.extension, u.displayName, u.externalNumber, u.dnd, u.forward});
   for (const auto& g : dir.groups()) {
     if (!g.shared) continue;
     ReplicaGroup rg{g.number, g.name, g.members};

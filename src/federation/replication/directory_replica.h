@@ -12,7 +12,10 @@
 // a snapshot. Sequence numbers are per owner, increase by one per published change, and survive
 // restarts (persisted with the published view).
 //
-// User form: {"extension","displayName","externalNumber"}
+// User form: {"extension","displayName","externalNumber","dnd",
+//             "forward":{"always","busy","noAnswer","noAnswerSeconds","unregistered"}}
+// ("dnd" and "forward" since issue 12: a peer without them sends neither, and they count as off;
+// peers without them ignore them.)
 // Group form: {"number","name","members":[{"owner":nodeId,"extension","loggedIn"}]}
 // (member owners are always explicit node ids on the wire; the local directory's "" becomes the
 // publisher's id.)
@@ -37,6 +40,8 @@ inline constexpr size_t kMaxReplicaGroups = 5'000;
 
 struct ReplicaUser {
   std::string extension, displayName, externalNumber;
+  bool dnd = false;
+  pbx::Forwarding forward;
   friend bool operator==(const ReplicaUser&, const ReplicaUser&) = default;
 };
 struct ReplicaGroup {
@@ -63,7 +68,8 @@ nlohmann::json toJson(const DirectoryDelta& d);    // with "t":"dir-delta"
 // Validate every field with the directory's validators; limits above. Error code 400, the message
 // starts with the path of the field ("users[3].extension: digits only, 2 to 8 of them"). Owners
 // (also of group members) must be non-empty node ids. Missing arrays count as empty, a missing
-// externalNumber as "", a missing loggedIn as true; unknown members are ignored. Duplicates
+// externalNumber as "", a missing dnd as false, missing forward keys as off (noAnswerSeconds 20),
+// a missing loggedIn as true; unknown members are ignored. Duplicates
 // (extension, group number, group member) are rejected. Lists come back sorted.
 Result<DirectorySnapshot> snapshotFromJson(const nlohmann::json& j);
 Result<DirectoryDelta> deltaFromJson(const nlohmann::json& j);

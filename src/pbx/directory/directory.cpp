@@ -28,8 +28,24 @@ bool containsFolded(std::string_view hay, std::string_view needle) {
   return it != hay.end();
 }
 
-constexpr const char* kUserColumns = "id, owner, extension, display_name, external_number, "
-                                     "sip_user, ha1_md5, ha1_sha256, language, shared, version";
+constexpr const char* kUserColumns =
+    "id, owner, extension, display_name, external_number, sip_user, ha1_md5, ha1_sha256, "
+    "language, shared, version, dnd, forward_always, forward_busy, forward_no_answer, "
+    "forward_no_answer_seconds, forward_unregistered";
+constexpr size_t kUserColumnCount = 17;
+
+// A forwarding target that is the user's own extension would only ring the user again.
+Result<void> checkNotSelf(const User& u) {
+  const std::pair<const char*, const std::string*> targets[] = {
+      {"forward.always", &u.forward.always},
+      {"forward.busy", &u.forward.busy},
+      {"forward.noAnswer", &u.forward.noAnswer},
+      {"forward.unregistered", &u.forward.unregistered}};
+  for (const auto& [field, value] : targets)
+    if (!value->empty() && *value == u.extension)
+      return Error{400, std::string(field) + ": the user's own extension"};
+  return {};
+}
 
 } // namespace
 
@@ -67,6 +83,14 @@ CREATE TABLE group_members(
 CREATE INDEX group_members_member ON group_members(member_owner, extension);
 CREATE TABLE directory_state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO directory_state(key, value) VALUES ('version', 0);
+)SQL"},
+          {"directory", 2, "do-not-disturb and call forwarding per user", R"SQL(
+ALTER TABLE users ADD COLUMN dnd INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN forward_always TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN forward_busy TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN forward_no_answer TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN forward_no_answer_seconds INTEGER NOT NULL DEFAULT 20;
+ALTER TABLE users ADD COLUMN forward_unregistered TEXT NOT NULL DEFAULT '';
 )SQL"}};
 }
 
@@ -84,7 +108,7 @@ Result<void> Directory::load() {
   auto rows = db_.query(std::string("SELECT ") + kUserColumns + " FROM users");
   if (!rows) return rows.error();
   for (const auto& row : *rows) {
-    if (row.size() < 11) continue;
+    if (row.size() < kUserColumnCount) continue;
     UserRecord r;
     r.user.id = num(row[0]);
     r.user.owner = text(row[1]);
@@ -98,6 +122,12 @@ Result<void> Directory::load() {
     r.user.language = text(row[8]);
     r.user.shared = num(row[9]) != 0;
     r.user.version = num(row[10]);
+    r.user.dnd = num(row[11]) != 0;
+    ForwardingInput f{text(row[12]), text(row[13]), text(row[14]), text(row[16]), num(row[15])};
+    if (validateForwardingInput(f))
+      applyForwarding(r.user.forward, f);
+    else
+      logger("directory")->warn("user row {}: invalid forwarding ignored", r.user.id);
     // Rows are untrusted: one that breaks the rules is skipped and logged, not served.
     if (r.user.extension.empty() || r.user.sipUser.empty() ||
         userByExtension_.contains(r.user.extension) || userBySipUser_.contains(r.user.sipUser)) {
@@ -197,6 +227,9 @@ Result<User> Directory::createUser(const UserInput& in) {
   r.user.sipUser = in.sipUser.value_or(*in.extension);
   r.user.language = in.language.value_or("de");
   r.user.shared = in.shared.value_or(true);
+  r.user.dnd = in.dnd.value_or(false);
+  applyForwarding(r.user.forward, in.forward);
+  if (auto c = checkNotSelf(r.user); !c) return c.error();
   if (auto c = checkNumberFree("extension", r.user.extension, 0, 0); !c) return c.error();
   if (userBySipUser_.contains(r.user.sipUser))
     return Error{409, "sipUser: already used by another user"};
@@ -212,10 +245,14 @@ Result<User> Directory::createUser(const UserInput& in) {
     version = *v;
     auto ins = db_.exec(
         "INSERT INTO users(owner, extension, display_name, external_number, sip_user, ha1_md5, "
-        "ha1_sha256, language, shared, version) VALUES ('',?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+        "ha1_sha256, language, shared, version, dnd, forward_always, forward_busy, "
+        "forward_no_answer, forward_no_answer_seconds, forward_unregistered) "
+        "VALUES ('',?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
         {r.user.extension, r.user.displayName, r.user.externalNumber, r.user.sipUser,
          r.credentials.ha1Md5, r.credentials.ha1Sha256, r.user.language, int64_t(r.user.shared),
-         version});
+         version, int64_t(r.user.dnd), r.user.forward.always, r.user.forward.busy,
+         r.user.forward.noAnswer, int64_t(r.user.forward.noAnswerSeconds),
+         r.user.forward.unregistered});
     if (!ins) return ins;
     r.user.id = db_.lastInsertId();
     return {};
@@ -242,6 +279,9 @@ Result<User> Directory::updateUser(int64_t id, const UserInput& in) {
   if (in.sipUser) next.user.sipUser = *in.sipUser;
   if (in.language) next.user.language = *in.language;
   if (in.shared) next.user.shared = *in.shared;
+  if (in.dnd) next.user.dnd = *in.dnd;
+  applyForwarding(next.user.forward, in.forward);
+  if (auto c = checkNotSelf(next.user); !c) return c.error();
   if (next.user.extension != cur.extension)
     if (auto c = checkNumberFree("extension", next.user.extension, id, 0); !c) return c.error();
   if (next.user.sipUser != cur.sipUser) {
@@ -265,12 +305,17 @@ Result<User> Directory::updateUser(int64_t id, const UserInput& in) {
     auto v = nextVersion();
     if (!v) return v.error();
     version = *v;
+    const auto& f = next.user.forward;
     auto up = db_.exec("UPDATE users SET extension=?1, display_name=?2, external_number=?3, "
                        "sip_user=?4, ha1_md5=?5, ha1_sha256=?6, language=?7, shared=?8, "
-                       "version=?9 WHERE id=?10",
+                       "version=?9, dnd=?11, forward_always=?12, forward_busy=?13, "
+                       "forward_no_answer=?14, forward_no_answer_seconds=?15, "
+                       "forward_unregistered=?16 WHERE id=?10",
                        {next.user.extension, next.user.displayName, next.user.externalNumber,
                         next.user.sipUser, next.credentials.ha1Md5, next.credentials.ha1Sha256,
-                        next.user.language, int64_t(next.user.shared), version, id});
+                        next.user.language, int64_t(next.user.shared), version, id,
+                        int64_t(next.user.dnd), f.always, f.busy, f.noAnswer,
+                        int64_t(f.noAnswerSeconds), f.unregistered});
     if (!up) return up;
     // Local group memberships follow the user to the new extension.
     if (extensionChanged)

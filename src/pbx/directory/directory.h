@@ -18,6 +18,23 @@
 
 namespace verbund::pbx {
 
+// Call forwarding of a user (issue 12). Each target is "" (off) or a dialled string routed as if
+// the user had dialled it: an extension of any site, a group number or an external number.
+inline constexpr int kDefaultNoAnswerSeconds = 20;
+inline constexpr int kMinNoAnswerSeconds = 5, kMaxNoAnswerSeconds = 120;
+inline constexpr size_t kMaxForwardTarget = 32;
+struct Forwarding {
+  std::string always, busy, noAnswer, unregistered;
+  int noAnswerSeconds = kDefaultNoAnswerSeconds;
+  friend bool operator==(const Forwarding&, const Forwarding&) = default;
+};
+// A change of some forwarding settings: present fields replace, missing ones stay.
+struct ForwardingInput {
+  std::optional<std::string> always, busy, noAnswer, unregistered;
+  std::optional<int64_t> noAnswerSeconds;
+  bool empty() const { return !always && !busy && !noAnswer && !unregistered && !noAnswerSeconds; }
+};
+
 // A user: one person with an extension and zero or more devices sharing one SIP login.
 struct User {
   int64_t id = 0;              // local row id
@@ -28,7 +45,9 @@ struct User {
   std::string sipUser;         // device login name (unique per node)
   std::string language = "de"; // "de" | "en"
   bool shared = true;          // published to the federation
-  int64_t version = 0;         // bumped on every change (replication sequence)
+  bool dnd = false;            // do-not-disturb
+  Forwarding forward;
+  int64_t version = 0; // bumped on every change (replication sequence)
 };
 
 // Secrets of a user's device login, kept apart from User so they never reach the API or logs.
@@ -59,6 +78,8 @@ struct Group {
 struct UserInput {
   std::optional<std::string> extension, displayName, externalNumber, sipUser, sipPassword, language;
   std::optional<bool> shared;
+  std::optional<bool> dnd;
+  ForwardingInput forward;
 };
 struct GroupInput {
   std::optional<std::string> number, name;
@@ -78,6 +99,13 @@ Result<void> validatePassword(std::string_view value);
 Result<void> validateDisplayName(std::string_view field, std::string_view value);
 Result<void> validateLanguage(std::string_view value);
 Result<void> validateOwner(std::string_view field, std::string_view value);
+// A forwarding target: "" (off) or up to 32 digits with an optional leading '+'.
+Result<void> validateForwardTarget(std::string_view field, std::string_view value);
+Result<void> validateNoAnswerSeconds(std::string_view field, int64_t value);
+// Every field present, named "forward.<key>".
+Result<void> validateForwardingInput(const ForwardingInput& in);
+// Applies the present fields of `in` to `f` (validated before).
+void applyForwarding(Forwarding& f, const ForwardingInput& in);
 // Checks every field present; `create` additionally requires the mandatory ones
 // (extension, displayName, sipPassword for users; number, name for groups).
 Result<void> validateUserInput(const UserInput& in, bool create);

@@ -129,6 +129,43 @@ Result<void> validateOwner(std::string_view field, std::string_view value) {
   return {};
 }
 
+Result<void> validateForwardTarget(std::string_view field, std::string_view value) {
+  if (value.empty()) return {};
+  auto digits = value[0] == '+' ? value.substr(1) : value;
+  if (value.size() > kMaxForwardTarget || digits.empty() || !allDigits(digits))
+    return invalid(field, "digits with an optional leading '+', at most 32, or empty (off)");
+  return {};
+}
+
+Result<void> validateNoAnswerSeconds(std::string_view field, int64_t value) {
+  if (value < kMinNoAnswerSeconds || value > kMaxNoAnswerSeconds)
+    return invalid(field, "an integer from 5 to 120");
+  return {};
+}
+
+Result<void> validateForwardingInput(const ForwardingInput& in) {
+  const std::pair<const char*, const std::optional<std::string>*> targets[] = {
+      {"forward.always", &in.always},
+      {"forward.busy", &in.busy},
+      {"forward.noAnswer", &in.noAnswer},
+      {"forward.unregistered", &in.unregistered}};
+  for (const auto& [field, value] : targets)
+    if (*value)
+      if (auto r = validateForwardTarget(field, **value); !r) return r;
+  if (in.noAnswerSeconds)
+    if (auto r = validateNoAnswerSeconds("forward.noAnswerSeconds", *in.noAnswerSeconds); !r)
+      return r;
+  return {};
+}
+
+void applyForwarding(Forwarding& f, const ForwardingInput& in) {
+  if (in.always) f.always = *in.always;
+  if (in.busy) f.busy = *in.busy;
+  if (in.noAnswer) f.noAnswer = *in.noAnswer;
+  if (in.unregistered) f.unregistered = *in.unregistered;
+  if (in.noAnswerSeconds) f.noAnswerSeconds = int(*in.noAnswerSeconds);
+}
+
 Result<void> validateUserInput(const UserInput& in, bool create) {
   if (create) {
     if (!in.extension) return invalid("extension", "required");
@@ -147,7 +184,7 @@ Result<void> validateUserInput(const UserInput& in, bool create) {
     if (auto r = validatePassword(*in.sipPassword); !r) return r;
   if (in.language)
     if (auto r = validateLanguage(*in.language); !r) return r;
-  return {};
+  return validateForwardingInput(in.forward);
 }
 
 Result<void> validateGroupInput(const GroupInput& in, bool create) {

@@ -131,6 +131,50 @@ TEST_F(AdminServerTest, ValidationErrorsNameTheField) {
   }
 }
 
+TEST_F(AdminServerTest, UserFeaturesAndTheirValidationErrors) {
+  login();
+  auto r = client_->Post("/api/v1/users", session(),
+                         R"({"extension":"101","displayName":"A","sipPassword":"secret-pass"})",
+                         "application/json");
+  ASSERT_EQ(r->status, 201) << r->body;
+  EXPECT_EQ(body(r)["dnd"], false);
+  EXPECT_EQ(body(r)["forward"]["noAnswerSeconds"], 20);
+  std::string features =
+      "/api/v1/users/" + std::to_string(body(r)["id"].get<int64_t>()) + "/features";
+  r = client_->Put(features.c_str(), session(),
+                   R"({"dnd":true,"forward":{"busy":"+4930123456","noAnswer":"202"}})",
+                   "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(body(r)["dnd"], true);
+  EXPECT_EQ(body(r)["forward"]["busy"], "+4930123456");
+  EXPECT_EQ(body(r)["forward"]["noAnswer"], "202");
+  EXPECT_EQ(body(r)["extension"], "101");
+  struct Case {
+    const char* body;
+    const char* field;
+  };
+  for (const auto& c : std::vector<Case>{
+           {R"({"forward":{"busy":"12ab"}})", "forward.busy"},
+           {R"({"forward":{"always":"101"}})", "forward.always"},
+           {R"({"forward":{"noAnswerSeconds":200}})", "forward.noAnswerSeconds"},
+           {R"({"forward":{"unregistered":"123456789012345678901234567890123"}})",
+            "forward.unregistered"},
+           {R"({"dnd":1})", "dnd"},
+       }) {
+    r = client_->Put(features.c_str(), session(), c.body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << c.body;
+    EXPECT_EQ(body(r)["error"]["field"], c.field) << c.body << " -> " << r->body;
+  }
+  // PATCH takes the same fields; keys not given stay.
+  std::string user = features.substr(0, features.rfind('/'));
+  r = client_->Patch(user.c_str(), session(), R"({"forward":{"busy":""}})", "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(body(r)["forward"]["busy"], "");
+  EXPECT_EQ(body(r)["forward"]["noAnswer"], "202");
+  EXPECT_EQ(body(r)["dnd"], true);
+}
+
 TEST_F(AdminServerTest, BadJsonOversizedBodyUnknownRoute) {
   login();
   auto r = client_->Post("/api/v1/users", session(), "{\"extension\":", "application/json");

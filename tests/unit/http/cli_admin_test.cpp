@@ -102,6 +102,27 @@ TEST_F(CliTest, UsersAndGroups) {
   EXPECT_EQ(r.err, "verbund: no group with number 600\n");
 }
 
+TEST_F(CliTest, UserFeatures) {
+  ASSERT_EQ(cli({"user", "add", "101", "Alice"}).code, 0);
+  auto r = cli({"user", "features", "101", "--dnd", "on", "--forward-busy", "202",
+                "--forward-noanswer", "+4930123456", "--noanswer-seconds", "15"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, 9), "EXTENSION");
+  EXPECT_NE(r.out.find("+4930123456"), std::string::npos);
+  r = cli({"user", "features", "101", "--forward-busy", "off", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto u = nlohmann::json::parse(r.out);
+  EXPECT_EQ(u["dnd"], true);
+  EXPECT_EQ(u["forward"]["busy"], "");
+  EXPECT_EQ(u["forward"]["noAnswer"], "+4930123456");
+  EXPECT_EQ(u["forward"]["noAnswerSeconds"], 15);
+  r = cli({"user", "features", "101", "--forward-always", "12x"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err.rfind("verbund: forward.always: ", 0), 0u) << r.err;
+  r = cli({"user", "features", "101", "--dnd", "maybe"});
+  EXPECT_EQ(r.code, 2);
+}
+
 TEST_F(CliTest, AdminSetPasswordAndErrors) {
   auto r = cli({"admin", "set-password"}, "short\n");
   EXPECT_EQ(r.code, 1);

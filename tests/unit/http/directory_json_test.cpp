@@ -66,5 +66,42 @@ TEST(DirectoryJson, UserJsonHasNoSecrets) {
   EXPECT_EQ(j["extension"], "101");
 }
 
+TEST(DirectoryJson, UserFeatures) {
+  auto in = parseUserInput(json::parse(
+      R"({"extension":"101","dnd":true,"forward":{"busy":"202","noAnswerSeconds":30,"always":null}})"));
+  ASSERT_TRUE(in.ok()) << in.error().message;
+  EXPECT_EQ(*in->dnd, true);
+  EXPECT_EQ(*in->forward.busy, "202");
+  EXPECT_EQ(*in->forward.always, "");
+  EXPECT_EQ(*in->forward.noAnswerSeconds, 30);
+  EXPECT_FALSE(in->forward.noAnswer);
+
+  pbx::User u;
+  u.dnd = true;
+  u.forward.unregistered = "+4930123456";
+  auto j = toJson(u);
+  EXPECT_EQ(j["dnd"], true);
+  EXPECT_EQ(j["forward"]["unregistered"], "+4930123456");
+  EXPECT_EQ(j["forward"]["noAnswerSeconds"], 20);
+  EXPECT_EQ(j["forward"]["always"], "");
+
+  struct Case {
+    const char* body;
+    const char* field;
+  };
+  for (const auto& c :
+       std::vector<Case>{{R"({"dnd":"on"})", "dnd"},
+                         {R"({"forward":[]})", "forward"},
+                         {R"({"forward":{"busy":202}})", "forward.busy"},
+                         {R"({"forward":{"later":"1"}})", "forward.later"},
+                         {R"({"forward":{"noAnswerSeconds":"20"}})", "forward.noAnswerSeconds"},
+                         {R"({"forward":{"noAnswerSeconds":2.5}})", "forward.noAnswerSeconds"},
+                         {R"({"extension":"101"})", "extension"}}) {
+    auto r = parseUserFeatures(json::parse(c.body));
+    ASSERT_FALSE(r.ok()) << c.body;
+    EXPECT_EQ(fieldOf(r.error()), c.field) << c.body;
+  }
+}
+
 } // namespace
 } // namespace verbund::http

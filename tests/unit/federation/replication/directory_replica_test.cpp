@@ -269,6 +269,55 @@ TEST(DirectoryReplica, PublisherToReplicaEndToEnd) {
   for (size_t i = 0; i < users.size(); ++i) EXPECT_EQ(users[i].user, snap.users[i]);
 }
 
+TEST(DirectoryReplica, FeaturesTravelAndOldPeersStayCompatible) {
+  Node a, b;
+  auto id = a.addUser("201", "Alice");
+  pbx::UserInput ch;
+  ch.dnd = true;
+  ch.forward = pbx::ForwardingInput{"", "202", "+4930123456", "", 30};
+  ASSERT_TRUE(a.dir->updateUser(id, ch).ok());
+  auto d1 = a.pub->update(*a.dir);
+  ASSERT_TRUE(d1.ok() && d1->has_value());
+  auto wire = deltaFromJson(json::parse(toJson(**d1).dump()));
+  ASSERT_TRUE(wire.ok()) << wire.error().message;
+  ASSERT_TRUE(*b.replica->applyDelta(*wire));
+  auto r = b.replica->user("node-a", "201");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->user.dnd);
+  EXPECT_EQ(r->user.forward, (pbx::Forwarding{"", "202", "+4930123456", "", 30}));
+
+  // A DND change alone is a change to publish.
+  pbx::UserInput off;
+  off.dnd = false;
+  ASSERT_TRUE(a.dir->updateUser(id, off).ok());
+  auto d2 = a.pub->update(*a.dir);
+  ASSERT_TRUE(d2.ok() && d2->has_value());
+  ASSERT_EQ((*d2)->users.size(), 1u);
+  EXPECT_FALSE((*d2)->users[0].dnd);
+
+  // An old peer's user (no dnd, no forward) is off; unknown fields are ignored.
+  auto old = snapshotFromJson(json::parse(R"({"owner":"node-c","seq":1,"users":[
+      {"extension":"301","displayName":"Carol","externalNumber":"","future":{"x":1}}]})"));
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  EXPECT_FALSE(old->users[0].dnd);
+  EXPECT_EQ(old->users[0].forward, pbx::Forwarding{});
+  auto partial = snapshotFromJson(json::parse(R"({"owner":"node-c","seq":1,"users":[
+      {"extension":"301","displayName":"Carol","forward":{"busy":"302","later":""}}]})"));
+  ASSERT_TRUE(partial.ok()) << partial.error().message;
+  EXPECT_EQ(partial->users[0].forward.busy, "302");
+  EXPECT_EQ(partial->users[0].forward.noAnswerSeconds, 20);
+
+  // Wrong values name their path.
+  for (const char* bad : {R"({"dnd":"yes"})", R"({"forward":{"busy":"abc"}})",
+                          R"({"forward":{"noAnswerSeconds":3}})", R"({"forward":"202"})"}) {
+    json u = json::parse(R"({"extension":"301","displayName":"Carol"})");
+    u.update(json::parse(bad));
+    auto s = snapshotFromJson(json{{"owner", "node-c"}, {"seq", 1}, {"users", json::array({u})}});
+    ASSERT_FALSE(s.ok()) << bad;
+    EXPECT_EQ(s.error().message.rfind("users[0].", 0), 0u) << s.error().message;
+  }
+}
+
 TEST(DirectoryReplica, GapReturnsFalseAndChangesNothing) {
   Node n;
   ASSERT_TRUE(n.replica->applySnapshot(snapshot("node-b", 5, {{"301", "Xaver"}})).ok());

@@ -312,5 +312,96 @@ TEST(Directory, PersistsAcrossReopen) {
   std::filesystem::remove(path.string() + "-shm");
 }
 
+TEST(DirectoryValidation, ForwardingFields) {
+  struct Case {
+    const char* name;
+    std::function<void(ForwardingInput&)> edit;
+    const char* field; // "": accepted
+  };
+  const std::vector<Case> cases = {
+      {"off", [](ForwardingInput& f) { f.always = ""; }, ""},
+      {"extension", [](ForwardingInput& f) { f.busy = "202"; }, ""},
+      {"e164", [](ForwardingInput& f) { f.noAnswer = "+4930123456"; }, ""},
+      {"national", [](ForwardingInput& f) { f.unregistered = "030123456"; }, ""},
+      {"32 digits", [](ForwardingInput& f) { f.always = std::string(32, '1'); }, ""},
+      {"33 digits", [](ForwardingInput& f) { f.always = std::string(33, '1'); }, "forward.always"},
+      {"plus only", [](ForwardingInput& f) { f.busy = "+"; }, "forward.busy"},
+      {"letters", [](ForwardingInput& f) { f.noAnswer = "12a"; }, "forward.noAnswer"},
+      {"star", [](ForwardingInput& f) { f.unregistered = "*21"; }, "forward.unregistered"},
+      {"hash", [](ForwardingInput& f) { f.always = "201#"; }, "forward.always"},
+      {"seconds 5", [](ForwardingInput& f) { f.noAnswerSeconds = 5; }, ""},
+      {"seconds 120", [](ForwardingInput& f) { f.noAnswerSeconds = 120; }, ""},
+      {"seconds 4", [](ForwardingInput& f) { f.noAnswerSeconds = 4; }, "forward.noAnswerSeconds"},
+      {"seconds 121", [](ForwardingInput& f) { f.noAnswerSeconds = 121; },
+       "forward.noAnswerSeconds"},
+  };
+  for (const auto& c : cases) {
+    UserInput in = alice();
+    c.edit(in.forward);
+    auto r = validateUserInput(in, true);
+    if (*c.field == 0) {
+      EXPECT_TRUE(r.ok()) << c.name << ": " << (r.ok() ? "" : r.error().message);
+    } else {
+      ASSERT_FALSE(r.ok()) << c.name;
+      EXPECT_EQ(r.error().code, 400) << c.name;
+      EXPECT_EQ(fieldOf(r.error()), c.field) << c.name;
+    }
+  }
+}
+
+TEST(Directory, FeaturesUpdateKeepsMissingKeysAndRefusesSelf) {
+  Fixture f;
+  auto a = f.dir->createUser(alice());
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->dnd);
+  EXPECT_EQ(a->forward, Forwarding{});
+  UserInput ch;
+  ch.dnd = true;
+  ch.forward.busy = "202";
+  ch.forward.noAnswerSeconds = 15;
+  auto u = f.dir->updateUser(a->id, ch);
+  ASSERT_TRUE(u.ok()) << u.error().message;
+  EXPECT_TRUE(u->dnd);
+  EXPECT_EQ(u->forward.busy, "202");
+  EXPECT_EQ(u->forward.noAnswerSeconds, 15);
+  EXPECT_GT(u->version, a->version);
+  UserInput ch2;
+  ch2.forward.always = "+4930999";
+  u = f.dir->updateUser(a->id, ch2);
+  ASSERT_TRUE(u.ok());
+  EXPECT_TRUE(u->dnd);               // not given: stays
+  EXPECT_EQ(u->forward.busy, "202"); // not given: stays
+  EXPECT_EQ(u->forward.always, "+4930999");
+  UserInput self;
+  self.forward.noAnswer = "101";
+  auto bad = f.dir->updateUser(a->id, self);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(fieldOf(bad.error()), "forward.noAnswer");
+  EXPECT_EQ(f.dir->user(a->id)->forward.noAnswer, "");
+}
+
+TEST(Directory, FeaturesSurviveReopen) {
+  auto path = std::filesystem::temp_directory_path() /
+              ("verbund-dir-features-" + std::to_string(getpid()) + ".db");
+  std::filesystem::remove(path);
+  {
+    Fixture f(path.string());
+    auto a = f.dir->createUser(alice());
+    ASSERT_TRUE(a.ok());
+    UserInput ch;
+    ch.dnd = true;
+    ch.forward = ForwardingInput{"201", "202", "+4930123456", "600", 45};
+    ASSERT_TRUE(f.dir->updateUser(a->id, ch).ok());
+  }
+  {
+    Fixture f(path.string());
+    auto a = f.dir->userByExtension("101");
+    ASSERT_TRUE(a);
+    EXPECT_TRUE(a->dnd);
+    EXPECT_EQ(a->forward, (Forwarding{"201", "202", "+4930123456", "600", 45}));
+  }
+  std::filesystem::remove(path);
+}
+
 } // namespace
 } // namespace verbund::pbx
