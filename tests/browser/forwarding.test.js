@@ -146,7 +146,8 @@ H.main('forwarding', async (h) => {
       check(shown.length === 1 && shown[0] === name, `${lang}: error shown at ${JSON.stringify(shown)}, expected only at ${name}`);
       const text = await page.textContent(fieldError(name));
       const prefix = tr['error.invalid'].split('{message}')[0];
-      check(text.startsWith(prefix), `${lang}: error text "${text}" is not in ${lang} ("${prefix}...")`);
+      const rule = tr[name === 'forward.noAnswerSeconds' ? 'users.fwd.invalidSeconds' : 'users.fwd.invalidTarget'];
+      check(text.startsWith(prefix) && text.includes(rule), `${lang}: error text "${text}" is not in ${lang} ("${prefix}${rule}")`);
       check(await page.getAttribute(input(name), 'aria-invalid') === 'true', `${lang}: ${name} not marked aria-invalid`);
       check(await page.evaluate(() => document.activeElement && document.activeElement.name) === name, `${lang}: focus not on ${name}`);
       log(`${lang}: ${name} = "${bad.length > 12 ? `${bad.slice(0, 6)}…(${bad.length})` : bad}": 400, field ${apiField}, shown next to it: "${text}"`);

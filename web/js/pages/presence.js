@@ -1,10 +1,14 @@
 import { t } from '../i18n.js';
 import { h, errorText } from '../ui.js';
-import { every, pageHeader, messageArea, stateLabel, LINE_STATES, siteName } from './common.js';
+import { every, pageHeader, messageArea, stateLabel, LINE_STATES, siteName, allUsers } from './common.js';
+
+const RECORDS_EVERY_MS = 2000;
 
 // Every user of every site with the line state, polled twice a second and updated in place
-// (no reload, no re-render of unchanged tiles). A user with do-not-disturb on ("dnd": true in
-// the presence answer) shows as busy with a "do not disturb" mark.
+// (no reload, no re-render of unchanged tiles). A user with do-not-disturb on shows as busy
+// with a "do not disturb" mark: from "dnd" of the presence answer when it has one, else from
+// the user records (this node's users and the replicas of the other sites, which carry "dnd"),
+// read every 2 s.
 export default {
   id: 'presence',
   titleKey: 'nav.presence',
@@ -30,16 +34,28 @@ export default {
       return s;
     }
 
+    let dndOfRecords = new Set(); // "node/extension" of the users whose record has dnd on
+    let recordsAt = 0;
     return every(500, async () => {
       try {
-        const data = await api.get('/api/v1/presence');
+        const [data] = await Promise.all([api.get('/api/v1/presence'), (async () => {
+          if (Date.now() - recordsAt < RECORDS_EVERY_MS) return;
+          recordsAt = Date.now();
+          try {
+            const { users } = await allUsers(api);
+            dndOfRecords = new Set(users.filter((u) => u.dnd).map((u) => `${u.node || ''}/${u.extension}`));
+          } catch (e) {
+            if (e.status === 401) throw e; // else keep the last answer; the board goes on
+          }
+        })()]);
         const seen = new Set();
         for (const u of data.users || []) {
           const node = u.node || '';
           const k = `${node}/${u.extension}`;
           seen.add(k);
-          const dnd = u.dnd === true || u.state === 'dnd';
-          const state = u.state === 'dnd' ? 'busy' : (LINE_STATES.includes(u.state) ? u.state : 'unknown');
+          const dnd = typeof u.dnd === 'boolean' ? u.dnd : dndOfRecords.has(k);
+          const line = LINE_STATES.includes(u.state) ? u.state : 'unknown';
+          const state = dnd && line === 'idle' ? 'busy' : line;
           let tile = tiles.get(k);
           if (!tile) {
             const label = h('span', { class: 'state-label' });
@@ -47,17 +63,19 @@ export default {
               h('span', { class: 'dot', 'aria-hidden': 'true' }),
               h('span', { class: 'who' }, h('strong', {}, u.extension), ' ', h('span', { class: 'name' }, u.displayName || '')),
               label);
-            tile = { el, label, state: null, dnd: null };
+            tile = { el, label, state: null, dnd: null, line: null };
             tiles.set(k, tile);
             section(node, u.nodeName).grid.append(el);
           }
-          if (tile.state !== state || tile.dnd !== dnd) {
+          if (tile.state !== state || tile.dnd !== dnd || tile.line !== line) {
             tile.state = state;
             tile.dnd = dnd;
+            tile.line = line;
             tile.el.dataset.state = state;
             tile.el.dataset.dnd = String(dnd);
             tile.el.querySelector('.dot').className = `dot dot-${state}${dnd ? ' dot-dnd' : ''}`;
-            tile.label.textContent = dnd ? t('presence.dndState', { state: stateLabel(state) }) : stateLabel(state);
+            // DND on an idle line says just "do not disturb"; in a call also the line state.
+            tile.label.textContent = !dnd ? stateLabel(line) : line === 'idle' ? t('presence.dnd') : t('presence.dndState', { state: stateLabel(line) });
           }
         }
         for (const [k, tile] of tiles) if (!seen.has(k)) { tile.el.remove(); tiles.delete(k); }

@@ -12,6 +12,13 @@ const kindShort = (k, n) => ({
   always: t('users.fwd.short.always'), busy: t('users.fwd.short.busy'), noAnswer: t('users.fwd.short.noAnswer', { n }), unregistered: t('users.fwd.short.unregistered'),
 })[k];
 
+// The rule of a refused feature field in the UI's language (the API's message is English).
+function featureRule(field) {
+  if (field === 'forward.noAnswerSeconds') return t('users.fwd.invalidSeconds');
+  if (FORWARD_KINDS.some((k) => field === `forward.${k}`)) return t('users.fwd.invalidTarget');
+  return null;
+}
+
 function forwardOf(user) {
   const f = (user && user.forward) || {};
   const out = { noAnswerSeconds: Number.isInteger(f.noAnswerSeconds) ? f.noAnswerSeconds : DEFAULT_NO_ANSWER_SECONDS };
@@ -103,7 +110,8 @@ function userForm(user, onSaved, onCancel, api) {
       const saved = await busy(submit, () => (editing ? api.patch(`/api/v1/users/${u.id}`, body) : api.post('/api/v1/users', body)));
       onSaved(saved, editing);
     } catch (e) {
-      if (e.status !== 401) showError(form, e);
+      const rule = e.status === 400 ? featureRule(e.field) : null;
+      if (e.status !== 401) showError(form, e, {}, rule ? t('error.invalid', { message: rule }) : undefined);
     }
   });
   return form;
