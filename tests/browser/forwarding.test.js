@@ -99,7 +99,7 @@ async function listShows(page, ext, s, lang, what) {
   if (!s.dnd && KINDS.every((k) => !s.forward[k]))
     check(!(await page.$(`${cell} li`)), `${what}: list shows "${text}" for a user without features`);
   else
-    check(await page.getAttribute(`${cell} ul`, 'aria-label') === tr['users.fwd.column'], `${what}: the feature list has no ${lang} label`);
+    check(await page.getAttribute(`${cell} ul`, 'aria-label') === tr['users.fwd.title'], `${what}: the feature list has no ${lang} label`);
 }
 
 H.main('forwarding', async (h) => {

@@ -37,8 +37,7 @@ function featureFields(user) {
   return h('fieldset', { class: 'features', 'data-testid': 'user-features' },
     h('legend', {}, t('users.fwd.title')),
     h('p', { class: 'hint' }, t('users.fwd.intro')),
-    h('div', { class: 'grid' },
-      field({ name: 'dnd', label: t('users.dnd'), kind: 'checkbox', value: !!(user && user.dnd), hint: t('users.dndHint'), attrs: { role: 'switch' } })),
+    field({ name: 'dnd', label: t('users.dnd'), kind: 'checkbox', value: !!(user && user.dnd), hint: t('users.dndHint'), attrs: { role: 'switch' } }),
     h('div', { class: 'grid' },
       target('always'), target('busy'), target('noAnswer'),
       field({ name: 'forward.noAnswerSeconds', label: t('users.fwd.noAnswerSeconds'), kind: 'number', value: f.noAnswerSeconds,
@@ -77,7 +76,7 @@ function featureSummary(u) {
     items.push(h('li', { 'data-forward': k }, h('span', { class: 'fwd-kind' }, kindShort(k, f.noAnswerSeconds)), ' → ', h('span', { class: 'mono' }, f[k])));
   }
   return h('div', { class: 'features-summary', 'data-testid': 'user-features-summary', 'data-dnd': String(!!u.dnd) },
-    items.length ? h('ul', { class: 'feature-list', 'aria-label': t('users.fwd.column') }, items) : null);
+    items.length ? h('ul', { class: 'feature-list', 'aria-label': t('users.fwd.title') }, items) : null);
 }
 
 function userForm(user, onSaved, onCancel, api) {
