@@ -96,6 +96,10 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!secs || *secs < 5 || *secs > 600)
             return configError("sip.no_answer_seconds must be 5..600");
           c.noAnswerSeconds = int(*secs);
+        } else if (name == "max_forwards") {
+          auto n = sv.value<int64_t>();
+          if (!n || *n < 1 || *n > 20) return configError("sip.max_forwards must be 1..20");
+          c.maxForwards = int(*n);
         } else if (name == "session_expires" || name == "min_se") {
           auto secs = sv.value<int64_t>();
           bool off = name == "session_expires" && secs && *secs == 0;

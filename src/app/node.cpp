@@ -1,5 +1,6 @@
 #include "app/node.h"
 
+#include "app/call_features.h"
 #include "app/federation_routes.h"
 #include "app/listen.h"
 #include "base/log.h"
@@ -238,6 +239,7 @@ struct Node::Impl {
   std::unique_ptr<pbx::BlfNotifier> blf;
   std::unique_ptr<NodeCallDirectory> callDirectory;
   std::unique_ptr<NodeLineObserver> lineObserver;
+  std::unique_ptr<DirectoryCallFeatures> callFeatures; // do-not-disturb, forwarding (issue 12)
   std::unique_ptr<pbx::CallManager> calls;
   std::unique_ptr<pbx::StoredCallJournal> callJournal; // ringing calls, ended after a crash
   std::unique_ptr<sip::DigestServer> callAuth;         // INVITE from devices: 407 challenges
@@ -459,9 +461,12 @@ Result<void> Node::Impl::startSip() {
   cc.domain = host;
   cc.nodeId = nodeId;
   cc.noAnswer = Duration(config.noAnswerSeconds * 1000);
+  cc.maxForwards = config.maxForwards;
   cc.federationFallback = Duration(config.federationFallbackMs);
   calls = std::make_unique<pbx::CallManager>(*dialogs, timers, *callDirectory, *callLog, cc);
   calls->setLineObserver(lineObserver.get());
+  callFeatures = std::make_unique<DirectoryCallFeatures>(*directory, presence);
+  calls->setCallFeatures(callFeatures.get());
   callJournal = std::make_unique<pbx::StoredCallJournal>(*db);
   callJournal->deferDeletes(timers, kCallLogWriteDelay);
   calls->setJournal(callJournal.get());
@@ -904,12 +909,18 @@ namespace {
 nlohmann::json recordJson(const pbx::CallRecord& r) {
   nlohmann::json parties = nlohmann::json::array();
   static const char* roles[] = {"caller", "callee", "rang", "answered-by"};
-  for (const auto& p : r.parties)
+  for (const auto& p : r.parties) {
     parties.push_back({{"role", roles[size_t(p.role)]},
                        {"extension", p.extension},
                        {"name", p.name},
                        {"node", p.owner},
                        {"disposition", pbx::dispositionName(p.disposition)}});
+    // Call forwarding: who forwarded to this party, and why.
+    if (!p.forwardReason.empty())
+      parties.back()["forwarded"] = {{"from", p.forwardedFrom},
+                                     {"fromNode", p.forwardedFromOwner},
+                                     {"reason", p.forwardReason}};
+  }
   return {{"id", r.id},
           {"correlationId", r.correlationId},
           {"relatedCorrelationId", r.relatedCorrelationId},
@@ -996,7 +1007,8 @@ void Node::Impl::addApiRoutes() {
                      {"nodeName", config.nodeName},
                      {"extension", u.extension},
                      {"displayName", u.displayName},
-                     {"state", std::string(pbx::lineStateName(p.state))}});
+                     {"state", std::string(pbx::lineStateName(p.state))},
+                     {"dnd", u.dnd}});
     }
     // Users of the other nodes (replica); their state comes from their node, "unknown" while
     // the link is down.
@@ -1007,7 +1019,8 @@ void Node::Impl::addApiRoutes() {
                        {"nodeName", federation->nodeName(u.owner)},
                        {"extension", u.user.extension},
                        {"displayName", u.user.displayName},
-                       {"state", std::string(pbx::lineStateName(p.state))}});
+                       {"state", std::string(pbx::lineStateName(p.state))},
+                       {"dnd", u.user.dnd}});
       }
     return Response::json({{"users", out}});
   });

@@ -79,6 +79,11 @@ CREATE INDEX call_parties_call ON call_parties(call_id);
 )SQL"},
           {"calllog", 2, "related call of a cross-site pickup", R"SQL(
 ALTER TABLE call_records ADD COLUMN related_id TEXT NOT NULL DEFAULT '';
+)SQL"},
+          {"calllog", 3, "forwarded parties", R"SQL(
+ALTER TABLE call_parties ADD COLUMN forwarded_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE call_parties ADD COLUMN forwarded_from_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE call_parties ADD COLUMN forward_reason TEXT NOT NULL DEFAULT '';
 )SQL"}};
 }
 
@@ -489,16 +494,19 @@ Result<int64_t> CallLog::writeRow(const CallRecord& r) {
   }
   for (const auto& p : r.parties) {
     auto ins = db_.exec("INSERT INTO call_parties(call_id, role, extension, name, owner, "
-                        "disposition) VALUES (?1,?2,?3,?4,?5,?6)",
+                        "disposition, forwarded_from, forwarded_from_owner, forward_reason) "
+                        "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
                         {id, std::string(kRoles[size_t(p.role)]), p.extension, p.name, p.owner,
-                         std::string(dispositionName(p.disposition))});
+                         std::string(dispositionName(p.disposition)), p.forwardedFrom,
+                         p.forwardedFromOwner, p.forwardReason});
     if (!ins) return ins.error();
   }
   return id;
 }
 
 void CallLog::loadParties(CallRecord& r) {
-  auto parties = db_.query("SELECT role, extension, name, owner, disposition FROM call_parties "
+  auto parties = db_.query("SELECT role, extension, name, owner, disposition, forwarded_from, "
+                           "forwarded_from_owner, forward_reason FROM call_parties "
                            "WHERE call_id = ?1 ORDER BY rowid",
                            {r.id});
   if (!parties) return;
@@ -511,6 +519,11 @@ void CallLog::loadParties(CallRecord& r) {
     cp.name = text(p[2]);
     cp.owner = text(p[3]);
     cp.disposition = dispositionFromName(text(p[4])).value_or(Disposition::Failed);
+    if (p.size() >= 8) {
+      cp.forwardedFrom = text(p[5]);
+      cp.forwardedFromOwner = text(p[6]);
+      cp.forwardReason = text(p[7]);
+    }
     r.parties.push_back(std::move(cp));
   }
 }

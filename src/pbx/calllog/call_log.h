@@ -36,6 +36,11 @@ struct CallParty {
   std::string name;
   std::string owner; // node id of the party's user; empty = this node / external
   Disposition disposition = Disposition::Missed; // what the call was for this party
+  // Call forwarding (issue 12): the party was rung because user `forwardedFrom` (an extension;
+  // its node in forwardedFromOwner, empty = this node) forwards its calls, for `forwardReason`
+  // ("always", "busy", "no-answer", "unregistered", "dnd"; "loop" for a target the call was not
+  // forwarded to because it had been there already or the hops ran out).
+  std::string forwardedFrom, forwardedFromOwner, forwardReason;
 };
 
 struct CallRecord {

@@ -4,6 +4,7 @@
 #include "base/metrics.h"
 #include "pbx/calls/call_manager.h"
 #include "pbx/calls/call_state.h"
+#include "pbx/calls/diversion.h"
 
 #include <optional>
 #include <string>
@@ -53,7 +54,19 @@ struct CallManager::Call {
   // Routing input, taken from the INVITE once (stages do not need the message).
   std::string dialled;
   std::string replaces; // RFC 3891 Replaces header of the INVITE, if any
-  int forwards = 0;     // forwarding hops taken (bounded)
+  int forwards = 0;     // forwarding hops taken, also on other nodes before (bounded)
+  int forwardsHere = 0; // of those, taken on this node: the call may go on to other nodes
+  // Forwarding hops, most recent first (RFC 5806 order): received from the node or carrier that
+  // sent the call, plus this node's. `external` is the forwarding user's external number.
+  struct Hop {
+    Diversion diversion;
+    std::string owner, externalNumber;
+  };
+  std::vector<Hop> hops;
+  // Users (extensions) the call was forwarded away from: a target among them is a loop.
+  std::vector<std::string> visited;
+  // Set by forwardTo until the stages add the target party: who forwarded, and why.
+  std::optional<Hop> pendingForward;
   std::optional<Party> callee;
   std::optional<GroupTarget> group;
   std::vector<Fork> forks;

@@ -191,6 +191,19 @@ void CallManager::onNewSession(InviteSession& session, const Message& invite) {
   if (call.caller.kind == Caller::Kind::Trunk && externalLine_)
     if (auto t = externalLine_->inboundTarget(invite)) call.dialled = *t;
   if (auto rep = invite.header(sip::HeaderId::Replaces)) call.replaces = std::string(*rep);
+  // RFC 5806: forwarding hops taken before this node (another node's, or seen by the carrier).
+  // They bound the hops here too, and the users they name are not forwarded to again.
+  if (call.caller.kind != Caller::Kind::LocalUser) {
+    for (auto& d : diversionsOf(invite)) {
+      Call::Hop hop;
+      hop.owner = isFederation(call.caller) ? call.caller.party.owner : std::string();
+      if (!isFederation(call.caller)) hop.externalNumber = d.user;
+      call.visited.push_back(d.user);
+      hop.diversion = std::move(d);
+      call.hops.push_back(std::move(hop));
+    }
+    call.forwards = int(call.hops.size());
+  }
   session.appData = call.id;
   calls_.emplace(call.id, std::move(owned));
   ++stats_.started;

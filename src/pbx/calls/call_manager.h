@@ -154,25 +154,41 @@ public:
 };
 
 // Per-user call features the routing stages ask about (do-not-disturb and call forwarding; their
-// settings live with the users). The default has none of them.
+// settings live with the users, issue 12). The default has none of them. Only local users are
+// asked: forwarding is decided at the user's home node.
 enum class ForwardWhen : uint8_t { Always, Busy, NoAnswer, Unregistered };
 class CallFeatures {
 public:
   virtual ~CallFeatures() = default;
-  // Do-not-disturb: the user's devices are not rung; the caller hears busy (or the user's
-  // forwarding on busy applies).
+  // Do-not-disturb: the user's devices are not rung; the no-answer forwarding applies at once,
+  // else the busy forwarding, else the caller hears busy (486).
   virtual bool doNotDisturb(const Party& user) { return false; }
   // Where calls to `user` go in case `when`: a string routed as if the caller had dialled it.
   virtual std::optional<std::string> forwardTarget(const Party& user, ForwardWhen when) {
     return std::nullopt;
   }
+  // How long a call rings the user before its no-answer forwarding applies (nullopt: the node's
+  // no-answer time).
+  virtual std::optional<Duration> noAnswerAfter(const Party& user) { return std::nullopt; }
+  // Feature codes of the user themself. False when refused (e.g. a target the rules refuse).
+  virtual bool setDoNotDisturb(const Party& user, bool on) { return false; }
+  virtual bool setForward(const Party& user, ForwardWhen when, const std::string& target) {
+    return false;
+  }
 };
 
+// Codes a local user dials. None uses '#': phones take it as the send key. The forwarding codes
+// take the target after the code ("*21201": forward every call to 201); the "*0.." codes clear.
 struct FeatureCodes {
   std::string pickup = "*8";       // *8<ext>: directed pickup
   std::string groupPickup = "*9";  // *9: pick up a call ringing in one of my groups
   std::string groupLogin = "*41";  // *41<group>
   std::string groupLogout = "*42"; // *42<group>
+  std::string forwardAlways = "*21", forwardAlwaysOff = "*021";
+  std::string forwardBusy = "*67", forwardBusyOff = "*067";
+  std::string forwardNoAnswer = "*61", forwardNoAnswerOff = "*061";
+  std::string forwardUnregistered = "*62", forwardUnregisteredOff = "*062";
+  std::string dndOn = "*76", dndOff = "*076";
 };
 
 struct CallManagerConfig {
@@ -183,7 +199,9 @@ struct CallManagerConfig {
   // the call goes over the external line (federation §"Fallback"; never SIP's 32 s Timer B).
   Duration federationFallback{1000};
   FeatureCodes features;
-  // Forwarding hops one call may take (a forwards to b forwards to a ...).
+  // Forwarding hops one call may take, across nodes too (the hops so far travel in Diversion
+  // headers). A target the call has visited already (a forwards to b forwards to a) or a hop
+  // beyond this bound ends the call with 482 Loop Detected.
   int maxForwards = 5;
 };
 
@@ -305,9 +323,23 @@ private:
   StageResult stageNotFound(Call& call);
   // Do-not-disturb and forwarding of the callee `user`; Stop when the call went elsewhere.
   StageResult userFeatures(Call& call, const Party& user);
-  bool forwardTo(Call& call, const std::string& target);
+  // Sends the call to `target` (the callee's forwarding for `why`). True when the call is taken
+  // care of: forwarded, or ended as a loop (482); false when there is nothing to forward to.
+  bool forwardTo(Call& call, const std::string& target, uint8_t why);
   bool forwardOn(Call& call, ForwardWhen when);
+  // Do-not-disturb and no registered device: the no-answer forwarding, else the busy forwarding.
+  bool forwardUnreachable(Call& call, uint8_t why);
+  // The forwarding and do-not-disturb feature codes; Continue when `call.dialled` is none of them.
+  StageResult forwardingCode(Call& call);
   void answerFeatureCode(Call& call);
+  // A party the stages add as the callee (or, after forwarding, as rung) of the call.
+  void addCallee(Call& call, const std::string& ext, const std::string& name,
+                 const std::string& owner);
+  // The caller as the external line should show it on a forwarded call.
+  Party originalCaller(const Call& call) const;
+  // RFC 5806 Diversion headers of the call's forwarding hops, for an INVITE to `host` (forwarding
+  // users named by extension, or by external number towards the external line).
+  void addDiversions(const Call& call, sip::DialogManager::InviteParams& p, bool external) const;
 
   // ---- Forking (forking.cpp) ----
   void ringParties(Call& call, const std::vector<Party>& parties);

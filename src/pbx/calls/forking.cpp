@@ -54,7 +54,7 @@ void CallManager::ringParties(Call& call, const std::vector<Party>& parties) {
       // or a direct call to another node's user (mode Route).
       if (remote_)
         startRemoteFork(call, p, p.extension, call.group ? CallMode::User : CallMode::Route, {},
-                        !federated);
+                        !federated || call.forwardsHere > 0);
     } else {
       for (const auto& d : directory_.devices(p.sipUser)) startFork(call, p, d);
     }
@@ -68,8 +68,11 @@ void CallManager::ringParties(Call& call, const std::vector<Party>& parties) {
 void CallManager::afterForksStarted(Call& call) {
   if (call.ended()) return;
   if (std::none_of(call.forks.begin(), call.forks.end(), [](const Fork& f) { return f.live(); })) {
-    // A single user with no registered device: their forwarding on "unregistered" applies.
-    if (!forwardOn(call, ForwardWhen::Unregistered)) failCall(call, 480, "Temporarily Unavailable");
+    // A single user with no registered device: their forwarding on "unregistered" applies, else
+    // (seed PBX behaviour) the no-answer forwarding at once, else the busy one.
+    if (!forwardOn(call, ForwardWhen::Unregistered) &&
+        !forwardUnreachable(call, uint8_t(DiversionReason::Unavailable)))
+      failCall(call, 480, "Temporarily Unavailable");
     return;
   }
   enter(call, CallState::Ringing);
@@ -78,7 +81,12 @@ void CallManager::afterForksStarted(Call& call) {
     line(call, call.caller.party, LineEvent::State::Early, true);
   CallId id = call.id;
   timers_.cancel(call.noAnswer);
-  call.noAnswer = timers_.after(config_.noAnswer, [this, id] {
+  // A user who forwards on no answer chose how long their phones ring first.
+  Duration ring = config_.noAnswer;
+  if (call.callee && !call.group && !isRemote(*call.callee) &&
+      features_->forwardTarget(*call.callee, ForwardWhen::NoAnswer))
+    ring = features_->noAnswerAfter(*call.callee).value_or(ring);
+  call.noAnswer = timers_.after(ring, [this, id] {
     Call* c = callOf(id);
     if (!c || !c->unanswered()) return;
     c->noAnswer = 0;
@@ -122,10 +130,15 @@ void CallManager::startTrunkFork(Call& call, const std::string& number) {
   sip::DialogManager::InviteParams p;
   p.contentType = call.offerType;
   p.body = call.offer;
-  if (!externalLine_ || !externalLine_->prepareOutbound(number, call.caller.party, p)) {
+  // A forwarded call shows the original caller (From / P-Asserted-Identity as the trunk's caller-ID
+  // mode writes them) and names the forwarding users in Diversion headers (RFC 5806).
+  bool forwarded = call.forwardsHere > 0;
+  Party from = forwarded ? originalCaller(call) : call.caller.party;
+  if (!externalLine_ || !externalLine_->prepareOutbound(number, from, p)) {
     failCall(call, 503, "External line unavailable");
     return;
   }
+  if (forwarded) addDiversions(call, p, true);
   auto id = dm_.invite(std::move(p));
   if (!id) {
     failCall(call, 503, "External line unavailable");
@@ -152,7 +165,7 @@ void CallManager::startRemoteFork(Call& call, const Party& party, const std::str
                                   CallMode mode, const std::string& replaces, bool mayFallBack) {
   const std::string owner = party.owner;
   addNode(call, owner);
-  bool fallBackAllowed = mayFallBack && !isFederation(call.caller);
+  bool fallBackAllowed = mayFallBack && (!isFederation(call.caller) || call.forwardsHere > 0);
   auto viaExternalLine = [&] {
     if (fallBackAllowed) (void)startFallbackFork(call, party);
   };
@@ -177,6 +190,7 @@ void CallManager::startRemoteFork(Call& call, const Party& party, const std::str
     viaExternalLine();
     return;
   }
+  addDiversions(call, p, false);
   if (!replaces.empty()) p.headers.emplace_back("Replaces", replaces);
   std::optional<sip::Peer> target = p.target;
   auto id = dm_.invite(std::move(p));
@@ -204,9 +218,12 @@ bool CallManager::startFallbackFork(Call& call, const Party& party) {
   sip::DialogManager::InviteParams p;
   p.contentType = call.offerType;
   p.body = call.offer;
-  if (!externalLine_->prepareOutbound(party.externalNumber, call.caller.party, p)) return false;
+  bool forwarded = call.forwardsHere > 0;
+  Party caller = forwarded ? originalCaller(call) : call.caller.party;
+  if (!externalLine_->prepareOutbound(party.externalNumber, caller, p)) return false;
   // The call's federation id, for the answering site's record (carriers may drop it).
   p.headers.emplace_back(std::string(kCorrelationHeader), call.correlationId);
+  if (forwarded) addDiversions(call, p, true);
   auto from = sip::parseNameAddr(p.from);
   std::string sentCaller = from ? sip::unescape(from->uri.user).value_or("") : std::string();
   auto id = dm_.invite(std::move(p));

@@ -22,13 +22,37 @@ namespace {
 Counter g_forwarded("verbund_calls_forwarded_total", "Calls forwarded (always, busy, no answer, "
                                                      "unregistered)");
 
-// The first callee of a call is its Callee; forward targets are parties that were rung.
-void addCallee(std::vector<CallParty>& parties, const std::string& ext, const std::string& name,
-               const std::string& owner) {
-  bool first = std::none_of(parties.begin(), parties.end(),
-                            [](const CallParty& p) { return p.role == PartyRole::Callee; });
-  parties.push_back(
-      {first ? PartyRole::Callee : PartyRole::Rang, ext, name, owner, Disposition::Missed});
+DiversionReason reasonFor(ForwardWhen when) {
+  switch (when) {
+  case ForwardWhen::Always:
+    return DiversionReason::Unconditional;
+  case ForwardWhen::Busy:
+    return DiversionReason::UserBusy;
+  case ForwardWhen::NoAnswer:
+    return DiversionReason::NoAnswer;
+  case ForwardWhen::Unregistered:
+    return DiversionReason::Unavailable;
+  }
+  return DiversionReason::Unknown;
+}
+
+// The call list's name of a forwarding reason.
+std::string reasonText(DiversionReason r) {
+  switch (r) {
+  case DiversionReason::Unconditional:
+    return "always";
+  case DiversionReason::UserBusy:
+    return "busy";
+  case DiversionReason::NoAnswer:
+    return "no-answer";
+  case DiversionReason::Unavailable:
+    return "unregistered";
+  case DiversionReason::DoNotDisturb:
+    return "dnd";
+  case DiversionReason::Unknown:
+    break;
+  }
+  return "unknown";
 }
 
 const char kConfirmSdp[] = "v=0\r\no=verbund 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 "
@@ -65,6 +89,7 @@ CallManager::StageResult CallManager::stageUserMode(Call& call) {
   call.parties.push_back(
       {PartyRole::Rang, user->extension, user->displayName, "", Disposition::Missed});
   if (features_->doNotDisturb(*user)) {
+    // A group's call to a member: the group rings the others; no forwarding.
     failCall(call, 486, "Busy Here (do not disturb)");
     return StageResult::Stop;
   }
@@ -108,6 +133,7 @@ CallManager::StageResult CallManager::stageFeatureCode(Call& call) {
     failCall(call, 403, "Feature codes are for local users");
     return StageResult::Stop;
   }
+  if (StageResult r = forwardingCode(call); r != StageResult::Continue) return r;
   const std::string& me = call.caller.party.extension;
   // Longest codes first so that "*41" is not read as "*4" + "1".
   if (starts(fc.groupLogin) || starts(fc.groupLogout)) {
@@ -157,6 +183,61 @@ CallManager::StageResult CallManager::stageFeatureCode(Call& call) {
   return StageResult::Stop;
 }
 
+// *21<target> / *021 and the like, *76 / *076: the caller's own forwarding and do-not-disturb.
+CallManager::StageResult CallManager::forwardingCode(Call& call) {
+  const FeatureCodes& fc = config_.features;
+  const std::string& dialled = call.dialled;
+  struct Code {
+    const std::string* code;
+    std::optional<ForwardWhen> when; // nullopt: do-not-disturb
+    bool on;
+  };
+  const Code codes[] = {
+      {&fc.forwardAlwaysOff, ForwardWhen::Always, false},
+      {&fc.forwardBusyOff, ForwardWhen::Busy, false},
+      {&fc.forwardNoAnswerOff, ForwardWhen::NoAnswer, false},
+      {&fc.forwardUnregisteredOff, ForwardWhen::Unregistered, false},
+      {&fc.dndOff, std::nullopt, false},
+      {&fc.forwardAlways, ForwardWhen::Always, true},
+      {&fc.forwardBusy, ForwardWhen::Busy, true},
+      {&fc.forwardNoAnswer, ForwardWhen::NoAnswer, true},
+      {&fc.forwardUnregistered, ForwardWhen::Unregistered, true},
+      {&fc.dndOn, std::nullopt, true},
+  };
+  const Code* match = nullptr;
+  for (const auto& c : codes) {
+    const std::string& code = *c.code;
+    if (code.empty() || dialled.compare(0, code.size(), code) != 0) continue;
+    // Codes without a target must be dialled exactly; the longest match wins ("*021" over "*0").
+    if ((!c.on || !c.when) && dialled.size() != code.size()) continue;
+    if (!match || code.size() > match->code->size()) match = &c;
+  }
+  if (!match) return StageResult::Continue;
+  if (isFederation(call.caller)) {
+    failCall(call, 403, "Feature codes are for local users");
+    return StageResult::Stop;
+  }
+  const Party& me = call.caller.party;
+  bool ok = false;
+  if (!match->when) {
+    ok = features_->setDoNotDisturb(me, match->on);
+  } else {
+    std::string target = match->on ? dialled.substr(match->code->size()) : std::string();
+    if (match->on && target.empty()) {
+      failCall(call, 484, "Address Incomplete");
+      return StageResult::Stop;
+    }
+    ok = features_->setForward(me, *match->when, target);
+  }
+  logger("calls")->info("call {}: feature code {} of {}: {}", call.correlationId, *match->code,
+                        me.extension, ok ? "done" : "refused");
+  if (ok)
+    answerFeatureCode(call);
+  else
+    failCall(call, 403, "Feature code refused");
+  return StageResult::Stop;
+}
+
 // Confirms a feature code by answering and hanging up at once; there is no media to play.
 void CallManager::answerFeatureCode(Call& call) {
   InviteSession* in = session(call.inbound);
@@ -177,7 +258,7 @@ CallManager::StageResult CallManager::stageLocalUser(Call& call) {
   auto user = directory_.userByExtension(call.dialled);
   if (!user) return StageResult::Continue;
   call.callee = user;
-  addCallee(call.parties, user->extension, user->displayName, isRemote(*user) ? user->owner : "");
+  addCallee(call, user->extension, user->displayName, isRemote(*user) ? user->owner : "");
   if (isFederation(call.caller) && isRemote(*user)) {
     failCall(call, 404, "Not Found"); // no calls from node to node to node
     return StageResult::Stop;
@@ -191,18 +272,34 @@ CallManager::StageResult CallManager::stageLocalUser(Call& call) {
 CallManager::StageResult CallManager::userFeatures(Call& call, const Party& user) {
   if (isRemote(user)) return StageResult::Continue;
   if (auto target = features_->forwardTarget(user, ForwardWhen::Always))
-    if (forwardTo(call, *target)) return StageResult::Stop;
+    if (forwardTo(call, *target, uint8_t(DiversionReason::Unconditional))) return StageResult::Stop;
   if (features_->doNotDisturb(user)) {
-    if (!forwardOn(call, ForwardWhen::Busy)) failCall(call, 486, "Busy Here (do not disturb)");
+    if (!forwardUnreachable(call, uint8_t(DiversionReason::DoNotDisturb)))
+      failCall(call, 486, "Busy Here (do not disturb)");
     return StageResult::Stop;
   }
   return StageResult::Continue;
 }
 
+void CallManager::addCallee(Call& call, const std::string& ext, const std::string& name,
+                            const std::string& owner) {
+  // The first callee of a call is its Callee; forward targets are parties that were rung.
+  bool first = std::none_of(call.parties.begin(), call.parties.end(),
+                            [](const CallParty& p) { return p.role == PartyRole::Callee; });
+  CallParty p{first ? PartyRole::Callee : PartyRole::Rang, ext, name, owner, Disposition::Missed};
+  if (call.pendingForward) {
+    p.forwardedFrom = call.pendingForward->diversion.user;
+    p.forwardedFromOwner = call.pendingForward->owner;
+    p.forwardReason = reasonText(call.pendingForward->diversion.reason);
+    call.pendingForward.reset();
+  }
+  call.parties.push_back(std::move(p));
+}
+
 CallManager::StageResult CallManager::stageGroup(Call& call) {
   auto group = directory_.groupByNumber(call.dialled);
   if (!group) return StageResult::Continue;
-  addCallee(call.parties, group->number, group->name, "");
+  addCallee(call, group->number, group->name, "");
   call.group = std::move(group);
   // Members on do-not-disturb are not rung.
   std::vector<Party> members;
@@ -213,11 +310,13 @@ CallManager::StageResult CallManager::stageGroup(Call& call) {
 }
 
 // Other nodes of the federation; never for calls that came from another node (no loops).
+// A call this node forwarded (forwardsHere) goes on wherever its target is, whoever called.
 CallManager::StageResult CallManager::stageOtherNode(Call& call) {
-  if (!remote_ || isFederation(call.caller)) return StageResult::Continue;
+  if (!remote_ || (isFederation(call.caller) && call.forwardsHere == 0))
+    return StageResult::Continue;
   if (auto user = remote_->userByExtension(call.dialled)) {
     call.callee = user;
-    addCallee(call.parties, user->extension, user->displayName, user->owner);
+    addCallee(call, user->extension, user->displayName, user->owner);
     ringParties(call, {*user});
     return StageResult::Stop;
   }
@@ -227,7 +326,7 @@ CallManager::StageResult CallManager::stageOtherNode(Call& call) {
     g.owner = *owner;
     g.extension = call.dialled;
     call.callee = g;
-    addCallee(call.parties, g.extension, "", g.owner);
+    addCallee(call, g.extension, "", g.owner);
     startRemoteFork(call, g, call.dialled, CallMode::Route, {}, false);
     afterForksStarted(call);
     return StageResult::Stop;
@@ -236,15 +335,19 @@ CallManager::StageResult CallManager::stageOtherNode(Call& call) {
 }
 
 CallManager::StageResult CallManager::stageExternalLine(Call& call) {
-  if (!externalLine_ || call.caller.kind != Caller::Kind::LocalUser ||
+  if (!externalLine_ || (call.caller.kind != Caller::Kind::LocalUser && call.forwardsHere == 0) ||
       !externalLine_->isExternalNumber(call.dialled))
     return StageResult::Continue;
-  addCallee(call.parties, call.dialled, "", "");
+  addCallee(call, call.dialled, "", "");
   startTrunkFork(call, call.dialled);
   return StageResult::Stop;
 }
 
 CallManager::StageResult CallManager::stageNotFound(Call& call) {
+  if (call.pendingForward) { // a forwarding target that is nobody: on the call list too
+    addCallee(call, call.dialled, "", "");
+    call.parties.back().disposition = Disposition::Failed;
+  }
   failCall(call, 404, "Not Found");
   return StageResult::Stop;
 }
@@ -255,20 +358,51 @@ bool CallManager::forwardOn(Call& call, ForwardWhen when) {
   // Only calls for one local user forward (a group's members do not forward the group's call).
   if (!call.callee || call.group || isRemote(*call.callee)) return false;
   auto target = features_->forwardTarget(*call.callee, when);
-  return target && forwardTo(call, *target);
+  return target && forwardTo(call, *target, uint8_t(reasonFor(when)));
 }
 
-bool CallManager::forwardTo(Call& call, const std::string& target) {
-  if (target.empty() || target == call.dialled) return false;
-  if (call.forwards >= config_.maxForwards) {
-    logger("calls")->info("call {}: not forwarded to {}: {} forwards already", call.correlationId,
-                          target, call.forwards);
-    return false;
+// Seed PBX behaviour: do-not-disturb or no registered device take the no-answer forwarding at
+// once; without one, the busy forwarding.
+bool CallManager::forwardUnreachable(Call& call, uint8_t why) {
+  if (!call.callee || call.group || isRemote(*call.callee)) return false;
+  for (ForwardWhen when : {ForwardWhen::NoAnswer, ForwardWhen::Busy})
+    if (auto target = features_->forwardTarget(*call.callee, when))
+      if (forwardTo(call, *target, why)) return true;
+  return false;
+}
+
+bool CallManager::forwardTo(Call& call, const std::string& target, uint8_t why) {
+  if (target.empty()) return false;
+  Call::Hop hop;
+  hop.diversion.user = call.callee ? call.callee->extension : call.dialled;
+  hop.diversion.reason = DiversionReason(why);
+  if (call.callee) hop.externalNumber = call.callee->externalNumber;
+  const std::string& from = hop.diversion.user;
+  bool visited = target == from || call.dialled == target ||
+                 std::find(call.visited.begin(), call.visited.end(), target) != call.visited.end();
+  if (visited || call.forwards >= config_.maxForwards) {
+    // The target is not rung: the call ends here with a clear answer, and the call list says why.
+    logger("calls")->info("call {}: {} not forwarded to {}: {}", call.correlationId, from, target,
+                          visited ? "forwarding loop" : "too many forwards");
+    CallParty p{PartyRole::Rang, target, "", "", Disposition::Failed};
+    p.forwardedFrom = from;
+    p.forwardReason = "loop";
+    call.parties.push_back(std::move(p));
+    for (auto& f : call.forks)
+      if (!f.external()) line(call, f.party, LineEvent::State::Terminated, false);
+    failCall(call, 482, "Loop Detected (call forwarding)");
+    return true;
   }
   ++call.forwards;
+  ++call.forwardsHere;
   ++stats_.forwarded;
   g_forwarded.inc();
-  logger("calls")->info("call {}: {} forwarded to {}", call.correlationId, call.dialled, target);
+  logger("calls")->info("call {}: {} forwarded to {} ({})", call.correlationId, from, target,
+                        diversionReasonName(hop.diversion.reason));
+  call.visited.push_back(from);
+  hop.diversion.counter = 1;
+  call.hops.insert(call.hops.begin(), hop);
+  call.pendingForward = std::move(hop);
   // Line state of the devices rung so far ends; the record keeps them.
   for (auto& f : call.forks)
     if (!f.external()) line(call, f.party, LineEvent::State::Terminated, false);
@@ -281,6 +415,29 @@ bool CallManager::forwardTo(Call& call, const std::string& target) {
   call.replaces.clear();
   route(call);
   return true;
+}
+
+Party CallManager::originalCaller(const Call& call) const {
+  if (call.caller.kind != Caller::Kind::Trunk) return call.caller.party;
+  Party p;
+  p.externalNumber = call.caller.number;
+  p.displayName = call.caller.name;
+  return p;
+}
+
+void CallManager::addDiversions(const Call& call, sip::DialogManager::InviteParams& p,
+                                bool external) const {
+  for (const auto& hop : call.hops) {
+    if (p.headers.size() >= kMaxDiversions + 16) break;
+    Diversion d = hop.diversion;
+    if (external && !hop.owner.empty()) continue; // another node's hop: its own numbering
+    if (external) {
+      // The carrier knows the forwarding user by their number; without one, no Diversion.
+      if (hop.externalNumber.empty()) continue;
+      d.user = hop.externalNumber;
+    }
+    p.headers.emplace_back("Diversion", formatDiversion(d, config_.domain));
+  }
 }
 
 } // namespace verbund::pbx

@@ -98,10 +98,14 @@ struct FakeRemote final : RemoteNodes {
 };
 
 struct FakeLine final : ExternalLine {
-  bool isExternalNumber(const std::string&) override { return false; }
+  // National ("0...") and E.164 ("+...") numbers go out.
+  bool isExternalNumber(const std::string& n) override {
+    return !n.empty() && (n[0] == '0' || n[0] == '+');
+  }
   bool prepareOutbound(const std::string& number, const Party& from,
                        sip::DialogManager::InviteParams& p) override {
     calls.push_back(number + " from " + from.externalNumber);
+    if (refuse) return false;
     p.requestUri = "sip:" + number + "@192.0.2.60";
     p.from = "<sip:" + from.externalNumber + "@192.0.2.60>";
     p.to = "<sip:" + number + "@192.0.2.60>";
@@ -110,6 +114,7 @@ struct FakeLine final : ExternalLine {
   }
   std::optional<std::string> inboundTarget(const Message&) override { return std::nullopt; }
   std::vector<std::string> calls;
+  bool refuse = false;
 };
 
 struct FakeFeatures final : CallFeatures {
@@ -119,8 +124,28 @@ struct FakeFeatures final : CallFeatures {
     if (it == forwards.end()) return std::nullopt;
     return it->second;
   }
+  std::optional<Duration> noAnswerAfter(const Party& user) override {
+    auto it = noAnswer.find(user.extension);
+    if (it == noAnswer.end()) return std::nullopt;
+    return it->second;
+  }
+  bool setDoNotDisturb(const Party& user, bool on) override {
+    if (on)
+      dnd.insert(user.extension);
+    else
+      dnd.erase(user.extension);
+    return true;
+  }
+  bool setForward(const Party& user, ForwardWhen when, const std::string& target) override {
+    if (target.empty())
+      forwards.erase({user.extension, when});
+    else
+      forwards[{user.extension, when}] = target;
+    return true;
+  }
   std::set<std::string> dnd;
   std::map<std::pair<std::string, ForwardWhen>, std::string> forwards;
+  std::map<std::string, Duration> noAnswer;
 };
 
 // An INVITE from the caller's phone (kPhone) for `user`, with an SDP offer when `sdp` is set.

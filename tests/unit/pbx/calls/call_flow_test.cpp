@@ -480,14 +480,27 @@ TEST_F(Flow, ForwardWhenUnregistered) {
   EXPECT_FALSE(find(seen().toPhone, "INVITE", 480));
 }
 
-TEST_F(Flow, ForwardingLoopIsBounded) {
+TEST_F(Flow, ForwardingLoopEndsWithLoopDetectedAndARecord) {
   features.forwards[{"100", ForwardWhen::Always}] = "101";
   features.forwards[{"101", ForwardWhen::Always}] = "100";
   h.inject(invite("100", "d5", {}, kSdpPhone), kPhone);
-  // After the bound (5 hops: 101, 100, 101, 100, 101) the call rings where it is.
-  EXPECT_EQ(calls->stats().forwarded, 5u);
-  EXPECT_EQ(invitesTo(kBobDev), 1u);
+  // 100 -> 101 is one hop; 101 -> 100 goes back to a user the call has left: 482, nobody rung.
+  EXPECT_EQ(calls->stats().forwarded, 1u);
+  EXPECT_TRUE(find(seen().toPhone, "INVITE", 482));
+  EXPECT_EQ(invitesTo(kBobDev), 0u);
   EXPECT_EQ(invitesTo(kAliceDev), 0u);
+  h.advance(Duration(100));
+  auto recs = log->find({});
+  ASSERT_TRUE(recs && recs->size() == 1u);
+  const CallRecord& r = (*recs)[0];
+  EXPECT_EQ(r.disposition, Disposition::Missed);
+  ASSERT_GE(r.parties.size(), 4u); // caller, 100, 101 (forwarded), 100 (loop)
+  EXPECT_EQ(r.parties[2].extension, "101");
+  EXPECT_EQ(r.parties[2].forwardedFrom, "100");
+  EXPECT_EQ(r.parties[2].forwardReason, "always");
+  EXPECT_EQ(r.parties.back().extension, "100");
+  EXPECT_EQ(r.parties.back().forwardedFrom, "101");
+  EXPECT_EQ(r.parties.back().forwardReason, "loop");
 }
 
 // ---- Transition tables ----
