@@ -7,7 +7,8 @@
 // and after a reload of the page the form still holds them; DND shows on the presence board;
 // then everything is cleared through the form and the API agrees again. A user created
 // through the form with forwarding keeps it, and a change made through the API's features
-// endpoint shows in the UI.
+// endpoint shows in the UI. Last, a SIPp call to a user who forwards always is answered by
+// the target, and the call list names who forwarded to whom, in both languages.
 const fs = require('fs');
 const path = require('path');
 const H = require('./lib/harness');
@@ -231,6 +232,44 @@ H.main('forwarding', async (h) => {
   await openEditor(page, '204');
   await formShows(page, viaApi, 'after PUT features');
   log('PUT /users/{id}/features: the UI shows the change after a reload');
+
+  // A forwarded call in the call list: 203 calls 204, which forwards always to 202 (a SIPp
+  // device that answers); the call list names who forwarded to whom, in both languages.
+  const port202 = H.freePort();
+  await h.registerSipp(node, '202', 'pw-202-Secret', port202);
+  let done = false;
+  for (let attempt = 1; attempt <= 2 && !done; attempt++) {
+    const device = h.sipp('dev202', 'uas_answer.xml', { port: port202, service: '202', pause: 500, recvTimeout: 15000, timeout: 30 });
+    await H.sleep(300); // SIPp binds its socket
+    const caller = h.sipp('call203', 'uac_call.xml', { target: node.udp, service: '204', auth: ['203', 'pw-203-Secret'], keys: { authuser: '203' }, pause: 500, recvTimeout: 15000, timeout: 30 });
+    const [rc1, rc2] = await Promise.all([caller.done, device.done]);
+    if ((rc1 === 124 || rc2 === 124) && attempt === 1) { log('SIPp hung (3.6.1 flake): retrying once'); continue; }
+    check(rc1 === 0 && rc2 === 0, `forwarded call 203 -> 204 -> 202 failed: caller rc ${rc1}, device rc ${rc2}\n${caller.diagnostics()}\n${device.diagnostics()}`);
+    done = true;
+  }
+  // The record is written when the call ends.
+  let lastCalls = [];
+  const fc = await waitFor('the forwarded call in GET /api/v1/calls', async () => {
+    lastCalls = (await node.api.call('GET', '/api/v1/calls?limit=10')).calls || [];
+    return lastCalls.find((c) => c.caller === '203' && (c.parties || []).some((p) => p.forwarded));
+  }, { timeout: 5000 }).catch((e) => { throw new H.TestFailure(`${e.message}: ${JSON.stringify(lastCalls)}`); });
+  const hop = fc && (fc.parties || []).find((p) => p.forwarded && p.forwarded.from === '204');
+  check(hop && hop.extension === '202' && hop.forwarded.reason === 'always' && fc.answeredBy === '202',
+    `call list API: no answered call 204 -> 202 (always): ${JSON.stringify(fc)}`);
+  await page.click('a[data-page=calls]');
+  const callRow = `tr[data-call="${fc.correlationId}"]`;
+  await page.waitForSelector(callRow);
+  for (const lang of ['en', 'de']) {
+    await setLanguage(page, lang);
+    const item = `${callRow} [data-testid=call-forwards] li[data-reason=always]`;
+    await page.waitForSelector(item);
+    const want = I18N[lang]['calls.fwd.hop'].replace('{from}', '204').replace('{to}', '202').replace('{reason}', I18N[lang]['calls.fwd.reason.always']);
+    const got = (await page.textContent(item)).trim();
+    check(got === want, `${lang}: call list shows "${got}", expected "${want}"`);
+    check(await page.getAttribute(`${callRow} [data-testid=call-forwards]`, 'aria-label') === I18N[lang]['calls.fwd.title'], `${lang}: forwards not labelled`);
+    log(`${lang}: call list row of the forwarded call shows "${got}"`);
+    await h.screenshot(page, `forwarding-${lang}-calls`);
+  }
 
   const missing = page.consoleErrors.filter((e) => /i18n: missing/.test(e));
   check(!missing.length, `missing translations reported by the UI:\n${missing.join('\n')}`);

@@ -50,17 +50,17 @@ export function stateLabel(state) {
 
 // Users of every site: this node's (/users) plus the replicas of the others
 // (/federation/directory, when the node is in a federation). [{node, nodeName, extension,
-// displayName, local, dnd}]
+// displayName, local}]
 export async function allUsers(api) {
   const [local, remote] = await Promise.all([
     api.get('/api/v1/users'),
     api.getOptional('/api/v1/federation/directory').catch(() => null),
   ]);
   const out = (local.users || []).map((u) => ({
-    node: '', nodeName: '', extension: u.extension, displayName: u.displayName, local: true, dnd: u.dnd === true,
+    node: '', nodeName: '', extension: u.extension, displayName: u.displayName, local: true,
   }));
   for (const u of (remote && remote.users) || [])
-    out.push({ node: u.nodeId, nodeName: u.nodeName, extension: u.extension, displayName: u.displayName, local: false, dnd: u.dnd === true });
+    out.push({ node: u.nodeId, nodeName: u.nodeName, extension: u.extension, displayName: u.displayName, local: false });
   return { users: out, remote };
 }
 

@@ -1,14 +1,11 @@
 import { t } from '../i18n.js';
 import { h, errorText } from '../ui.js';
-import { every, pageHeader, messageArea, stateLabel, LINE_STATES, siteName, allUsers } from './common.js';
-
-const RECORDS_EVERY_MS = 2000;
+import { every, pageHeader, messageArea, stateLabel, LINE_STATES, siteName } from './common.js';
 
 // Every user of every site with the line state, polled twice a second and updated in place
-// (no reload, no re-render of unchanged tiles). A user with do-not-disturb on shows as busy
-// with a "do not disturb" mark: from "dnd" of the presence answer when it has one, else from
-// the user records (this node's users and the replicas of the other sites, which carry "dnd"),
-// read every 2 s.
+// (no reload, no re-render of unchanged tiles). A user with do-not-disturb on ("dnd": true in
+// the presence answer, for the users of other sites from their replicated record) shows as
+// busy with a "do not disturb" mark.
 export default {
   id: 'presence',
   titleKey: 'nav.presence',
@@ -34,26 +31,15 @@ export default {
       return s;
     }
 
-    let dndOfRecords = new Set(); // "node/extension" of the users whose record has dnd on
-    let recordsAt = 0;
     return every(500, async () => {
       try {
-        const [data] = await Promise.all([api.get('/api/v1/presence'), (async () => {
-          if (Date.now() - recordsAt < RECORDS_EVERY_MS) return;
-          recordsAt = Date.now();
-          try {
-            const { users } = await allUsers(api);
-            dndOfRecords = new Set(users.filter((u) => u.dnd).map((u) => `${u.node || ''}/${u.extension}`));
-          } catch (e) {
-            if (e.status === 401) throw e; // else keep the last answer; the board goes on
-          }
-        })()]);
+        const data = await api.get('/api/v1/presence');
         const seen = new Set();
         for (const u of data.users || []) {
           const node = u.node || '';
           const k = `${node}/${u.extension}`;
           seen.add(k);
-          const dnd = typeof u.dnd === 'boolean' ? u.dnd : dndOfRecords.has(k);
+          const dnd = u.dnd === true;
           const line = LINE_STATES.includes(u.state) ? u.state : 'unknown';
           const state = dnd && line === 'idle' ? 'busy' : line;
           let tile = tiles.get(k);
