@@ -54,7 +54,16 @@ void CallManager::saveRecord(Call& call) {
   // Other paths of the same call on this node: further forks of one call of another node, or the
   // direct INVITE and the fallback over the external line (carried id).
   bool carried = call.caller.kind == Caller::Kind::Trunk && !call.caller.correlationId.empty();
-  if (isFederation(call.caller) || carried) mergeWithStored(call, r);
+  if (isFederation(call.caller) || carried) {
+    mergeWithStored(call, r);
+  } else if (!call.nodes.empty()) {
+    // A call another node forwarded back here (b -> a -> b): the leg it sent here may have
+    // been recorded first, with who forwarded to whom; this record must not replace that one.
+    if (auto old = log_.byCorrelation(call.correlationId);
+        old && std::any_of(old->parties.begin(), old->parties.end(),
+                           [](const CallParty& p) { return !p.forwardReason.empty(); }))
+      CallLog::mergePaths(r, *old);
+  }
   logger("calls")->debug("call {}: record {} {} answered by '{}' (via the external line: {})",
                          r.correlationId, r.direction, dispositionName(r.disposition), r.answeredBy,
                          r.viaTrunk);
@@ -97,7 +106,16 @@ void CallManager::shareOutcome(Call& call) {
   o.caller = callerIdOf(call.caller);
   o.callerName = callerNameOf(call.caller);
   if (call.caller.kind != Caller::Kind::Trunk) o.callerOwner = ownerOf(call.caller.party);
-  if (call.callee) {
+  auto firstCallee = std::find_if(call.parties.begin(), call.parties.end(),
+                                  [](const CallParty& p) { return p.role == PartyRole::Callee; });
+  if (call.forwards > call.forwardsHere) {
+    // Forwarded to here by another node: that node's record names who the call was for.
+  } else if (call.forwardsHere > 0 && firstCallee != call.parties.end()) {
+    // Forwarded here: the call was for the user dialled first, not for the forwarding target.
+    o.callee = firstCallee->extension;
+    o.calleeName = firstCallee->name;
+    o.calleeOwner = firstCallee->owner.empty() ? config_.nodeId : firstCallee->owner;
+  } else if (call.callee) {
     o.callee = call.callee->extension;
     o.calleeName = call.callee->displayName;
     o.calleeOwner = ownerOf(*call.callee);

@@ -2,12 +2,14 @@
 // call and answers Continue (not mine), Stop (the call is handled: forks started, answered or
 // refused) or Pending (it resumes the chain itself later). The order is the policy:
 //
-//   user mode (federation forks) → Replaces pickup → feature codes → local user (with the
-//   user's do-not-disturb and forward-always) → local group → other node → external line →
-//   not found
+//   user mode (federation forks) → Replaces pickup → feature codes (also forwarding and
+//   do-not-disturb codes) → local user (with the user's forward-always and do-not-disturb) →
+//   local group → other node → external line → not found
 //
 // Forwarding on busy, no answer and unregistered hooks in where those happen (forking.cpp) and
-// sends the call through the chain again with the forward target as the dialled string.
+// sends the call through the chain again with the forward target as the dialled string. A call
+// this node forwarded may go on to other nodes and the external line whoever called; hops are
+// bounded across nodes (Diversion, diversion.h) and a loop ends with 482.
 #include "base/log.h"
 #include "base/metrics.h"
 #include "pbx/calls/call.h"
