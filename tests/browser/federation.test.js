@@ -5,6 +5,7 @@
 // words next to the field, B stays outside any federation), then with the right one; both
 // members tables then show the other node as up. Screenshots in German and English. Then a user
 // and a group on B with numbers A already uses: saved, with a warning naming A (issue 11).
+// Then DND of A's user, set in A's user form, shows on B's presence board (issue 12).
 const fs = require('fs');
 const path = require('path');
 const H = require('./lib/harness');
@@ -140,6 +141,27 @@ H.main('federation', async (h) => {
   await pb.waitForSelector('.messages .notice-success');
   await waitFor('success line of group 260', async () => /260/.test(await pb.textContent('.messages .notice-success')));
   check(!(await pb.isVisible(warning)), 'a group without conflict was saved with a warning');
+
+  // --- Issue 12: DND switched on for berlin's 201 through berlin's user form shows on
+  // hamburg's presence board (replicated user record), only on that tile; switched off again,
+  // the mark goes away.
+  const remoteTile = `.tile[data-node="${a.info.node_id}"][data-ext="201"]`;
+  for (const dnd of [true, false]) {
+    await pa.click('a[data-page=users]');
+    await pa.click('tr[data-ext="201"] button.secondary');
+    if (dnd) await pa.check(`${uf} input[name=dnd]`);
+    else await pa.uncheck(`${uf} input[name=dnd]`);
+    await pa.click(`${uf} button[type=submit]`);
+    await pa.waitForSelector(uf, { state: 'detached' });
+    const t0 = Date.now();
+    await pb.click('a[data-page=presence]');
+    await pb.waitForSelector(`${remoteTile}[data-dnd=${dnd}]`, { timeout: 10000 });
+    const label = await pb.textContent(`${remoteTile} .state-label`);
+    check(/nicht stören/.test(label) === dnd, `hamburg's board: berlin's 201 says "${label}" with DND ${dnd ? 'on' : 'off'}`);
+    check(await pb.getAttribute('.tile[data-node=""][data-ext="201"]', 'data-dnd') === 'false', 'hamburg\'s own 201 shown with DND');
+    log(`DND ${dnd ? 'on' : 'off'} for berlin's 201: hamburg's presence board shows "${label}" after ${Date.now() - t0} ms`);
+    if (dnd) await h.screenshot(pb, 'de-presence-remote-dnd');
+  }
 
   const raw = pa.consoleErrors.concat(pb.consoleErrors).filter((e) => /i18n: missing/.test(e));
   check(!raw.length, `missing translations: ${raw.join('\n')}`);

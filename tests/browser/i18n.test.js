@@ -1,8 +1,8 @@
 'use strict';
 // Both languages: de.json and en.json have the same keys (none empty), every key the UI's
-// code names exists, every page loads in German and in English with no untranslated key
-// visible, the browser's language is the default, and screenshots of every page in both
-// languages (1280x800) and on a phone-sized window go to the artifacts directory.
+// code names exists, every page (and the user form) loads in German and in English with no
+// untranslated key visible, the browser's language is the default, and screenshots of every
+// page in both languages (1280x800) and on a phone-sized window go to the artifacts directory.
 const fs = require('fs');
 const path = require('path');
 const H = require('./lib/harness');
@@ -95,6 +95,15 @@ H.main('i18n', async (h) => {
       const lang1 = await page.evaluate(() => document.documentElement.lang);
       check(lang1 === lang, `page ${p}: html lang ${lang1}, expected ${lang}`);
       shots.push(await h.screenshot(page, `${lang}-${p}`));
+      if (p === 'users') {
+        // The user form with its call forwarding section.
+        await page.click('tr[data-ext="201"] button.secondary');
+        await page.waitForSelector('[data-testid=user-form] [data-testid=user-features]');
+        const rawForm = await rawKeys(page, keys);
+        check(!rawForm.length, `user form (${lang}) shows untranslated keys: ${rawForm.join(', ')}`);
+        shots.push(await h.screenshot(page, `${lang}-users-edit`));
+        await page.click('[data-testid=user-form] .actions button.secondary');
+      }
     }
     log(`${lang}: all ${PAGES.length} pages loaded, no untranslated key`);
   }

@@ -77,10 +77,10 @@ export function clearErrors(form) {
 }
 
 // Shows an API error next to its field (error.field, or its first part: "dids.did" -> dids),
-// else in the form's message box. Focuses the field.
-export function showError(form, err, fieldAliases = {}) {
+// else in the form's message box. Focuses the field. text replaces errorText(err), e.g. a
+// translated explanation of a field's rule.
+export function showError(form, err, fieldAliases = {}, text = errorText(err)) {
   clearErrors(form);
-  const text = errorText(err);
   let name = err && err.field;
   if (name && fieldAliases[name]) name = fieldAliases[name];
   let slot = null;

@@ -12,6 +12,25 @@ function answeredBy(rec, nodeNames) {
   return p.node ? h('span', {}, who, ' ', h('span', { class: 'site' }, `(${t('calls.atNode', { node: nodeNames[p.node] || p.node })})`)) : who;
 }
 
+// Call forwarding (issue 12): the parties that were rung because someone forwards, as
+// "201 → 202 (busy)"; a target left out because of a loop or too many hops says so.
+const reasonLabel = (r) => ({
+  always: t('calls.fwd.reason.always'), busy: t('calls.fwd.reason.busy'), 'no-answer': t('calls.fwd.reason.noAnswer'),
+  unregistered: t('calls.fwd.reason.unregistered'), dnd: t('calls.fwd.reason.dnd'),
+})[r] || t('calls.fwd.reason.other');
+
+function forwards(rec, nodeNames) {
+  const at = (ext, node) => (node ? `${ext} (${t('calls.atNode', { node: nodeNames[node] || node.slice(0, 8) })})` : ext);
+  const hops = (rec.parties || []).filter((p) => p.forwarded && p.forwarded.from);
+  if (!hops.length) return null;
+  return h('ul', { class: 'feature-list', 'aria-label': t('calls.fwd.title'), 'data-testid': 'call-forwards' }, hops.map((p) => {
+    const from = at(p.forwarded.from, p.forwarded.fromNode), to = at(p.extension, p.node);
+    return h('li', { 'data-reason': p.forwarded.reason }, p.forwarded.reason === 'loop'
+      ? t('calls.fwd.loop', { from, to })
+      : t('calls.fwd.hop', { from, to, reason: reasonLabel(p.forwarded.reason) }));
+  }));
+}
+
 function dayStart(value) { return value ? new Date(`${value}T00:00:00`).getTime() : null; }
 
 export default {
@@ -52,7 +71,7 @@ export default {
           h('td', {}, formatDateTime(c.startMs)),
           h('td', {}, t(`calls.dir.${c.direction}`)),
           h('td', {}, [c.caller, c.callerName].filter(Boolean).join(' ') || '–'),
-          h('td', {}, c.dialled || '–'),
+          h('td', { 'data-col': 'dialled' }, c.dialled || '–', forwards(c, nodeNames)),
           h('td', { 'data-col': 'answered-by' }, answeredBy(c, nodeNames)),
           h('td', {}, badge(c.disposition, DISPOSITIONS.includes(c.disposition) ? t(`calls.disp.${c.disposition}`) : c.disposition)),
           h('td', {}, c.answerMs && c.endMs ? formatDuration((c.endMs - c.answerMs) / 1000) : '–'),

@@ -1,6 +1,83 @@
 import { t, language } from '../i18n.js';
-import { h, field, table, showError, clearErrors, busy, confirmDialog, errorText, formValues } from '../ui.js';
+import { h, field, table, showError, clearErrors, busy, confirmDialog, errorText, formValues, badge } from '../ui.js';
 import { pageHeader, messageArea, conflictWarnings } from './common.js';
+
+// Forwarding targets of the API's user JSON ("forward": {always, busy, noAnswer,
+// noAnswerSeconds, unregistered}); "" is off.
+const FORWARD_KINDS = ['always', 'busy', 'noAnswer', 'unregistered'];
+const DEFAULT_NO_ANSWER_SECONDS = 20;
+// Literal keys (the i18n test checks every literal key of the code).
+const kindLabel = (k) => ({ always: t('users.fwd.always'), busy: t('users.fwd.busy'), noAnswer: t('users.fwd.noAnswer'), unregistered: t('users.fwd.unregistered') })[k];
+const kindShort = (k, n) => ({
+  always: t('users.fwd.short.always'), busy: t('users.fwd.short.busy'), noAnswer: t('users.fwd.short.noAnswer', { n }), unregistered: t('users.fwd.short.unregistered'),
+})[k];
+
+// The rule of a refused feature field in the UI's language (the API's message is English).
+function featureRule(field) {
+  if (field === 'forward.noAnswerSeconds') return t('users.fwd.invalidSeconds');
+  if (FORWARD_KINDS.some((k) => field === `forward.${k}`)) return t('users.fwd.invalidTarget');
+  return null;
+}
+
+function forwardOf(user) {
+  const f = (user && user.forward) || {};
+  const out = { noAnswerSeconds: Number.isInteger(f.noAnswerSeconds) ? f.noAnswerSeconds : DEFAULT_NO_ANSWER_SECONDS };
+  for (const k of FORWARD_KINDS) out[k] = typeof f[k] === 'string' ? f[k] : '';
+  return out;
+}
+
+// The "call forwarding and do-not-disturb" part of the user form. The field names are the
+// API's field names ("dnd", "forward.busy" ...), so that an API error lands next to its field.
+function featureFields(user) {
+  const f = forwardOf(user);
+  const target = (k) => field({
+    name: `forward.${k}`, label: kindLabel(k), value: f[k], hint: t('users.fwd.targetHint'),
+    attrs: { inputmode: 'tel', 'data-testid': `fwd-${k}` },
+  });
+  return h('fieldset', { class: 'features', 'data-testid': 'user-features' },
+    h('legend', {}, t('users.fwd.title')),
+    h('p', { class: 'hint' }, t('users.fwd.intro')),
+    field({ name: 'dnd', label: t('users.dnd'), kind: 'checkbox', value: !!(user && user.dnd), hint: t('users.dndHint'), attrs: { role: 'switch' } }),
+    h('div', { class: 'grid' },
+      target('always'), target('busy'), target('noAnswer'),
+      field({ name: 'forward.noAnswerSeconds', label: t('users.fwd.noAnswerSeconds'), kind: 'number', value: f.noAnswerSeconds,
+        hint: t('users.fwd.noAnswerSecondsHint'), attrs: { min: 5, max: 120, step: 1, inputmode: 'numeric' } }),
+      target('unregistered')));
+}
+
+// The request's "dnd" and "forward" from the form values: only what differs from the stored
+// user (a PATCH replaces the "forward" keys it names and keeps the others, so a change made
+// meanwhile by a feature code on a phone survives an edit of, say, the name). Whatever is
+// typed goes to the API, which validates it and names the field of an error.
+function featureBody(v, user) {
+  const f = forwardOf(user);
+  const out = {};
+  if (v.dnd !== !!(user && user.dnd)) out.dnd = v.dnd;
+  const fwd = {};
+  for (const k of FORWARD_KINDS) {
+    const x = (v[`forward.${k}`] || '').trim();
+    if (x !== f[k]) fwd[k] = x;
+  }
+  const secs = (v['forward.noAnswerSeconds'] || '').trim();
+  const n = /^\d+$/.test(secs) ? Number(secs) : secs;
+  if (secs && n !== f.noAnswerSeconds) fwd.noAnswerSeconds = n;
+  if (Object.keys(fwd).length) out.forward = fwd;
+  return out;
+}
+
+// The compact state of a user's features under the name in the list: DND and each active
+// forwarding ("busy → 202"); empty when nothing is on.
+function featureSummary(u) {
+  const f = forwardOf(u);
+  const items = [];
+  if (u.dnd) items.push(h('li', { 'data-dnd': 'true' }, badge('dnd', t('users.dndShort'))));
+  for (const k of FORWARD_KINDS) {
+    if (!f[k]) continue;
+    items.push(h('li', { 'data-forward': k }, h('span', { class: 'fwd-kind' }, kindShort(k, f.noAnswerSeconds)), ' → ', h('span', { class: 'mono' }, f[k])));
+  }
+  return h('div', { class: 'features-summary', 'data-testid': 'user-features-summary', 'data-dnd': String(!!u.dnd) },
+    items.length ? h('ul', { class: 'feature-list', 'aria-label': t('users.fwd.title') }, items) : null);
+}
 
 function userForm(user, onSaved, onCancel, api) {
   const editing = !!user;
@@ -16,13 +93,15 @@ function userForm(user, onSaved, onCancel, api) {
       field({ name: 'sipPassword', label: t('users.sipPassword'), kind: 'password', required: !editing, autocomplete: 'new-password', hint: editing ? t('users.sipPasswordKeep') : t('users.sipPasswordHint') }),
       field({ name: 'language', label: t('users.language'), kind: 'select', value: u.language, options: [['de', t('lang.de')], ['en', t('lang.en')]] }),
       field({ name: 'shared', label: t('users.shared'), kind: 'checkbox', value: u.shared })),
+    featureFields(user),
     h('div', { class: 'actions' },
       h('button', { type: 'button', class: 'secondary', onclick: onCancel }, t('common.cancel')), submit));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     clearErrors(form);
     const v = formValues(form);
-    const body = { extension: v.extension.trim(), displayName: v.displayName.trim(), externalNumber: v.externalNumber.trim(), language: v.language, shared: v.shared };
+    const body = { extension: v.extension.trim(), displayName: v.displayName.trim(), externalNumber: v.externalNumber.trim(), language: v.language, shared: v.shared,
+      ...featureBody(v, user) };
     const sipUser = v.sipUser.trim();
     if (sipUser && (!editing || sipUser !== u.sipUser)) body.sipUser = sipUser;
     if (v.sipPassword) body.sipPassword = v.sipPassword;
@@ -30,7 +109,8 @@ function userForm(user, onSaved, onCancel, api) {
       const saved = await busy(submit, () => (editing ? api.patch(`/api/v1/users/${u.id}`, body) : api.post('/api/v1/users', body)));
       onSaved(saved, editing);
     } catch (e) {
-      if (e.status !== 401) showError(form, e);
+      const rule = e.status === 400 ? featureRule(e.field) : null;
+      if (e.status !== 401) showError(form, e, {}, rule ? t('error.invalid', { message: rule }) : undefined);
     }
   });
   return form;
@@ -100,7 +180,7 @@ export default {
           const count = registrations.filter((r) => r.sipUser === u.sipUser).length;
           const devBtn = h('button', { type: 'button', class: 'link', 'aria-expanded': String(openDevices === u.id), onclick: () => { openDevices = openDevices === u.id ? null : u.id; load(); } }, t('users.devicesCount', { n: count }));
           rows.push(h('tr', { 'data-ext': u.extension },
-            h('td', {}, u.extension), h('td', {}, u.displayName), h('td', {}, u.externalNumber || '–'),
+            h('td', {}, u.extension), h('td', {}, u.displayName, featureSummary(u)), h('td', {}, u.externalNumber || '–'),
             h('td', { class: 'mono' }, u.sipUser), h('td', {}, devBtn),
             h('td', { class: 'row-actions' },
               h('button', { type: 'button', class: 'secondary', 'aria-label': t('users.editLabel', { ext: u.extension }), onclick: () => edit(u) }, t('common.edit')),
