@@ -96,6 +96,11 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!secs || *secs < 5 || *secs > 600)
             return configError("sip.no_answer_seconds must be 5..600");
           c.noAnswerSeconds = int(*secs);
+        } else if (name == "transfer_recall_seconds") {
+          auto secs = sv.value<int64_t>();
+          if (!secs || (*secs != 0 && (*secs < 5 || *secs > 600)))
+            return configError("sip.transfer_recall_seconds must be 0 (off) or 5..600");
+          c.transferRecallSeconds = int(*secs);
         } else if (name == "session_expires" || name == "min_se") {
           auto secs = sv.value<int64_t>();
           bool off = name == "session_expires" && secs && *secs == 0;

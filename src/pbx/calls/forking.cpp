@@ -42,7 +42,7 @@ CallManager::Fork& CallManager::addFork(Call& call, ForkKind kind, sip::UsageId 
 }
 
 void CallManager::ringParties(Call& call, const std::vector<Party>& parties) {
-  bool federated = isFederation(call.caller);
+  bool federated = call.fromOtherNode();
   for (const auto& p : parties) {
     // A user calling a group they are in does not ring themselves.
     if (call.group && call.caller.kind != Caller::Kind::Trunk &&
@@ -78,7 +78,13 @@ void CallManager::afterForksStarted(Call& call) {
     line(call, call.caller.party, LineEvent::State::Early, true);
   CallId id = call.id;
   timers_.cancel(call.noAnswer);
-  call.noAnswer = timers_.after(config_.noAnswer, [this, id] {
+  // A blind transfer's target rings for the recall time (the recall itself rings as long as
+  // any call).
+  Duration ring = call.transfer && call.transfer->state != TransferState::Recalling &&
+                          config_.transferRecall.count() > 0
+                      ? config_.transferRecall
+                      : config_.noAnswer;
+  call.noAnswer = timers_.after(ring, [this, id] {
     Call* c = callOf(id);
     if (!c || !c->unanswered()) return;
     c->noAnswer = 0;
@@ -122,7 +128,12 @@ void CallManager::startTrunkFork(Call& call, const std::string& number) {
   sip::DialogManager::InviteParams p;
   p.contentType = call.offerType;
   p.body = call.offer;
-  if (!externalLine_ || !externalLine_->prepareOutbound(number, call.caller.party, p)) {
+  // A transfer of a caller who is not a local user shows the transferring user's number (the
+  // carrier takes only the site's numbers).
+  const Party& from = call.transfer && call.caller.kind != Caller::Kind::LocalUser
+                          ? call.transfer->by
+                          : call.caller.party;
+  if (!externalLine_ || !externalLine_->prepareOutbound(number, from, p)) {
     failCall(call, 503, "External line unavailable");
     return;
   }
@@ -152,7 +163,7 @@ void CallManager::startRemoteFork(Call& call, const Party& party, const std::str
                                   CallMode mode, const std::string& replaces, bool mayFallBack) {
   const std::string owner = party.owner;
   addNode(call, owner);
-  bool fallBackAllowed = mayFallBack && !isFederation(call.caller);
+  bool fallBackAllowed = mayFallBack && !call.fromOtherNode();
   auto viaExternalLine = [&] {
     if (fallBackAllowed) (void)startFallbackFork(call, party);
   };
@@ -204,7 +215,10 @@ bool CallManager::startFallbackFork(Call& call, const Party& party) {
   sip::DialogManager::InviteParams p;
   p.contentType = call.offerType;
   p.body = call.offer;
-  if (!externalLine_->prepareOutbound(party.externalNumber, call.caller.party, p)) return false;
+  const Party& caller = call.transfer && call.caller.kind != Caller::Kind::LocalUser
+                            ? call.transfer->by
+                            : call.caller.party;
+  if (!externalLine_->prepareOutbound(party.externalNumber, caller, p)) return false;
   // The call's federation id, for the answering site's record (carriers may drop it).
   p.headers.emplace_back(std::string(kCorrelationHeader), call.correlationId);
   auto from = sip::parseNameAddr(p.from);
@@ -264,6 +278,11 @@ void CallManager::onProvisional(sip::ClientInvite& invite, InviteSession* s,
     line(*call, fork->party, LineEvent::State::Early, false, fork->callId,
          s->dialog().id().remoteTag, s->dialog().id().localTag);
   enter(*call, *fork, ForkState::Ringing);
+  if (call->transfer) {
+    // The transferee's leg is answered already: the transferor hears of the ringing instead.
+    if (call->unanswered()) transferRinging(*call);
+    return;
+  }
   if (!call->unanswered() || call->alerting == Alerting::Ringing) return;
   if (InviteSession* in = session(call->inbound)) {
     // Early media (183 with SDP) passes through; otherwise a plain 180.
@@ -352,7 +371,9 @@ void CallManager::answered(Call& call, Fork& fork, InviteSession& s, const Messa
   journalSettled(call);
   InviteSession* in = session(call.inbound);
   auto ct = answer.header(sip::HeaderId::ContentType);
-  if (!in || !in->accept(ct ? *ct : std::string_view{}, answer.body())) {
+  bool delivered = call.transfer ? joinTransferee(call, s, answer)
+                                 : in && in->accept(ct ? *ct : std::string_view{}, answer.body());
+  if (!delivered) {
     // The caller is gone (its INVITE can no longer be answered): without this the answered
     // leg would stay up and the call listed as active until the callee hangs up.
     logger("calls")->info("call {}: answered after the caller left", call.correlationId);
