@@ -58,8 +58,7 @@ struct Transfer : Fixture {
   }
   void fromPhone(std::string_view method, uint32_t cseq, std::string_view body = {}) {
     h.inject(request(method, "<sip:caller@192.0.2.9>;tag=ph1",
-                     "<sip:100@192.0.2.1>;tag=" + phoneTag, "t1", cseq, "192.0.2.9:5060", {},
-                     body),
+                     "<sip:100@192.0.2.1>;tag=" + phoneTag, "t1", cseq, "192.0.2.9:5060", {}, body),
              kPhone);
   }
   void fromAlice(std::string_view method, uint32_t cseq, std::string_view extra = {}) {
