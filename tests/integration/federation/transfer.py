@@ -24,6 +24,9 @@ carrier), cases in sequence:
    number (the federation fallback): 201 answers, 101 gets the re-INVITE with 201's offer, a's
    record of the transfer's call is marked as via the external line (no audio check: the cut
    drops all packets between a and b, RTP too, and the carrier relays no media).
+6. recall (nodes run with transfer_recall_seconds = 5): 102 transfers 101 to 103, which rings
+   and is not answered; 102 hangs up; 5 s after the transfer 103 stops ringing and 102's phone
+   rings with 101 as the caller; 102 answers; 101 and 102 hear each other.
 """
 import subprocess
 import sys
@@ -54,7 +57,12 @@ def from_user_of_incoming(phone, since: int) -> str:
     return peer.split(":", 1)[-1].split("@", 1)[0]
 
 
+RECALL_S = 5
+
+
 def body(h):
+    import sites
+    sites.SIP_TOML_EXTRA += f"transfer_recall_seconds = {RECALL_S}\n"
     env, ids = federated(h, sites=("a", "b"), users=4)
     from phones import Linphonec, make_tone
     from sites import did_of, pw_of
@@ -261,6 +269,37 @@ def body(h):
     check(any(did_of("b", R) in ln for ln in new), f"the carrier saw no call to 201's DID: {new}")
     env.topo.restore("a", "b")
     log(f"RESULT case 5 (link cut, via the carrier) passed in {time.monotonic() - t0:.2f}s")
+
+    # ---- 6. recall: the target does not answer, the call comes back to 102
+    t0 = time.monotonic()
+    c0, x0, l0 = len(caller.events), len(xfer.events), len(local.events)
+    caller.cmd("dial", f"sip:{T}@{a_ip}")
+    caller.wait_event("CALL_ESTABLISHED", 10, c0)
+    xfer.wait_event("CALL_ESTABLISHED", 5, x0)
+    xfer.pump(0.5)
+    check(xfer.cmd("transfer", f"sip:{L}@{a_ip}").get("ok"), "transfer command failed")
+    t_xfer = time.monotonic()
+    local.wait_event("CALL_INCOMING", 5, l0)
+    xfer.cmd("hangup")
+    xfer.wait_event("CALL_CLOSED", 5, x0)
+    x1 = len(xfer.events)
+    # baresip 102 runs with auto-answer: the recall is answered at once
+    e = xfer.wait_event("CALL_ESTABLISHED", RECALL_S + 5, x1)
+    took = time.monotonic() - t_xfer
+    seen_from = e.get("peeruri", "").split(":", 1)[-1].split("@", 1)[0]
+    log(f"RESULT case 6: recall to {T} answered {took:.2f}s after the transfer, caller {seen_from}")
+    check(seen_from == A, f"the recall showed caller {seen_from!r}, not {A}")
+    check(RECALL_S - 0.5 <= took <= RECALL_S + 3, f"recall after {took:.2f}s, configured {RECALL_S}s")
+    local.wait_event("CALL_CLOSED", 3, l0)
+    caller.pump(4.0)
+    check(not caller.has_event("CALL_CLOSED", c0), "the caller's call ended at the recall")
+    caller.cmd("hangup")
+    caller.wait_event("CALL_CLOSED", 5, c0)
+    xfer.wait_event("CALL_CLOSED", 10, x1)
+    time.sleep(0.3)
+    tail_tone(h, xfer, 440, "case 6: 102 hears 101 after the recall")
+    tail_tone(h, caller, 660, "case 6: 101 hears 102 after the recall")
+    log(f"RESULT case 6 (recall) passed in {time.monotonic() - t0:.2f}s")
     for p in (caller, xfer, local, remote, ext2, lin):
         p.stop()
 
