@@ -188,6 +188,11 @@ void CallLog::mergeOutcome(CallRecord& r, const CallOutcome& o) const {
   // A user of a site called: a record of the fallback over the external line is internal.
   if (!callerOwner.empty() && r.direction == "inbound") r.direction = "internal";
   r.disposition = o.disposition;
+  if (!o.transferredBy.empty()) {
+    r.transferredBy = o.transferredBy;
+    r.transferTarget = o.transferTarget;
+    r.transferCorrelationId = o.transferCorrelationId;
+  }
   if (answered) {
     r.answeredBy = o.answeredBy;
     if (!r.answerMs) r.answerMs = o.answerMs;

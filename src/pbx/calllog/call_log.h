@@ -80,6 +80,9 @@ struct CallOutcome {
   // of that inbound call when the carrier did not pass the correlation id on (foldFallback).
   std::string fallbackNumber, fallbackCaller;
   int64_t fallbackMs = 0;
+  // A call made by a transfer (CallRecord::transferredBy ...): the other sites' records of it
+  // name the transfer too.
+  std::string transferredBy, transferTarget, transferCorrelationId;
 };
 
 // Whether two phone numbers name the same line: equal digits, or one ends with the other's

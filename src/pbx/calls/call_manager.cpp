@@ -283,7 +283,8 @@ void CallManager::endCall(Call& call) {
     line(call, call.answeredBy, LineEvent::State::Terminated, false);
   saveRecord(call);
   journalSettled(call);
-  if (call.answer != AnswerKind::None && call.answer != AnswerKind::Remote) shareOutcome(call);
+  if (call.answer != AnswerKind::None && (call.answer != AnswerKind::Remote || call.transfer))
+    shareOutcome(call);
   if (call.transfer)
     if (Call* x = callOf(call.transfer->from); x && x->transferTo == call.id) x->transferTo = 0;
   if (stats_.active) --stats_.active;

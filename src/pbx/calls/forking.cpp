@@ -388,8 +388,9 @@ void CallManager::answered(Call& call, Fork& fork, InviteSession& s, const Messa
   if (call.caller.kind == Caller::Kind::LocalUser)
     line(call, call.caller.party, LineEvent::State::Confirmed, true);
   saveRecord(call);
-  // A fork to another node: that node knows who answered there and tells.
-  if (call.answer != AnswerKind::Remote) shareOutcome(call);
+  // A fork to another node: that node knows who answered there and tells (a transfer's call
+  // tells too: only this node knows the transfer).
+  if (call.answer != AnswerKind::Remote || call.transfer) shareOutcome(call);
 }
 
 void CallManager::nodeLost(const std::string& owner, std::string_view why, const SockAddr* via) {

@@ -123,6 +123,9 @@ void CallManager::shareOutcome(Call& call) {
     o.disposition = call.parties.front().disposition;
   }
   o.answerMs = call.answerMs;
+  o.transferredBy = call.transferredBy;
+  o.transferTarget = call.transferTarget;
+  o.transferCorrelationId = call.transferCorrelationId;
   // Answered over the external line: what the answering site needs to find its record of that
   // inbound call when the carrier dropped the correlation header (CallLog::foldFallback).
   for (const auto& f : call.forks)

@@ -9,8 +9,8 @@ carrier), cases in sequence:
    101 as the caller (the INVITE's From); 102 got NOTIFY 100/180 (refer event) before leaving.
 2. blind, target on site b, the transferring phone hangs up AFTER the target answers (baresip
    closes its call on the NOTIFY 200): 101 and 201 hear each other; 201 sees 101 as the caller;
-   the call lists of a and b show the transfer's call under one correlation id, a's with
-   transfer.by 102 and the transferred call's id.
+   the call lists of a and b show the transfer's call under one correlation id, both with
+   transfer.by 102 (b learns it from a's call outcome) and the transferred call's id.
 3. attended across sites, driven by linphonec (104 on a; `transfer 1 --to-call 2` sends REFER
    with Replaces naming its consultation call): 101 calls 104, 104 calls 201 on b (101 on
    hold), 104 transfers: the node maps the Replaces to its own consultation call and joins 101's
@@ -153,6 +153,9 @@ def body(h):
                      lambda r: r.get("correlationId") == ra.get("correlationId"), 5,
                      "b's record with a's correlationId")
     check(rb.get("caller") == A, f"b's record shows caller {rb.get('caller')!r}, not {A}")
+    rb = wait_record(env.nodes["b"], R, lambda r: r.get("correlationId") == ra.get("correlationId")
+                     and (r.get("transfer") or {}).get("by") == T, 5,
+                     "b's record naming the transfer (call outcome from a)")
     rx = wait_record(env.nodes["a"], T,
                      lambda r: r.get("correlationId") == ra["transfer"]["correlationId"], 5,
                      "a's record of the transferred call")
