@@ -319,6 +319,28 @@ TEST_F(Transfer, AttendedTransferJoinsTheOtherPartiesOfBothCalls) {
   EXPECT_TRUE(req(sent().bob, "BYE"));
 }
 
+TEST_F(Transfer, CallerSideTransfersTheAnsweringParty) {
+  connect();
+  // The caller's phone (300, a local user) transfers alice to bob: alice is the transferee.
+  fromPhone("REFER", 2);
+  h.take(); // no Refer-To: 400, nothing else
+  h.inject(request("REFER", "<sip:caller@192.0.2.9>;tag=ph1", "<sip:100@192.0.2.1>;tag=" + phoneTag,
+                   "t1", 3, "192.0.2.9:5060", "Refer-To: <sip:101@nodeA.example>\r\n"),
+           kPhone);
+  auto s = sent();
+  EXPECT_EQ(status(s.phone, sip::Method::Refer), 202);
+  const Message* bob = req(s.bob, "INVITE");
+  ASSERT_TRUE(bob);
+  EXPECT_NE(bob->header("From").value_or("").find("sip:100@"), std::string_view::npos)
+      << "bob sees alice, the party that stays";
+  h.inject(reply(*bob, 200, "bo1", "Contact: <sip:bob@192.0.2.3:5060>", kSdpBob), kBobDev);
+  Sent after = sent();
+  EXPECT_TRUE(req(after.phone, "BYE")) << "the transferring phone's leg ends";
+  const Message* reinvite = req(after.alice, "INVITE");
+  ASSERT_TRUE(reinvite) << "alice is re-INVITEd with bob's offer";
+  EXPECT_EQ(reinvite->body(), kSdpBob);
+}
+
 TEST(TransferStates, Table) {
   using S = TransferState;
   EXPECT_TRUE(allowed(S::Trying, S::Ringing));
