@@ -436,8 +436,8 @@ void CallManager::startAttendedTransfer(Call& x1, InviteSession& t1, sip::Server
   ++stats_.answered;
   ++stats_.transfers;
   g_transfers.inc();
-  logger("calls")->info("call {}: {} joins {} (call {}) with {} (call {}) as call {}",
-                        x1.correlationId, by.extension, callerIdOf(yp->caller), x1.correlationId,
+  logger("calls")->info("call {}: {} joins {} with {} (consultation call {}) as call {}",
+                        x1.correlationId, by.extension, callerIdOf(yp->caller),
                         yp->answeredBy.extension, x2->correlationId, yp->correlationId);
   // The two remaining legs belong to the new call; the transferor's two calls end and both of
   // its legs get BYE (after the NOTIFY 200 on the REFER's dialog).
