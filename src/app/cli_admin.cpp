@@ -479,9 +479,15 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
           rows.push_back({std::to_string(c.value("startMs", int64_t(0)) / 1000), str(c, "caller"),
                           str(c, "dialled"), str(c, "disposition"), str(c, "answeredBy"),
                           c.value("viaExternalLine", false) ? "external" : ""});
+          // A transferred call: "by <user> to <target>".
+          const auto& t = c.contains("transfer") ? c["transfer"] : json();
+          rows.back().push_back(t.is_object() ? "by " + str(t, "by") + " to " + str(t, "target")
+                                              : "");
         }
-        printTable(out, {"START (UNIX S)", "CALLER", "DIALLED", "RESULT", "ANSWERED BY", "LINE"},
-                   rows);
+        printTable(
+            out,
+            {"START (UNIX S)", "CALLER", "DIALLED", "RESULT", "ANSWERED BY", "LINE", "TRANSFER"},
+            rows);
       }
     } else if (s.command == "calls active") {
       auto j = api.call("GET", "/api/v1/calls/active");

@@ -100,6 +100,11 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           auto n = sv.value<int64_t>();
           if (!n || *n < 1 || *n > 20) return configError("sip.max_forwards must be 1..20");
           c.maxForwards = int(*n);
+        } else if (name == "transfer_recall_seconds") {
+          auto secs = sv.value<int64_t>();
+          if (!secs || (*secs != 0 && (*secs < 5 || *secs > 600)))
+            return configError("sip.transfer_recall_seconds must be 0 (off) or 5..600");
+          c.transferRecallSeconds = int(*secs);
         } else if (name == "session_expires" || name == "min_se") {
           auto secs = sv.value<int64_t>();
           bool off = name == "session_expires" && secs && *secs == 0;

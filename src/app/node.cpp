@@ -471,6 +471,7 @@ Result<void> Node::Impl::startSip() {
   cc.nodeId = nodeId;
   cc.noAnswer = Duration(config.noAnswerSeconds * 1000);
   cc.maxForwards = config.maxForwards;
+  cc.transferRecall = Duration(config.transferRecallSeconds * 1000);
   cc.federationFallback = Duration(config.federationFallbackMs);
   calls = std::make_unique<pbx::CallManager>(*dialogs, timers, *callDirectory, *callLog, cc);
   calls->setLineObserver(lineObserver.get());
@@ -943,7 +944,12 @@ nlohmann::json recordJson(const pbx::CallRecord& r) {
           {"startMs", r.startMs},
           {"answerMs", r.answerMs},
           {"endMs", r.endMs},
-          {"parties", parties}};
+          {"parties", parties},
+          // A transferred call: who transferred it to whom, and the other call of the transfer.
+          {"transfer", r.transferred() ? nlohmann::json{{"by", r.transferredBy},
+                                                        {"target", r.transferTarget},
+                                                        {"correlationId", r.transferCorrelationId}}
+                                       : nlohmann::json(nullptr)}};
 }
 
 } // namespace

@@ -282,23 +282,30 @@ Result<PresenceSync> presenceSyncFromJson(const json& j) {
 }
 
 json toJson(const pbx::CallOutcome& o) {
-  return json{{"t", "call-outcome"},
-              {"correlationId", o.correlationId},
-              {"relatedCorrelationId", o.relatedCorrelationId},
-              {"caller", o.caller},
-              {"callerName", o.callerName},
-              {"callerOwner", o.callerOwner},
-              {"callee", o.callee},
-              {"calleeName", o.calleeName},
-              {"calleeOwner", o.calleeOwner},
-              {"answeredBy", o.answeredBy},
-              {"answeredByName", o.answeredByName},
-              {"answeredByOwner", o.answeredByOwner},
-              {"disposition", pbx::dispositionName(o.disposition)},
-              {"answerMs", o.answerMs},
-              {"fallbackNumber", o.fallbackNumber},
-              {"fallbackCaller", o.fallbackCaller},
-              {"fallbackMs", o.fallbackMs}};
+  json j{{"t", "call-outcome"},
+         {"correlationId", o.correlationId},
+         {"relatedCorrelationId", o.relatedCorrelationId},
+         {"caller", o.caller},
+         {"callerName", o.callerName},
+         {"callerOwner", o.callerOwner},
+         {"callee", o.callee},
+         {"calleeName", o.calleeName},
+         {"calleeOwner", o.calleeOwner},
+         {"answeredBy", o.answeredBy},
+         {"answeredByName", o.answeredByName},
+         {"answeredByOwner", o.answeredByOwner},
+         {"disposition", pbx::dispositionName(o.disposition)},
+         {"answerMs", o.answerMs},
+         {"fallbackNumber", o.fallbackNumber},
+         {"fallbackCaller", o.fallbackCaller},
+         {"fallbackMs", o.fallbackMs}};
+  // A transfer's call (optional; nodes before it ignore the keys).
+  if (!o.transferredBy.empty()) {
+    j["transferredBy"] = o.transferredBy;
+    j["transferTarget"] = o.transferTarget;
+    j["transferCorrelationId"] = o.transferCorrelationId;
+  }
+  return j;
 }
 
 Result<pbx::CallOutcome> callOutcomeFromJson(const json& j) {
@@ -359,6 +366,15 @@ Result<pbx::CallOutcome> callOutcomeFromJson(const json& j) {
   auto fallbackAt = optionalInt(j, "fallbackMs", 0, std::numeric_limits<int64_t>::max());
   if (!fallbackAt) return fallbackAt.error();
   o.fallbackMs = *fallbackAt;
+  for (auto [name, out] : {std::pair{"transferredBy", &o.transferredBy},
+                           std::pair{"transferTarget", &o.transferTarget}}) {
+    auto v = text(j, name, name, kMaxOutcomeFieldBytes);
+    if (!v) return v.error();
+    *out = std::move(*v);
+  }
+  auto transferId = printableId("transferCorrelationId", false);
+  if (!transferId) return transferId.error();
+  o.transferCorrelationId = std::move(*transferId);
   return o;
 }
 

@@ -84,6 +84,15 @@ ALTER TABLE call_records ADD COLUMN related_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE call_parties ADD COLUMN forwarded_from TEXT NOT NULL DEFAULT '';
 ALTER TABLE call_parties ADD COLUMN forwarded_from_owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE call_parties ADD COLUMN forward_reason TEXT NOT NULL DEFAULT '';
+)SQL"},
+          // A table of its own (module "calllog_transfer"), so that other additions to the
+          // call records number their migrations independently.
+          {"calllog_transfer", 1, "transferred calls", R"SQL(
+CREATE TABLE call_transfers(
+  call_id INTEGER PRIMARY KEY REFERENCES call_records(id) ON DELETE CASCADE,
+  transferred_by TEXT NOT NULL,
+  target TEXT NOT NULL,
+  other_id TEXT NOT NULL);
 )SQL"}};
 }
 
@@ -184,6 +193,11 @@ void CallLog::mergeOutcome(CallRecord& r, const CallOutcome& o) const {
   // A user of a site called: a record of the fallback over the external line is internal.
   if (!callerOwner.empty() && r.direction == "inbound") r.direction = "internal";
   r.disposition = o.disposition;
+  if (!o.transferredBy.empty()) {
+    r.transferredBy = o.transferredBy;
+    r.transferTarget = o.transferTarget;
+    r.transferCorrelationId = o.transferCorrelationId;
+  }
   if (answered) {
     r.answeredBy = o.answeredBy;
     if (!r.answerMs) r.answerMs = o.answerMs;
@@ -304,6 +318,11 @@ bool sameParty(const CallParty& a, const CallParty& b) {
 } // namespace
 
 void CallLog::mergePaths(CallRecord& r, const CallRecord& other) {
+  if (!r.transferred() && other.transferred()) {
+    r.transferredBy = other.transferredBy;
+    r.transferTarget = other.transferTarget;
+    r.transferCorrelationId = other.transferCorrelationId;
+  }
   auto& ps = r.parties;
   // The path that came over the external line knows the caller only by number, and its callee
   // only as the DID's target: the federation path's caller and callee win.
@@ -431,6 +450,8 @@ Result<std::optional<std::string>> CallLog::foldFallback(const CallOutcome& o) {
   auto tx = db_.transaction([&]() -> Result<void> {
     if (auto d = db_.exec("DELETE FROM call_parties WHERE call_id = ?1", {oldRow}); !d)
       return d.error();
+    if (auto d = db_.exec("DELETE FROM call_transfers WHERE call_id = ?1", {oldRow}); !d)
+      return d.error();
     if (auto d = db_.exec("DELETE FROM call_records WHERE id = ?1", {oldRow}); !d) return d.error();
     if (auto w = writeRow(merged); !w) return w.error();
     return {};
@@ -501,7 +522,21 @@ Result<int64_t> CallLog::writeRow(const CallRecord& r) {
                          p.forwardedFromOwner, p.forwardReason});
     if (!ins) return ins.error();
   }
+  if (auto t = writeTransfer(id, r); !t) return t.error();
   return id;
+}
+
+Result<void> CallLog::writeTransfer(int64_t row, const CallRecord& r) {
+  if (!r.transferred()) {
+    if (auto d = db_.exec("DELETE FROM call_transfers WHERE call_id = ?1", {row}); !d)
+      return d.error();
+    return {};
+  }
+  auto w = db_.exec("INSERT OR REPLACE INTO call_transfers(call_id, transferred_by, target, "
+                    "other_id) VALUES (?1,?2,?3,?4)",
+                    {row, r.transferredBy, r.transferTarget, r.transferCorrelationId});
+  if (!w) return w.error();
+  return {};
 }
 
 void CallLog::loadParties(CallRecord& r) {
@@ -525,6 +560,14 @@ void CallLog::loadParties(CallRecord& r) {
       cp.forwardReason = text(p[7]);
     }
     r.parties.push_back(std::move(cp));
+  }
+  auto t = db_.query("SELECT transferred_by, target, other_id FROM call_transfers WHERE "
+                     "call_id = ?1",
+                     {r.id});
+  if (t && !t->empty()) {
+    r.transferredBy = text(t->at(0)[0]);
+    r.transferTarget = text(t->at(0)[1]);
+    r.transferCorrelationId = text(t->at(0)[2]);
   }
 }
 

@@ -56,6 +56,11 @@ struct CallRecord {
   bool viaTrunk = false;                        // went out over the external line (also: fallback)
   int64_t startMs = 0, answerMs = 0, endMs = 0; // Unix epoch ms; 0 = not reached
   std::vector<CallParty> parties;
+  // A transferred call (RFC 3515 REFER acted on by the node): the user who transferred it, the
+  // target it was transferred to, and the other call of the transfer (the transferred call's
+  // record names the call the transfer created and the other way round). Empty: no transfer.
+  std::string transferredBy, transferTarget, transferCorrelationId;
+  bool transferred() const { return !transferredBy.empty(); }
 };
 
 struct CallQuery {
@@ -80,6 +85,9 @@ struct CallOutcome {
   // of that inbound call when the carrier did not pass the correlation id on (foldFallback).
   std::string fallbackNumber, fallbackCaller;
   int64_t fallbackMs = 0;
+  // A call made by a transfer (CallRecord::transferredBy ...): the other sites' records of it
+  // name the transfer too.
+  std::string transferredBy, transferTarget, transferCorrelationId;
 };
 
 // Whether two phone numbers name the same line: equal digits, or one ends with the other's
@@ -155,7 +163,8 @@ public:
   static constexpr size_t kKeptAliases = 1024;
 
 private:
-  void loadParties(CallRecord& record);
+  void loadParties(CallRecord& record); // and the record's transfer
+  Result<void> writeTransfer(int64_t row, const CallRecord& record);
   Result<int64_t> write(const CallRecord& record);    // in a transaction of its own
   Result<int64_t> writeRow(const CallRecord& record); // inside the caller's transaction
   void defer(CallRecord record);

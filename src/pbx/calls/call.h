@@ -6,6 +6,7 @@
 #include "pbx/calls/call_state.h"
 #include "pbx/calls/diversion.h"
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,22 @@ struct CallManager::Fork {
   bool external() const { return kind == ForkKind::Trunk || kind == ForkKind::Fallback; }
   // Heard anything from the next hop (also 100 Trying).
   bool heard() const { return state != ForkState::Calling; }
+};
+
+// A transfer the node carries out (transfer.cpp): owned by the call it creates between the
+// transferee and the target. The transferor's leg and its implicit subscription (RFC 3515 §2.4.4)
+// are used while that phone is still there; it may hang up at any moment.
+struct CallManager::Transfer {
+  TransferKind kind = TransferKind::Blind;
+  TransferState state = TransferState::Trying;
+  CallId from = 0;                  // the transferred call (ends when the legs are joined)
+  sip::UsageId transferor = 0;      // the leg the REFER came on; 0 once it is gone
+  uint32_t referCSeq = 0;           // the NOTIFYs' Event id (RFC 3515 §2.4.6)
+  int notified = 0;                 // the last status sent in a NOTIFY (>= 200: subscription over)
+  Party by;                         // the transferring user (recall rings them)
+  std::string target;               // the dialled target (blind) or the consulted party (attended)
+  std::string fromCorrelationId;    // the transferred call's id (records)
+  std::string consultCorrelationId; // attended: the consultation call's id
 };
 
 // How a call was answered (decides records and who reports the outcome to other nodes).
@@ -87,11 +104,21 @@ struct CallManager::Call {
   std::vector<std::string> nodes;
   std::string relatedCorrelationId; // pickup by a caller of another node: the picker's call
   std::string journalKey;           // set while the call is in the journal (journal.h)
+  // Transfers (transfer.cpp): the call this call's transfer is creating (while it runs), and
+  // for a call made by a transfer, the transfer itself. The record of a transferred call names
+  // the transferring user, the target and the other call's correlation id.
+  CallId transferTo = 0;
+  std::unique_ptr<Transfer> transfer;
+  std::string transferredBy, transferTarget, transferCorrelationId;
 
   bool connected() const { return state == CallState::Connected; }
   bool ended() const { return state == CallState::Ended; }
   // Still waiting for an answer (routing or ringing).
   bool unanswered() const { return state == CallState::Routing || state == CallState::Ringing; }
+  // The dialled string came from another node (its caller's INVITE): such calls do not go on to
+  // other nodes or the external line. A transfer's target was dialled by the local transferor.
+  bool fromOtherNode() const { return caller.kind == Caller::Kind::Federation && !transfer; }
+  bool dialledHere() const { return caller.kind == Caller::Kind::LocalUser || transfer; }
 };
 
 // verbund_calls_answered_total (answers by forks and by pickup).

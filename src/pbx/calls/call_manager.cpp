@@ -209,14 +209,7 @@ void CallManager::onNewSession(InviteSession& session, const Message& invite) {
   ++stats_.started;
   ++stats_.active;
   g_calls.inc();
-  if (call.caller.kind != Caller::Kind::Trunk) {
-    call.parties.push_back(
-        {PartyRole::Caller, call.caller.party.extension, call.caller.party.displayName,
-         isRemote(call.caller.party) ? call.caller.party.owner : "", Disposition::Missed});
-  } else {
-    call.parties.push_back(
-        {PartyRole::Caller, call.caller.number, call.caller.name, "", Disposition::Missed});
-  }
+  addCallerParty(call);
   route(call);
 }
 
@@ -228,6 +221,10 @@ void CallManager::onTerminated(InviteSession& s, InviteEnd why, const Message* m
   bool inbound = s.id() == call->inbound;
   bool otherLeg = call->connected() && s.id() == call->other;
   if (!inbound && !otherLeg) return; // an early fork session: its ClientInvite reports the fork
+  if (call->transferTo && call->connected()) {
+    transferredLegEnded(*call, s.id()); // its transfer runs: the transferee's leg may stay
+    return;
+  }
   if (why == InviteEnd::SessionExpired || why == InviteEnd::NoAck ||
       why == InviteEnd::DialogError) {
     // A dead leg (RFC 4028 §10, RFC 3261 §13.3.1.4, §12.2.1.2): the other phone gets its BYE.
@@ -263,6 +260,11 @@ void CallManager::hangUp(Call& call, sip::UsageId gone) {
 
 void CallManager::failCall(Call& call, int status, std::string_view reason) {
   if (call.ended()) return;
+  if (call.transfer) {
+    // The transfer's call: its inbound leg is the transferee's, answered long ago.
+    transferFailed(call, status, reason);
+    return;
+  }
   timers_.cancel(call.noAnswer);
   call.noAnswer = 0;
   Disposition d = status == 486 || status == 600   ? Disposition::Busy
@@ -294,7 +296,10 @@ void CallManager::endCall(Call& call) {
     line(call, call.answeredBy, LineEvent::State::Terminated, false);
   saveRecord(call);
   journalSettled(call);
-  if (call.answer != AnswerKind::None && call.answer != AnswerKind::Remote) shareOutcome(call);
+  if (call.answer != AnswerKind::None && (call.answer != AnswerKind::Remote || call.transfer))
+    shareOutcome(call);
+  if (call.transfer)
+    if (Call* x = callOf(call.transfer->from); x && x->transferTo == call.id) x->transferTo = 0;
   if (stats_.active) --stats_.active;
   finish(call.id);
 }

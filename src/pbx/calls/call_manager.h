@@ -7,7 +7,8 @@
 //
 // The implementation is split by concern: call_manager.cpp (dialog events, transitions, ending),
 // routing.cpp (the stages), forking.cpp (forks, federation fallback, answer), offer_answer.cpp
-// (in-dialog offers relayed between the legs), pickup.cpp, records.cpp (call list, outcomes).
+// (in-dialog offers relayed between the legs), pickup.cpp, records.cpp (call list, outcomes),
+// transfer.cpp (REFER acted on by the node: blind and attended transfer, recall).
 #include "base/clock.h"
 #include "pbx/calllog/call_log.h"
 #include "pbx/calls/call_state.h"
@@ -203,6 +204,10 @@ struct CallManagerConfig {
   // headers). A target the call has visited already (a forwards to b forwards to a) or a hop
   // beyond this bound ends the call with 482 Loop Detected.
   int maxForwards = 5;
+  // Blind transfer: how long the target rings before the call comes back to the transferring
+  // user (recall; at once when the target is busy or fails). 0: no recall, the transferee is
+  // hung up when the transfer fails after the transferring phone left.
+  Duration transferRecall{30000};
 };
 
 // Federation §"Fallback": whether a fork to another node that failed with `status` goes out over
@@ -234,6 +239,8 @@ struct CallStats {
   uint64_t forksLost = 0;    // forks failed because their node went away (nodeLost)
   uint64_t staleInvites = 0; // late INVITEs from other nodes refused (call answered or ended)
   uint64_t interrupted = 0;  // ringing calls of a crashed run ended at start (endInterrupted)
+  // Transfers (REFER): accepted, joined (target and transferee talk), failed, recalls.
+  uint64_t transfers = 0, transfersDone = 0, transfersFailed = 0, recalls = 0;
 };
 
 class CallManager final : public sip::InviteHandler {
@@ -274,6 +281,9 @@ public:
                        const sip::Message& response) override;
   void onTerminated(sip::InviteSession& session, sip::InviteEnd why,
                     const sip::Message* message) override;
+  // REFER inside a call (transfer.cpp); other requests are answered 501 by the dialog layer.
+  bool onRequest(sip::InviteSession& session, sip::ServerTxId tx,
+                 const sip::Message& request) override;
 
   struct ActiveCall {
     std::string correlationId, caller, callerName, dialled, answeredBy, state;
@@ -301,6 +311,7 @@ public:
 private:
   struct Call;
   struct Fork;
+  struct Transfer;
   using CallId = uint64_t;
   enum class StageResult : uint8_t { Continue, Stop, Pending };
   using Stage = StageResult (CallManager::*)(Call&);
@@ -310,6 +321,7 @@ private:
   void enter(Call& call, CallState to);
   void enter(Call& call, Fork& fork, ForkState to);
   void enterOffer(Call& call, OfferState to);
+  void enter(Call& call, Transfer& t, TransferState to);
 
   // ---- Routing (routing.cpp) ----
   void route(Call& call);
@@ -386,6 +398,35 @@ private:
   // The leg that relays to `s` (the other leg of an answered call; the early fork or the caller
   // for an UPDATE before the answer), or null.
   sip::InviteSession* peerLeg(Call& call, sip::InviteSession& s);
+
+  // ---- Transfer (transfer.cpp; docs/architecture.md "Call transfer") ----
+  // The local user whose phone is leg `leg` of `call` (who may transfer), or nullopt.
+  std::optional<Party> transferorOf(const Call& call, sip::UsageId leg) const;
+  // The party on leg `leg` of `call`, as the caller of a call the transfer creates.
+  Caller callerOfLeg(const Call& call, sip::UsageId leg) const;
+  void startBlindTransfer(Call& x, sip::UsageId transferor, uint32_t cseq, const Party& by,
+                          const std::string& target);
+  // RFC 3891 Replaces in the Refer-To: joins the transferee with the other party of the
+  // transferor's call that the Replaces names (one of this node's calls). Answers the REFER.
+  void startAttendedTransfer(Call& x1, sip::InviteSession& t1, sip::ServerTxId tx, uint32_t cseq,
+                             const Party& by, const std::string& callId, const std::string& toTag,
+                             const std::string& fromTag);
+  void notifyTransferor(Transfer& t, int status, std::string_view reason = {});
+  void transferRinging(Call& y);
+  // A transfer's call failed (failCall): NOTIFY; the transferee stays with the transferor, is
+  // recalled to the transferring user, or is hung up.
+  void transferFailed(Call& y, int status, std::string_view reason);
+  // The target answered: the transferred call ends, the transferee is re-INVITEd.
+  bool joinTransferee(Call& y, sip::InviteSession& target, const sip::Message& answer);
+  // Ends the transferred call without its transferee leg (NOTIFY 200, BYE to the transferor).
+  void detachTransferred(Call& y);
+  // Final answers to the transfer's re-INVITEs; true when the answer was the transfer's.
+  bool transferOfferAnswered(Call& y, sip::InviteSession& s, sip::Method method,
+                             const sip::Message& response);
+  // A leg of a call whose transfer runs ended: the transferor (the transfer goes on) or the
+  // transferee (the transfer is over).
+  void transferredLegEnded(Call& x, sip::UsageId gone);
+  void addCallerParty(Call& call);
 
   // ---- Records (records.cpp) ----
   void saveRecord(Call& call);

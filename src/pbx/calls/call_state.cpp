@@ -48,6 +48,26 @@ std::string_view stateName(OfferState s) {
   return "?";
 }
 
+std::string_view stateName(TransferState s) {
+  switch (s) {
+  case TransferState::Trying:
+    return "trying";
+  case TransferState::Ringing:
+    return "ringing";
+  case TransferState::Recalling:
+    return "recalling";
+  case TransferState::AskingOffer:
+    return "asking-offer";
+  case TransferState::Joining:
+    return "joining";
+  case TransferState::Done:
+    return "done";
+  case TransferState::Failed:
+    return "failed";
+  }
+  return "?";
+}
+
 std::string_view callModeName(CallMode m) {
   return m == CallMode::User ? "user" : "route";
 }
@@ -104,6 +124,29 @@ bool allowed(OfferState from, OfferState to) {
     return to == OfferState::Idle || to == OfferState::AwaitingAck;
   case OfferState::AwaitingAck:
     return to == OfferState::Idle;
+  }
+  return false;
+}
+
+bool allowed(TransferState from, TransferState to) {
+  switch (from) {
+  case TransferState::Trying:
+    return to == TransferState::Ringing || to == TransferState::Recalling ||
+           to == TransferState::AskingOffer || to == TransferState::Joining ||
+           to == TransferState::Failed;
+  case TransferState::Ringing:
+    return to == TransferState::Recalling || to == TransferState::Joining ||
+           to == TransferState::Failed;
+  case TransferState::Recalling:
+    // The recalled user rings (no NOTIFY any more: the transferor has gone) and answers or not.
+    return to == TransferState::Joining || to == TransferState::Failed;
+  case TransferState::AskingOffer:
+    return to == TransferState::Joining || to == TransferState::Failed;
+  case TransferState::Joining:
+    return to == TransferState::Done || to == TransferState::Failed;
+  case TransferState::Done:
+  case TransferState::Failed:
+    return false;
   }
   return false;
 }

@@ -42,6 +42,24 @@ enum class OfferState : uint8_t {
                   // answer arrives in the ACK and goes to the other leg's held ACK
 };
 
+// A transfer (RFC 3515 REFER, acted on by the node): the call it creates between the transferee
+// (the transferring phone's peer) and the target, seen from the transferor's subscription.
+enum class TransferKind : uint8_t {
+  Blind,    // Refer-To names a target: the node calls it with the transferee's identity
+  Attended, // Refer-To carries Replaces naming the transferor's other call (RFC 3891)
+};
+enum class TransferState : uint8_t {
+  Trying,      // REFER accepted (202, NOTIFY 100): the target call routes
+  Ringing,     // the target rings (NOTIFY 180)
+  Recalling,   // blind: the target was busy or did not answer after the transferor hung up:
+               // the transferring user is rung again (recall)
+  AskingOffer, // attended: an offerless re-INVITE asks the target's phone for a new offer
+  Joining,     // the transferee is re-INVITEd with the target's offer; its answer goes back
+               // in the target's ACK (RFC 3725 flow I)
+  Done,        // transferee and target talk (NOTIFY 200, subscription terminated)
+  Failed,      // the target failed (NOTIFY with its status) or the join did not complete
+};
+
 // What the caller's phone has been told while the call rings.
 enum class Alerting : uint8_t { None, EarlyMedia, Ringing };
 
@@ -55,6 +73,7 @@ enum class CallMode : uint8_t {
 std::string_view stateName(CallState s);
 std::string_view stateName(ForkState s);
 std::string_view stateName(OfferState s);
+std::string_view stateName(TransferState s);
 std::string_view callModeName(CallMode m);
 std::optional<CallMode> parseCallMode(std::string_view text);
 
@@ -62,6 +81,7 @@ std::optional<CallMode> parseCallMode(std::string_view text);
 bool allowed(CallState from, CallState to);
 bool allowed(ForkState from, ForkState to);
 bool allowed(OfferState from, OfferState to);
+bool allowed(TransferState from, TransferState to);
 
 // Forks that may still answer.
 inline bool isLive(ForkState s) {

@@ -42,7 +42,7 @@ CallManager::Fork& CallManager::addFork(Call& call, ForkKind kind, sip::UsageId 
 }
 
 void CallManager::ringParties(Call& call, const std::vector<Party>& parties) {
-  bool federated = isFederation(call.caller);
+  bool federated = call.fromOtherNode();
   for (const auto& p : parties) {
     // A user calling a group they are in does not ring themselves.
     if (call.group && call.caller.kind != Caller::Kind::Trunk &&
@@ -81,11 +81,16 @@ void CallManager::afterForksStarted(Call& call) {
     line(call, call.caller.party, LineEvent::State::Early, true);
   CallId id = call.id;
   timers_.cancel(call.noAnswer);
-  // A user who forwards on no answer chose how long their phones ring first.
+  // A blind transfer's target rings for the recall time (the recall itself rings as long as
+  // any call); a user who forwards on no answer chose how long their phones ring first.
   Duration ring = config_.noAnswer;
-  if (call.callee && !call.group && !isRemote(*call.callee) &&
-      features_->forwardTarget(*call.callee, ForwardWhen::NoAnswer))
+  if (call.transfer && call.transfer->state != TransferState::Recalling &&
+      config_.transferRecall.count() > 0) {
+    ring = config_.transferRecall;
+  } else if (call.callee && !call.group && !isRemote(*call.callee) &&
+             features_->forwardTarget(*call.callee, ForwardWhen::NoAnswer)) {
     ring = features_->noAnswerAfter(*call.callee).value_or(ring);
+  }
   call.noAnswer = timers_.after(ring, [this, id] {
     Call* c = callOf(id);
     if (!c || !c->unanswered()) return;
@@ -131,9 +136,13 @@ void CallManager::startTrunkFork(Call& call, const std::string& number) {
   p.contentType = call.offerType;
   p.body = call.offer;
   // A forwarded call shows the original caller (From / P-Asserted-Identity as the trunk's caller-ID
-  // mode writes them) and names the forwarding users in Diversion headers (RFC 5806).
+  // mode writes them) and names the forwarding users in Diversion headers (RFC 5806). A transfer
+  // of a caller who is not a local user shows the transferring user's number (the carrier takes
+  // only the site's numbers).
   bool forwarded = call.forwardsHere > 0;
-  Party from = forwarded ? originalCaller(call) : call.caller.party;
+  Party from = call.transfer && call.caller.kind != Caller::Kind::LocalUser ? call.transfer->by
+               : forwarded                                                  ? originalCaller(call)
+                                                                            : call.caller.party;
   if (!externalLine_ || !externalLine_->prepareOutbound(number, from, p)) {
     failCall(call, 503, "External line unavailable");
     return;
@@ -165,7 +174,7 @@ void CallManager::startRemoteFork(Call& call, const Party& party, const std::str
                                   CallMode mode, const std::string& replaces, bool mayFallBack) {
   const std::string owner = party.owner;
   addNode(call, owner);
-  bool fallBackAllowed = mayFallBack && (!isFederation(call.caller) || call.forwardsHere > 0);
+  bool fallBackAllowed = mayFallBack && (!call.fromOtherNode() || call.forwardsHere > 0);
   auto viaExternalLine = [&] {
     if (fallBackAllowed) (void)startFallbackFork(call, party);
   };
@@ -219,7 +228,9 @@ bool CallManager::startFallbackFork(Call& call, const Party& party) {
   p.contentType = call.offerType;
   p.body = call.offer;
   bool forwarded = call.forwardsHere > 0;
-  Party caller = forwarded ? originalCaller(call) : call.caller.party;
+  Party caller = call.transfer && call.caller.kind != Caller::Kind::LocalUser ? call.transfer->by
+                 : forwarded ? originalCaller(call)
+                             : call.caller.party;
   if (!externalLine_->prepareOutbound(party.externalNumber, caller, p)) return false;
   // The call's federation id, for the answering site's record (carriers may drop it).
   p.headers.emplace_back(std::string(kCorrelationHeader), call.correlationId);
@@ -281,6 +292,11 @@ void CallManager::onProvisional(sip::ClientInvite& invite, InviteSession* s,
     line(*call, fork->party, LineEvent::State::Early, false, fork->callId,
          s->dialog().id().remoteTag, s->dialog().id().localTag);
   enter(*call, *fork, ForkState::Ringing);
+  if (call->transfer) {
+    // The transferee's leg is answered already: the transferor hears of the ringing instead.
+    if (call->unanswered()) transferRinging(*call);
+    return;
+  }
   if (!call->unanswered() || call->alerting == Alerting::Ringing) return;
   if (InviteSession* in = session(call->inbound)) {
     // Early media (183 with SDP) passes through; otherwise a plain 180.
@@ -369,7 +385,9 @@ void CallManager::answered(Call& call, Fork& fork, InviteSession& s, const Messa
   journalSettled(call);
   InviteSession* in = session(call.inbound);
   auto ct = answer.header(sip::HeaderId::ContentType);
-  if (!in || !in->accept(ct ? *ct : std::string_view{}, answer.body())) {
+  bool delivered = call.transfer ? joinTransferee(call, s, answer)
+                                 : in && in->accept(ct ? *ct : std::string_view{}, answer.body());
+  if (!delivered) {
     // The caller is gone (its INVITE can no longer be answered): without this the answered
     // leg would stay up and the call listed as active until the callee hangs up.
     logger("calls")->info("call {}: answered after the caller left", call.correlationId);
@@ -384,8 +402,9 @@ void CallManager::answered(Call& call, Fork& fork, InviteSession& s, const Messa
   if (call.caller.kind == Caller::Kind::LocalUser)
     line(call, call.caller.party, LineEvent::State::Confirmed, true);
   saveRecord(call);
-  // A fork to another node: that node knows who answered there and tells.
-  if (call.answer != AnswerKind::Remote) shareOutcome(call);
+  // A fork to another node: that node knows who answered there and tells (a transfer's call
+  // tells too: only this node knows the transfer).
+  if (call.answer != AnswerKind::Remote || call.transfer) shareOutcome(call);
 }
 
 void CallManager::nodeLost(const std::string& owner, std::string_view why, const SockAddr* via) {

@@ -89,6 +89,7 @@ void CallManager::relayOffer(Call& call, InviteSession& from, sip::ServerTxId tx
 void CallManager::onOfferAnswered(InviteSession& s, Method method, const Message& response) {
   Call* call = callOf(s.appData);
   if (!call) return;
+  if (call->transfer && transferOfferAnswered(*call, s, method, response)) return;
   if (method == Method::Ack)
     relayAck(*call, s, response);
   else

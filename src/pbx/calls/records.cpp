@@ -51,6 +51,9 @@ void CallManager::saveRecord(Call& call) {
     r.disposition = call.parties.front().disposition;
   }
   r.parties = call.parties;
+  r.transferredBy = call.transferredBy;
+  r.transferTarget = call.transferTarget;
+  r.transferCorrelationId = call.transferCorrelationId;
   // Other paths of the same call on this node: further forks of one call of another node, or the
   // direct INVITE and the fallback over the external line (carried id).
   bool carried = call.caller.kind == Caller::Kind::Trunk && !call.caller.correlationId.empty();
@@ -138,6 +141,9 @@ void CallManager::shareOutcome(Call& call) {
     o.disposition = call.parties.front().disposition;
   }
   o.answerMs = call.answerMs;
+  o.transferredBy = call.transferredBy;
+  o.transferTarget = call.transferTarget;
+  o.transferCorrelationId = call.transferCorrelationId;
   // Answered over the external line: what the answering site needs to find its record of that
   // inbound call when the carrier dropped the correlation header (CallLog::foldFallback).
   for (const auto& f : call.forks)

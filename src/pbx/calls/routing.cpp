@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "pbx/calls/call.h"
+#include "pbx/calls/refer.h"
 
 #include <algorithm>
 
@@ -103,9 +104,12 @@ CallManager::StageResult CallManager::stageUserMode(Call& call) {
 // a BLF key.
 CallManager::StageResult CallManager::stageReplaces(Call& call) {
   if (call.replaces.empty()) return StageResult::Continue;
-  std::string callId = call.replaces.substr(0, call.replaces.find(';'));
-  while (!callId.empty() && callId.back() == ' ') callId.pop_back();
-  Call* target = findByForkCallId(callId);
+  auto replaces = parseReplaces(call.replaces); // shared with attended transfer (refer.h)
+  if (!replaces) {
+    failCall(call, 400, "Bad Replaces header");
+    return StageResult::Stop;
+  }
+  Call* target = findByForkCallId(replaces->callId);
   if (target && target->unanswered() && target != &call) {
     if (!pickUp(call, *target)) failCall(call, 481, "Replaced dialog does not exist");
     return StageResult::Stop;
@@ -131,7 +135,7 @@ CallManager::StageResult CallManager::stageFeatureCode(Call& call) {
            dialled.compare(0, code.size(), code) == 0;
   };
   bool federated = isFederation(call.caller);
-  if (call.caller.kind == Caller::Kind::Trunk) {
+  if (call.caller.kind == Caller::Kind::Trunk || call.transfer) {
     failCall(call, 403, "Feature codes are for local users");
     return StageResult::Stop;
   }
@@ -261,7 +265,7 @@ CallManager::StageResult CallManager::stageLocalUser(Call& call) {
   if (!user) return StageResult::Continue;
   call.callee = user;
   addCallee(call, user->extension, user->displayName, isRemote(*user) ? user->owner : "");
-  if (isFederation(call.caller) && isRemote(*user)) {
+  if (call.fromOtherNode() && isRemote(*user)) {
     failCall(call, 404, "Not Found"); // no calls from node to node to node
     return StageResult::Stop;
   }
@@ -314,8 +318,7 @@ CallManager::StageResult CallManager::stageGroup(Call& call) {
 // Other nodes of the federation; never for calls that came from another node (no loops).
 // A call this node forwarded (forwardsHere) goes on wherever its target is, whoever called.
 CallManager::StageResult CallManager::stageOtherNode(Call& call) {
-  if (!remote_ || (isFederation(call.caller) && call.forwardsHere == 0))
-    return StageResult::Continue;
+  if (!remote_ || (call.fromOtherNode() && call.forwardsHere == 0)) return StageResult::Continue;
   if (auto user = remote_->userByExtension(call.dialled)) {
     call.callee = user;
     addCallee(call, user->extension, user->displayName, user->owner);
@@ -337,7 +340,7 @@ CallManager::StageResult CallManager::stageOtherNode(Call& call) {
 }
 
 CallManager::StageResult CallManager::stageExternalLine(Call& call) {
-  if (!externalLine_ || (call.caller.kind != Caller::Kind::LocalUser && call.forwardsHere == 0) ||
+  if (!externalLine_ || (!call.dialledHere() && call.forwardsHere == 0) ||
       !externalLine_->isExternalNumber(call.dialled))
     return StageResult::Continue;
   addCallee(call, call.dialled, "", "");

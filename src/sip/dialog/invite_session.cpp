@@ -853,9 +853,11 @@ Result<ClientTxId> InviteSession::request(std::string_view method, std::string_v
         addHeaders(b, headers);
         if (!body.empty()) b.body(contentType, body);
       },
-      [this, onFinal = std::move(onFinal)](const Message& r) {
+      [this, m, onFinal = std::move(onFinal)](const Message& r) {
         if (r.statusCode() < 200) return;
-        if (r.statusCode() == 481 || r.statusCode() == 408) {
+        // RFC 5057 §5.1: a 481 or 408 to a NOTIFY ends only the subscription usage (a REFER's
+        // implicit subscription in this dialog), not the INVITE usage.
+        if ((r.statusCode() == 481 || r.statusCode() == 408) && m != Method::Notify) {
           terminate(InviteEnd::DialogError, &r); // RFC 3261 §12.2.1.2
           return;
         }

@@ -237,6 +237,24 @@ TEST(OutcomeWire, RoundTrip) {
   EXPECT_EQ(m->fallbackMs, 0);
 }
 
+TEST(OutcomeWire, TransferFieldsAreOptional) {
+  auto o = outcome();
+  EXPECT_FALSE(toJson(o).contains("transferredBy")); // nodes before transfers see nothing new
+  o.transferredBy = "102";
+  o.transferTarget = "201";
+  o.transferCorrelationId = "abc@nodeA";
+  auto back = callOutcomeFromJson(json::parse(toJson(o).dump()));
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->transferredBy, "102");
+  EXPECT_EQ(back->transferTarget, "201");
+  EXPECT_EQ(back->transferCorrelationId, "abc@nodeA");
+  json j = toJson(o);
+  j["transferCorrelationId"] = "a b";
+  EXPECT_FALSE(callOutcomeFromJson(j).ok());
+  j["transferCorrelationId"] = 5;
+  EXPECT_FALSE(callOutcomeFromJson(j).ok());
+}
+
 TEST(OutcomeWire, Validation) {
   auto bad = [](const std::function<void(json&)>& edit, const char* field) {
     json j = toJson(outcome());
