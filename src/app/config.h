@@ -35,7 +35,7 @@ struct NodeConfig {
   // then not bound to the number dialled. For test tools only.
   bool digestUriWithoutUser = false;
   int noAnswerSeconds = 30;
-  int maxForwards = 5; // call-forwarding hops per call (issue 12)
+  int maxForwards = 5;            // call-forwarding hops per call (issue 12)
   int transferRecallSeconds = 30; // [sip] transfer_recall_seconds; 0: no recall
   // RFC 4028 session timers on every call leg (0: off): a call whose phone or far side died
   // ends within this interval. min_se below the RFC's 90 s is accepted for tests.

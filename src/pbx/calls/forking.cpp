@@ -229,8 +229,8 @@ bool CallManager::startFallbackFork(Call& call, const Party& party) {
   p.body = call.offer;
   bool forwarded = call.forwardsHere > 0;
   Party caller = call.transfer && call.caller.kind != Caller::Kind::LocalUser ? call.transfer->by
-                 : forwarded ? originalCaller(call)
-                             : call.caller.party;
+                 : forwarded                                                  ? originalCaller(call)
+                                                                              : call.caller.party;
   if (!externalLine_->prepareOutbound(party.externalNumber, caller, p)) return false;
   // The call's federation id, for the answering site's record (carriers may drop it).
   p.headers.emplace_back(std::string(kCorrelationHeader), call.correlationId);
