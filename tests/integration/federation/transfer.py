@@ -60,6 +60,25 @@ def from_user_of_incoming(phone, since: int) -> str:
 RECALL_S = 5
 
 
+def call_transferor(caller, xfer, dial: str, settle: float) -> tuple[int, int]:
+    """The caller dials the transferring phone, both see the call up; returns their event marks."""
+    c0, x0 = len(caller.events), len(xfer.events)
+    caller.cmd("dial", dial)
+    caller.wait_event("CALL_ESTABLISHED", 10, c0)
+    xfer.wait_event("CALL_ESTABLISHED", 5, x0)
+    xfer.pump(settle)
+    return c0, x0
+
+
+def caller_stays_then_hangs_up(caller, c0: int, target, t0: int) -> None:
+    """The transferred caller still has its call 4 s later; it hangs up and the target's ends."""
+    caller.pump(4.0)
+    check(not caller.has_event("CALL_CLOSED", c0), "the caller's call ended after the transfer")
+    caller.cmd("hangup")
+    caller.wait_event("CALL_CLOSED", 5, c0)
+    target.wait_event("CALL_CLOSED", 10, t0)
+
+
 def body(h):
     import sites
     sites.SIP_TOML_EXTRA += f"transfer_recall_seconds = {RECALL_S}\n"
@@ -85,11 +104,8 @@ def body(h):
 
     # ---- 1. local target, transferor hangs up before the answer
     t0 = time.monotonic()
-    c0, x0, l0 = len(caller.events), len(xfer.events), len(local.events)
-    caller.cmd("dial", f"sip:{T}@{a_ip}")
-    caller.wait_event("CALL_ESTABLISHED", 10, c0)
-    xfer.wait_event("CALL_ESTABLISHED", 5, x0)
-    xfer.pump(1.0)
+    l0 = len(local.events)
+    c0, x0 = call_transferor(caller, xfer, f"sip:{T}@{a_ip}", 1.0)
     r = xfer.cmd("transfer", f"sip:{L}@{a_ip}")
     check(r.get("ok"), f"baresip transfer command failed: {r}")
     seen_from = from_user_of_incoming(local, l0)
@@ -108,11 +124,7 @@ def body(h):
     l1 = len(local.events)
     local.cmd("accept")
     local.wait_event("CALL_ESTABLISHED", 5, l1)
-    caller.pump(4.0)
-    check(not caller.has_event("CALL_CLOSED", c0), "the caller's call ended after the transfer")
-    caller.cmd("hangup")
-    caller.wait_event("CALL_CLOSED", 5, c0)
-    local.wait_event("CALL_CLOSED", 10, l1)
+    caller_stays_then_hangs_up(caller, c0, local, l1)
     time.sleep(0.3)
     tail_tone(h, local, 440, "case 1: 103 hears 101")
     tail_tone(h, caller, 880, "case 1: 101 hears 103")
@@ -120,11 +132,8 @@ def body(h):
 
     # ---- 2. target on site b, transferor hangs up after the answer (on NOTIFY 200)
     t0 = time.monotonic()
-    c0, x0, r0 = len(caller.events), len(xfer.events), len(remote.events)
-    caller.cmd("dial", f"sip:{T}@{a_ip}")
-    caller.wait_event("CALL_ESTABLISHED", 10, c0)
-    xfer.wait_event("CALL_ESTABLISHED", 5, x0)
-    xfer.pump(1.0)
+    r0 = len(remote.events)
+    c0, x0 = call_transferor(caller, xfer, f"sip:{T}@{a_ip}", 1.0)
     r = xfer.cmd("transfer", f"sip:{R}@{a_ip}")
     check(r.get("ok"), f"baresip transfer command failed: {r}")
     e = remote.wait_event("CALL_ESTABLISHED", 10, r0)
@@ -135,11 +144,7 @@ def body(h):
     # baresip ends its call when the NOTIFY says 200 ("Call transfered"); the node's BYE follows.
     closed = xfer.wait_event("CALL_CLOSED", 5, x0)
     log(f"RESULT case 2: the transferring phone closed its call: {closed.get('param')!r}")
-    caller.pump(4.0)
-    check(not caller.has_event("CALL_CLOSED", c0), "the caller's call ended after the transfer")
-    caller.cmd("hangup")
-    caller.wait_event("CALL_CLOSED", 5, c0)
-    remote.wait_event("CALL_CLOSED", 10, r0)
+    caller_stays_then_hangs_up(caller, c0, remote, r0)
     time.sleep(0.3)
     tail_tone(h, remote, 440, "case 2: 201 hears 101")
     tail_tone(h, caller, 1200, "case 2: 101 hears 201")
@@ -221,19 +226,12 @@ def body(h):
     E = ext_of("b", 2)
     number = did_of("b", E)
     n0 = len(env.carrier.calls_logged())
-    c0, x0, e0 = len(caller.events), len(xfer.events), len(ext2.events)
-    caller.cmd("dial", f"sip:{T}@{a_ip}")
-    caller.wait_event("CALL_ESTABLISHED", 10, c0)
-    xfer.wait_event("CALL_ESTABLISHED", 5, x0)
-    xfer.pump(0.5)
+    e0 = len(ext2.events)
+    c0, x0 = call_transferor(caller, xfer, f"sip:{T}@{a_ip}", 0.5)
     check(xfer.cmd("transfer", f"sip:{number}@{a_ip}").get("ok"), "transfer command failed")
     ext2.wait_event("CALL_ESTABLISHED", 10, e0)
     xfer.wait_event("CALL_CLOSED", 5, x0)
-    caller.pump(4.0)
-    check(not caller.has_event("CALL_CLOSED", c0), "the caller's call ended after the transfer")
-    caller.cmd("hangup")
-    caller.wait_event("CALL_CLOSED", 5, c0)
-    ext2.wait_event("CALL_CLOSED", 10, e0)
+    caller_stays_then_hangs_up(caller, c0, ext2, e0)
     time.sleep(0.3)
     tail_tone(h, ext2, 440, "case 4: 202 (external number) hears 101")
     tail_tone(h, caller, 1000, "case 4: 101 hears 202")
@@ -246,19 +244,12 @@ def body(h):
     env.topo.cut("a", "b")
     env.wait_member_state("a", "b", "down", 3.0)
     n0 = len(env.carrier.calls_logged())
-    c0, x0, r0 = len(caller.events), len(xfer.events), len(remote.events)
-    caller.cmd("dial", f"sip:{T}@{a_ip}")
-    caller.wait_event("CALL_ESTABLISHED", 10, c0)
-    xfer.wait_event("CALL_ESTABLISHED", 5, x0)
-    xfer.pump(0.5)
+    r0 = len(remote.events)
+    c0, x0 = call_transferor(caller, xfer, f"sip:{T}@{a_ip}", 0.5)
     check(xfer.cmd("transfer", f"sip:{R}@{a_ip}").get("ok"), "transfer command failed")
     remote.wait_event("CALL_ESTABLISHED", 10, r0)
     xfer.wait_event("CALL_CLOSED", 5, x0)
-    caller.pump(4.0)
-    check(not caller.has_event("CALL_CLOSED", c0), "the caller's call ended after the transfer")
-    caller.cmd("hangup")
-    caller.wait_event("CALL_CLOSED", 5, c0)
-    remote.wait_event("CALL_CLOSED", 10, r0)
+    caller_stays_then_hangs_up(caller, c0, remote, r0)
     # No audio check here: the cut drops every packet between a and b, RTP included, and the
     # carrier relays signalling only (SDP passes phone to phone). Checked instead: 101 got the
     # re-INVITE with 201's offer (its leg now points at 201), the call went via the carrier.
@@ -275,11 +266,8 @@ def body(h):
 
     # ---- 6. recall: the target does not answer, the call comes back to 102
     t0 = time.monotonic()
-    c0, x0, l0 = len(caller.events), len(xfer.events), len(local.events)
-    caller.cmd("dial", f"sip:{T}@{a_ip}")
-    caller.wait_event("CALL_ESTABLISHED", 10, c0)
-    xfer.wait_event("CALL_ESTABLISHED", 5, x0)
-    xfer.pump(0.5)
+    l0 = len(local.events)
+    c0, x0 = call_transferor(caller, xfer, f"sip:{T}@{a_ip}", 0.5)
     check(xfer.cmd("transfer", f"sip:{L}@{a_ip}").get("ok"), "transfer command failed")
     t_xfer = time.monotonic()
     local.wait_event("CALL_INCOMING", 5, l0)

@@ -149,6 +149,30 @@ struct FakeFeatures final : CallFeatures {
 };
 
 // An INVITE from the caller's phone (kPhone) for `user`, with an SDP offer when `sdp` is set.
+inline const std::string kSdpPhone = "v=0\r\no=phone 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 "
+                                     "192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+inline const std::string kSdpAlice = "v=0\r\no=alice 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 "
+                                     "192.0.2.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+
+// A request inside a dialog, written by hand as the peer would send it, with extra header lines.
+inline std::string inDialog(std::string_view method, std::string_view from, std::string_view to,
+                            std::string_view callId, uint32_t cseq, std::string_view via,
+                            std::string_view body = {}, std::string_view extra = {}) {
+  static int branch = 0;
+  std::string s(method);
+  s.append(" sip:pbx@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP ").append(via);
+  s.append(";branch=z9hG4bK-").append(method).append(std::to_string(++branch));
+  s.append("\r\nMax-Forwards: 70\r\nFrom: ").append(from).append("\r\nTo: ").append(to);
+  s.append("\r\nCall-ID: ").append(callId).append("\r\nCSeq: ").append(std::to_string(cseq));
+  s.append(" ").append(method).append("\r\n");
+  if (method != "ACK" && method != "BYE")
+    s.append("Contact: <sip:peer@").append(via).append(">\r\n");
+  s.append(extra);
+  if (body.empty()) return s.append("Content-Length: 0\r\n\r\n");
+  s.append("Content-Type: application/sdp\r\nContent-Length: ").append(std::to_string(body.size()));
+  return s.append("\r\n\r\n").append(body);
+}
+
 inline std::string invite(std::string_view user, std::string_view callId,
                           std::string_view extra = {}, std::string_view sdp = {}) {
   std::string s = "INVITE sip:";

@@ -9,32 +9,10 @@ namespace {
 
 using namespace test;
 
-const std::string kSdpPhone = "v=0\r\no=phone 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 "
-                              "192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
-const std::string kSdpAlice = "v=0\r\no=alice 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 "
-                              "192.0.2.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
 const std::string kSdpHold = "v=0\r\no=phone 1 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 "
                              "192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
 const std::string kSdpAliceHold = "v=0\r\no=alice 1 2 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 "
                                   "192.0.2.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\na=recvonly\r\n";
-
-// A request inside a dialog, written by hand as the peer would send it.
-std::string inDialog(std::string_view method, std::string_view from, std::string_view to,
-                     std::string_view callId, uint32_t cseq, std::string_view via,
-                     std::string_view body = {}) {
-  std::string s(method);
-  s.append(" sip:pbx@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP ").append(via);
-  static int branch = 0;
-  s.append(";branch=z9hG4bK-").append(method).append(std::to_string(++branch));
-  s.append("\r\nMax-Forwards: 70\r\nFrom: ").append(from).append("\r\nTo: ").append(to);
-  s.append("\r\nCall-ID: ").append(callId).append("\r\nCSeq: ").append(std::to_string(cseq));
-  s.append(" ").append(method == "ACK" ? "ACK" : method).append("\r\n");
-  if (method != "ACK" && method != "BYE")
-    s.append("Contact: <sip:peer@").append(via).append(">\r\n");
-  if (body.empty()) return s.append("Content-Length: 0\r\n\r\n");
-  s.append("Content-Type: application/sdp\r\nContent-Length: ").append(std::to_string(body.size()));
-  return s.append("\r\n\r\n").append(body);
-}
 
 struct Flow : Fixture {
   using Fixture::Fixture;
