@@ -69,10 +69,11 @@ struct CallManager::Call {
   sip::UsageId inbound = 0;
   Caller caller;
   // Routing input, taken from the INVITE once (stages do not need the message).
-  std::string dialled;
-  std::string replaces; // RFC 3891 Replaces header of the INVITE, if any
-  int forwards = 0;     // forwarding hops taken, also on other nodes before (bounded)
-  int forwardsHere = 0; // of those, taken on this node: the call may go on to other nodes
+  std::string dialled;      // what routing works on now (a forwarding target once forwarded)
+  std::string dialledFirst; // what the caller dialled, kept once the call is forwarded
+  std::string replaces;     // RFC 3891 Replaces header of the INVITE, if any
+  int forwards = 0;         // forwarding hops taken, also on other nodes before (bounded)
+  int forwardsHere = 0;     // of those, taken on this node: the call may go on to other nodes
   // Forwarding hops, most recent first (RFC 5806 order): received from the node or carrier that
   // sent the call, plus this node's. `external` is the forwarding user's external number.
   struct Hop {
@@ -118,6 +119,10 @@ struct CallManager::Call {
   // The dialled string came from another node (its caller's INVITE): such calls do not go on to
   // other nodes or the external line. A transfer's target was dialled by the local transferor.
   bool fromOtherNode() const { return caller.kind == Caller::Kind::Federation && !transfer; }
+  // For the call lists: what the caller dialled, also after forwarding.
+  const std::string& dialledByCaller() const {
+    return dialledFirst.empty() ? dialled : dialledFirst;
+  }
   bool dialledHere() const { return caller.kind == Caller::Kind::LocalUser || transfer; }
 };
 

@@ -343,7 +343,7 @@ std::vector<CallManager::ActiveCall> CallManager::activeCalls() const {
     a.correlationId = c->correlationId;
     a.caller = callerIdOf(c->caller);
     a.callerName = callerNameOf(c->caller);
-    a.dialled = c->dialled;
+    a.dialled = c->dialledByCaller();
     a.answeredBy = c->answeredBy.extension;
     a.state = c->connected() ? "connected" : "ringing";
     a.startMs = c->startMs;

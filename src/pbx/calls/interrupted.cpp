@@ -26,7 +26,7 @@ void CallManager::journalRinging(Call& call) {
                                                                             : "internal";
   rec.caller = callerIdOf(call.caller);
   rec.callerName = callerNameOf(call.caller);
-  rec.dialled = call.dialled;
+  rec.dialled = call.dialledByCaller();
   rec.viaTrunk =
       call.caller.kind == Caller::Kind::Trunk ||
       std::any_of(call.forks.begin(), call.forks.end(), [](const Fork& f) { return f.external(); });

@@ -20,7 +20,7 @@ void CallManager::saveRecord(Call& call) {
   r.direction = fromTrunk ? "inbound" : (local && outbound) ? "outbound" : "internal";
   r.caller = callerIdOf(call.caller);
   r.callerName = callerNameOf(call.caller);
-  r.dialled = call.dialled;
+  r.dialled = call.dialledByCaller();
   r.viaTrunk = anyTrunk || fromTrunk;
   r.startMs = call.startMs;
   r.answerMs = call.answerMs;

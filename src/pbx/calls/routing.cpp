@@ -414,6 +414,7 @@ bool CallManager::forwardTo(Call& call, const std::string& target, uint8_t why) 
   timers_.cancel(call.noAnswer);
   call.noAnswer = 0;
   enter(call, CallState::Routing);
+  if (call.dialledFirst.empty()) call.dialledFirst = call.dialled;
   call.dialled = target;
   call.callee.reset();
   call.group.reset();

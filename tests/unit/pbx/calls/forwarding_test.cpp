@@ -58,7 +58,9 @@ TEST_F(Forwarding, DoNotDisturbTakesTheNoAnswerForwardingAtOnce) {
   EXPECT_EQ(invitesTo(kAliceDev), 0u);
   EXPECT_EQ(invitesTo(kBobDev), 1u);
   busy(kBobDev);
-  auto* p = forwardedParty(onlyRecord(), "101");
+  auto record = onlyRecord();
+  EXPECT_EQ(record.dialled, "100"); // what the caller dialled, not the forwarding target
+  auto* p = forwardedParty(record, "101");
   ASSERT_TRUE(p);
   EXPECT_EQ(p->forwardedFrom, "100");
   EXPECT_EQ(p->forwardReason, "dnd");
