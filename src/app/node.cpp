@@ -49,6 +49,10 @@ const char* kVersion = "0.1.0";
 // this last moment are lost when the node is killed hard.
 constexpr Duration kCallLogWriteDelay{50};
 
+// The methods the node takes (OPTIONS and 405 answers): REFER inside calls (transfer).
+constexpr std::string_view kNodeAllow =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, UPDATE, INFO, REFER";
+
 // Stream connection limits from the config, the configured caps or those the open-file limit
 // allows (net::connectionBudget). The limit was raised in Node::start.
 sip::TransportOptions sipTransportOptions(const NodeConfig& c) {
@@ -898,17 +902,14 @@ void Node::Impl::outOfDialog(sip::ServerTxId tx, const sip::Message& request) {
   case sip::Method::Options: {
     auto b = txl.responseBuilder(tx, 200);
     if (!b) return;
-    b->header(sip::HeaderId::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, "
-                                    "NOTIFY, UPDATE, INFO")
-        .header(sip::HeaderId::Accept, "application/sdp");
+    b->header(sip::HeaderId::Allow, kNodeAllow).header(sip::HeaderId::Accept, "application/sdp");
     (void)txl.respond(tx, b->finish());
     return;
   }
   default: {
     auto b = txl.responseBuilder(tx, 405);
     if (!b) return;
-    b->header(sip::HeaderId::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, "
-                                    "NOTIFY, UPDATE, INFO");
+    b->header(sip::HeaderId::Allow, kNodeAllow);
     (void)txl.respond(tx, b->finish());
     return;
   }

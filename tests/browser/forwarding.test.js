@@ -8,7 +8,8 @@
 // then everything is cleared through the form and the API agrees again. A user created
 // through the form with forwarding keeps it, and a change made through the API's features
 // endpoint shows in the UI. Last, a SIPp call to a user who forwards always is answered by
-// the target, and the call list names who forwarded to whom, in both languages.
+// the target, and the call list names who forwarded to whom and what the caller dialled, in
+// both languages; the call list's rendering of a transfer (API answer with a transfer added).
 const fs = require('fs');
 const path = require('path');
 const H = require('./lib/harness');
@@ -268,8 +269,35 @@ H.main('forwarding', async (h) => {
     check(got === want, `${lang}: call list shows "${got}", expected "${want}"`);
     check(await page.getAttribute(`${callRow} [data-testid=call-forwards]`, 'aria-label') === I18N[lang]['calls.fwd.title'], `${lang}: forwards not labelled`);
     log(`${lang}: call list row of the forwarded call shows "${got}"`);
+    const dialled = (await page.textContent(`${callRow} td[data-col=dialled]`)).trim();
+    check(dialled.startsWith('204'), `${lang}: "dialled" shows "${dialled}", not what the caller dialled (204)`);
     await h.screenshot(page, `forwarding-${lang}-calls`);
   }
+
+  // How the call list names a transfer (the API's "transfer" object; transfers themselves are
+  // tested with real phones in integration.federation.transfer): the answer of
+  // GET /api/v1/calls is passed through with a transfer added to this record, so what is
+  // checked here is the rendering in both languages.
+  await page.route('**/api/v1/calls?*', async (route) => {
+    const response = await route.fetch();
+    const json = await response.json();
+    for (const c of json.calls || []) {
+      if (c.correlationId === fc.correlationId) c.transfer = { by: '205', target: '204', correlationId: 'other-call' };
+    }
+    await route.fulfill({ response, json });
+  });
+  for (const lang of ['en', 'de']) {
+    await setLanguage(page, lang);
+    await page.click('a[data-page=calls]');
+    const item = `${callRow} [data-testid=call-transfer] li[data-other-call="other-call"]`;
+    await page.waitForSelector(item);
+    const want = I18N[lang]['calls.xfer.hop'].replace('{by}', '205').replace('{target}', '204');
+    const got = (await page.textContent(item)).trim();
+    check(got === want, `${lang}: call list shows the transfer as "${got}", expected "${want}"`);
+    check(await page.getAttribute(`${callRow} [data-testid=call-transfer]`, 'aria-label') === I18N[lang]['calls.xfer.title'], `${lang}: transfer not labelled`);
+    log(`${lang}: call list row of a transferred call shows "${got}"`);
+  }
+  await page.unroute('**/api/v1/calls?*');
 
   const missing = page.consoleErrors.filter((e) => /i18n: missing/.test(e));
   check(!missing.length, `missing translations reported by the UI:\n${missing.join('\n')}`);

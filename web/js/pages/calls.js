@@ -31,6 +31,14 @@ function forwards(rec, nodeNames) {
   }));
 }
 
+// Call transfer (issue 12): "102 transferred to 201" on both calls of a transfer.
+function transfer(rec) {
+  const x = rec.transfer;
+  if (!x || !x.by) return null;
+  return h('ul', { class: 'feature-list', 'aria-label': t('calls.xfer.title'), 'data-testid': 'call-transfer' },
+    h('li', { 'data-other-call': x.correlationId || '' }, t('calls.xfer.hop', { by: x.by, target: x.target || '–' })));
+}
+
 function dayStart(value) { return value ? new Date(`${value}T00:00:00`).getTime() : null; }
 
 export default {
@@ -71,7 +79,7 @@ export default {
           h('td', {}, formatDateTime(c.startMs)),
           h('td', {}, t(`calls.dir.${c.direction}`)),
           h('td', {}, [c.caller, c.callerName].filter(Boolean).join(' ') || '–'),
-          h('td', { 'data-col': 'dialled' }, c.dialled || '–', forwards(c, nodeNames)),
+          h('td', { 'data-col': 'dialled' }, c.dialled || '–', forwards(c, nodeNames), transfer(c)),
           h('td', { 'data-col': 'answered-by' }, answeredBy(c, nodeNames)),
           h('td', {}, badge(c.disposition, DISPOSITIONS.includes(c.disposition) ? t(`calls.disp.${c.disposition}`) : c.disposition)),
           h('td', {}, c.answerMs && c.endMs ? formatDuration((c.endMs - c.answerMs) / 1000) : '–'),
