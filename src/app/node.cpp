@@ -153,7 +153,10 @@ public:
   }
   std::vector<pbx::DeviceTarget> devices(const std::string& sipUser) override {
     std::vector<pbx::DeviceTarget> out;
-    for (const auto& b : reg_.lookup(sipUser)) out.push_back({b.contact, b.peer});
+    for (const auto& b : reg_.lookup(sipUser)) {
+      auto r = pbx::routeTo(b);
+      out.push_back({std::move(r.requestUri), r.next, std::move(r.routes)});
+    }
     return out;
   }
   std::vector<std::string> groupsOf(const std::string& extension) override {
@@ -672,6 +675,8 @@ void Node::Impl::federationNodeDown(const std::string& peerNode,
 // A member's SIP-over-TLS connection closed. Closed by the peer or failed: forks sent over it
 // fail now (the transport reports a peer's close only when data was lost).
 void Node::Impl::sipConnectionClosed(sip::ConnectionId id, const sip::Peer& peer, bool byPeer) {
+  // A phone's TCP/TLS flow: its bindings go with it (a fork must not reconnect to its port).
+  if (registrar) registrar->flowClosed(id);
   auto it = federationConnections.find(id);
   if (it == federationConnections.end()) return;
   std::string peerNode = it->second;

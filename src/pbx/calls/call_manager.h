@@ -30,8 +30,9 @@ namespace verbund::pbx {
 
 // A registered device of a user: where to send its INVITE.
 struct DeviceTarget {
-  std::string contactUri; // Request-URI for the fork
-  sip::Peer peer;         // the device's flow (NAT / connection reuse)
+  std::string contactUri;          // Request-URI for the fork
+  sip::Peer peer;                  // the device's flow (NAT / connection reuse), or its first route
+  std::vector<std::string> routes; // RFC 3327: the registration's Path, sent as Route headers
 };
 
 // A party that can be called: a local user (with its devices) or a group's member.

@@ -110,6 +110,7 @@ void CallManager::startFork(Call& call, const Party& party, const DeviceTarget& 
   p.to = sip::quotedDisplayName(party.displayName) + " <sip:" + party.extension + "@" +
          config_.domain + ">";
   p.callId = sip::newCallId(config_.domain);
+  p.routes = device.routes;
   p.target = device.peer;
   sip::Peer target = device.peer;
   p.contentType = call.offerType;

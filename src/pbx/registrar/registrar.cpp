@@ -2,7 +2,9 @@
 
 #include "base/log.h"
 #include "base/metrics.h"
+#include "sip/dialog/uac_request.h"
 #include "sip/message/builder.h"
+#include "sip/message/headers.h"
 #include "sip/message/text.h"
 
 #include <algorithm>
@@ -26,7 +28,11 @@ Counter g_rejected("verbund_pbx_registrar_rejected_total",
 Counter g_bindingsAdded("verbund_pbx_registrar_bindings_added_total",
                         "Bindings created or loaded at start (bindings = added - removed)");
 Counter g_bindingsRemoved("verbund_pbx_registrar_bindings_removed_total",
-                          "Bindings removed by the device, by expiry or by an administrator");
+                          "Bindings removed by the device, by expiry, by an administrator or "
+                          "because their connection closed");
+Counter g_flowLost("verbund_pbx_registrar_flow_lost_total",
+                   "Bindings removed because the device's TCP/TLS connection closed (also "
+                   "counted in bindings_removed_total)");
 
 // Caps on what a device may make us store (untrusted input, bounded memory per binding).
 constexpr size_t kMaxContactLength = 512;
@@ -141,6 +147,33 @@ std::string_view Binding::instanceUrn() const {
   return s;
 }
 
+bool Binding::onDeviceFlow() const {
+  return peer.transport != sip::TransportType::Udp && path.empty();
+}
+
+DeviceRoute routeTo(const Binding& b) {
+  DeviceRoute r;
+  r.requestUri = b.contact;
+  r.next = b.peer;
+  if (b.path.empty()) return r;
+  bool ok = sip::forEachListElement(b.path, [&](std::string_view e) {
+    r.routes.emplace_back(sip::text::trim(e));
+    return true;
+  });
+  if (!ok || r.routes.empty()) {
+    r.routes.clear(); // checked when stored; a row edited by hand falls back to the flow
+    return r;
+  }
+  auto first = sip::parseNameAddr(r.routes.front());
+  if (!first) return r;
+  auto hop = sip::resolveNumeric(first->uri);
+  if (!hop) return r; // a host name: the proxy that sent the REGISTER
+  if (hop->transport == b.peer.transport && hop->remote == b.peer.remote) return r;
+  r.next = *hop;
+  r.next.local = {};
+  return r;
+}
+
 std::vector<store::Migration> Registrar::migrations() {
   return {{"registrar", 1, "bindings", R"SQL(
 CREATE TABLE registrar_bindings(
@@ -215,6 +248,7 @@ Result<void> Registrar::load() {
   if (!rows) return rows.error();
   TimePoint now = timers_.now();
   std::vector<int64_t> bad;
+  size_t flowless = 0;
   for (const auto& row : *rows) {
     if (row.size() != 15) continue;
     auto id = store::asInt(row[0]);
@@ -264,10 +298,20 @@ Result<void> Registrar::load() {
     b.expires = now + Duration(left);
     b.updatedMs = *updatedMs;
     b.sequence = ++nextSequence_;
+    if (b.onDeviceFlow()) {
+      // Its TCP/TLS connection died with the previous process; a new one to the device's
+      // ephemeral port would go nowhere. The device re-registers over a new connection.
+      bad.push_back(b.id);
+      ++flowless;
+      continue;
+    }
     users_[b.sipUser].push_back(std::move(b));
     ++count_;
     g_bindingsAdded.inc();
   }
+  if (flowless)
+    log()->info("dropped {} bindings whose TCP/TLS connection ended with the previous run",
+                flowless);
   for (int64_t id : bad) (void)db_.exec("DELETE FROM registrar_bindings WHERE id = ?1", {id});
   TimePoint earliest = TimePoint::max();
   for (auto& [user, list] : users_) {
@@ -705,6 +749,44 @@ void Registrar::removeUser(std::string_view sipUser) {
   if (users_.find(user) == users_.end()) return;
   if (auto r = commit(user, {}); !r)
     log()->error("removing the bindings of {} failed: {}", user, r.error().message);
+}
+
+size_t Registrar::flowClosed(sip::ConnectionId id) {
+  if (id == 0) return 0;
+  std::vector<std::string> changed;
+  std::vector<int64_t> gone;
+  for (auto it = users_.begin(); it != users_.end();) {
+    auto& list = it->second;
+    size_t before = list.size();
+    for (auto& b : list) {
+      if (b.peer.connection != id) continue;
+      if (b.onDeviceFlow())
+        gone.push_back(b.id);
+      else
+        b.peer.connection = 0; // over an edge proxy: reconnect to the proxy when needed
+    }
+    std::erase_if(list, [&](const Binding& b) { return b.peer.connection == id; });
+    if (list.size() != before) changed.push_back(it->first);
+    it = list.empty() ? users_.erase(it) : std::next(it);
+  }
+  if (gone.empty()) return 0;
+  // Rows that fail to go now are dropped at the next start anyway (their flow is gone then).
+  auto r = db_.transaction([&]() -> Result<void> {
+    for (int64_t rowId : gone)
+      if (auto d = db_.exec("DELETE FROM registrar_bindings WHERE id = ?1", {rowId}); !d) return d;
+    return {};
+  });
+  if (!r)
+    log()->warn("deleting {} bindings of a closed connection failed: {}", gone.size(),
+                r.error().message);
+  count_ -= gone.size();
+  g_bindingsRemoved.inc(gone.size());
+  g_flowLost.inc(gone.size());
+  for (const auto& u : changed) {
+    log()->info("connection {} closed: bindings of {} removed", id, sip::logSafe(u));
+    notify(u);
+  }
+  return gone.size();
 }
 
 void Registrar::notify(const std::string& sipUser) {

@@ -61,7 +61,22 @@ struct Binding {
   uint32_t expiresIn(TimePoint now) const;
   // The instance id without the angle brackets: "urn:uuid:...". Empty when none.
   std::string_view instanceUrn() const;
+  // True when the binding is tied to a TCP/TLS connection of the device itself (no Path): it is
+  // dropped when that connection closes (see flowClosed).
+  bool onDeviceFlow() const;
 };
+
+// Where requests to a device go (RFC 3327 §5.3, RFC 3261 §8.1.2 with a pre-loaded route set).
+struct DeviceRoute {
+  std::string requestUri;          // the Contact
+  std::vector<std::string> routes; // the Path values in order, to be sent as Route headers
+  sip::Peer next;                  // the first Path hop, else the device's own flow
+};
+// Without Path: the Contact, no routes, the flow the REGISTER came over. With Path: the Path as
+// the route set and its first hop as the next hop: the flow the REGISTER came over when the first
+// Path URI names that address (or is a host name: the edge proxy that sent the REGISTER is the
+// first hop, RFC 5626 §5.2), else the numeric address of the first Path URI.
+DeviceRoute routeTo(const Binding& b);
 
 struct RegistrarConfig {
   std::string realm;
@@ -127,6 +142,14 @@ public:
 
   // Removes every binding of a user (user deleted, admin action). Notifies listeners.
   void removeUser(std::string_view sipUser);
+
+  // The TCP/TLS connection `id` closed (peer close, reset, idle reaping, local close). Bindings
+  // that came over it straight from the device are removed (from memory and the store; listeners
+  // are told): the device can only be reached over that connection, and a new connection to its
+  // ephemeral port would go nowhere. Bindings with a Path (the connection was the edge proxy's)
+  // stay and lose the connection id: the next request opens a connection to the proxy.
+  // Returns the number of bindings removed.
+  size_t flowClosed(sip::ConnectionId id);
 
   // Called with the user whose set of bindings changed (added, removed, expired, moved to another
   // flow); not for plain refreshes. Called after the change is committed.

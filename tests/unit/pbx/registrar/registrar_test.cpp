@@ -752,6 +752,97 @@ TEST_F(RegistrarTest, PathIsStoredAndReturnedToUasThatSupportIt) {
   EXPECT_EQ(registrar->lookup("alice")[0].path, "<sip:p1.example;lr>");
 }
 
+TEST_F(RegistrarTest, ClosedFlowRemovesTheDeviceBindingEverywhere) {
+  open();
+  Device a = device("alice", "198.51.100.7:40001");
+  a.from = peer(sip::TransportType::Tcp, "198.51.100.7:40001", 7);
+  Device b = device("alice", "198.51.100.8:5060"); // a second device of alice, over UDP
+  ASSERT_EQ(reg(a, 1)->statusCode(), 200);
+  ASSERT_EQ(reg(b, 1)->statusCode(), 200);
+  ASSERT_EQ(registrar->lookup("alice").size(), 2u);
+  EXPECT_TRUE(registrar->lookup("alice")[1].onDeviceFlow());
+  changes.clear();
+
+  EXPECT_EQ(registrar->flowClosed(99), 0u); // another connection: nothing happens
+  EXPECT_EQ(registrar->flowClosed(0), 0u);
+  EXPECT_TRUE(changes.empty());
+
+  EXPECT_EQ(registrar->flowClosed(7), 1u);
+  auto l = registrar->lookup("alice");
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].peer.transport, sip::TransportType::Udp);
+  EXPECT_EQ(registrar->size(), 1u);
+  EXPECT_EQ(rows(), 1u);                                 // written to the store too
+  EXPECT_EQ(changes, std::vector<std::string>{"alice"}); // presence hears about it
+  EXPECT_EQ(registrar->flowClosed(7), 0u);
+}
+
+TEST_F(RegistrarTest, DeviceFlowBindingsDoNotSurviveARestart) {
+  std::string path = tempDb();
+  open(path);
+  Device a = device("alice", "198.51.100.7:40001");
+  a.from = peer(sip::TransportType::Tcp, "198.51.100.7:40001", 7);
+  Device b = device("bob", "198.51.100.8:5060");
+  ASSERT_EQ(reg(a, 1)->statusCode(), 200);
+  ASSERT_EQ(reg(b, 1)->statusCode(), 200);
+  registrar.reset();
+  db.reset();
+  open(path);
+  EXPECT_TRUE(registrar->lookup("alice").empty()); // its connection ended with the process
+  EXPECT_EQ(registrar->lookup("bob").size(), 1u);
+  EXPECT_EQ(rows(), 1u);
+}
+
+TEST_F(RegistrarTest, PathBindingsRouteThroughTheEdgeProxyAndOutliveItsConnection) {
+  open();
+  // The REGISTER came from the edge proxy over its TCP connection 9.
+  Device a = device("alice", "192.0.2.10:5070");
+  a.from = peer(sip::TransportType::Tcp, "192.0.2.10:5070", 9);
+  a.contact = "<sip:alice@10.0.0.5:40002;transport=tcp>";
+  ASSERT_EQ(reg(a, 1,
+                "Expires: 600\r\nPath: <sip:192.0.2.10:5070;transport=tcp;lr>\r\n"
+                "Path: <sip:core.example;lr>\r\n")
+                ->statusCode(),
+            200);
+  auto l = registrar->lookup("alice");
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_FALSE(l[0].onDeviceFlow());
+  auto r = routeTo(l[0]);
+  EXPECT_EQ(r.requestUri, "sip:alice@10.0.0.5:40002;transport=tcp");
+  EXPECT_EQ(r.routes, (std::vector<std::string>{"<sip:192.0.2.10:5070;transport=tcp;lr>",
+                                                "<sip:core.example;lr>"}));
+  EXPECT_EQ(r.next, a.from); // the proxy's connection, not the Contact
+
+  // The proxy's connection closes: the binding stays, the next request reconnects to the proxy.
+  changes.clear();
+  EXPECT_EQ(registrar->flowClosed(9), 0u);
+  l = registrar->lookup("alice");
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].peer.connection, 0u);
+  EXPECT_EQ(routeTo(l[0]).next.remote.toString(), "192.0.2.10:5070");
+  EXPECT_TRUE(changes.empty());
+}
+
+TEST_F(RegistrarTest, RouteGoesToTheFirstPathHopNotTheSource) {
+  Binding b;
+  b.contact = "sip:bob@10.0.0.6:5060";
+  b.peer = peer(sip::TransportType::Udp, "192.0.2.20:5060");
+  auto plain = routeTo(b);
+  EXPECT_TRUE(plain.routes.empty());
+  EXPECT_EQ(plain.next, b.peer);
+  EXPECT_EQ(plain.requestUri, b.contact);
+
+  b.path = "<sip:192.0.2.30:5080;lr>, <sip:192.0.2.31;lr>";
+  auto r = routeTo(b);
+  EXPECT_EQ(r.routes.size(), 2u);
+  EXPECT_EQ(r.next.transport, sip::TransportType::Udp);
+  EXPECT_EQ(r.next.remote.toString(), "192.0.2.30:5080");
+  EXPECT_EQ(r.next.connection, 0u);
+
+  b.path = "<sip:edge.example;lr>"; // a name: the proxy the REGISTER came from
+  EXPECT_EQ(routeTo(b).next, b.peer);
+}
+
 TEST_F(RegistrarTest, WorksWithTheRealDirectory) {
   auto migrations = Directory::migrations();
   for (auto& m : Registrar::migrations()) migrations.push_back(m);
