@@ -452,6 +452,10 @@ Result<void> Node::Impl::startSip() {
   auto reg = pbx::Registrar::open(*db, timers, rc);
   if (!reg) return reg.error();
   registrar = std::move(reg.value());
+  // Every closed TCP/TLS connection: phones' flows (registrar) and federation links.
+  transport.onConnectionClosed = [this](sip::ConnectionId id, const sip::Peer& p, bool byPeer) {
+    sipConnectionClosed(id, p, byPeer);
+  };
 
   sip::DigestServerConfig authCfg;
   authCfg.realm = directory->realm();
@@ -550,9 +554,6 @@ Result<void> Node::Impl::startFederation() {
   federation->onMembersRemoved = [this] { closeFormerMembers(); };
   federation->onNodeDown = [this](const std::string& id, const std::optional<SockAddr>& addr) {
     federationNodeDown(id, addr);
-  };
-  transport.onConnectionClosed = [this](sip::ConnectionId id, const sip::Peer& p, bool byPeer) {
-    sipConnectionClosed(id, p, byPeer);
   };
   auto b = federation->start();
   if (!b) return b.error();

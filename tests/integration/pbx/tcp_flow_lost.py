@@ -33,7 +33,7 @@ def body(h):
     node = start_node(h, ["701", "702"], SIPP_TOML)
     phone = Sipp(h, "phone702-tcp", "register_stay.xml", target=node.tcp, service="702",
                  auth=("702", pw_of("702")), transport="t1",
-                 keys={"expires": "600", "hold": "30000"}, timeout=45, recv_timeout_ms=5000)
+                 keys={"expires": "600"}, timeout=45, recv_timeout_ms=5000)
     end = time.monotonic() + 10
     while not tcp_binding(node, "702"):
         check(phone.p.poll() is None or phone.wait() == 0,
