@@ -21,7 +21,8 @@ using sip::test::udpPeer;
 const sip::Peer kPhone = udpPeer("192.0.2.9:5060");    // the caller's phone
 const sip::Peer kAliceDev = udpPeer("192.0.2.2:5060"); // device of local user 100
 const sip::Peer kBobDev = udpPeer("192.0.2.3:5060");   // device of local user 101
-const sip::Peer kNodeB = udpPeer("192.0.2.50:5061");   // node B's SIP address
+const sip::Peer kEdge = udpPeer("192.0.2.9:5070");   // edge proxy in the Path of user 102's device
+const sip::Peer kNodeB = udpPeer("192.0.2.50:5061"); // node B's SIP address
 const sip::Peer kCarrier = udpPeer("192.0.2.60:5060"); // the external line
 
 inline Party localUser(const std::string& ext, const std::string& sipUser,
@@ -34,6 +35,7 @@ struct FakeDirectory final : CallDirectory {
     if (e == "100") return localUser("100", "alice", "Alice");
     if (e == "300") return localUser("300", "carol", "Carol");
     if (e == "101") return localUser("101", "bob", "Bob");
+    if (e == "102") return localUser("102", "dave", "Dave");
     return std::nullopt;
   }
   std::optional<Party> userBySipUser(const std::string&) override { return std::nullopt; }
@@ -46,6 +48,9 @@ struct FakeDirectory final : CallDirectory {
   std::vector<DeviceTarget> devices(const std::string& sipUser) override {
     if (sipUser == "alice") return {{"sip:alice@192.0.2.2:5060", kAliceDev}};
     if (sipUser == "bob") return {{"sip:bob@192.0.2.3:5060", kBobDev}};
+    if (sipUser == "dave") // registered through an edge proxy (RFC 3327 Path)
+      return {
+          {"sip:dave@10.0.0.4:40000", kEdge, {"<sip:192.0.2.9:5070;lr>", "<sip:p2.example;lr>"}}};
     return {};
   }
   std::vector<std::string> groupsOf(const std::string&) override { return {}; }

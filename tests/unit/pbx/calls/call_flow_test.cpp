@@ -272,6 +272,22 @@ TEST_F(Flow, EarlyMediaThenChangedSdpIn200) {
   EXPECT_EQ(ok->body(), kSdpAliceHold);
 }
 
+// A device registered through an edge proxy: its INVITE carries the Path as Route headers and
+// goes to the proxy, with the device's Contact as Request-URI.
+TEST_F(Flow, ForkToADeviceFollowsItsPath) {
+  h.inject(invite("102", "f-path", {}, kSdpPhone), kPhone);
+  auto forks = sentTo(kEdge, "INVITE");
+  ASSERT_EQ(forks.size(), 1u);
+  EXPECT_EQ(forks[0]->requestUri().text, "sip:dave@10.0.0.4:40000");
+  std::vector<std::string> routes;
+  for (const auto& hd : forks[0]->headers())
+    if (hd.id == sip::HeaderId::Route) routes.emplace_back(hd.value);
+  ASSERT_FALSE(routes.empty());
+  std::string all;
+  for (const auto& r : routes) all += (all.empty() ? "" : ", ") + r;
+  EXPECT_EQ(all, "<sip:192.0.2.9:5070;lr>, <sip:p2.example;lr>");
+}
+
 // The caller's CANCEL arrives after the callee's 200 went to the caller: the call stays up.
 TEST_F(Flow, CancelAfterTheAnswerLeavesTheCallUp) {
   connect("f11", kSdpPhone, kSdpAlice);
