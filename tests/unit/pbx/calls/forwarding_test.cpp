@@ -44,6 +44,8 @@ struct Forwarding : Fixture {
     auto it = features.forwards.find({ext, when});
     return it == features.forwards.end() ? std::string() : it->second;
   }
+  // Points into `r`: a temporary record would leave it dangling.
+  const CallParty* forwardedParty(CallRecord&& r, const std::string& ext) = delete;
   const CallParty* forwardedParty(const CallRecord& r, const std::string& ext) {
     for (const auto& p : r.parties)
       if (p.extension == ext && !p.forwardReason.empty()) return &p;
@@ -78,7 +80,8 @@ TEST_F(Forwarding, NoDeviceTakesTheNoAnswerForwardingAtOnce) {
   h.inject(invite("300", "w3"), kPhone);
   EXPECT_EQ(invitesTo(kAliceDev), 1u);
   busy(kAliceDev);
-  auto* p = forwardedParty(onlyRecord(), "100");
+  auto record = onlyRecord();
+  auto* p = forwardedParty(record, "100");
   ASSERT_TRUE(p);
   EXPECT_EQ(p->forwardReason, "unregistered");
 }
@@ -187,7 +190,8 @@ TEST_F(Forwarding, ExternalTargetCarriesTheOriginalCaller) {
             std::string::npos)
       << inv;
   busy(kCarrier);
-  auto* p = forwardedParty(onlyRecord(), "+4930999");
+  auto record = onlyRecord();
+  auto* p = forwardedParty(record, "+4930999");
   ASSERT_TRUE(p);
   EXPECT_EQ(p->forwardedFrom, "100");
 }
