@@ -158,7 +158,7 @@ Result<SockAddr> FederationService::start() {
                members_->all().size());
   }
   (void)publisher_->update(directory_);
-  directory_.onChange([this] { schedulePublish(); });
+  directory_.onChange([this] { publishDirectory(); });
   scheduleRenewal();
   followLocalPresence();
   return *bound;
@@ -217,8 +217,6 @@ void FederationService::stop() {
   stopped_ = true;
   if (renewTimer_) renewTimer_->cancel();
   if (rotateTimer_) rotateTimer_->cancel();
-  if (publishTimer_) timers_.cancel(publishTimer_);
-  publishTimer_ = 0;
   if (presenceListener_) presence_.unsubscribe(presenceListener_);
   presenceListener_ = 0;
   if (links_) links_->stop();
@@ -809,17 +807,6 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
 // Only while in a federation: the published snapshot is rebuilt and persisted whole on each change
 // (O(users)), which made every user created through the API slower the more users the node had,
 // also on nodes in no federation. adopt() catches up when the node creates or joins one.
-// Publishing compares the whole shared view and persists it (O(users)); changes within
-// kPublishDelay go out as one delta, so creating users one after the other costs O(1) each plus
-// one publish per interval (benchmarks, findings item 10).
-void FederationService::schedulePublish() {
-  if (!publisher_ || !trust_ || stopped_ || publishTimer_) return;
-  publishTimer_ = timers_.after(kPublishDelay, [this] {
-    publishTimer_ = 0;
-    publishDirectory();
-  });
-}
-
 void FederationService::publishDirectory() {
   if (!publisher_ || !trust_) return;
   auto d = publisher_->update(directory_);

@@ -158,7 +158,6 @@ private:
   void gossipMembers(const std::string& to = {});
   void gossipRevocations(const std::string& to = {});
   void publishDirectory(); // local change → delta to all
-  void schedulePublish();  // a local change: publishDirectory after kPublishDelay (coalesced)
   void sendPresenceSync(const std::string& to);
   void onLocalPresence(const pbx::UserPresence& p);
   void followLocalPresence(); // presence listener while in a federation (trust_ set)
@@ -199,8 +198,6 @@ private:
   pbx::PresenceHub::ListenerId presenceListener_ = 0;
   std::shared_ptr<asio::steady_timer> renewTimer_;
   std::shared_ptr<asio::steady_timer> rotateTimer_; // after a member left (see "leave")
-  static constexpr Duration kPublishDelay = std::chrono::milliseconds(100);
-  TimerId publishTimer_ = 0; // a directory publish is due (schedulePublish)
   bool joining_ = false;
   std::vector<Member> joinMembers_; // the bundle's members while joining (their pins)
   bool stopped_ = false;
