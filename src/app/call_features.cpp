@@ -74,9 +74,8 @@ bool DirectoryCallFeatures::setForward(const pbx::Party& user, pbx::ForwardWhen 
 }
 
 void DirectoryCallFeatures::syncPresence() {
-  std::set<std::string> want;
-  for (const auto& u : directory_.users())
-    if (u.dnd) want.insert(u.extension);
+  // The directory keeps the do-not-disturb set: a change costs O(users with DND), not O(users).
+  const std::set<std::string>& want = directory_.dndExtensions();
   pbx::DialogInfo d;
   d.id = kDndDialogId;
   d.direction = pbx::DialogDirection::Recipient;
@@ -91,7 +90,7 @@ void DirectoryCallFeatures::syncPresence() {
   for (const auto& ext : want)
     if (!shown_.contains(ext))
       presence_.callEvent(pbx::UserKey{"", ext}, pbx::CallEventKind::Answered, d);
-  shown_ = std::move(want);
+  shown_ = want;
 }
 
 } // namespace verbund::app

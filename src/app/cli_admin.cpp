@@ -1,7 +1,9 @@
 #include "app/cli_admin.h"
 
 #include "base/private_files.h"
+#include "pbx/directory/user_csv.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <httplib.h>
@@ -31,7 +33,7 @@ struct AdminCliState {
   std::string command; // "user list", ...
   std::string query, key, name, number, sipUser, external, language, newExtension, shared;
   std::vector<std::string> members;
-  bool sipPasswordStdin = false, membersGiven = false;
+  bool sipPasswordStdin = false, membersGiven = false, dryRun = false;
   std::string member;
   // user features: unset options leave the setting as it is.
   std::optional<std::string> dnd, fwdAlways, fwdBusy, fwdNoAnswer, fwdUnregistered;
@@ -111,6 +113,15 @@ public:
     auto setCookie = r->get_header_value("Set-Cookie");
     cookie_ = setCookie.substr(0, setCookie.find(';'));
     csrf_ = json::parse(r->body, nullptr, false).value("csrfToken", "");
+  }
+
+  // POST without throwing on 4xx: the status and the parsed answer (bulk import lists rows).
+  std::pair<int, json> postRaw(const std::string& path, const json& body) {
+    auto r = http_.Post(path.c_str(), headers(), body.dump(), "application/json");
+    if (!r)
+      throw CliError{2,
+                     "cannot reach the node at " + s_.api + ": " + httplib::to_string(r.error())};
+    return {r->status, json::parse(r->body, nullptr, false)};
   }
 
   json call(const std::string& method, const std::string& path, const json& body = nullptr) {
@@ -272,6 +283,10 @@ AdminCommands::AdminCommands(CLI::App& app) : s_(std::make_unique<AdminCliState>
   ufeat->add_option("--noanswer-seconds", s.noAnswerSeconds, "seconds before no-answer (5..120)");
   ufeat->add_option("--forward-unregistered", s.fwdUnregistered,
                     "forward when no device is registered to T");
+  auto* uimp = sub(s.userCmd, "import",
+                   "Create users from a CSV file, all or none (columns: see the README)");
+  uimp->add_option("file", s.file, "CSV file (UTF-8, header row)")->required();
+  uimp->add_flag("--dry-run", s.dryRun, "only check every row; nothing is written");
   sub(s.userCmd, "delete", "Delete a user")
       ->add_option("extension", s.key, "extension")
       ->required();
@@ -353,6 +368,84 @@ bool AdminCommands::selected() const {
   return !s_->command.empty();
 }
 
+namespace {
+
+json userInputJson(const pbx::UserInput& in) {
+  json b = json::object();
+  auto put = [&](const char* key, const std::optional<std::string>& v) {
+    if (v) b[key] = *v;
+  };
+  put("extension", in.extension);
+  put("displayName", in.displayName);
+  put("sipUser", in.sipUser);
+  put("sipPassword", in.sipPassword);
+  put("externalNumber", in.externalNumber);
+  put("language", in.language);
+  if (in.shared) b["shared"] = *in.shared;
+  return b;
+}
+
+// `user import FILE [--dry-run]`: the file's rows go to POST /api/v1/users/import as one array;
+// errors are printed by the file's row (header = row 1). With CSV-level errors in some rows the
+// others are still checked (dry run) so that one pass lists every invalid row.
+int importUsers(ApiClient& api, const AdminCliState& s, std::ostream& out, std::ostream& err) {
+  std::ifstream f(s.file, std::ios::binary);
+  if (!f) throw CliError{2, "cannot read " + s.file};
+  std::string text;
+  text.resize(pbx::kMaxCsvBytes + 1);
+  f.read(text.data(), std::streamsize(text.size()));
+  text.resize(size_t(f.gcount()));
+  auto csv = pbx::usersFromCsv(text);
+  if (!csv) throw CliError{1, s.file + ": " + csv.error().message};
+  std::vector<pbx::UserRowError> errors = csv->errors;
+  bool headerBad = std::any_of(errors.begin(), errors.end(),
+                               [](const pbx::UserRowError& e) { return e.row == 1; });
+  size_t created = 0, valid = 0;
+  if (!headerBad && !csv->rows.empty()) {
+    json body = json::array();
+    for (const auto& r : csv->rows) body.push_back(userInputJson(r.input));
+    bool dry = s.dryRun || !errors.empty();
+    auto [status, j] =
+        api.postRaw(std::string("/api/v1/users/import") + (dry ? "?dryRun=true" : ""), body);
+    if (status == 400 && j.is_object() && j.contains("rows")) {
+      for (const auto& e : j["rows"]) {
+        // API rows count the array from 1; the file's rows are the lines the records start on.
+        auto fileRow = [&](size_t i) {
+          return i >= 1 && i <= csv->rows.size() ? csv->rows[i - 1].row : 0;
+        };
+        std::string reason = e.value("error", "");
+        if (size_t other = e.value("otherRow", size_t(0)))
+          reason = "also in row " + std::to_string(fileRow(other));
+        errors.push_back({fileRow(e.value("row", size_t(0))), e.value("field", ""), reason});
+      }
+    } else if (status >= 400) {
+      std::string msg = j.is_object() && j.contains("error") && j["error"].is_object()
+                            ? j["error"].value("message", "")
+                            : "";
+      throw CliError{1, msg.empty() ? "HTTP " + std::to_string(status) : msg};
+    } else {
+      created = j.value("created", size_t(0));
+      valid = j.value("valid", size_t(0));
+    }
+  }
+  if (!errors.empty()) {
+    std::stable_sort(errors.begin(), errors.end(),
+                     [](const auto& a, const auto& b) { return a.row < b.row; });
+    for (const auto& e : errors)
+      err << s.file << ": row " << e.row << ": " << (e.field.empty() ? "" : e.field + ": ")
+          << e.error << "\n";
+    err << errors.size() << " error(s); nothing imported\n";
+    return 1;
+  }
+  if (s.dryRun)
+    out << valid << " users valid; nothing written (dry run)\n";
+  else
+    out << created << " users imported\n";
+  return 0;
+}
+
+} // namespace
+
 int AdminCommands::run() {
   return run(std::cin, std::cout, std::cerr);
 }
@@ -412,6 +505,8 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
         printUsers(json::array({u}));
         if (!generated.empty()) out << "device password: " << generated << "\n";
       }
+    } else if (s.command == "user import") {
+      return importUsers(api, s, out, err);
     } else if (s.command == "user set") {
       auto id = idOf(api, "users", s.key);
       auto u = api.call("PATCH", "/api/v1/users/" + std::to_string(id), userBody(false));

@@ -397,6 +397,8 @@ Result<SockAddr> AdminServer::start() {
   HttpServerConfig hc;
   hc.listen = config_.listen;
   hc.limits.maxBodyBytes = config_.maxBodyBytes;
+  hc.limits.largeBodyPaths = kImportPaths;
+  hc.limits.maxLargeBodyBytes = config_.maxImportBodyBytes;
   hc.limits.maxHeadBytes = config_.maxHeadBytes;
   hc.limits.maxHeaders = config_.maxHeaders;
   hc.requestTimeout = config_.requestTimeout;

@@ -44,6 +44,7 @@ struct AdminServerConfig {
   std::string version;
   Duration loopTimeout = std::chrono::seconds(5);
   size_t maxBodyBytes = 1 << 20;                      // larger bodies get 413 (chunked ones too)
+  size_t maxImportBodyBytes = 16 << 20;               // the same for kImportPaths
   size_t maxHeadBytes = 16 * 1024;                    // request line + header fields; beyond: 431
   size_t maxHeaders = 64;                             // header fields; beyond: 431
   Duration requestTimeout = std::chrono::seconds(10); // head + body; then 408
@@ -55,6 +56,9 @@ struct AdminServerConfig {
   // same-origin requests to an IP address or localhost (admin.allowed_origins).
   std::vector<std::string> allowedOrigins;
 };
+
+// Bulk uploads, the only paths with the larger body limit.
+inline const std::vector<std::string> kImportPaths = {"/api/v1/users/import"};
 
 inline constexpr std::string_view kSessionCookie = "verbund_session";
 inline constexpr std::string_view kCsrfHeader = "X-CSRF-Token";

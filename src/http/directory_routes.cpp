@@ -51,6 +51,50 @@ void addDirectoryRoutes(AdminServer& server, pbx::Directory& dir, NumberWarnings
                  if (!u) return u.error();
                  return withWarnings(toJson(*u), warnings, u->extension, 201);
                });
+  server.route(Method::Post, "/api/v1/users/import", [&dir](RequestContext& c) -> Result<Response> {
+    if (!c.body.is_array()) return Error{400, "body: JSON array of users expected"};
+    if (c.body.size() > pbx::kMaxImportRows)
+      return Error{413, "body: more than " + std::to_string(pbx::kMaxImportRows) + " users"};
+    bool dryRun = c.queryValue("dryRun").value_or("false") == "true";
+    std::vector<pbx::UserInput> rows;
+    rows.reserve(c.body.size());
+    auto errors = nlohmann::json::array();
+    for (size_t i = 0; i < c.body.size(); ++i) {
+      auto in = parseUserInput(c.body[i]);
+      if (!in) {
+        const auto& m = in.error().message;
+        auto colon = m.find(": ");
+        errors.push_back({{"row", i + 1},
+                          {"field", colon == std::string::npos ? "" : m.substr(0, colon)},
+                          {"error", colon == std::string::npos ? m : m.substr(colon + 2)}});
+        rows.emplace_back(); // keeps the row numbers; its errors are listed above
+      } else {
+        rows.push_back(std::move(*in));
+      }
+    }
+    auto result = dir.importUsers(rows, dryRun || !errors.empty());
+    if (!result) return result.error();
+    // Rows that failed to parse are listed once, with their parse error.
+    std::vector<bool> unparsed(rows.size() + 1, false);
+    for (const auto& e : errors) unparsed[e["row"].get<size_t>()] = true;
+    for (const auto& e : result->errors)
+      if (!unparsed[e.row]) {
+        nlohmann::json j = {{"row", e.row}, {"field", e.field}, {"error", e.error}};
+        if (e.otherRow) j["otherRow"] = e.otherRow;
+        errors.push_back(std::move(j));
+      }
+    std::stable_sort(errors.begin(), errors.end(), [](const auto& a, const auto& b) {
+      return a["row"].template get<size_t>() < b["row"].template get<size_t>();
+    });
+    if (!errors.empty()) {
+      auto body = errorBody(
+          Error{400, std::to_string(errors.size()) + " invalid row(s): nothing imported"});
+      body["rows"] = std::move(errors);
+      return Response::json(std::move(body), 400);
+    }
+    if (dryRun) return Response::json({{"dryRun", true}, {"valid", result->valid}});
+    return Response::json({{"created", result->created.size()}, {"version", dir.version()}}, 201);
+  });
   server.route(Method::Get, "/api/v1/users/{id}", [&dir](RequestContext& c) -> Result<Response> {
     auto id = c.idParam("id");
     if (!id) return id.error();

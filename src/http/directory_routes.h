@@ -2,6 +2,12 @@
 // The directory's part of the admin API:
 //   GET    /api/v1/users[?q=text][&extension=101]   list / search
 //   POST   /api/v1/users                            create (201)
+//   POST   /api/v1/users/import[?dryRun=true]      bulk create: a JSON array of POST bodies, up
+//          to 50,000; all created in one transaction (201 {created, version}) or none (400
+//          {error: {code, message}, rows: [{row, field, error[, otherRow]}]}, rows counted
+//          from 1 (otherRow: the earlier row a repeat repeats), every invalid row listed:
+//          field rules, conflicts with existing users/groups, repeats inside the array);
+//          dry run: 200 {dryRun: true, valid: n} or the same 400. Body limit 16 MiB (413).
 //   GET    /api/v1/users/{id}   PATCH /api/v1/users/{id}   DELETE /api/v1/users/{id} (204)
 //   PUT    /api/v1/users/{id}/features   {dnd, forward: {always, busy, noAnswer,
 //          noAnswerSeconds, unregistered}} (present keys replace; answers the user)

@@ -124,6 +124,12 @@ void RequestParser::reset() {
   errorMessage_.clear();
 }
 
+size_t RequestParser::bodyLimit() const {
+  for (const auto& p : limits_.largeBodyPaths)
+    if (request_.path == p) return limits_.maxLargeBodyBytes;
+  return limits_.maxBodyBytes;
+}
+
 size_t RequestParser::fail(int status, std::string message) {
   state_ = State::Failed;
   errorStatus_ = status;
@@ -312,9 +318,8 @@ bool RequestParser::parseFramingHeaders() {
     if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos)
       return fail(400, "Content-Length: not a number"), false;
     size_t n = std::stoull(v);
-    if (n > limits_.maxBodyBytes)
-      return fail(413, "body: larger than the limit of " + std::to_string(limits_.maxBodyBytes) +
-                           " bytes"),
+    if (n > bodyLimit())
+      return fail(413, "body: larger than the limit of " + std::to_string(bodyLimit()) + " bytes"),
              false;
     remaining_ = n;
     if (n > 0) {
@@ -343,13 +348,12 @@ size_t RequestParser::feedChunkSize(std::string_view data) {
       int h = hexValue(c);
       if (h < 0) return i + 1 + fail(400, "body: malformed chunk size");
       size = size * 16 + size_t(h);
-      if (size > limits_.maxBodyBytes) break; // about to fail anyway; avoids overflow
+      if (size > bodyLimit()) break; // about to fail anyway; avoids overflow
     }
     head_.clear();
-    if (size > limits_.maxBodyBytes - request_.body.size())
+    if (size > bodyLimit() - request_.body.size())
       return i + 1 +
-             fail(413, "body: larger than the limit of " + std::to_string(limits_.maxBodyBytes) +
-                           " bytes");
+             fail(413, "body: larger than the limit of " + std::to_string(bodyLimit()) + " bytes");
     if (size == 0) {
       state_ = State::Trailer;
       lineStart_ = 0;

@@ -22,6 +22,9 @@ struct RequestLimits {
   size_t maxHeadBytes = 16 * 1024; // request line + header fields (and, apart, the trailer)
   size_t maxHeaders = 64;
   size_t maxBodyBytes = 1 << 20;
+  // Paths that take bulk uploads (exact match), with their own, larger limit.
+  std::vector<std::string> largeBodyPaths;
+  size_t maxLargeBodyBytes = 16 << 20;
 };
 
 struct HttpRequest {
@@ -72,6 +75,8 @@ private:
   bool parseRequestLine(std::string_view line);
   bool parseFramingHeaders();
   size_t fail(int status, std::string message);
+  // The body limit of the request's path (known once the head is parsed).
+  size_t bodyLimit() const;
 
   RequestLimits limits_;
   State state_ = State::Head;

@@ -173,10 +173,12 @@ Result<void> Directory::load() {
 void Directory::indexUser(const UserRecord& r) {
   userByExtension_[r.user.extension] = r.user.id;
   userBySipUser_[r.user.sipUser] = r.user.id;
+  if (r.user.dnd) dndExtensions_.insert(r.user.extension);
 }
 void Directory::unindexUser(const User& u) {
   userByExtension_.erase(u.extension);
   userBySipUser_.erase(u.sipUser);
+  dndExtensions_.erase(u.extension);
 }
 void Directory::indexGroup(const Group& g) {
   groupByNumber_[g.number] = g.id;
@@ -218,7 +220,8 @@ Result<void> Directory::checkLocalMembers(const std::vector<GroupMember>& member
 
 // ---- users ----
 
-Result<User> Directory::createUser(const UserInput& in) {
+// The record a create would store (validated, hashed), before the checks against other users.
+Result<Directory::UserRecord> Directory::buildNewUser(const UserInput& in) const {
   if (auto r = validateUserInput(in, true); !r) return r.error();
   UserRecord r;
   r.user.extension = *in.extension;
@@ -230,40 +233,137 @@ Result<User> Directory::createUser(const UserInput& in) {
   r.user.dnd = in.dnd.value_or(false);
   applyForwarding(r.user.forward, in.forward);
   if (auto c = checkNotSelf(r.user); !c) return c.error();
+  return r;
+}
+
+Result<void> Directory::hashCredentials(UserRecord& r, const std::string& password) const {
+  auto md5 = sip::digestHa1(sip::DigestAlgorithm::Md5, r.user.sipUser, realm_, password);
+  auto sha = sip::digestHa1(sip::DigestAlgorithm::Sha256, r.user.sipUser, realm_, password);
+  if (!md5 || !sha) return Error{500, "sipPassword: digest hash unavailable"};
+  r.credentials = DeviceCredentials{r.user.sipUser, *md5, *sha};
+  return {};
+}
+
+Result<void> Directory::insertUser(UserRecord& r, int64_t version) {
+  auto ins = db_.exec(
+      "INSERT INTO users(owner, extension, display_name, external_number, sip_user, ha1_md5, "
+      "ha1_sha256, language, shared, version, dnd, forward_always, forward_busy, "
+      "forward_no_answer, forward_no_answer_seconds, forward_unregistered) "
+      "VALUES ('',?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+      {r.user.extension, r.user.displayName, r.user.externalNumber, r.user.sipUser,
+       r.credentials.ha1Md5, r.credentials.ha1Sha256, r.user.language, int64_t(r.user.shared),
+       version, int64_t(r.user.dnd), r.user.forward.always, r.user.forward.busy,
+       r.user.forward.noAnswer, int64_t(r.user.forward.noAnswerSeconds),
+       r.user.forward.unregistered});
+  if (!ins) return ins;
+  r.user.id = db_.lastInsertId();
+  r.user.version = version;
+  return {};
+}
+
+void Directory::addIndexed(UserRecord r) {
+  int64_t id = r.user.id;
+  indexUser(r);
+  users_.emplace(id, std::move(r));
+}
+
+Result<User> Directory::createUser(const UserInput& in) {
+  auto built = buildNewUser(in);
+  if (!built) return built.error();
+  UserRecord& r = *built;
   if (auto c = checkNumberFree("extension", r.user.extension, 0, 0); !c) return c.error();
   if (userBySipUser_.contains(r.user.sipUser))
     return Error{409, "sipUser: already used by another user"};
-  auto md5 = sip::digestHa1(sip::DigestAlgorithm::Md5, r.user.sipUser, realm_, *in.sipPassword);
-  auto sha = sip::digestHa1(sip::DigestAlgorithm::Sha256, r.user.sipUser, realm_, *in.sipPassword);
-  if (!md5 || !sha) return Error{500, "sipPassword: digest hash unavailable"};
-  r.credentials = DeviceCredentials{r.user.sipUser, *md5, *sha};
+  if (auto h = hashCredentials(r, *in.sipPassword); !h) return h.error();
 
   int64_t version = 0;
   auto tx = db_.transaction([&]() -> Result<void> {
     auto v = nextVersion();
     if (!v) return v.error();
     version = *v;
-    auto ins = db_.exec(
-        "INSERT INTO users(owner, extension, display_name, external_number, sip_user, ha1_md5, "
-        "ha1_sha256, language, shared, version, dnd, forward_always, forward_busy, "
-        "forward_no_answer, forward_no_answer_seconds, forward_unregistered) "
-        "VALUES ('',?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
-        {r.user.extension, r.user.displayName, r.user.externalNumber, r.user.sipUser,
-         r.credentials.ha1Md5, r.credentials.ha1Sha256, r.user.language, int64_t(r.user.shared),
-         version, int64_t(r.user.dnd), r.user.forward.always, r.user.forward.busy,
-         r.user.forward.noAnswer, int64_t(r.user.forward.noAnswerSeconds),
-         r.user.forward.unregistered});
-    if (!ins) return ins;
-    r.user.id = db_.lastInsertId();
-    return {};
+    return insertUser(r, version);
   });
   if (!tx) return tx.error();
   version_ = version;
-  r.user.version = version;
   User out = r.user;
-  indexUser(r);
-  users_.emplace(out.id, std::move(r));
+  addIndexed(std::move(r));
   notify();
+  return out;
+}
+
+namespace {
+UserRowError rowError(size_t row, const Error& e) {
+  // Messages start with the field name: "extension: digits only, ...".
+  auto colon = e.message.find(": ");
+  if (colon == std::string::npos) return UserRowError{row, "", e.message};
+  return UserRowError{row, e.message.substr(0, colon), e.message.substr(colon + 2)};
+}
+} // namespace
+
+Result<UserImport> Directory::importUsers(const std::vector<UserInput>& rows, bool dryRun) {
+  UserImport out;
+  std::vector<UserRecord> records;
+  records.reserve(rows.size());
+  // Numbers and SIP users already claimed by an earlier row: value -> row.
+  std::unordered_map<std::string, size_t> extensionRow, sipUserRow;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    size_t row = i + 1;
+    auto built = buildNewUser(rows[i]);
+    if (!built) {
+      out.errors.push_back(rowError(row, built.error()));
+      // Its numbers still count as taken: a later row repeating them is named too.
+      if (rows[i].extension) {
+        extensionRow.emplace(*rows[i].extension, row);
+        sipUserRow.emplace(rows[i].sipUser.value_or(*rows[i].extension), row);
+      }
+      continue;
+    }
+    UserRecord& r = *built;
+    bool ok = true;
+    if (auto c = checkNumberFree("extension", r.user.extension, 0, 0); !c) {
+      out.errors.push_back(rowError(row, c.error()));
+      ok = false;
+    } else if (auto [it, fresh] = extensionRow.emplace(r.user.extension, row); !fresh) {
+      out.errors.push_back(
+          {row, "extension", "also in row " + std::to_string(it->second), it->second});
+      ok = false;
+    }
+    if (userBySipUser_.contains(r.user.sipUser)) {
+      out.errors.push_back({row, "sipUser", "already used by another user"});
+      ok = false;
+    } else if (auto [it, fresh] = sipUserRow.emplace(r.user.sipUser, row); !fresh) {
+      out.errors.push_back(
+          {row, "sipUser", "also in row " + std::to_string(it->second), it->second});
+      ok = false;
+    }
+    if (ok && out.errors.empty()) records.push_back(std::move(r));
+  }
+  if (!out.errors.empty() || dryRun) {
+    out.valid = out.errors.empty() ? rows.size() : 0;
+    return out;
+  }
+  for (size_t i = 0; i < records.size(); ++i)
+    if (auto h = hashCredentials(records[i], *rows[i].sipPassword); !h) return h.error();
+
+  int64_t first = version_ + 1, last = version_ + int64_t(records.size());
+  if (records.empty()) return out;
+  auto tx = db_.transaction([&]() -> Result<void> {
+    if (auto r = db_.exec("UPDATE directory_state SET value = ?1 WHERE key = 'version'", {last});
+        !r)
+      return r;
+    for (size_t i = 0; i < records.size(); ++i)
+      if (auto r = insertUser(records[i], first + int64_t(i)); !r) return r;
+    return {};
+  });
+  if (!tx) return tx.error();
+  version_ = last;
+  out.valid = records.size();
+  out.created.reserve(records.size());
+  for (auto& r : records) {
+    out.created.push_back(r.user);
+    addIndexed(std::move(r));
+  }
+  notify(); // once for the whole import: one replication publish
   return out;
 }
 

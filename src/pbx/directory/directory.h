@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -111,6 +112,21 @@ void applyForwarding(Forwarding& f, const ForwardingInput& in);
 Result<void> validateUserInput(const UserInput& in, bool create);
 Result<void> validateGroupInput(const GroupInput& in, bool create);
 
+// One invalid row of a bulk import; rows count from 1 in the order given.
+struct UserRowError {
+  size_t row = 0;
+  std::string field;   // "extension", "sipUser", ... ("" when the error names no field)
+  std::string error;   // "already used by user 'Alice'", "also in row 3", ...
+  size_t otherRow = 0; // for "also in row N": N
+  friend bool operator==(const UserRowError&, const UserRowError&) = default;
+};
+struct UserImport {
+  std::vector<UserRowError> errors; // every invalid row (a row may appear more than once)
+  std::vector<User> created;        // empty on errors and on a dry run
+  size_t valid = 0;                 // rows that would be / were created (0 when errors)
+};
+inline constexpr size_t kMaxImportRows = 50'000;
+
 // Errors carry an HTTP-like code (400 invalid, 404 unknown, 409 conflict) and a message that
 // starts with the field name: "extension: already used by user 'Alice'".
 class Directory {
@@ -126,6 +142,11 @@ public:
   // sipPassword too, because HA1 covers the user name.
   Result<User> createUser(const UserInput& in);
   Result<User> updateUser(int64_t id, const UserInput& in);
+  // Creates every row (same rules as createUser) in one transaction with one change
+  // notification, or none: when any row is invalid, conflicts with an existing user or group, or
+  // repeats the extension / SIP user of an earlier row, nothing is written and `errors` lists
+  // every such row. A dry run only checks. Error (500) only when the store fails.
+  Result<UserImport> importUsers(const std::vector<UserInput>& rows, bool dryRun);
   // Also removes the user from this node's groups.
   Result<void> deleteUser(int64_t id);
   std::optional<User> user(int64_t id) const;
@@ -136,6 +157,8 @@ public:
   // Users whose extension, display name or SIP user contains q (case-insensitive for ASCII).
   std::vector<User> searchUsers(std::string_view q) const;
   size_t userCount() const { return users_.size(); }
+  // Extensions of the local users with do-not-disturb on (kept with the index: no scan).
+  const std::set<std::string>& dndExtensions() const { return dndExtensions_; }
 
   // Local members must be existing users of this node.
   Result<Group> createGroup(const GroupInput& in);
@@ -161,6 +184,11 @@ private:
 
   Directory(store::Database& db, std::string realm) : db_(db), realm_(std::move(realm)) {}
   Result<void> load();
+  Result<UserRecord> buildNewUser(const UserInput& in) const;
+  Result<void> hashCredentials(UserRecord& r, const std::string& password) const;
+  // Inserts r with `version` (inside a transaction); sets its id and version.
+  Result<void> insertUser(UserRecord& r, int64_t version);
+  void addIndexed(UserRecord r);
   // 409 when `number` is taken by a user or group other than the given ones.
   Result<void> checkNumberFree(std::string_view field, std::string_view number, int64_t exceptUser,
                                int64_t exceptGroup) const;
@@ -179,6 +207,7 @@ private:
   std::map<int64_t, UserRecord> users_;
   std::map<int64_t, Group> groups_;
   std::unordered_map<std::string, int64_t> userByExtension_, userBySipUser_, groupByNumber_;
+  std::set<std::string> dndExtensions_;
   std::vector<ChangeListener> listeners_;
 };
 

@@ -403,5 +403,85 @@ TEST(Directory, FeaturesSurviveReopen) {
   std::filesystem::remove(path);
 }
 
+UserInput row(const std::string& ext, const std::string& name) {
+  UserInput in;
+  in.extension = ext;
+  in.displayName = name;
+  in.sipPassword = "pw-" + ext + "-secret";
+  return in;
+}
+
+TEST(DirectoryImport, AllRowsInOneChange) {
+  Fixture f;
+  int changes = 0;
+  f.dir->onChange([&] { ++changes; });
+  std::vector<UserInput> rows;
+  for (int i = 0; i < 100; ++i)
+    rows.push_back(row(std::to_string(300 + i), "U" + std::to_string(i)));
+  auto dry = f.dir->importUsers(rows, true);
+  ASSERT_TRUE(dry.ok());
+  EXPECT_TRUE(dry->errors.empty());
+  EXPECT_EQ(dry->valid, 100u);
+  EXPECT_EQ(f.dir->userCount(), 0u);
+  EXPECT_EQ(changes, 0);
+
+  auto r = f.dir->importUsers(rows, false);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->errors.empty());
+  EXPECT_EQ(r->created.size(), 100u);
+  EXPECT_EQ(f.dir->userCount(), 100u);
+  EXPECT_EQ(changes, 1);
+  EXPECT_EQ(f.dir->version(), 100);
+  auto u = f.dir->userByExtension("342");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->displayName, "U42");
+  EXPECT_TRUE(f.dir->credentials("342"));
+  // Persisted: a reopened directory has them.
+  auto again = Directory::open(*f.db, kRealm);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->userCount(), 100u);
+}
+
+TEST(DirectoryImport, ListsEveryInvalidRowAndWritesNothing) {
+  Fixture f;
+  ASSERT_TRUE(f.dir->createUser(alice()).ok()); // 101
+  int changes = 0;
+  f.dir->onChange([&] { ++changes; });
+  std::vector<UserInput> rows = {row("201", "A"), row("101", "B"), row("2x", "C"), row("201", "D"),
+                                 row("205", "E")};
+  rows[4].sipUser = "201"; // the SIP user of row 1
+  auto r = f.dir->importUsers(rows, false);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(f.dir->userCount(), 1u);
+  EXPECT_EQ(changes, 0);
+  EXPECT_TRUE(r->created.empty());
+  EXPECT_EQ(r->valid, 0u);
+  ASSERT_EQ(r->errors.size(), 6u);
+  EXPECT_EQ(r->errors[0], (UserRowError{2, "extension", "already used by user 'Alice'"}));
+  EXPECT_EQ(r->errors[1], (UserRowError{2, "sipUser", "already used by another user"}));
+  EXPECT_EQ(r->errors[2].row, 3u);
+  EXPECT_EQ(r->errors[2].field, "extension");
+  EXPECT_EQ(r->errors[3], (UserRowError{4, "extension", "also in row 1", 1}));
+  EXPECT_EQ(r->errors[4], (UserRowError{4, "sipUser", "also in row 1", 1}));
+  EXPECT_EQ(r->errors[5], (UserRowError{5, "sipUser", "also in row 1", 1}));
+}
+
+TEST(Directory, DndSetFollowsChanges) {
+  Fixture f;
+  auto a = f.dir->createUser(alice());
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(f.dir->dndExtensions().empty());
+  UserInput on;
+  on.dnd = true;
+  ASSERT_TRUE(f.dir->updateUser(a->id, on).ok());
+  EXPECT_EQ(f.dir->dndExtensions(), std::set<std::string>{"101"});
+  UserInput move;
+  move.extension = "111";
+  ASSERT_TRUE(f.dir->updateUser(a->id, move).ok());
+  EXPECT_EQ(f.dir->dndExtensions(), std::set<std::string>{"111"});
+  ASSERT_TRUE(f.dir->deleteUser(a->id).ok());
+  EXPECT_TRUE(f.dir->dndExtensions().empty());
+}
+
 } // namespace
 } // namespace verbund::pbx
