@@ -4,8 +4,11 @@
 #include "pbx/directory/user_csv.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
+#include <functional>
 #include <httplib.h>
 #include <iostream>
 #include <iterator>
@@ -38,6 +41,8 @@ struct AdminCliState {
   // user features: unset options leave the setting as it is.
   std::optional<std::string> dnd, fwdAlways, fwdBusy, fwdNoAnswer, fwdUnregistered;
   std::optional<int> noAnswerSeconds;
+  // calls export
+  std::string format = "csv", from, to;
 };
 
 namespace {
@@ -142,6 +147,35 @@ public:
     if (r->body.empty()) return nullptr;
     return json::parse(r->body, nullptr, false);
   }
+  // GET whose body goes to `sink` as it arrives (exports): never held in memory.
+  void stream(const std::string& path, const std::function<bool(const char*, size_t)>& sink) {
+    int status = 0;
+    std::string errorBody;
+    auto r = http_.Get(
+        path.c_str(), headers(),
+        [&](const httplib::Response& res) {
+          status = res.status;
+          return true;
+        },
+        [&](const char* data, size_t n) {
+          if (status >= 400) {
+            if (errorBody.size() < 65536) errorBody.append(data, n);
+            return true;
+          }
+          return sink(data, n);
+        });
+    if (!r)
+      throw CliError{2,
+                     "cannot reach the node at " + s_.api + ": " + httplib::to_string(r.error())};
+    if (status >= 400) {
+      auto j = json::parse(errorBody, nullptr, false);
+      std::string msg;
+      if (j.is_object() && j.contains("error") && j["error"].is_object())
+        msg = j["error"].value("message", "");
+      throw CliError{1, msg.empty() ? "HTTP " + std::to_string(status) : msg};
+    }
+  }
+
   // The raw body of the last call (for non-JSON answers such as the federation certificate).
   const std::string& lastBody() const { return lastBody_; }
 
@@ -321,6 +355,15 @@ AdminCommands::AdminCommands(CLI::App& app) : s_(std::make_unique<AdminCliState>
                     "answered, missed, busy, picked-up, completed-elsewhere or failed");
   clist->add_option("-n,--limit", s.limit, "at most this many (1..1000)")->capture_default_str();
   sub(s.callsCmd, "active", "List calls in progress");
+  auto* cexp = sub(s.callsCmd, "export",
+                   "Export call records, oldest first, as CSV or JSON (columns: see the README)");
+  cexp->add_option("--format", s.format, "csv or json")->capture_default_str();
+  cexp->add_option("--from", s.from, "first day (YYYY-MM-DD, local time) or Unix ms");
+  cexp->add_option("--to", s.to,
+                   "last day, included (YYYY-MM-DD, local time) or Unix ms, excluded");
+  cexp->add_option("-e,--extension", s.key, "only calls this extension took part in");
+  cexp->add_option("-d,--disposition", s.disposition, "only calls with this result");
+  cexp->add_option("-o,--output", s.output, "file to write (mode 0600; default: standard output)");
   s.regCmd = app.add_subcommand("registrations", "Registered devices of the running node");
   s.regCmd->require_subcommand(1);
   sub(s.regCmd, "list", "List registered devices");
@@ -441,6 +484,48 @@ int importUsers(ApiClient& api, const AdminCliState& s, std::ostream& out, std::
     out << valid << " users valid; nothing written (dry run)\n";
   else
     out << created << " users imported\n";
+  return 0;
+}
+
+// "2026-03-01" (local midnight; with endOfDay the next midnight) or Unix milliseconds.
+int64_t exportTime(const std::string& v, bool endOfDay, const char* option) {
+  if (!v.empty() && v.size() < 16 && v.find_first_not_of("0123456789") == std::string::npos)
+    return std::strtoll(v.c_str(), nullptr, 10);
+  std::tm tm{};
+  char rest = 0;
+  if (std::sscanf(v.c_str(), "%4d-%2d-%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &rest) != 3)
+    throw CliError{2, std::string(option) + ": YYYY-MM-DD or Unix milliseconds expected"};
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  if (endOfDay) tm.tm_mday += 1;
+  tm.tm_isdst = -1;
+  std::time_t t = std::mktime(&tm);
+  if (t == -1) throw CliError{2, std::string(option) + ": not a date"};
+  return int64_t(t) * 1000;
+}
+
+// `calls export`: GET /api/v1/calls/export streamed into the file (or stdout) as it arrives.
+int exportCalls(ApiClient& api, const AdminCliState& s, std::ostream& out) {
+  if (s.format != "csv" && s.format != "json") throw CliError{2, "--format: csv or json"};
+  std::string q = "/api/v1/calls/export?format=" + s.format;
+  if (!s.from.empty()) q += "&from=" + std::to_string(exportTime(s.from, false, "--from"));
+  if (!s.to.empty()) q += "&to=" + std::to_string(exportTime(s.to, true, "--to"));
+  if (!s.key.empty()) q += "&extension=" + httplib::detail::encode_query_param(s.key);
+  if (!s.disposition.empty())
+    q += "&disposition=" + httplib::detail::encode_query_param(s.disposition);
+  std::ofstream file;
+  if (!s.output.empty()) {
+    // Call records are personal data: the file is the user's only (umask 077), like the node's.
+    file.open(s.output, std::ios::binary | std::ios::trunc);
+    if (!file) throw CliError{2, "cannot write " + s.output};
+  }
+  std::ostream& sink = s.output.empty() ? out : file;
+  api.stream(q, [&](const char* data, size_t n) {
+    sink.write(data, std::streamsize(n));
+    return bool(sink);
+  });
+  sink.flush();
+  if (!sink) throw CliError{2, "cannot write " + (s.output.empty() ? "the output" : s.output)};
   return 0;
 }
 
@@ -584,6 +669,8 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
             {"START (UNIX S)", "CALLER", "DIALLED", "RESULT", "ANSWERED BY", "LINE", "TRANSFER"},
             rows);
       }
+    } else if (s.command == "calls export") {
+      return exportCalls(api, s, out);
     } else if (s.command == "calls active") {
       auto j = api.call("GET", "/api/v1/calls/active");
       if (s.jsonOut) {

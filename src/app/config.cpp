@@ -246,6 +246,20 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           return configError("unknown key admin." + name);
         }
       }
+    } else if (key == "calls") {
+      const toml::table* calls = v.as_table();
+      if (!calls) return configError("[calls] must be a table");
+      for (const auto& [ck, cv] : *calls) {
+        std::string name(ck.str());
+        if (name == "retention_days") {
+          auto n = cv.value<int64_t>();
+          if (!n || *n < 0 || *n > 36500)
+            return configError("calls.retention_days must be 0 (keep forever) .. 36500");
+          c.callRetentionDays = int(*n);
+        } else {
+          return configError("unknown key calls." + name);
+        }
+      }
     } else if (key == "media") {
       const toml::table* media = v.as_table();
       if (!media) return configError("[media] must be a table");

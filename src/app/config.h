@@ -59,6 +59,10 @@ struct NodeConfig {
   bool adminSecureCookie = false;
   std::vector<std::string> adminAllowedOrigins;
 
+  // [calls] retention_days: call records that started more than this many days ago are deleted
+  // at start and daily (0: kept forever).
+  int callRetentionDays = 0;
+
   // [federation] (docs/federation-api.md)
   bool federationEnabled = true;
   std::string federationListen = "0.0.0.0:3090";    // control plane (mutual TLS)

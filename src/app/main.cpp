@@ -1,9 +1,11 @@
 // verbund: the node (`verbund serve`), its command line tools, and the test user agent.
 #include "app/cli_admin.h"
+#include "app/cli_backup.h"
 #include "app/config.h"
 #include "app/listen.h"
 #include "app/node.h"
 #include "app/test_ua.h"
+#include "app/version.h"
 #include "base/asio_timers.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -23,8 +25,6 @@
 using namespace verbund;
 
 namespace {
-
-const char* kVersion = "0.1.0";
 
 struct TestUaOptions {
   std::vector<std::string> udp, tcp, tls;
@@ -133,8 +133,9 @@ int runServe(const std::string& configPath, const std::string& readyFile) {
   nlohmann::json info = (*node)->bound();
   info["node_id"] = (*node)->nodeId();
   app::writeReadyFile(readyFile, info);
-  log->info("verbund {} node '{}' ({}) listening on {} (data directory {})", kVersion, cfg.nodeName,
-            (*node)->nodeId(), info.dump(), cfg.dataDir);
+  log->info("verbund {} node '{}' ({}) listening on {} (data directory {})",
+            std::string(app::kProductVersion), cfg.nodeName, (*node)->nodeId(), info.dump(),
+            cfg.dataDir);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const std::error_code&, int) {
     log->info("shutting down");
@@ -177,13 +178,15 @@ int main(int argc, char** argv) {
 
   auto* version = cli.add_subcommand("version", "Print the version");
   app::AdminCommands admin(cli);
+  app::BackupCommands backup(cli);
 
   CLI11_PARSE(cli, argc, argv);
   if (admin.selected()) return admin.run();
+  if (backup.selected()) return backup.run();
   if (*serve) return runServe(configPath, serveReadyFile);
   if (*testua) return runTestUa(ua);
   if (*version) {
-    std::printf("verbund %s\n", kVersion);
+    std::printf("verbund %s\n", std::string(app::kProductVersion).c_str());
     return 0;
   }
   return 1;

@@ -1,14 +1,17 @@
 #include "app/node.h"
 
 #include "app/call_features.h"
+#include "app/data_lock.h"
 #include "app/federation_routes.h"
 #include "app/listen.h"
+#include "app/version.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/private_files.h"
 #include "federation/service/federation_service.h"
 #include "federation/trust/ossl.h"
 #include "http/admin_server.h"
+#include "http/call_export.h"
 #include "http/directory_routes.h"
 #include "http/media_routes.h"
 #include "http/trunk_routes.h"
@@ -16,6 +19,7 @@
 #include "media/process_launcher.h"
 #include "net/fd_limit.h"
 #include "pbx/calllog/call_log.h"
+#include "pbx/calllog/retention.h"
 #include "pbx/calls/call_manager.h"
 #include "pbx/directory/directory.h"
 #include "pbx/presence/blf_notifier.h"
@@ -44,7 +48,6 @@ namespace verbund::app {
 
 namespace {
 
-const char* kVersion = "0.1.0";
 // How late a call record may reach the database (CallLog::deferWrites): the records of at most
 // this last moment are lost when the node is killed hard.
 constexpr Duration kCallLogWriteDelay{50};
@@ -89,6 +92,19 @@ CREATE TABLE node_identity(
   id TEXT NOT NULL,
   created_ms INTEGER NOT NULL);
 )SQL"}};
+}
+
+// Every module's migrations, in the order they are applied.
+std::vector<store::Migration> allMigrations() {
+  std::vector<store::Migration> migrations = nodeMigrations();
+  for (auto& m : pbx::Directory::migrations()) migrations.push_back(m);
+  for (auto& m : pbx::CallLog::migrations()) migrations.push_back(m);
+  for (auto& m : pbx::StoredCallJournal::migrations()) migrations.push_back(m);
+  for (auto& m : pbx::Registrar::migrations()) migrations.push_back(m);
+  for (auto& m : http::AdminAuth::migrations()) migrations.push_back(m);
+  for (auto& m : pbx::trunkMigrations()) migrations.push_back(m);
+  for (auto& m : federation::FederationService::migrations()) migrations.push_back(m);
+  return migrations;
 }
 
 // The first non-loopback IPv4 address of this host (what other nodes most likely reach), else
@@ -238,9 +254,11 @@ struct Node::Impl {
   nlohmann::json bound = nlohmann::json::object();
 
   AsioTimers timers;
+  DataDirLock dataLock; // held while the node runs (released last)
   std::unique_ptr<store::Database> db;
   std::unique_ptr<pbx::Directory> directory;
   std::unique_ptr<pbx::CallLog> callLog;
+  std::unique_ptr<pbx::CallRetention> callRetention; // [calls] retention_days
   std::unique_ptr<http::AdminAuth> adminAuth;
 
   sip::TransportManager transport;
@@ -341,15 +359,11 @@ Result<void> Node::Impl::openStorage() {
   if (ec) return Error{1, "data directory " + config.dataDir + ": " + ec.message()};
   // Before the database opens: SQLite gives its -wal and -shm files the database file's mode.
   if (auto r = securePrivateFiles(config.dataDir); !r) return r;
-  std::vector<store::Migration> migrations = nodeMigrations();
-  for (auto& m : pbx::Directory::migrations()) migrations.push_back(m);
-  for (auto& m : pbx::CallLog::migrations()) migrations.push_back(m);
-  for (auto& m : pbx::StoredCallJournal::migrations()) migrations.push_back(m);
-  for (auto& m : pbx::Registrar::migrations()) migrations.push_back(m);
-  for (auto& m : http::AdminAuth::migrations()) migrations.push_back(m);
-  for (auto& m : pbx::trunkMigrations()) migrations.push_back(m);
-  for (auto& m : federation::FederationService::migrations()) migrations.push_back(m);
-  auto d = store::Database::open(config.dataDir + "/verbund.db", migrations);
+  // One node per data directory; `verbund restore` checks the same lock (data_lock.h).
+  auto held = DataDirLock::acquire(config.dataDir);
+  if (!held) return Error{1, held.error().message};
+  dataLock = std::move(*held);
+  auto d = store::Database::open(config.dataDir + "/verbund.db", allMigrations());
   if (!d) return d.error();
   db = std::move(d.value());
   if (auto r = securePrivateFiles(config.dataDir); !r) return r;
@@ -370,6 +384,8 @@ Result<void> Node::Impl::openStorage() {
   callLog = std::make_unique<pbx::CallLog>(*db);
   // Call records in one transaction per quarter second instead of two per call (a commit each).
   callLog->deferWrites(timers, kCallLogWriteDelay);
+  callRetention = std::make_unique<pbx::CallRetention>(*callLog, timers, config.callRetentionDays);
+  callRetention->start(); // at start, then daily; nothing with retention_days = 0
   auto auth = http::AdminAuth::open(*db, timers);
   if (!auth) return auth.error();
   adminAuth = std::move(auth.value());
@@ -527,7 +543,7 @@ Result<void> Node::Impl::startFederation() {
   federation::FederationConfig fc;
   fc.nodeId = nodeId;
   fc.nodeName = config.nodeName;
-  fc.productVersion = kVersion;
+  fc.productVersion = std::string(kProductVersion);
   // Test-only: announce another protocol version (rolling-upgrade and incompatibility tests).
   if (const char* p = std::getenv("VERBUND_FEDERATION_PROTOCOL")) {
     auto v = federation::ProtocolVersion::parse(p);
@@ -922,45 +938,6 @@ void Node::Impl::outOfDialog(sip::ServerTxId tx, const sip::Message& request) {
   }
 }
 
-namespace {
-nlohmann::json recordJson(const pbx::CallRecord& r) {
-  nlohmann::json parties = nlohmann::json::array();
-  static const char* roles[] = {"caller", "callee", "rang", "answered-by"};
-  for (const auto& p : r.parties) {
-    parties.push_back({{"role", roles[size_t(p.role)]},
-                       {"extension", p.extension},
-                       {"name", p.name},
-                       {"node", p.owner},
-                       {"disposition", pbx::dispositionName(p.disposition)}});
-    // Call forwarding: who forwarded to this party, and why.
-    if (!p.forwardReason.empty())
-      parties.back()["forwarded"] = {{"from", p.forwardedFrom},
-                                     {"fromNode", p.forwardedFromOwner},
-                                     {"reason", p.forwardReason}};
-  }
-  return {{"id", r.id},
-          {"correlationId", r.correlationId},
-          {"relatedCorrelationId", r.relatedCorrelationId},
-          {"direction", r.direction},
-          {"caller", r.caller},
-          {"callerName", r.callerName},
-          {"dialled", r.dialled},
-          {"answeredBy", r.answeredBy},
-          {"disposition", pbx::dispositionName(r.disposition)},
-          {"viaExternalLine", r.viaTrunk},
-          {"startMs", r.startMs},
-          {"answerMs", r.answerMs},
-          {"endMs", r.endMs},
-          {"parties", parties},
-          // A transferred call: who transferred it to whom, and the other call of the transfer.
-          {"transfer", r.transferred() ? nlohmann::json{{"by", r.transferredBy},
-                                                        {"target", r.transferTarget},
-                                                        {"correlationId", r.transferCorrelationId}}
-                                       : nlohmann::json(nullptr)}};
-}
-
-} // namespace
-
 void Node::Impl::addApiRoutes() {
   using http::Method;
   using http::RequestContext;
@@ -994,7 +971,7 @@ void Node::Impl::addApiRoutes() {
     auto records = callLog->find(q);
     if (!records) return records.error();
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& r : *records) out.push_back(recordJson(r));
+    for (const auto& r : *records) out.push_back(http::callRecordJson(r));
     return Response::json({{"calls", out}});
   });
   admin->route(Method::Get, "/api/v1/calls/active", [this](RequestContext&) -> Result<Response> {
@@ -1104,7 +1081,7 @@ Result<void> Node::Impl::startAdmin() {
   http::AdminServerConfig ac;
   ac.listen = config.adminListen;
   ac.nodeName = config.nodeName;
-  ac.version = kVersion;
+  ac.version = std::string(kProductVersion);
   ac.secureCookie = config.adminSecureCookie;
   ac.allowedOrigins = config.adminAllowedOrigins;
   admin = std::make_unique<http::AdminServer>(io, *adminAuth, ac);
@@ -1115,6 +1092,7 @@ Result<void> Node::Impl::startAdmin() {
   http::addMediaRoutes(*admin, *media);
   if (federation) addFederationRoutes(*admin, *federation);
   addApiRoutes();
+  http::addCallExportRoute(*admin, *callLog);
   auto b = admin->start();
   if (!b) return Error{1, "admin API: " + b.error().message};
   bound["admin"] = b->toString();
@@ -1152,6 +1130,11 @@ Result<std::unique_ptr<Node>> Node::start(asio::io_context& io, const NodeConfig
 Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Node::~Node() {
   stop();
+}
+std::map<std::string, int> Node::schemaVersions() {
+  std::map<std::string, int> out;
+  for (const auto& m : allMigrations()) out[m.module] = std::max(out[m.module], m.version);
+  return out;
 }
 const nlohmann::json& Node::bound() const {
   return impl_->bound;

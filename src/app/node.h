@@ -6,6 +6,7 @@
 #include "base/result.h"
 
 #include <asio/io_context.hpp>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,6 +21,8 @@ public:
   // Bound addresses: {"udp": "...", "tcp": "...", "tls": "...", "admin": "..."}.
   const nlohmann::json& bound() const;
   const std::string& nodeId() const;
+  // module -> highest migration this binary knows (what `verbund restore` accepts).
+  static std::map<std::string, int> schemaVersions();
   void stop();
 
   struct Impl;

@@ -378,7 +378,10 @@ HttpResponse AdminServer::serve(HttpRequest& req, const std::string& remote) {
     if (r.status >= 400) errorsTotal.inc();
     res.status = r.status;
     res.headers = std::move(r.headers);
-    if (r.text) {
+    if (r.stream) {
+      res.headers.emplace_back("Content-Type", r.contentType);
+      res.stream = std::move(r.stream);
+    } else if (r.text) {
       res.headers.emplace_back("Content-Type", r.contentType);
       res.body = std::move(*r.text);
     } else if (r.status != 204) {

@@ -7,6 +7,7 @@
 #include "http/router.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -41,6 +42,10 @@ struct Response {
   std::optional<std::string> text; // raw body (e.g. Prometheus text)
   std::string contentType = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
+  // A body too large to hold (exports): made piece by piece on an HTTP worker and sent chunked
+  // (HttpServer's BodyStream); when set, `body` and `text` are ignored. It runs off the loop
+  // and after the handler returned: node state only through LoopExecutor::run.
+  std::function<Result<bool>(std::string& out)> stream;
 
   static Response json(nlohmann::json body, int status = 200) {
     Response r;

@@ -10,6 +10,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <atomic>
+#include <cstdio>
 
 namespace verbund::http {
 
@@ -100,7 +101,17 @@ std::string_view reasonPhrase(int status) {
   }
 }
 
-std::string serializeResponse(const HttpResponse& r, bool headRequest, bool keepAlive) {
+std::string chunk(std::string_view piece) {
+  char size[20];
+  int n = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+  std::string out(size, size_t(n));
+  out += piece;
+  out += "\r\n"; // the empty piece: "0\r\n\r\n", the last chunk without a trailer
+  return out;
+}
+
+std::string serializeResponse(const HttpResponse& r, bool headRequest, bool keepAlive,
+                              bool chunked) {
   std::string out = "HTTP/1.1 " + std::to_string(r.status) + " ";
   out += reasonPhrase(r.status);
   out += "\r\n";
@@ -111,10 +122,13 @@ std::string serializeResponse(const HttpResponse& r, bool headRequest, bool keep
     out += k + ": " + v + "\r\n";
   }
   bool noBody = r.status == 204 || r.status == 304 || r.status < 200;
-  if (!noBody) out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+  if (chunked)
+    out += "Transfer-Encoding: chunked\r\n";
+  else if (!noBody && !r.stream)
+    out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
   if (!keepAlive) out += "Connection: close\r\n";
   out += "\r\n";
-  if (!noBody && !headRequest) out += r.body;
+  if (!noBody && !headRequest && !r.stream) out += r.body;
   return out;
 }
 
@@ -139,7 +153,7 @@ public:
   }
 
 private:
-  enum class State { Reading, Handling, Writing, Lingering, Closed };
+  enum class State { Reading, Handling, Writing, Streaming, Lingering, Closed };
 
   void arm(Duration d, void (Connection::*onExpiry)()) {
     ++timerGeneration_;
@@ -237,8 +251,79 @@ private:
   void respond(HttpResponse r) {
     if (state_ != State::Handling) return;
     const HttpRequest& q = parser_.request();
+    bool head = q.method == "HEAD";
+    if (r.stream && !head) return startStream(std::move(r));
     bool keepAlive = q.keepAlive && !r.close;
-    write(serializeResponse(r, q.method == "HEAD", keepAlive), keepAlive, false);
+    write(serializeResponse(r, head, keepAlive), keepAlive, false);
+  }
+
+  // A streamed body: the head, then piece after piece (each made on a worker while nothing else
+  // of this response is in memory), then the last chunk. HTTP/1.0 has no chunked coding: the
+  // pieces go as they are and closing the connection ends the body.
+  void startStream(HttpResponse r) {
+    const HttpRequest& q = parser_.request();
+    chunked_ = q.minorVersion >= 1;
+    streamKeepAlive_ = chunked_ && q.keepAlive && !r.close;
+    stream_ = std::move(r.stream);
+    std::string head = serializeResponse(r, false, streamKeepAlive_, chunked_);
+    writeStream(std::move(head), false);
+  }
+
+  // Writes bytes of the streamed body; then asks the worker for the next piece, or ends.
+  void writeStream(std::string bytes, bool last) {
+    state_ = State::Streaming;
+    out_ = std::move(bytes);
+    arm(server_.config_.writeTimeout, &Connection::close);
+    asio::async_write(socket_, asio::buffer(out_),
+                      [self = shared_from_this(), last](const asio::error_code& ec, size_t) {
+                        if (self->state_ != State::Streaming) return;
+                        self->out_.clear();
+                        self->out_.shrink_to_fit();
+                        if (ec) return self->close();
+                        if (!last) return self->nextPiece();
+                        self->stream_ = nullptr;
+                        if (self->streamKeepAlive_) return self->waitForRequest();
+                        self->close();
+                      });
+  }
+
+  void nextPiece() {
+    disarm();
+    bool queued = server_.submit([self = shared_from_this()] {
+      std::string piece;
+      Result<bool> more = false;
+      try {
+        more = self->stream_(piece);
+      } catch (const std::exception& e) {
+        more = Error{500, e.what()};
+      }
+      asio::post(self->socket_.get_executor(),
+                 [self, more = std::move(more), piece = std::move(piece)]() mutable {
+                   self->streamed(std::move(more), std::move(piece));
+                 });
+    });
+    if (!queued) close();
+  }
+
+  void streamed(Result<bool> more, std::string piece) {
+    if (state_ != State::Streaming) return;
+    if (!more) {
+      // Too late for an error status: an incomplete body tells the client.
+      logger("http")->warn("admin API: a streamed answer to {} ended early: {}", address_,
+                           more.error().message);
+      stream_ = nullptr;
+      return close();
+    }
+    bool last = !*more;
+    std::string bytes;
+    if (chunked_) {
+      if (!piece.empty()) bytes = chunk(piece);
+      if (last) bytes += chunk({});
+    } else {
+      bytes = std::move(piece);
+    }
+    if (bytes.empty() && !last) return nextPiece();
+    writeStream(std::move(bytes), last);
   }
 
   // The server's own refusal: the connection closes afterwards; with linger, what the client
@@ -308,6 +393,8 @@ private:
   std::array<char, 16 * 1024> buffer_{};
   std::string pending_; // bytes of the next pipelined request
   std::string out_;
+  BodyStream stream_; // while a streamed body is sent
+  bool chunked_ = false, streamKeepAlive_ = false;
 };
 
 HttpServer::HttpServer(HttpServerConfig config, HttpHandler handler, HttpErrorRenderer errors)

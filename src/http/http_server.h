@@ -48,11 +48,21 @@ struct HttpServerConfig {
   size_t maxQueuedRequests = 256; // complete requests waiting for a worker; beyond: 503
 };
 
+// A body made piece by piece, for answers too large to hold (call-record exports): each call
+// appends the next piece to `out` and returns true while more follows, false after the last
+// piece; an error ends the response early (the connection is closed without the last chunk, so
+// the client sees an incomplete transfer). Runs on a worker, one call at a time, and the next
+// call only once the previous piece is written: memory stays at one piece per response.
+using BodyStream = std::function<Result<bool>(std::string& out)>;
+
 struct HttpResponse {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   bool close = false; // close the connection after this response
+  // Set: the body is sent with chunked transfer coding from these pieces (`body` is ignored).
+  // HTTP/1.0 clients get the pieces without coding and the end of the connection as the end.
+  BodyStream stream;
 };
 
 // Answers a complete request on a worker thread.
@@ -60,8 +70,12 @@ using HttpHandler = std::function<HttpResponse(HttpRequest& request, const std::
 // Renders the server's own refusals (400, 408, 413, 431, 503, ...) as a response.
 using HttpErrorRenderer = std::function<HttpResponse(int status, const std::string& message)>;
 
-// Renders a response into bytes (status line, headers, Content-Length, body unless HEAD).
-std::string serializeResponse(const HttpResponse& response, bool headRequest, bool keepAlive);
+// Renders a response into bytes (status line, headers, Content-Length, body unless HEAD). With
+// `chunked` the head announces chunked transfer coding instead and no body follows.
+std::string serializeResponse(const HttpResponse& response, bool headRequest, bool keepAlive,
+                              bool chunked = false);
+// One chunk of chunked transfer coding (RFC 9112 §7.1); the empty piece is the last chunk.
+std::string chunk(std::string_view piece);
 std::string_view reasonPhrase(int status);
 
 class HttpServer {

@@ -599,6 +599,95 @@ Result<std::vector<CallRecord>> CallLog::find(const CallQuery& q) {
   return out;
 }
 
+Result<std::vector<CallRecord>> CallLog::page(const CallQuery& q,
+                                              const std::optional<CallCursor>& after) {
+  if (auto f = flush(); !f) return f.error();
+  std::string sql = std::string("SELECT ") + kColumns + " FROM call_records r WHERE 1=1";
+  std::vector<store::Value> params;
+  auto arg = [&](store::Value v) {
+    params.push_back(std::move(v));
+    return "?" + std::to_string(params.size());
+  };
+  if (q.extension)
+    sql += " AND r.id IN (SELECT call_id FROM call_parties WHERE extension = " + arg(*q.extension) +
+           ")";
+  if (q.disposition)
+    sql += " AND r.disposition = " + arg(std::string(dispositionName(*q.disposition)));
+  if (q.fromMs) sql += " AND r.start_ms >= " + arg(q.fromMs);
+  if (q.toMs) sql += " AND r.start_ms < " + arg(q.toMs);
+  if (after) {
+    std::string start = arg(after->startMs);
+    sql += " AND (r.start_ms > " + start + " OR (r.start_ms = " + start + " AND r.id > " +
+           arg(after->id) + "))";
+  }
+  sql += " ORDER BY r.start_ms, r.id LIMIT " + arg(int64_t(std::clamp(q.limit, 1, kMaxPage)));
+  auto rows = db_.query(sql, params);
+  if (!rows) return rows.error();
+  std::vector<CallRecord> out;
+  out.reserve(rows->size());
+  std::string ids = "[";
+  std::unordered_map<int64_t, size_t> index;
+  for (const auto& row : *rows) {
+    out.push_back(recordFromRow(row));
+    index[out.back().id] = out.size() - 1;
+    ids += (ids.size() > 1 ? "," : "") + std::to_string(out.back().id);
+  }
+  ids += "]";
+  if (out.empty()) return out;
+  // The page's parties and transfers in one query each (json_each: one statement for any page
+  // size, so the statement cache does not grow per size).
+  auto parties = db_.query("SELECT call_id, role, extension, name, owner, disposition, "
+                           "forwarded_from, forwarded_from_owner, forward_reason FROM call_parties "
+                           "WHERE call_id IN (SELECT value FROM json_each(?1)) ORDER BY rowid",
+                           {ids});
+  if (!parties) return parties.error();
+  for (const auto& p : *parties) {
+    auto it = index.find(num(p[0]));
+    if (it == index.end()) continue;
+    CallParty cp;
+    std::string role = text(p[1]);
+    for (size_t i = 0; i < kRoles.size(); ++i)
+      if (kRoles[i] == role) cp.role = PartyRole(i);
+    cp.extension = text(p[2]);
+    cp.name = text(p[3]);
+    cp.owner = text(p[4]);
+    cp.disposition = dispositionFromName(text(p[5])).value_or(Disposition::Failed);
+    cp.forwardedFrom = text(p[6]);
+    cp.forwardedFromOwner = text(p[7]);
+    cp.forwardReason = text(p[8]);
+    out[it->second].parties.push_back(std::move(cp));
+  }
+  auto transfers = db_.query("SELECT call_id, transferred_by, target, other_id FROM "
+                             "call_transfers WHERE call_id IN (SELECT value FROM json_each(?1))",
+                             {ids});
+  if (!transfers) return transfers.error();
+  for (const auto& t : *transfers) {
+    auto it = index.find(num(t[0]));
+    if (it == index.end()) continue;
+    CallRecord& r = out[it->second];
+    r.transferredBy = text(t[1]);
+    r.transferTarget = text(t[2]);
+    r.transferCorrelationId = text(t[3]);
+  }
+  return out;
+}
+
+Result<int64_t> CallLog::deleteStartedBefore(int64_t cutoffMs, int batch) {
+  if (auto f = flush(); !f) return f.error();
+  int64_t deleted = 0;
+  auto tx = db_.transaction([&]() -> Result<void> {
+    // Parties and transfers go with their record (ON DELETE CASCADE, foreign keys are on).
+    auto d = db_.exec("DELETE FROM call_records WHERE id IN (SELECT id FROM call_records WHERE "
+                      "start_ms < ?1 ORDER BY start_ms LIMIT ?2)",
+                      {cutoffMs, int64_t(std::max(batch, 1))});
+    if (!d) return d.error();
+    deleted = db_.changes();
+    return {};
+  });
+  if (!tx) return tx.error();
+  return deleted;
+}
+
 std::optional<CallRecord> CallLog::byCorrelation(const std::string& correlationId) {
   (void)flush(); // an error is logged by the next flush or the destructor
   auto rows = db_.query(std::string("SELECT ") + kColumns +

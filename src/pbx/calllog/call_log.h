@@ -70,6 +70,13 @@ struct CallQuery {
   int limit = 100;
 };
 
+// Where an export stopped: the last record's start time and row id (export pages come oldest
+// first, in (startMs, id) order, so a page after the cursor never repeats or skips a record).
+struct CallCursor {
+  int64_t startMs = 0;
+  int64_t id = 0;
+};
+
 // What the node that ran a call tells the other nodes it involved (federation "call-outcome").
 struct CallOutcome {
   std::string correlationId;        // the call's id (records of forks to other nodes share it)
@@ -128,6 +135,15 @@ public:
   // the row id, or 0 when the write is deferred (deferWrites).
   Result<int64_t> save(const CallRecord& record);
   Result<std::vector<CallRecord>> find(const CallQuery& query);
+  // One page of an export: the records the query's filters select, oldest first, after the
+  // cursor (nullopt: from the start); at most query.limit (1..kMaxPage). Parties and transfers
+  // are read with one query each per page.
+  Result<std::vector<CallRecord>> page(const CallQuery& query,
+                                       const std::optional<CallCursor>& after);
+  static constexpr int kMaxPage = 5000;
+  // Retention: deletes at most `batch` records that started before cutoffMs (their parties and
+  // transfer with them) in one transaction; returns how many it deleted.
+  Result<int64_t> deleteStartedBefore(int64_t cutoffMs, int batch);
   std::optional<CallRecord> byCorrelation(const std::string& correlationId);
   // Merges an outcome from the node that ran the call into the local record(s) with its
   // correlation id or related id: caller, answeredBy (+ an AnsweredBy party with its owner).

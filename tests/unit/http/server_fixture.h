@@ -35,6 +35,7 @@ protected:
     server_ = std::make_unique<AdminServer>(io_, *auth_, sc);
     addDirectoryRoutes(*server_, *dir_,
                        [this](const std::string& number) { return warningsFor(number); });
+    addRoutes(*server_);
     auto bound = server_->start();
     ASSERT_TRUE(bound.ok()) << bound.error().message;
     ASSERT_NE(bound->port, 0);
@@ -44,6 +45,8 @@ protected:
   }
   // Changes to the server configuration of a test suite.
   virtual void configure(AdminServerConfig&) {}
+  // More routes of a test suite (before start).
+  virtual void addRoutes(AdminServer&) {}
   // The numbers other sites use, as the federation would answer (runs on the loop).
   virtual json warningsFor(const std::string&) const { return json::array(); }
   void TearDown() override {

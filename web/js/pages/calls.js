@@ -55,7 +55,11 @@ export default {
       field({ name: 'from', label: t('calls.from'), kind: 'date' }),
       field({ name: 'to', label: t('calls.to'), kind: 'date' }),
       field({ name: 'disposition', label: t('calls.disposition'), kind: 'select', options: [['', t('calls.allDispositions')], ...DISPOSITIONS.map((d) => [d, t(`calls.disp.${d}`)])] }),
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, t('calls.apply'))));
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, t('calls.apply')),
+        // Exports (issue 15): every record the filters select (no limit), streamed by the node;
+        // the browser downloads it with the session cookie.
+        h('a', { class: 'button secondary', 'data-testid': 'export-csv', download: '', href: '#' }, t('calls.export.csv')),
+        h('a', { class: 'button secondary', 'data-testid': 'export-json', download: '', href: '#' }, t('calls.export.json'))));
     const active = h('section', { 'aria-labelledby': 'active-title' }, h('h2', { id: 'active-title' }, t('calls.active')));
     const activeSlot = h('div', {});
     active.append(activeSlot);
@@ -64,14 +68,29 @@ export default {
     list.append(listSlot);
     main.append(pageHeader(t('nav.calls')), msgs, filters, active, list);
 
-    async function load() {
-      clearErrors(filters);
+    function filterQuery() {
       const v = formValues(filters);
       const q = new URLSearchParams();
       if (v.extension) q.set('extension', v.extension);
       if (v.disposition) q.set('disposition', v.disposition);
       if (v.from) q.set('from', String(dayStart(v.from)));
       if (v.to) q.set('to', String(dayStart(v.to) + 86400000 - 1));
+      return q;
+    }
+    function updateExportLinks() {
+      for (const format of ['csv', 'json']) {
+        const q = filterQuery();
+        q.set('format', format);
+        filters.querySelector(`[data-testid=export-${format}]`).href = `/api/v1/calls/export?${q}`;
+      }
+    }
+    filters.addEventListener('input', updateExportLinks);
+    filters.addEventListener('change', updateExportLinks);
+    updateExportLinks();
+
+    async function load() {
+      clearErrors(filters);
+      const q = filterQuery();
       q.set('limit', '200');
       try {
         const data = await api.get(`/api/v1/calls?${q}`);
