@@ -28,6 +28,11 @@ constexpr const char* kDatabaseName = "verbund.db";
 // names are ever written by a restore: the file is untrusted input).
 const std::array<std::string, 1> kStateFiles{std::string(federation::kSecretFileName)};
 
+// State of the running node that a restored node must not take over: the journal of calls that
+// were ringing (a restored node would end them as missed and send CANCELs for calls of the
+// original node) and the phones' registrations (they register again with the restored node).
+const std::array<std::string, 2> kVolatileTables{"ringing_calls", "registrar_bindings"};
+
 // A small RAII connection for the backup file itself (not a node database: no WAL, no
 // migrations).
 class Sql {
@@ -332,7 +337,13 @@ std::optional<BackupError> restoreBackup(const std::string& file, const std::str
     for (auto& row : *rows)
       for (const auto& allowed : kStateFiles)
         if (row[0] == allowed) files.emplace_back(row[0], std::move(row[1]));
-    if (auto r = in.exec("DROP TABLE verbund_backup; DROP TABLE verbund_backup_files"); !r) {
+    std::string drop = "DROP TABLE verbund_backup; DROP TABLE verbund_backup_files;";
+    for (const auto& table : kVolatileTables) {
+      auto exists =
+          in.rows("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1", {table});
+      if (exists && !exists->empty()) drop += "DELETE FROM " + table + ";";
+    }
+    if (auto r = in.exec(drop); !r) {
       ::unlink(tmp.c_str());
       return BackupError{kBackupError, file + ": " + r.error().message};
     }

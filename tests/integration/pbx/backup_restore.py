@@ -56,8 +56,14 @@ def federation_view(api) -> dict:
             "members": sorted(m["nodeId"] for m in js.get("members", []))}
 
 
+def fed_toml() -> str:
+    """[federation] on loopback with fixed free ports (a federation needs a real SIP-TLS port)."""
+    return (f'\n[federation]\nlisten = "127.0.0.1:{free_port()}"\n'
+            f'sip_listen = "127.0.0.1:{free_port()}"\nadvertise = ["127.0.0.1"]\n')
+
+
 def body(h):
-    a = Node(h, name="a", extra_toml=SIPP_TOML).start()
+    a = Node(h, name="a", extra_toml=SIPP_TOML + fed_toml()).start()
     for ext, name in (("101", "Anna"), ("102", "Bernd"), ("103", "Carla")):
         a.api.create_user(ext, pw_of(ext), name)
     u103 = next(u for u in a.api.users() if u["extension"] == "103")
@@ -65,7 +71,7 @@ def body(h):
                {"dnd": True, "forward": {"busy": "101", "noAnswer": "102", "noAnswerSeconds": 20}})
     a.api.create_group("600", "Support", ["101", "102"])
     a.api.call("PUT", "/api/v1/trunk", {
-        "enabled": True, "mode": "register", "registrar": f"127.0.0.1:{free_port()}",
+        "enabled": True, "mode": "register", "registrar": f"127.0.0.9:{free_port()}",  # not the phones' address
         "domain": "", "username": "site-a", "authUser": "", "password": "trunk-Secret-1",
         "outboundProxy": "", "transport": "udp", "expiry": 300,
         "dids": [{"did": "+4930123456", "target": "600"}], "defaultTarget": "101",
@@ -111,7 +117,7 @@ def body(h):
     wait_no_active_calls(a.api, 10)
 
     # --- restore into a fresh node: other data dir, other ports
-    b = Node(h, name="b", extra_toml=SIPP_TOML, password="not-the-restored-one")
+    b = Node(h, name="b", extra_toml=SIPP_TOML + fed_toml(), password="not-the-restored-one")
     b.write_config()
     t0 = time.monotonic()
     rc, out, err = verbund(h, "restore", backup, "--config", b.config)
