@@ -143,6 +143,19 @@ std::string directoryOf(const std::string& file) {
   return parent.empty() ? std::string(".") : parent.string();
 }
 
+// Files the command creates in (or leaves beside) the database must belong to the node's user:
+// run as another user (root), SQLite's -wal/-shm or the restored database would be that user's
+// and the node could not open them.
+Result<void> checkOwner(const std::string& dataDir) {
+  struct stat st {};
+  if (::stat(dataDir.c_str(), &st) != 0) return {}; // does not exist (yet)
+  if (st.st_uid == ::geteuid()) return {};
+  return Error{kBackupError, "data directory " + dataDir + " belongs to user id " +
+                                 std::to_string(st.st_uid) + ", not to this user (" +
+                                 std::to_string(::geteuid()) +
+                                 "): run the command as the node's user (sudo -u ...)"};
+}
+
 } // namespace
 
 std::optional<int> majorVersion(const std::string& version) {
@@ -157,6 +170,7 @@ std::optional<int> majorVersion(const std::string& version) {
 Result<BackupManifest> createBackup(const std::string& dataDir, const std::string& file,
                                     const std::string& version, int64_t createdMs) {
   const std::string db = dataDir + "/" + kDatabaseName;
+  if (auto o = checkOwner(dataDir); !o) return o.error();
   std::error_code ec;
   if (!fs::is_regular_file(db, ec))
     return Error{kBackupError, "no database at " + db + " (is the data directory right?)"};
@@ -303,6 +317,7 @@ std::optional<BackupError> restoreBackup(const std::string& file, const std::str
   if (!m) return BackupError{m.error().code, m.error().message};
   if (auto bad = checkCompatible(*m, version, known)) return bad;
 
+  if (auto o = checkOwner(dataDir); !o) return BackupError{kBackupError, o.error().message};
   std::error_code ec;
   fs::create_directories(dataDir, ec);
   if (ec) return BackupError{kBackupError, "data directory " + dataDir + ": " + ec.message()};

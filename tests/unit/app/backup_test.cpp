@@ -22,9 +22,10 @@ std::vector<store::Migration> schema() {
            "CREATE TABLE node_identity(id TEXT NOT NULL, "
            "created_ms INTEGER NOT NULL);"},
           {"things", 1, "things", "CREATE TABLE things(id INTEGER PRIMARY KEY, name TEXT);"},
-          {"things", 2, "more", "ALTER TABLE things ADD COLUMN more TEXT;"}};
+          {"things", 2, "more", "ALTER TABLE things ADD COLUMN more TEXT;"},
+          {"calls", 1, "journal", "CREATE TABLE ringing_calls(id TEXT);"}};
 }
-const std::map<std::string, int> kKnown{{"node", 1}, {"things", 2}};
+const std::map<std::string, int> kKnown{{"node", 1}, {"things", 2}, {"calls", 1}};
 
 class BackupTest : public ::testing::Test {
 protected:
@@ -40,6 +41,7 @@ protected:
     for (int i = 0; i < 100; ++i)
       ASSERT_TRUE(
           db_->exec("INSERT INTO things(name) VALUES (?1)", {"n" + std::to_string(i)}).ok());
+    ASSERT_TRUE(db_->exec("INSERT INTO ringing_calls VALUES ('a call of node a')").ok());
     std::ofstream(a_ + "/federation-trust.secret") << std::string(64, 'a') << "\n";
     fs::permissions(a_ + "/federation-trust.secret",
                     fs::perms::owner_read | fs::perms::owner_write);
@@ -94,9 +96,13 @@ TEST_F(BackupTest, RoundTripWhileTheDatabaseIsOpen) {
   EXPECT_EQ(line, std::string(64, 'a'));
   ASSERT_EQ(::stat((b_ + "/federation-trust.secret").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  // The backup's own tables do not stay in the restored database.
+  // The backup's own tables do not stay in the restored database, nor the calls that were
+  // ringing on node a (the restored node would end them and cancel node a's phones).
   auto db = store::Database::open(b_ + "/verbund.db", {});
   EXPECT_FALSE((*db)->query("SELECT COUNT(*) FROM verbund_backup").ok());
+  auto ringing = (*db)->query("SELECT COUNT(*) FROM ringing_calls");
+  ASSERT_TRUE(ringing.ok());
+  EXPECT_EQ(store::asInt(ringing->at(0).at(0)), 0);
 }
 
 TEST_F(BackupTest, RestoreRefusesARunningNodeAndAnExistingDatabase) {
