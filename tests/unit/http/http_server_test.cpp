@@ -265,5 +265,18 @@ TEST(HttpServerSerialize, HeadAndNoContent) {
             "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
 }
 
+TEST(HttpServerSerialize, ChunkedStream) {
+  HttpResponse r;
+  r.stream = [](std::string&) -> Result<bool> { return false; };
+  r.headers.emplace_back("Content-Type", "text/csv");
+  EXPECT_EQ(serializeResponse(r, false, true, true),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n");
+  // HTTP/1.0: no coding, no length; the end of the connection ends the body.
+  EXPECT_EQ(serializeResponse(r, false, false, false),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(chunk("hello, world"), "c\r\nhello, world\r\n");
+  EXPECT_EQ(chunk(""), "0\r\n\r\n");
+}
+
 } // namespace
 } // namespace verbund::http
