@@ -1,7 +1,9 @@
 #pragma once
 // The call engine of a node: a back-to-back user agent. Every call is an inbound leg (the
 // caller's INVITE, an InviteSession on the UAS side) and one or more outbound forks (one
-// ClientInvite per device rung). SDP passes through untouched, so media flows phone to phone.
+// ClientInvite per device rung). Every SDP that crosses it goes through the media relay first
+// (media_anchor.h; media_anchor.cpp), unless the call's media are direct (anchoring off, the
+// "remote" mode between two local phones, or the relay unavailable at the call's first offer).
 // A call and each fork are explicit state machines (call_state.h); routing is an ordered list of
 // small stages that answer continue, stop or pending. Everything runs on the node's event loop.
 //

@@ -219,6 +219,116 @@ TEST_F(Anchor, ModeOffAndRemotePassLocalCallsThrough) {
   EXPECT_EQ(calls->stats().anchorFallbacks, 0u);
 }
 
+// A connected anchored call (the phone called alice); returns the to-tag the phone got.
+struct AnchoredCall : Anchor {
+  void connect(std::string_view callId) {
+    call = std::string(callId);
+    h.inject(invite("100", callId, {}, kSdpPhone), kPhone);
+    relay.flush();
+    auto forks = sentTo(kAliceDev, "INVITE");
+    ASSERT_EQ(forks.size(), 1u);
+    fork = std::move(forks[0]);
+    h.inject(reply(*fork, 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAlice), kAliceDev);
+    relay.flush();
+    for (auto& m : h.take())
+      if (m->isResponse() && m->statusCode() == 200) phoneTag = std::string(m->toTag());
+    ASSERT_FALSE(phoneTag.empty());
+    h.inject(inDialog("ACK", "<sip:caller@192.0.2.9>;tag=ph1",
+                      "<sip:100@192.0.2.1>;tag=" + phoneTag, call, 1, "192.0.2.9:5060"),
+             kPhone);
+    h.take();
+    relay.log.clear();
+  }
+  void fromPhone(std::string_view method, uint32_t cseq, std::string_view body = {}) {
+    h.inject(inDialog(method, "<sip:caller@192.0.2.9>;tag=ph1",
+                      "<sip:100@192.0.2.1>;tag=" + phoneTag, call, cseq, "192.0.2.9:5060", body),
+             kPhone);
+  }
+  std::string call, phoneTag;
+  MessagePtr fork;
+};
+
+TEST_F(AnchoredCall, ReinviteOfferAndAnswerGoThroughTheRelay) {
+  connect("r1");
+  const std::string hold = "v=0\r\no=phone 1 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 "
+                           "192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
+  fromPhone("INVITE", 2, hold);
+  EXPECT_TRUE(sentTo(kAliceDev, "INVITE").empty()); // waits for the relay
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  EXPECT_TRUE(relay.reqs[0].offer);
+  EXPECT_EQ(relay.reqs[0].ref.fromTag, "caller");
+  EXPECT_EQ(relay.reqs[0].ref.toTag, "fork1");
+  EXPECT_EQ(relay.reqs[0].sdp, hold);
+  // A second offer meanwhile: 491.
+  h.inject(inDialog("UPDATE", "<sip:100@nodeA.example>;tag=al1",
+                    "<sip:300@nodeA.example>;tag=" + std::string(fork->fromTag()), fork->callId(),
+                    1, "192.0.2.2:5060", kSdpAlice),
+           kAliceDev);
+  EXPECT_TRUE(has(responses(), 491));
+  relay.flush();
+  auto re = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(re.size(), 1u);
+  EXPECT_TRUE(relayed(re[0]->body()));
+  h.inject(reply(*re[0], 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAlice), kAliceDev);
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  EXPECT_FALSE(relay.reqs[0].offer);
+  EXPECT_EQ(relay.reqs[0].ref.fromTag, "caller");
+  EXPECT_EQ(relay.reqs[0].ref.toTag, "fork1");
+  relay.flush();
+  bool ok = false;
+  for (auto& m : h.take())
+    if (m->isResponse() && m->statusCode() == 200 && m->cseq().seq == 2) ok = relayed(m->body());
+  EXPECT_TRUE(ok);
+}
+
+TEST_F(AnchoredCall, RelayFailureOnAReinviteAnswers500AndTheCallGoesOn) {
+  connect("r2");
+  fromPhone("INVITE", 2, kSdpPhone);
+  relay.flush(false);
+  EXPECT_TRUE(has(responses(), 500));
+  EXPECT_TRUE(sentTo(kAliceDev, "INVITE").empty());
+  EXPECT_EQ(calls->stats().anchorFailures, 1u);
+  EXPECT_EQ(calls->activeCalls().size(), 1u);
+  fromPhone("ACK", 2);
+  fromPhone("INVITE", 3, kSdpPhone); // the next offer is relayed again
+  ASSERT_EQ(relay.reqs.size(), 1u);
+}
+
+TEST_F(Anchor, DelayedOfferGoesThroughTheRelay) {
+  h.inject(invite("100", "d1"), kPhone); // no SDP
+  EXPECT_TRUE(relay.reqs.empty());
+  auto forks = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(forks.size(), 1u);
+  EXPECT_TRUE(forks[0]->body().empty());
+  h.inject(reply(*forks[0], 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAlice),
+           kAliceDev);
+  // Alice's offer (in her 2xx) goes to the relay as an offer from her tag.
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  EXPECT_TRUE(relay.reqs[0].offer);
+  EXPECT_EQ(relay.reqs[0].ref.fromTag, "fork1");
+  relay.flush();
+  std::string tag;
+  for (auto& m : h.take())
+    if (m->isResponse() && m->statusCode() == 200) {
+      EXPECT_TRUE(relayed(m->body()));
+      tag = std::string(m->toTag());
+    }
+  ASSERT_FALSE(tag.empty());
+  // The phone's answer in its ACK: an answer to the relay, then into alice's held ACK.
+  h.inject(inDialog("ACK", "<sip:caller@192.0.2.9>;tag=ph1", "<sip:100@192.0.2.1>;tag=" + tag, "d1",
+                    1, "192.0.2.9:5060", kSdpPhone),
+           kPhone);
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  EXPECT_FALSE(relay.reqs[0].offer);
+  EXPECT_EQ(relay.reqs[0].ref.fromTag, "fork1");
+  EXPECT_EQ(relay.reqs[0].ref.toTag, "caller");
+  EXPECT_TRUE(sentTo(kAliceDev, "ACK").empty());
+  relay.flush();
+  auto acks = sentTo(kAliceDev, "ACK");
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_TRUE(relayed(acks[0]->body()));
+}
+
 TEST(AnchorMode, Names) {
   for (auto m : {AnchorMode::Always, AnchorMode::Off, AnchorMode::Remote})
     EXPECT_EQ(parseAnchorMode(anchorModeName(m)), m);
