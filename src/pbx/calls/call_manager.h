@@ -521,6 +521,7 @@ private:
   CallJournal* journal_ = nullptr;
   MediaAnchor* anchor_ = nullptr;
   AnchorMode anchorMode_ = AnchorMode::Always;
+  bool relayDown_ = false; // the last relay attempt failed (one warning until it works again)
   // Relay callbacks that arrive after the engine is gone do nothing.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   CallId nextCall_ = 0;

@@ -564,8 +564,10 @@ void CallManager::nodeLost(const std::string& owner, std::string_view why, const
     }
     std::vector<sip::UsageId> lost;
     for (const auto& f : call->forks)
-      if (f.kind == ForkKind::Remote && f.live() && f.party.owner == owner &&
-          (!via || (f.target && f.target->remote == *via)))
+      // (A fork still waiting for the relay has sent nothing; its INVITE, once sent, times out
+      // and falls back like any other.)
+      if (f.kind == ForkKind::Remote && f.live() && f.state != ForkState::Anchoring &&
+          f.party.owner == owner && (!via || (f.target && f.target->remote == *via)))
         lost.push_back(f.invite);
     for (sip::UsageId invite : lost) {
       logger("calls")->info("call {}: node {} is gone ({}): its fork fails", call->correlationId,

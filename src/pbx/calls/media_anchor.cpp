@@ -55,8 +55,12 @@ void CallManager::goDirect(Call& call, std::string_view why) {
   call.media = MediaState::Direct;
   ++stats_.anchorFallbacks;
   g_anchorFallbacks.inc();
-  logger("calls")->warn("call {}: media relay unavailable ({}): direct media", call.correlationId,
-                        why);
+  // A warning when the relay is first found missing; the calls after it while it stays away
+  // are counted and logged at debug (a node without rtpengine would warn on every call).
+  auto level = relayDown_ ? spdlog::level::debug : spdlog::level::warn;
+  relayDown_ = true;
+  logger("calls")->log(level, "call {}: media relay unavailable ({}): direct media",
+                       call.correlationId, why);
 }
 
 std::string CallManager::relayTag(const Call& call, sip::UsageId leg) const {
@@ -87,6 +91,7 @@ void CallManager::viaRelay(Call& call, bool offer, AnchorRef ref, std::string sd
     Call* c = callOf(id);
     if (!c || c->ended()) return; // its end released the session
     if (r && c->media != MediaState::Direct) {
+      relayDown_ = false;
       c->media = MediaState::Anchored;
       return next(*c, std::move(*r));
     }
