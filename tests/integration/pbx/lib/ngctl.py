@@ -60,7 +60,7 @@ def calls(address: str) -> list[str]:
 
 
 def relay_legs(address: str, call_id: str) -> dict:
-    """{tag: [(local port, endpoint port, packets received), ...]} of one call."""
+    """{tag: [(local port, endpoint port, packets received, endpoint address), ...]}."""
     q = ng(address, {"command": "query", "call-id": call_id})
     out = {}
     for tag, mono in q.get("tags", {}).items():
@@ -69,7 +69,8 @@ def relay_legs(address: str, call_id: str) -> dict:
             for st in m.get("streams", []):
                 if st.get("local port", 0) % 2:  # RTCP
                     continue
-                legs.append((st.get("local port"), st.get("endpoint", {}).get("port"),
-                             st.get("stats", {}).get("packets", 0)))
+                ep = st.get("endpoint", {})
+                legs.append((st.get("local port"), ep.get("port"),
+                             st.get("stats", {}).get("packets", 0), ep.get("address")))
         out[tag] = legs
     return out
