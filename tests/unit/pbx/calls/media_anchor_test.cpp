@@ -329,6 +329,31 @@ TEST_F(Anchor, DelayedOfferGoesThroughTheRelay) {
   EXPECT_TRUE(relayed(acks[0]->body()));
 }
 
+TEST_F(Anchor, PickupJoinsThePickerAsABranchOfTheRelaySession) {
+  h.inject(invite("100", "p1", {}, kSdpPhone), kPhone);
+  relay.flush();
+  ASSERT_EQ(sentTo(kAliceDev, "INVITE").size(), 1u);
+  std::string key = relay.log[0].ref.key;
+  // *8100 from another phone of user 300 picks the ringing call up.
+  h.inject(invite("*8100", "p2", {}, kSdpAlice), kPhone);
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  EXPECT_TRUE(relay.reqs[0].offer);
+  EXPECT_EQ(relay.reqs[0].ref.branch, "picker");
+  EXPECT_EQ(relay.reqs[0].ref.key, key);
+  relay.flush(); // the offer, then the answer with the picker's media it starts
+  ASSERT_GE(relay.log.size(), 3u);
+  EXPECT_FALSE(relay.log.back().offer);
+  EXPECT_EQ(relay.log.back().ref.toTag, "picker");
+  int relayed200 = 0;
+  for (auto& m : h.take())
+    if (m->isResponse() && m->statusCode() == 200 && m->cseq().method == sip::Method::Invite &&
+        relayed(m->body()))
+      ++relayed200;
+  EXPECT_EQ(relayed200, 2); // the caller and the picker each got the relay's media
+  EXPECT_EQ(calls->stats().pickedUp, 1u);
+  EXPECT_EQ(calls->stats().anchoredLive, 1u);
+}
+
 TEST(AnchorMode, Names) {
   for (auto m : {AnchorMode::Always, AnchorMode::Off, AnchorMode::Remote})
     EXPECT_EQ(parseAnchorMode(anchorModeName(m)), m);
