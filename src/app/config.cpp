@@ -293,6 +293,11 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!ip || ip->isAny())
             return configError("media.interface must be an IP address (not a wildcard)");
           c.mediaInterface = ip->toString();
+        } else if (name == "anchor") {
+          auto s = mv.value<std::string>();
+          if (!s || (*s != "always" && *s != "off" && *s != "remote"))
+            return configError("media.anchor must be \"always\", \"off\" or \"remote\"");
+          c.mediaAnchor = *s;
         } else {
           return configError("unknown key media." + name);
         }

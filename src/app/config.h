@@ -90,6 +90,9 @@ struct NodeConfig {
   int mediaPortMin = 40000; // RTP port range of the own rtpengine
   int mediaPortMax = 49999;
   std::string mediaInterface; // IP the own rtpengine relays RTP on; default: the SIP address
+  // Which calls' media go through the relay: "always" (default), "off", "remote" (only calls
+  // with another node or the external line; two phones of this site talk directly).
+  std::string mediaAnchor = "always";
 };
 
 // Loads a TOML file; unknown keys are errors so that typos do not pass silently.

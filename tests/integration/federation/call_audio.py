@@ -2,7 +2,10 @@
 """(b) baresip on a calls extension 201 on b (federation SIP over TLS, not the carrier); b's
 baresip answers; each side hears the other's tone (sox: length, RMS, frequency +/- 10 %). The
 carrier sees no call and a counts no fallback. Both call lists have the call with the same
-correlationId."""
+correlationId. Media (issue 13 point 4): each site anchors its own legs: during the call a's and
+b's rtpengine (queried inside their namespaces) each hold the call with two legs that received
+RTP; a's leg towards b has b's rtpengine (b's address, the port of b's leg towards a) as its
+peer and the other way round, so the audio flows rtpengine to rtpengine between the sites."""
 import sys
 import time
 from pathlib import Path
@@ -10,6 +13,32 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 from sites import (check, ext_of, fallback_total, federated, log, run, wait_record)  # noqa: E402
+
+
+def relay_legs_of(env, site: str) -> dict:
+    from netns import in_netns
+    from ngctl import calls, relay_legs
+    m = env.nodes[site].api.call("GET", "/api/v1/status")["media"]
+    check(m["state"] == "up", f"{site}: media not up: {m}")
+    with in_netns(env.topo.ns(site)):
+        held = calls(m["instances"][0]["address"])
+        check(len(held) == 1, f"{site}'s rtpengine holds {held}, expected the call")
+        legs = relay_legs(m["instances"][0]["address"], held[0])
+    log(f"{site}'s rtpengine: {legs}")
+    check(len(legs) == 2 and all(v and v[0][2] > 20 for v in legs.values()),
+          f"{site}'s rtpengine: two legs with RTP expected: {legs}")
+    return legs
+
+
+def relays_meet(env) -> None:
+    a, b = relay_legs_of(env, "a"), relay_legs_of(env, "b")
+    a_out = next(v[0] for t, v in a.items() if t != "caller")  # a's fork towards b
+    b_in = b["caller"][0]  # b's leg of the call from a
+    check(a_out[3] == env.topo.ip("b") and a_out[1] == b_in[0],
+          f"a's leg towards b does not go to b's rtpengine: {a_out} vs b {b_in}")
+    check(b_in[3] == env.topo.ip("a") and b_in[1] == a_out[0],
+          f"b's leg from a does not go to a's rtpengine: {b_in} vs a {a_out}")
+    log(f"RESULT media: a's rtpengine port {a_out[0]} <-> b's rtpengine port {b_in[0]}")
 
 
 def body(h):
@@ -26,6 +55,7 @@ def body(h):
     bb.wait_event("CALL_ESTABLISHED", 5)
     log(f"RESULT a -> b established in {time.monotonic() - t0:.2f}s")
     ba.pump(3.0)
+    relays_meet(env)
     ba.cmd("hangup")
     ba.wait_event("CALL_CLOSED", 5)
     bb.wait_event("CALL_CLOSED", 10)

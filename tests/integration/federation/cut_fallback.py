@@ -2,7 +2,8 @@
 """(g) Cut a-b (silently, both directions; both still reach the carrier):
  1. within 2 s b's users show `unknown` in a's presence (and b is down on a);
  2. a call from 101 on a to 201 on b rings at b through the carrier within 2 s (fallback to 201's
-    external number; the carrier logs the DID; a's fallback counter grows);
+    external number; the carrier logs the DID; a's fallback counter grows); it is anchored at
+    the calling site: a's rtpengine managed one more session (issue 13 point 4);
  3. restore: within 3 s b is up again on a and a call goes direct (the carrier sees no new call);
  4. bounded SIPp load a -> b (4 calls/s, 24 calls) with the cut in the middle: zero failed calls."""
 import sys
@@ -15,6 +16,17 @@ from sites import (Sipp, pbxnode, check, did_of, expect_ok, fallback_total, fede
                    retry_hung, run)
 
 
+def relay_managed(env, site: str) -> int:
+    """Sessions the site's rtpengine has handled so far (ng statistics, inside its namespace)."""
+    from netns import in_netns
+    from ngctl import ng
+    m = env.nodes[site].api.call("GET", "/api/v1/status")["media"]
+    check(m["state"] == "up", f"{site}: media not up: {m}")
+    with in_netns(env.topo.ns(site)):
+        st = ng(m["instances"][0]["address"], {"command": "statistics"})["statistics"]
+    return int(st["totalstatistics"]["managedsessions"]) + int(st["currentstatistics"]["sessionstotal"])
+
+
 def body(h):
     env, ids = federated(h, sites=("a", "b"), users=2)
     topo, a = env.topo, env.nodes["a"]
@@ -25,6 +37,7 @@ def body(h):
     log(f"RESULT cut: 201 unknown on a after {time.monotonic() - t0:.2f}s")
     env.wait_member_state("a", "b", "down", 2.0)
     f0, c0 = fallback_total(a), len(env.carrier.calls_logged())
+    r0 = relay_managed(env, "a")
 
     def fallback_call():
         dev = env.device("b", "201", "uas_answer.xml", pause_ms=300, timeout=30)
@@ -40,6 +53,9 @@ def body(h):
     new = env.carrier.calls_logged()[c0:]
     check(any(did_of("b", "201") in ln for ln in new), f"carrier saw no call to 201's DID: {new}")
     check(fallback_total(a) > f0, "a's fallback counter did not grow")
+    r1 = relay_managed(env, "a")
+    log(f"RESULT fallback call anchored at a: a's rtpengine sessions {r0} -> {r1}")
+    check(r1 > r0, "the fallback call was not anchored at the calling site a")
 
     topo.restore("a", "b")
     t0 = time.monotonic()
