@@ -10,7 +10,12 @@ namespace verbund::app {
 
 NodeConfig defaultConfig() {
   NodeConfig c;
-  if (geteuid() == 0) {
+  // systemd's StateDirectory= (the Debian package's unit) names it; a list: the first one.
+  const char* state = std::getenv("STATE_DIRECTORY");
+  if (state && *state) {
+    std::string first(state);
+    c.dataDir = first.substr(0, first.find(':'));
+  } else if (geteuid() == 0) {
     c.dataDir = "/var/lib/verbund";
   } else {
     const char* home = std::getenv("HOME");

@@ -11,7 +11,9 @@ namespace verbund::app {
 
 struct NodeConfig {
   std::string nodeName = "verbund";
-  std::string dataDir; // default: /var/lib/verbund for root, else $HOME/.local/share/verbund
+  // default: $STATE_DIRECTORY (systemd), else /var/lib/verbund for root, else
+  // $HOME/.local/share/verbund
+  std::string dataDir;
   std::string logLevel = "info";
   std::vector<std::string> sipUdp{"0.0.0.0:5060"};
   std::vector<std::string> sipTcp{"0.0.0.0:5060"};

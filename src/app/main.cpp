@@ -24,7 +24,7 @@ using namespace verbund;
 
 namespace {
 
-const char* kVersion = "0.1.0";
+const char* kVersion = VERBUND_VERSION; // project(VERSION) in CMakeLists.txt
 
 struct TestUaOptions {
   std::vector<std::string> udp, tcp, tls;

@@ -44,7 +44,7 @@ namespace verbund::app {
 
 namespace {
 
-const char* kVersion = "0.1.0";
+const char* kVersion = VERBUND_VERSION; // project(VERSION) in CMakeLists.txt
 // How late a call record may reach the database (CallLog::deferWrites): the records of at most
 // this last moment are lost when the node is killed hard.
 constexpr Duration kCallLogWriteDelay{50};
