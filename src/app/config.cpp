@@ -2,6 +2,7 @@
 
 #include "base/net.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -22,6 +23,29 @@ NodeConfig defaultConfig() {
     c.dataDir = std::string(home ? home : ".") + "/.local/share/verbund";
   }
   return c;
+}
+
+const std::vector<std::string>& configKeys() {
+  static const std::vector<std::string> keys{
+      "node.name", "node.data_dir", "node.log_level", "node.admin_listen",
+      // [sip]
+      "sip.udp", "sip.tcp", "sip.tls", "sip.tls_cert", "sip.tls_key", "sip.tls_ca", "sip.advertise",
+      "sip.digest_algorithms", "sip.no_answer_seconds", "sip.max_forwards",
+      "sip.transfer_recall_seconds", "sip.session_expires", "sip.min_se",
+      "sip.overload_queue_delay_ms", "sip.overload_max_transactions", "sip.max_connections",
+      "sip.max_connections_per_source", "sip.max_pending_per_source",
+      "sip.first_message_timeout_ms", "sip.auth_max_failures", "sip.auth_failure_window_s",
+      "sip.auth_block_s", "sip.digest_uri_without_user",
+      // [federation]
+      "federation.enabled", "federation.listen", "federation.sip_listen", "federation.advertise",
+      "federation.fallback_ms", "federation.session_expires", "federation.min_se",
+      "federation.max_connections", "federation.max_pending", "federation.max_pending_per_source",
+      "federation.reserved_for_members", "federation.hello_timeout_ms",
+      // [admin]
+      "admin.secure_cookie", "admin.allowed_origins",
+      // [media]
+      "media.rtpengine", "media.port_min", "media.port_max", "media.interface"};
+  return keys;
 }
 
 namespace {
@@ -65,6 +89,15 @@ Result<NodeConfig> loadConfig(const std::string& path) {
   }
   for (const auto& [k, v] : t) {
     std::string key(k.str());
+    // Only listed keys pass (the shipped configuration file shows each of them).
+    if (const toml::table* section = v.as_table()) {
+      for (const auto& [sk, sv] : *section) {
+        std::string full = key + "." + std::string(sk.str());
+        const auto& keys = configKeys();
+        if (std::find(keys.begin(), keys.end(), full) == keys.end())
+          return configError("unknown key " + full);
+      }
+    }
     if (key == "node") {
       const toml::table* node = v.as_table();
       if (!node) return configError("[node] must be a table");

@@ -90,6 +90,11 @@ struct NodeConfig {
   std::string mediaInterface; // IP the own rtpengine relays RTP on; default: the SIP address
 };
 
+// Every key loadConfig accepts, as "section.key" ("sip.udp"); any other key is an error. The
+// configuration file of the Debian package (debian/verbund.toml) shows each one (a unit test
+// checks it).
+const std::vector<std::string>& configKeys();
+
 // Loads a TOML file; unknown keys are errors so that typos do not pass silently.
 Result<NodeConfig> loadConfig(const std::string& path);
 // The built-in default configuration, with the default data directory filled in.
