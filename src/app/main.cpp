@@ -1,6 +1,7 @@
 // verbund: the node (`verbund serve`), its command line tools, and the test user agent.
 #include "app/cli_admin.h"
 #include "app/config.h"
+#include "app/doctor.h"
 #include "app/listen.h"
 #include "app/node.h"
 #include "app/test_ua.h"
@@ -16,6 +17,7 @@
 #include <asio/signal_set.hpp>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -112,6 +114,16 @@ int runTestUa(const TestUaOptions& o) {
   return 0;
 }
 
+// SIGHUP (systemctl reload): the configuration file is read again (Node::reload).
+void watchHangup(asio::signal_set& hangup, app::Node& node) {
+  hangup.async_wait([&hangup, &node](const std::error_code& ec, int) {
+    if (ec) return;
+    logger("node")->info("SIGHUP: reloading the configuration");
+    (void)node.reload(); // logs what it applied, or why not
+    watchHangup(hangup, node);
+  });
+}
+
 int runServe(const std::string& configPath, const std::string& readyFile) {
   app::NodeConfig cfg = app::defaultConfig();
   if (!configPath.empty()) {
@@ -135,9 +147,13 @@ int runServe(const std::string& configPath, const std::string& readyFile) {
   app::writeReadyFile(readyFile, info);
   log->info("verbund {} node '{}' ({}) listening on {} (data directory {})", kVersion, cfg.nodeName,
             (*node)->nodeId(), info.dump(), cfg.dataDir);
+  (*node)->setConfigPath(configPath);
+  asio::signal_set hangup(io, SIGHUP);
+  watchHangup(hangup, **node);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const std::error_code&, int) {
     log->info("shutting down");
+    hangup.cancel();
     (*node)->stop();
     io.stop();
   });
@@ -176,14 +192,21 @@ int main(int argc, char** argv) {
   testua->add_option("--log-level", ua.logLevel, "trace|debug|info|warn|error");
 
   auto* version = cli.add_subcommand("version", "Print the version");
+  bool versionJson = false;
+  version->add_flag("--json", versionJson, "print {\"version\": ...}");
   app::AdminCommands admin(cli);
+  app::DoctorCommand doctor(cli);
 
   CLI11_PARSE(cli, argc, argv);
   if (admin.selected()) return admin.run();
+  if (doctor.selected()) return doctor.run(std::cout, std::cerr);
   if (*serve) return runServe(configPath, serveReadyFile);
   if (*testua) return runTestUa(ua);
   if (*version) {
-    std::printf("verbund %s\n", kVersion);
+    if (versionJson)
+      std::printf("%s\n", nlohmann::json{{"version", kVersion}}.dump().c_str());
+    else
+      std::printf("verbund %s\n", kVersion);
     return 0;
   }
   return 1;
