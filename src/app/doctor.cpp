@@ -39,6 +39,8 @@ struct DoctorState {
 namespace {
 
 constexpr const char* kDefaultConfig = "/etc/verbund/verbund.toml";
+// Clock difference to a federation member above which doctor reports it (hello delay included).
+constexpr int64_t kMaxSkewMs = 2000;
 
 struct Finding {
   std::string check;  // "ports", "certificates", "media", "trunk", "federation", "permissions"
@@ -520,6 +522,17 @@ void checkFederation(const json& f, Report& r) {
                 "read the log of both nodes (journalctl -u verbund); versions and federation "
                 "certificates must match");
       continue;
+    }
+    if (m.contains("clockOffsetMs") && m["clockOffsetMs"].is_number_integer()) {
+      int64_t off = m["clockOffsetMs"].get<int64_t>();
+      if (off > kMaxSkewMs || off < -kMaxSkewMs) {
+        r.problem("federation",
+                  "the clock of member " + name + " is " + std::to_string(std::llabs(off) / 1000) +
+                      " s " + (off > 0 ? "ahead of" : "behind") + " this node's",
+                  "synchronise the clocks of both machines (NTP: systemd-timesyncd or chrony); "
+                  "certificates and call records depend on them");
+        continue;
+      }
     }
     std::string rtt = m.contains("rttMs") && m["rttMs"].is_number()
                           ? ", " + std::to_string(int(m["rttMs"].get<double>())) + " ms"
