@@ -126,7 +126,9 @@ public:
     }
     auto probe = http_.Get("/api/v1/status");
     if (!probe)
-      return "the node does not answer at " + base_ + " (" + httplib::to_string(probe.error()) +
+      return "the node does not answer at " + base_ + " (" +
+             (probe.error() == httplib::Error::Connection ? std::string("nothing listens there")
+                                                          : httplib::to_string(probe.error())) +
              ")";
     reachable_ = true;
     if (token) {

@@ -18,6 +18,7 @@ verbund package it did not install itself (a marker file in /run names an aborte
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -294,6 +295,17 @@ def body(h) -> None:
     for f in DATA.rglob("*"):
         check(f.stat().st_mode & 0o007 == 0, f"{f} is accessible to others "
                                              f"({oct(f.stat().st_mode & 0o777)})")
+    # verbund doctor with the installed configuration finds nothing wrong
+    pwfile = h.tmp / "admin-password"
+    pwfile.write_text(password + "\n")
+    os.chmod(pwfile, 0o600)
+    d = sh("/usr/bin/verbund", "doctor", "--password-file", pwfile, "--json", check_rc=False)
+    log(f"doctor exit {d.returncode}: {d.stdout[-3000:]}{d.stderr[-500:]}")
+    rep = json.loads(d.stdout)
+    check(d.returncode == 0 and rep.get("ok") is True,
+          f"verbund doctor finds problems in the fresh installation: {d.stdout[-3000:]}")
+    check(any(c["check"] == "ports" and "held by the node" in c["message"]
+              for c in rep["checks"]), "doctor did not find the node on its ports")
     stop(p)
     # second start: no password again
     before = len(re.findall(r"initial admin password", output()))
