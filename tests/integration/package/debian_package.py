@@ -84,12 +84,25 @@ def low_port() -> int:
     raise TestFailure("no free UDP port below 1024 on 127.0.0.1")
 
 
-def purge(why: str) -> None:
+RUNNING: list = []  # the node started as the service user (stopped before a purge)
+
+
+def purge(why: str, h=None) -> None:
+    # userdel refuses a user with running processes: the node this test started ends first.
+    for p in RUNNING:
+        if h is not None and p.poll() is None:
+            h.stop_process("verbund (service user)", p, grace=10)
+    if systemd_running():
+        sh("systemctl", "stop", "verbund.service", check_rc=False)
     if installed() or sh("dpkg-query", "-W", "verbund", check_rc=False).returncode == 0:
         log(f"dpkg --purge verbund ({why})")
         sh("dpkg", "--purge", "verbund", check_rc=False)
     if systemd_running():
         sh("systemctl", "unmask", "--runtime", "verbund.service", check_rc=False)
+    if user_exists():
+        log(f"the user {USER} is still there after the purge ({why}): kept the marker "
+            f"{MARKER} so that the next run removes it")
+        return
     MARKER.unlink(missing_ok=True)
 
 
@@ -133,9 +146,12 @@ def body(h) -> None:
             raise TestFailure("a verbund package or user already exists on this machine and "
                               "was not installed by this test: not touching it")
         purge("left over from an aborted run of this test")
+        if user_exists():
+            sh("userdel", USER, check_rc=False)
+            MARKER.unlink(missing_ok=True)
         check(not user_exists(), "the user verbund is still there after purging a leftover")
     MARKER.write_text(str(os.getpid()))
-    h.on_cleanup(lambda: purge("clean-up"))
+    h.on_cleanup(lambda: purge("clean-up", h))
 
     # -- build
     t0 = time.monotonic()
@@ -220,6 +236,7 @@ def body(h) -> None:
                "HOME": str(DATA), "LANG": "C.UTF-8"}
         p = h.spawn("verbund (service user)", cmd, stdout=f, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, cwd="/", env=env, preexec_fn=lambda: os.umask(0o077))
+        RUNNING.append(p)
         return p, p.pid
 
     def output() -> str:
