@@ -252,7 +252,9 @@ int tryBind(const SockAddr& a, bool udp) {
   return rc;
 }
 
-void checkPorts(const NodeConfig& c, bool nodeRuns, Report& r) {
+// `federationIdle`: the node is known to be in no federation, so it does not listen on
+// federation.sip_listen yet.
+void checkPorts(const NodeConfig& c, bool nodeRuns, bool federationIdle, Report& r) {
   struct Want {
     std::string key, addr;
     bool udp;
@@ -275,6 +277,10 @@ void checkPorts(const NodeConfig& c, bool nodeRuns, Report& r) {
     }
     if (a->port == 0) continue; // any free port
     int e = tryBind(*a, w.udp);
+    if (e == 0 && nodeRuns && federationIdle && w.key == "federation.sip_listen") {
+      r.ok("ports", what + " is free (the node listens there once it is in a federation)");
+      continue;
+    }
     if (e == 0) {
       if (nodeRuns)
         r.problem("ports", what + ": the node runs but does not listen there",
@@ -656,13 +662,16 @@ int DoctorCommand::run(std::ostream& out, std::ostream& err) {
   }
   bool authed = status.has_value();
 
-  checkPorts(c, node.reachable(), r);
+  std::optional<json> federation;
+  if (status) federation = node.get("/api/v1/federation");
+  bool federationIdle = federation && !federation->value("member", false);
+  checkPorts(c, node.reachable(), federationIdle, r);
   if (!c.tlsCert.empty()) checkCertificate("sip.tls_cert", c.tlsCert, r);
   if (!c.tlsCa.empty()) checkCertificate("sip.tls_ca", c.tlsCa, r);
   checkMedia(c, status, r);
   if (authed) {
     if (auto t = node.get("/api/v1/trunk")) checkTrunk(*t, r);
-    if (auto f = node.get("/api/v1/federation")) checkFederation(*f, r);
+    if (federation) checkFederation(*federation, r);
   }
   checkPermissions(c, r);
 
