@@ -102,6 +102,9 @@ TEST_F(ShippedConfig, UnlistedKeyIsRefused) {
   auto c = load("[sip]\nudpp = \"0.0.0.0:5060\"\n");
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().message.find("unknown key sip.udpp"), std::string::npos);
+  auto section = load("[sipp]\nudp = \"0.0.0.0:5060\"\n");
+  ASSERT_FALSE(section);
+  EXPECT_NE(section.error().message.find("unknown section sipp"), std::string::npos);
 }
 
 } // namespace verbund::app
