@@ -177,6 +177,7 @@ def body(h) -> None:
     if systemd_running():
         # No start with the default ports: the test edits the configuration first.
         sh("systemctl", "mask", "--runtime", "verbund.service")
+    t_installed = time.time()
     sh("dpkg", "-i", deb, timeout=300)
     check(installed(), "dpkg -i did not leave verbund installed")
     pw = pwd.getpwnam(USER)
@@ -241,8 +242,9 @@ def body(h) -> None:
 
     def output() -> str:
         if systemd_running():
+            # this run's lines only (the journal keeps earlier runs')
             return sh("journalctl", "-u", "verbund.service", "--no-pager", "-o", "cat",
-                      check_rc=False).stdout
+                      f"--since=@{int(t_installed) - 1}", check_rc=False).stdout
         return node_log.read_text(errors="replace")
 
     def wait_api(p) -> None:
