@@ -1200,10 +1200,6 @@ std::vector<std::string> restartOnlyChanges(const NodeConfig& a, const NodeConfi
   cmp("sip.transfer_recall_seconds", a.transferRecallSeconds, b.transferRecallSeconds);
   cmp("sip.session_expires", a.sessionExpiresSeconds, b.sessionExpiresSeconds);
   cmp("sip.min_se", a.minSessionExpiresSeconds, b.minSessionExpiresSeconds);
-  cmp("sip.max_connections", a.sipMaxConnections, b.sipMaxConnections);
-  cmp("sip.max_connections_per_source", a.sipMaxConnectionsPerSource, b.sipMaxConnectionsPerSource);
-  cmp("sip.max_pending_per_source", a.sipMaxPendingPerSource, b.sipMaxPendingPerSource);
-  cmp("sip.first_message_timeout_ms", a.sipFirstMessageTimeoutMs, b.sipFirstMessageTimeoutMs);
   cmp("admin.secure_cookie", a.adminSecureCookie, b.adminSecureCookie);
   cmp("admin.allowed_origins", a.adminAllowedOrigins, b.adminAllowedOrigins);
   cmp("federation.enabled", a.federationEnabled, b.federationEnabled);
@@ -1271,6 +1267,18 @@ Result<nlohmann::json> Node::Impl::reload() {
     config.authFailureWindowSeconds = next.authFailureWindowSeconds;
     config.authBlockSeconds = next.authBlockSeconds;
     applied.push_back("sip.auth_*");
+  }
+  if (next.sipMaxConnections != config.sipMaxConnections ||
+      next.sipMaxConnectionsPerSource != config.sipMaxConnectionsPerSource ||
+      next.sipMaxPendingPerSource != config.sipMaxPendingPerSource ||
+      next.sipFirstMessageTimeoutMs != config.sipFirstMessageTimeoutMs) {
+    sip::TransportOptions o = sipTransportOptions(next);
+    transport.setConnectionLimits(o.admission, o.firstMessageTimeout);
+    config.sipMaxConnections = next.sipMaxConnections;
+    config.sipMaxConnectionsPerSource = next.sipMaxConnectionsPerSource;
+    config.sipMaxPendingPerSource = next.sipMaxPendingPerSource;
+    config.sipFirstMessageTimeoutMs = next.sipFirstMessageTimeoutMs;
+    applied.push_back("sip.connection_limits");
   }
   // The trunk's settings live in the database (API, web UI): applied again, which registers
   // anew (e.g. after the carrier changed the password and the database was updated).

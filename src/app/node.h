@@ -23,9 +23,9 @@ public:
   void stop();
   // The configuration file SIGHUP and POST /api/v1/reload read again ("" : built-in defaults).
   void setConfigPath(const std::string& path);
-  // Reloads what can change without a restart (README "Reload"): log level, overload and
-  // digest-throttle limits, the trunk's stored settings. Answers {"applied": [keys],
-  // "restartNeeded": [changed keys that only a restart applies]}; a file that does not load
+  // Reloads what can change without a restart (README "Reload"): log level, overload,
+  // digest-throttle and SIP connection limits, the trunk's stored settings. Answers {"applied":
+  // [keys], "restartNeeded": [changed keys that only a restart applies]}; a file that does not load
   // changes nothing.
   Result<nlohmann::json> reload();
 

@@ -164,9 +164,11 @@ def body(h) -> None:
 
     # reload: API and SIGHUP
     a.config.write_text(a.config.read_text().replace('log_level = "debug"', 'log_level = "info"')
-                        .replace('[sip]\n', '[sip]\nno_answer_seconds = 25\n', 1))
+                        .replace('[sip]\n', '[sip]\nno_answer_seconds = 25\n'
+                                 'max_connections_per_source = 100\n', 1))
     r = a.api.call("POST", "/api/v1/reload")
-    check("node.log_level" in r.get("applied", []) and "trunk" in r.get("applied", []),
+    check(all(k in r.get("applied", []) for k in ("node.log_level", "trunk",
+                                                  "sip.connection_limits")),
           f"reload applied {r}")
     check(r.get("restartNeeded") == ["sip.no_answer_seconds"], f"reload: restartNeeded {r}")
     a.config.write_text(a.config.read_text().replace("\n[media]", "\nbogus_key = 1\n[media]"))
