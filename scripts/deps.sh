@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Verbund needs, only when something is missing (idempotent).
-# usage: scripts/deps.sh build|test
+# usage: scripts/deps.sh build|test|package
 set -euo pipefail
 kind=${1:-build}
 
@@ -18,8 +18,12 @@ test_pkgs=(clang libclang-rt-14-dev clang-format sip-tester kamailio libsofia-si
 # (rtpengine in userspace, no kernel module). Part of both set-ups (run.sh and test.sh).
 run_pkgs=(rtpengine-daemon)
 
+# Building the Debian package (scripts/package.sh) and checking it (its test runs lintian).
+package_pkgs=(dpkg-dev debhelper lintian)
+
 pkgs=("${build_pkgs[@]}" "${run_pkgs[@]}")
-[ "$kind" = test ] && pkgs+=("${test_pkgs[@]}")
+[ "$kind" = test ] && pkgs+=("${test_pkgs[@]}" "${package_pkgs[@]}")
+[ "$kind" = package ] && pkgs+=("${package_pkgs[@]}")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -211,6 +211,17 @@ private:
   std::string bearer_, cookie_, csrf_, currentPassword_;
 };
 
+// A record's time (Unix milliseconds) as the local date and time, "2026-12-07 14:03:12".
+std::string localTime(int64_t ms) {
+  if (ms <= 0) return "";
+  std::time_t t = std::time_t(ms / 1000);
+  std::tm tm{};
+  if (!localtime_r(&t, &tm)) return std::to_string(ms / 1000);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
 std::string str(const json& j, const char* key) {
   if (!j.contains(key)) return "";
   const auto& v = j[key];
@@ -471,9 +482,18 @@ int importUsers(ApiClient& api, const AdminCliState& s, std::ostream& out, std::
       valid = j.value("valid", size_t(0));
     }
   }
+  std::stable_sort(errors.begin(), errors.end(),
+                   [](const auto& a, const auto& b) { return a.row < b.row; });
+  if (s.jsonOut) {
+    json rows = json::array();
+    for (const auto& e : errors)
+      rows.push_back({{"row", e.row}, {"field", e.field}, {"error", e.error}});
+    out << json{{"created", created}, {"valid", valid}, {"dryRun", s.dryRun}, {"errors", rows}}
+               .dump(2)
+        << "\n";
+    return errors.empty() ? 0 : 1;
+  }
   if (!errors.empty()) {
-    std::stable_sort(errors.begin(), errors.end(),
-                     [](const auto& a, const auto& b) { return a.row < b.row; });
     for (const auto& e : errors)
       err << s.file << ": row " << e.row << ": " << (e.field.empty() ? "" : e.field + ": ")
           << e.error << "\n";
@@ -615,7 +635,7 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
     } else if (s.command == "user delete") {
       auto id = idOf(api, "users", s.key);
       api.call("DELETE", "/api/v1/users/" + std::to_string(id));
-      if (!s.jsonOut) out << "deleted user " << s.key << "\n";
+      s.jsonOut ? emit(json{{"deleted", s.key}}) : void(out << "deleted user " << s.key << "\n");
     } else if (s.command == "group list") {
       auto j = api.call("GET", "/api/v1/groups?q=" + httplib::detail::encode_query_param(s.query));
       s.jsonOut ? emit(j["groups"]) : printGroups(j["groups"]);
@@ -633,7 +653,7 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
     } else if (s.command == "group delete") {
       auto id = idOf(api, "groups", s.key);
       api.call("DELETE", "/api/v1/groups/" + std::to_string(id));
-      if (!s.jsonOut) out << "deleted group " << s.key << "\n";
+      s.jsonOut ? emit(json{{"deleted", s.key}}) : void(out << "deleted group " << s.key << "\n");
     } else if (s.command == "group login" || s.command == "group logout") {
       auto id = idOf(api, "groups", s.key);
       auto slash = s.member.find('/');
@@ -656,7 +676,7 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
       } else {
         std::vector<std::vector<std::string>> rows;
         for (const auto& c : j["calls"]) {
-          rows.push_back({std::to_string(c.value("startMs", int64_t(0)) / 1000), str(c, "caller"),
+          rows.push_back({localTime(c.value("startMs", int64_t(0))), str(c, "caller"),
                           str(c, "dialled"), str(c, "disposition"), str(c, "answeredBy"),
                           c.value("viaExternalLine", false) ? "external" : ""});
           // A transferred call: "by <user> to <target>".
@@ -664,10 +684,8 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
           rows.back().push_back(t.is_object() ? "by " + str(t, "by") + " to " + str(t, "target")
                                               : "");
         }
-        printTable(
-            out,
-            {"START (UNIX S)", "CALLER", "DIALLED", "RESULT", "ANSWERED BY", "LINE", "TRANSFER"},
-            rows);
+        printTable(out, {"START", "CALLER", "DIALLED", "RESULT", "ANSWERED BY", "LINE", "TRANSFER"},
+                   rows);
       }
     } else if (s.command == "calls export") {
       return exportCalls(api, s, out);
@@ -735,7 +753,7 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
       // The bundle carries the federation CA key (encrypted under the passphrase): 0600.
       if (auto w = writePrivateFile(s.output, api.lastBody()); !w)
         throw CliError{2, w.error().message};
-      if (!s.jsonOut) out << "wrote " << s.output << "\n";
+      s.jsonOut ? emit(json{{"wrote", s.output}}) : void(out << "wrote " << s.output << "\n");
     } else if (s.command == "federation join") {
       std::ifstream f(s.file, std::ios::binary);
       if (!f) throw CliError{2, "cannot read " + s.file};
@@ -745,11 +763,11 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
       s.jsonOut ? emit(j) : void(out << "joined federation " << str(j, "name") << "\n");
     } else if (s.command == "federation leave") {
       api.call("DELETE", "/api/v1/federation");
-      if (!s.jsonOut) out << "left the federation\n";
+      s.jsonOut ? emit(json{{"left", true}}) : void(out << "left the federation\n");
     } else if (s.command == "federation remove") {
       api.call("DELETE",
                "/api/v1/federation/members/" + httplib::detail::encode_query_param(s.key));
-      if (!s.jsonOut) out << "removed member " << s.key << "\n";
+      s.jsonOut ? emit(json{{"removed", s.key}}) : void(out << "removed member " << s.key << "\n");
     } else if (s.command == "federation audit") {
       auto j = api.call("GET", "/api/v1/federation/audit");
       if (s.jsonOut) {
@@ -757,9 +775,9 @@ int AdminCommands::run(std::istream& in, std::ostream& out, std::ostream& err) {
       } else {
         std::vector<std::vector<std::string>> rows;
         for (const auto& e : j["entries"])
-          rows.push_back({std::to_string(e.value("atMs", int64_t(0)) / 1000), str(e, "event"),
+          rows.push_back({localTime(e.value("atMs", int64_t(0))), str(e, "event"),
                           str(e, "nodeName"), str(e, "detail")});
-        printTable(out, {"AT (UNIX S)", "EVENT", "NODE", "DETAIL"}, rows);
+        printTable(out, {"AT", "EVENT", "NODE", "DETAIL"}, rows);
       }
     } else if (s.command == "admin set-password") {
       std::string pw = readLine(in);

@@ -2,6 +2,7 @@
 
 #include "base/net.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -10,13 +11,43 @@ namespace verbund::app {
 
 NodeConfig defaultConfig() {
   NodeConfig c;
-  if (geteuid() == 0) {
+  // systemd's StateDirectory= (the Debian package's unit) names it; a list: the first one.
+  const char* state = std::getenv("STATE_DIRECTORY");
+  if (state && *state) {
+    std::string first(state);
+    c.dataDir = first.substr(0, first.find(':'));
+  } else if (geteuid() == 0) {
     c.dataDir = "/var/lib/verbund";
   } else {
     const char* home = std::getenv("HOME");
     c.dataDir = std::string(home ? home : ".") + "/.local/share/verbund";
   }
   return c;
+}
+
+const std::vector<std::string>& configKeys() {
+  static const std::vector<std::string> keys{
+      "node.name", "node.data_dir", "node.log_level", "node.admin_listen",
+      // [sip]
+      "sip.udp", "sip.tcp", "sip.tls", "sip.tls_cert", "sip.tls_key", "sip.tls_ca", "sip.advertise",
+      "sip.digest_algorithms", "sip.no_answer_seconds", "sip.max_forwards",
+      "sip.transfer_recall_seconds", "sip.session_expires", "sip.min_se",
+      "sip.overload_queue_delay_ms", "sip.overload_max_transactions", "sip.max_connections",
+      "sip.max_connections_per_source", "sip.max_pending_per_source",
+      "sip.first_message_timeout_ms", "sip.auth_max_failures", "sip.auth_failure_window_s",
+      "sip.auth_block_s", "sip.digest_uri_without_user",
+      // [federation]
+      "federation.enabled", "federation.listen", "federation.sip_listen", "federation.advertise",
+      "federation.fallback_ms", "federation.session_expires", "federation.min_se",
+      "federation.max_connections", "federation.max_pending", "federation.max_pending_per_source",
+      "federation.reserved_for_members", "federation.hello_timeout_ms",
+      // [admin]
+      "admin.secure_cookie", "admin.allowed_origins",
+      // [calls]
+      "calls.retention_days",
+      // [media]
+      "media.rtpengine", "media.port_min", "media.port_max", "media.interface", "media.anchor"};
+  return keys;
 }
 
 namespace {
@@ -60,6 +91,19 @@ Result<NodeConfig> loadConfig(const std::string& path) {
   }
   for (const auto& [k, v] : t) {
     std::string key(k.str());
+    // Only listed keys pass (the shipped configuration file shows each of them).
+    const toml::table* section = v.as_table();
+    bool known =
+        key == "node" || key == "sip" || key == "federation" || key == "admin" || key == "calls" ||
+                 key == "media";
+    if (section && known) {
+      for (const auto& [sk, sv] : *section) {
+        std::string full = key + "." + std::string(sk.str());
+        const auto& keys = configKeys();
+        if (std::find(keys.begin(), keys.end(), full) == keys.end())
+          return configError("unknown key " + full);
+      }
+    }
     if (key == "node") {
       const toml::table* node = v.as_table();
       if (!node) return configError("[node] must be a table");

@@ -11,7 +11,9 @@ namespace verbund::app {
 
 struct NodeConfig {
   std::string nodeName = "verbund";
-  std::string dataDir; // default: /var/lib/verbund for root, else $HOME/.local/share/verbund
+  // default: $STATE_DIRECTORY (systemd), else /var/lib/verbund for root, else
+  // $HOME/.local/share/verbund
+  std::string dataDir;
   std::string logLevel = "info";
   std::vector<std::string> sipUdp{"0.0.0.0:5060"};
   std::vector<std::string> sipTcp{"0.0.0.0:5060"};
@@ -94,6 +96,11 @@ struct NodeConfig {
   // with another node or the external line; two phones of this site talk directly).
   std::string mediaAnchor = "always";
 };
+
+// Every key loadConfig accepts, as "section.key" ("sip.udp"); any other key is an error. The
+// configuration file of the Debian package (debian/verbund.toml) shows each one (a unit test
+// checks it).
+const std::vector<std::string>& configKeys();
 
 // Loads a TOML file; unknown keys are errors so that typos do not pass silently.
 Result<NodeConfig> loadConfig(const std::string& path);

@@ -2,6 +2,7 @@
 #include "app/cli_admin.h"
 #include "app/cli_backup.h"
 #include "app/config.h"
+#include "app/doctor.h"
 #include "app/listen.h"
 #include "app/node.h"
 #include "app/test_ua.h"
@@ -18,6 +19,7 @@
 #include <asio/signal_set.hpp>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -112,6 +114,16 @@ int runTestUa(const TestUaOptions& o) {
   return 0;
 }
 
+// SIGHUP (systemctl reload): the configuration file is read again (Node::reload).
+void watchHangup(asio::signal_set& hangup, app::Node& node) {
+  hangup.async_wait([&hangup, &node](const std::error_code& ec, int) {
+    if (ec) return;
+    logger("node")->info("SIGHUP: reloading the configuration");
+    (void)node.reload(); // logs what it applied, or why not
+    watchHangup(hangup, node);
+  });
+}
+
 int runServe(const std::string& configPath, const std::string& readyFile) {
   app::NodeConfig cfg = app::defaultConfig();
   if (!configPath.empty()) {
@@ -133,12 +145,15 @@ int runServe(const std::string& configPath, const std::string& readyFile) {
   nlohmann::json info = (*node)->bound();
   info["node_id"] = (*node)->nodeId();
   app::writeReadyFile(readyFile, info);
-  log->info("verbund {} node '{}' ({}) listening on {} (data directory {})",
-            std::string(app::kProductVersion), cfg.nodeName, (*node)->nodeId(), info.dump(),
-            cfg.dataDir);
+  log->info("verbund {} node '{}' ({}) listening on {} (data directory {})", std::string(app::kProductVersion), cfg.nodeName,
+            (*node)->nodeId(), info.dump(), cfg.dataDir);
+  (*node)->setConfigPath(configPath);
+  asio::signal_set hangup(io, SIGHUP);
+  watchHangup(hangup, **node);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const std::error_code&, int) {
     log->info("shutting down");
+    hangup.cancel();
     (*node)->stop();
     io.stop();
   });
@@ -177,16 +192,24 @@ int main(int argc, char** argv) {
   testua->add_option("--log-level", ua.logLevel, "trace|debug|info|warn|error");
 
   auto* version = cli.add_subcommand("version", "Print the version");
+  bool versionJson = false;
+  version->add_flag("--json", versionJson, "print {\"version\": ...}");
   app::AdminCommands admin(cli);
   app::BackupCommands backup(cli);
+  app::DoctorCommand doctor(cli);
 
   CLI11_PARSE(cli, argc, argv);
   if (admin.selected()) return admin.run();
   if (backup.selected()) return backup.run();
+  if (doctor.selected()) return doctor.run(std::cout, std::cerr);
   if (*serve) return runServe(configPath, serveReadyFile);
   if (*testua) return runTestUa(ua);
   if (*version) {
-    std::printf("verbund %s\n", std::string(app::kProductVersion).c_str());
+    const std::string v(app::kProductVersion);
+    if (versionJson)
+      std::printf("%s\n", nlohmann::json{{"version", v}}.dump().c_str());
+    else
+      std::printf("verbund %s\n", v.c_str());
     return 0;
   }
   return 1;

@@ -37,6 +37,7 @@
 #include "sip/transport/transport_manager.h"
 #include "store/database.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -320,6 +321,8 @@ struct Node::Impl {
   void challenge(sip::ServerTxId tx, bool stale);
   bool registeredFlow(const sip::Message& request);
   void outOfDialog(sip::ServerTxId tx, const sip::Message& request);
+  std::string configPath; // Node::setConfigPath
+  Result<nlohmann::json> reload();
 };
 
 namespace {
@@ -944,6 +947,11 @@ void Node::Impl::addApiRoutes() {
   using http::Method;
   using http::RequestContext;
   using http::Response;
+  admin->route(Method::Post, "/api/v1/reload", [this](RequestContext&) -> Result<Response> {
+    auto r = reload();
+    if (!r) return Error{400, r.error().message};
+    return Response::json(*r);
+  });
   admin->route(Method::Get, "/api/v1/calls", [this](RequestContext& c) -> Result<Response> {
     pbx::CallQuery q;
     if (auto e = c.queryValue("extension")) q.extension = *e;
@@ -1146,6 +1154,134 @@ const nlohmann::json& Node::bound() const {
 }
 const std::string& Node::nodeId() const {
   return impl_->nodeId;
+}
+
+void Node::setConfigPath(const std::string& path) {
+  impl_->configPath = path;
+}
+
+Result<nlohmann::json> Node::reload() {
+  return impl_->reload();
+}
+
+namespace {
+// Keys whose value differs between two configurations and that only a restart applies.
+std::vector<std::string> restartOnlyChanges(const NodeConfig& a, const NodeConfig& b) {
+  std::vector<std::string> out;
+  auto cmp = [&out](const char* key, const auto& x, const auto& y) {
+    if (!(x == y)) out.emplace_back(key);
+  };
+  cmp("node.name", a.nodeName, b.nodeName);
+  cmp("node.data_dir", a.dataDir, b.dataDir);
+  cmp("node.admin_listen", a.adminListen, b.adminListen);
+  cmp("sip.udp", a.sipUdp, b.sipUdp);
+  cmp("sip.tcp", a.sipTcp, b.sipTcp);
+  cmp("sip.tls", a.sipTls, b.sipTls);
+  cmp("sip.tls_cert", a.tlsCert, b.tlsCert);
+  cmp("sip.tls_key", a.tlsKey, b.tlsKey);
+  cmp("sip.tls_ca", a.tlsCa, b.tlsCa);
+  cmp("sip.advertise", a.sipAdvertise, b.sipAdvertise);
+  cmp("sip.digest_algorithms", a.digestAlgorithms, b.digestAlgorithms);
+  cmp("sip.digest_uri_without_user", a.digestUriWithoutUser, b.digestUriWithoutUser);
+  cmp("sip.no_answer_seconds", a.noAnswerSeconds, b.noAnswerSeconds);
+  cmp("sip.max_forwards", a.maxForwards, b.maxForwards);
+  cmp("sip.transfer_recall_seconds", a.transferRecallSeconds, b.transferRecallSeconds);
+  cmp("sip.session_expires", a.sessionExpiresSeconds, b.sessionExpiresSeconds);
+  cmp("sip.min_se", a.minSessionExpiresSeconds, b.minSessionExpiresSeconds);
+  cmp("admin.secure_cookie", a.adminSecureCookie, b.adminSecureCookie);
+  cmp("admin.allowed_origins", a.adminAllowedOrigins, b.adminAllowedOrigins);
+  cmp("federation.enabled", a.federationEnabled, b.federationEnabled);
+  cmp("federation.listen", a.federationListen, b.federationListen);
+  cmp("federation.sip_listen", a.federationSipListen, b.federationSipListen);
+  cmp("federation.advertise", a.federationAdvertise, b.federationAdvertise);
+  cmp("federation.fallback_ms", a.federationFallbackMs, b.federationFallbackMs);
+  cmp("federation.session_expires", a.federationSessionExpiresSeconds,
+      b.federationSessionExpiresSeconds);
+  cmp("federation.min_se", a.federationMinSessionExpiresSeconds,
+      b.federationMinSessionExpiresSeconds);
+  cmp("federation.max_connections", a.federationMaxConnections, b.federationMaxConnections);
+  cmp("federation.max_pending", a.federationMaxPending, b.federationMaxPending);
+  cmp("federation.max_pending_per_source", a.federationMaxPendingPerSource,
+      b.federationMaxPendingPerSource);
+  cmp("federation.reserved_for_members", a.federationReservedForMembers,
+      b.federationReservedForMembers);
+  cmp("federation.hello_timeout_ms", a.federationHelloTimeoutMs, b.federationHelloTimeoutMs);
+  cmp("media.rtpengine", a.mediaRtpengine, b.mediaRtpengine);
+  cmp("media.rtpengine", a.mediaOwnRtpengine, b.mediaOwnRtpengine);
+  cmp("media.port_min", a.mediaPortMin, b.mediaPortMin);
+  cmp("media.port_max", a.mediaPortMax, b.mediaPortMax);
+  cmp("media.interface", a.mediaInterface, b.mediaInterface);
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+} // namespace
+
+Result<nlohmann::json> Node::Impl::reload() {
+  auto log = logger("node");
+  NodeConfig next = defaultConfig();
+  if (!configPath.empty()) {
+    auto c = loadConfig(configPath);
+    if (!c) {
+      log->error("reload: {}; nothing changed", c.error().message);
+      return Error{1, c.error().message + "; nothing changed"};
+    }
+    next = c.value();
+  }
+  nlohmann::json applied = nlohmann::json::array();
+  if (next.logLevel != config.logLevel) {
+    setLogLevel(next.logLevel);
+    config.logLevel = next.logLevel;
+    applied.push_back("node.log_level");
+  }
+  if (next.overloadQueueDelayMs != config.overloadQueueDelayMs ||
+      next.overloadMaxTransactions != config.overloadMaxTransactions) {
+    sip::OverloadConfig oc = stack->overload().config();
+    oc.queueDelayTarget = Duration(next.overloadQueueDelayMs);
+    oc.maxPendingTransactions = size_t(next.overloadMaxTransactions);
+    stack->setOverloadConfig(oc);
+    config.overloadQueueDelayMs = next.overloadQueueDelayMs;
+    config.overloadMaxTransactions = next.overloadMaxTransactions;
+    applied.push_back("sip.overload_*");
+  }
+  if (next.authMaxFailures != config.authMaxFailures ||
+      next.authFailureWindowSeconds != config.authFailureWindowSeconds ||
+      next.authBlockSeconds != config.authBlockSeconds) {
+    sip::AuthThrottleConfig tc = authThrottle->config();
+    tc.maxFailures = uint32_t(next.authMaxFailures);
+    tc.failureWindow = std::chrono::seconds(next.authFailureWindowSeconds);
+    tc.cooldown = std::chrono::seconds(next.authBlockSeconds);
+    authThrottle->setConfig(tc);
+    config.authMaxFailures = next.authMaxFailures;
+    config.authFailureWindowSeconds = next.authFailureWindowSeconds;
+    config.authBlockSeconds = next.authBlockSeconds;
+    applied.push_back("sip.auth_*");
+  }
+  if (next.sipMaxConnections != config.sipMaxConnections ||
+      next.sipMaxConnectionsPerSource != config.sipMaxConnectionsPerSource ||
+      next.sipMaxPendingPerSource != config.sipMaxPendingPerSource ||
+      next.sipFirstMessageTimeoutMs != config.sipFirstMessageTimeoutMs) {
+    sip::TransportOptions o = sipTransportOptions(next);
+    transport.setConnectionLimits(o.admission, o.firstMessageTimeout);
+    config.sipMaxConnections = next.sipMaxConnections;
+    config.sipMaxConnectionsPerSource = next.sipMaxConnectionsPerSource;
+    config.sipMaxPendingPerSource = next.sipMaxPendingPerSource;
+    config.sipFirstMessageTimeoutMs = next.sipFirstMessageTimeoutMs;
+    applied.push_back("sip.connection_limits");
+  }
+  // The trunk's settings live in the database (API, web UI): applied again, which registers
+  // anew (e.g. after the carrier changed the password and the database was updated).
+  auto stored = pbx::loadTrunk(*db);
+  if (!stored) return Error{1, "trunk settings: " + stored.error().message};
+  if (*stored) {
+    if (auto r = trunk->configure(**stored); !r)
+      log->warn("reload: trunk settings not applied: {}", r.error().message);
+    else
+      applied.push_back("trunk");
+  }
+  nlohmann::json restart = restartOnlyChanges(config, next);
+  log->info("reload: applied {}; changed but applied only by a restart: {}", applied.dump(),
+            restart.dump());
+  return nlohmann::json{{"applied", applied}, {"restartNeeded", restart}};
 }
 
 void Node::stop() {

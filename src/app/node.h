@@ -24,6 +24,13 @@ public:
   // module -> highest migration this binary knows (what `verbund restore` accepts).
   static std::map<std::string, int> schemaVersions();
   void stop();
+  // The configuration file SIGHUP and POST /api/v1/reload read again ("" : built-in defaults).
+  void setConfigPath(const std::string& path);
+  // Reloads what can change without a restart (README "Reload"): log level, overload,
+  // digest-throttle and SIP connection limits, the trunk's stored settings. Answers {"applied":
+  // [keys], "restartNeeded": [changed keys that only a restart applies]}; a file that does not load
+  // changes nothing.
+  Result<nlohmann::json> reload();
 
   struct Impl;
 

@@ -5,6 +5,9 @@
 
 namespace verbund::app {
 
-inline constexpr std::string_view kProductVersion = "0.1.0";
+#ifndef VERBUND_VERSION
+#error "VERBUND_VERSION comes from project(VERSION) in CMakeLists.txt (target verbund_app_backup)"
+#endif
+inline constexpr std::string_view kProductVersion = VERBUND_VERSION;
 
 } // namespace verbund::app

@@ -590,6 +590,7 @@ struct LinkManager::Impl {
     }
     auto p = peerFor(c->nodeId);
     p->info.name = h.name;
+    p->info.clockOffsetMs = h.sentMs - timers_.wallMs();
     p->info.productVersion = h.productVersion;
     p->info.protocolVersion = h.protocol.toString();
     p->info.sipAddress = h.sipAddress;

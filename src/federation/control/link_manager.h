@@ -76,9 +76,12 @@ struct LinkInfo {
   std::string fingerprint;                   // peer's key (SPKI SHA-256)
   LinkState state = LinkState::Connecting;
   std::optional<double> rttMs; // smoothed; none before the first pong
-  int64_t sinceMs = 0;         // Unix ms of the last state change
-  std::string lastError;       // why it is not up ("" when up)
-  bool outgoing = false;       // the live connection was dialled by us
+  // The peer's wall clock minus ours when its last hello arrived (Hello::sentMs; one-way delay
+  // included, bounded by connectTimeout); none before a hello. `verbund doctor` reports skew.
+  std::optional<int64_t> clockOffsetMs;
+  int64_t sinceMs = 0;   // Unix ms of the last state change
+  std::string lastError; // why it is not up ("" when up)
+  bool outgoing = false; // the live connection was dialled by us
 };
 
 struct PeerTarget {

@@ -896,6 +896,7 @@ nlohmann::json FederationService::status() const {
                         {"protocolVersion", m.protocolVersion},
                         {"self", m.nodeId == config_.nodeId},
                         {"rttMs", nullptr},
+                        {"clockOffsetMs", nullptr},
                         {"sinceMs", nullptr},
                         {"lastError", ""}};
     if (m.nodeId == config_.nodeId) {
@@ -903,6 +904,7 @@ nlohmann::json FederationService::status() const {
     } else if (auto l = links_->link(m.nodeId)) {
       j["state"] = std::string(linkStateName(l->state));
       if (l->rttMs) j["rttMs"] = *l->rttMs;
+      if (l->clockOffsetMs) j["clockOffsetMs"] = *l->clockOffsetMs;
       j["sinceMs"] = l->sinceMs;
       j["lastError"] = l->lastError;
       if (!l->productVersion.empty()) j["productVersion"] = l->productVersion;
@@ -924,6 +926,8 @@ nlohmann::json FederationService::status() const {
                        {"self", false},
                        {"state", std::string(linkStateName(l.state))},
                        {"rttMs", l.rttMs ? nlohmann::json(*l.rttMs) : nlohmann::json(nullptr)},
+                       {"clockOffsetMs", l.clockOffsetMs ? nlohmann::json(*l.clockOffsetMs)
+                                                         : nlohmann::json(nullptr)},
                        {"sinceMs", l.sinceMs},
                        {"lastError", l.lastError}});
   }

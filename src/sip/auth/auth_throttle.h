@@ -65,6 +65,8 @@ public:
   bool blocked(const SockAddr& remote) const;
   size_t entries() const { return sources_.size(); }
   const AuthThrottleConfig& config() const { return config_; }
+  // New limits (a configuration reload); sources already blocked stay blocked until their end.
+  void setConfig(const AuthThrottleConfig& config) { config_ = config; }
 
 private:
   struct SourceState {

@@ -38,6 +38,8 @@ public:
 
   explicit OverloadControl(OverloadConfig config = {}) : config_(config) {}
   const OverloadConfig& config() const { return config_; }
+  // New thresholds (a configuration reload); the current state adapts from here.
+  void setConfig(const OverloadConfig& config) { config_ = config; }
 
   // A datagram reached the event loop `age` after the kernel received it.
   void noteQueueDelay(Clock::duration age);

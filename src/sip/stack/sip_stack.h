@@ -43,6 +43,7 @@ public:
   }
 
   const OverloadControl& overload() const { return overload_; }
+  void setOverloadConfig(const OverloadConfig& c) { overload_.setConfig(c); }
 
   // TransportUser
   void onReceive(std::string bytes, const Peer& from, TimePoint receivedAt) override;

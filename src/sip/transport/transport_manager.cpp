@@ -370,6 +370,13 @@ void TransportManager::drainDatagrams(const std::shared_ptr<Listener>& l) {
   });
 }
 
+void TransportManager::setConnectionLimits(const net::AdmissionLimits& limits,
+                                           Duration firstMessageTimeout) {
+  options_.admission = limits;
+  options_.firstMessageTimeout = firstMessageTimeout;
+  admission_->setLimits(limits);
+}
+
 net::StreamConnection::Options TransportManager::streamOptions(bool outgoing) const {
   net::StreamConnection::Options o;
   o.connectTimeout = options_.connectTimeout;

@@ -87,6 +87,9 @@ public:
   TransportManager& operator=(const TransportManager&) = delete;
 
   void setUser(TransportUser* user) { user_ = user; }
+  // New connection caps and first-message deadline (a configuration reload): they apply to
+  // connections accepted from now on; open ones stay.
+  void setConnectionLimits(const net::AdmissionLimits& limits, Duration firstMessageTimeout);
   // Replaces the TLS settings; connections already open keep theirs.
   Result<void> configureTls(const TlsConfig& config);
   TlsPeerVerified onTlsPeerVerified;

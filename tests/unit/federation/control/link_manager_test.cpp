@@ -145,6 +145,19 @@ LinkOptions fastOptions() {
   return o;
 }
 
+// AsioTimers whose wall clock is off by skewMs (another machine's clock).
+struct SkewedTimers final : Timers {
+  explicit SkewedTimers(asio::io_context& io) : inner(io) {}
+  TimePoint now() const override { return inner.now(); }
+  int64_t wallMs() const override { return inner.wallMs() + skewMs; }
+  TimerId after(Duration delay, std::function<void()> fn) override {
+    return inner.after(delay, std::move(fn));
+  }
+  void cancel(TimerId id) override { inner.cancel(id); }
+  AsioTimers inner;
+  int64_t skewMs = 0;
+};
+
 // One federation member: its trust store, a handler, a manager listening on 127.0.0.1.
 struct Node {
   Node(asio::io_context& ioc, const FederationCa& ca, std::string nodeId,
@@ -178,7 +191,7 @@ struct Node {
   }
 
   asio::io_context& io;
-  AsioTimers timers;
+  SkewedTimers timers;
   std::string id;
   TrustStore trust;
   LinkOptions options;
@@ -293,6 +306,21 @@ TEST_F(LinkManagerTest, LinkComesUpBothWaysWithRtt) {
   EXPECT_TRUE(a.links->isUp("node-b"));
   EXPECT_TRUE(a.handler.downs.empty());
   EXPECT_TRUE(a.handler.messages.empty()); // ping/pong/hello stay inside
+}
+
+TEST_F(LinkManagerTest, HelloGivesThePeersClockOffset) {
+  Node a(io, ca(), "node-a");
+  Node b(io, ca(), "node-b");
+  b.timers.skewMs = 5000; // b's clock runs 5 s ahead
+  a.links->setPeers({b.target()});
+  ASSERT_TRUE(runUntil(io, [&] { return a.links->isUp("node-b") && b.links->isUp("node-a"); }));
+  auto ab = a.links->link("node-b").value();
+  auto ba = b.links->link("node-a").value();
+  ASSERT_TRUE(ab.clockOffsetMs.has_value());
+  ASSERT_TRUE(ba.clockOffsetMs.has_value());
+  // One-way delay on loopback: well under a second.
+  EXPECT_NEAR(double(*ab.clockOffsetMs), 5000.0, 1000.0);
+  EXPECT_NEAR(double(*ba.clockOffsetMs), -5000.0, 1000.0);
 }
 
 TEST_F(LinkManagerTest, DeliversMessagesBothWays) {
