@@ -981,6 +981,38 @@ TEST_F(RegistrarTest, ManyRefreshesKeepTheExpiryIndexBounded) {
   EXPECT_EQ(rows(), 0u);
 }
 
+// Bindings of an installation from before the split move from the main database into their own
+// file once; the old table goes.
+TEST_F(RegistrarTest, LegacyBindingsMoveToTheirOwnFile) {
+  auto mainDb = store::Database::open(":memory:", Registrar::migrations());
+  ASSERT_TRUE(mainDb);
+  ASSERT_TRUE((*mainDb)->exec(
+      "INSERT INTO registrar_bindings(id, sip_user, contact, call_id, cseq, transport, remote, "
+      "local, expires_ms, updated_ms) VALUES (7, 'alice', 'sip:alice@198.51.100.7:5062', 'c1', 1, "
+      "0, '198.51.100.7:5062', '192.0.2.1:5060', ?1, ?2)",
+      {kWall0 + 3600000, kWall0}));
+  open();
+  registrar.reset();
+  ASSERT_TRUE(Registrar::adoptLegacyBindings(**mainDb, *db));
+  auto gone = (*mainDb)->query("SELECT name FROM sqlite_master WHERE name = 'registrar_bindings'");
+  ASSERT_TRUE(gone);
+  EXPECT_TRUE(gone->empty());
+  EXPECT_EQ((*mainDb)->schemaVersion("registrar"), 0);
+  ASSERT_TRUE(Registrar::adoptLegacyBindings(**mainDb, *db)); // nothing left to move
+  auto r = Registrar::open(*db, timers, config);
+  ASSERT_TRUE(r);
+  registrar = std::move(r.value());
+  tu.registrar = registrar.get();
+  auto l = registrar->lookup("alice");
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].id, 7);
+  // New bindings get ids above the moved ones.
+  Device b = device("bob", "198.51.100.8:5060");
+  ASSERT_EQ(reg(b, 1)->statusCode(), 200);
+  EXPECT_GT(registrar->lookup("bob").at(0).id, 7);
+  EXPECT_EQ(rows(), 2u);
+}
+
 TEST_F(RegistrarTest, MemoryPerBindingStaysWithinBudget) {
   open();
   const std::string inst = "<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>";
