@@ -528,6 +528,7 @@ def cmd_register(h: Harness, a) -> None:
     runs: list[tuple[str, SippRun]] = []
 
     def step(srv, tag, rate, dur) -> SippRun:
+        prof = start_perf(b, srv, f"{tag.replace(' ', '')}-{'v' if srv is v else 'k'}-{rate}")
         w = Window(srv.pid)
         r = b.run_sipp(f"{tag}-{'v' if srv is v else 'k'}-{rate}", [
             f"{srv.addr[0]}:{srv.addr[1]}", "-sf", scen, "-inf", csvf, "-i", LOOPBACK,
@@ -535,6 +536,7 @@ def cmd_register(h: Harness, a) -> None:
             "-recv_timeout", "10000", "-buff_size", "4194304", "-max_socket", "2048"],
             budget=dur * 3 + 30)
         w.close()
+        stop_perf(prof)
         print(fmt_row(srv.name, tag, f"{rate:,}", dur, r, w), flush=True)
         runs.append((f"{srv.name} {tag} {rate}/s", r))
         return r
@@ -563,6 +565,13 @@ def cmd_register(h: Harness, a) -> None:
             print(f"| **{srv.name}: highest clean probe step (< 0.1 % failed)** | | | | "
                   f"**{bb:,.0f}**" if bb else f"| **{srv.name}: no clean probe step** | | | | ",
                   "| | | | | | | |")
+    if a.overload:
+        # Overload, then at once the recovery rate on the same processes (503 with Retry-After
+        # from the node's overload control counts as failed in the SIPp scenario).
+        for srv in (v, k):
+            step(srv, "overload", a.overload, a.overload_duration)
+            step(srv, "recovery", a.recover_rate, a.recover_duration)
+            time.sleep(1)
     print(f"\n(bindings after the runs: Verbund {v.registrations():,} via GET /api/v1/registrations)")
     print_findings(b, v, runs)
     v.stop()
@@ -961,14 +970,15 @@ def main() -> None:
     ap.add_argument("--servers", default="verbund,kamailio",
                     help="b2bua: which servers to run, comma-separated (verbund, kamailio)")
     ap.add_argument("--overload", type=int,
-                    help="b2bua: offer this many calls/s (Verbund only, 503 accepted), then recover")
+                    help="b2bua: offer this many calls/s (Verbund only, 503 accepted), then recover; "
+                         "register: this many registrations/s on both servers, then recover")
     ap.add_argument("--overload-duration", type=int, default=30)
     ap.add_argument("--recover-rate", type=int, help="b2bua --overload: rate right after it")
     ap.add_argument("--recover-duration", type=int, default=15)
     ap.add_argument("--node-sip", action="append",
                     help="b2bua: a line added to the node's [sip] config, e.g. "
                          "'overload_queue_delay_ms = 100' (repeatable)")
-    ap.add_argument("--perf", help="b2bua: record a perf profile of the server per step into DIR")
+    ap.add_argument("--perf", help="record a perf profile of the server per step into DIR")
     ap.add_argument("--perf-args", default="-F 999 -g",
                     help="arguments for perf record (default: %(default)s)")
     a = ap.parse_args()

@@ -12,10 +12,11 @@
 #
 # usage: bench/pbx/register_vs_kamailio.sh --verbund PATH [--users N] [--rate R] [--duration S]
 #          [--pairs N] [--probe "R1 R2 ..."] [--probe-duration S] [--no-probe]
-#          [--kamailio-children N] [--keep DIR]
+#          [--kamailio-children N] [--keep DIR] [--perf DIR]
+#          [--overload R --recover-rate R2 [--overload-duration S] [--recover-duration S]]
 # Defaults: 10,000 users, 2 pairs of 20 s at 2,000/s, probe 1000 2000 4000 8000 12000 16000 (15 s).
 # Needs: sipp (sip-tester), kamailio, python3. Use a release build of verbund.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-case ${1:-} in -h|--help) sed -n 2,19p "$0"; exit 0 ;; esac
+case ${1:-} in -h|--help) sed -n 2,20p "$0"; exit 0 ;; esac
 exec python3 "$here/pbxbench.py" register "$@"

@@ -102,7 +102,7 @@ std::vector<store::Migration> allMigrations() {
   for (auto& m : pbx::Directory::migrations()) migrations.push_back(m);
   for (auto& m : pbx::CallLog::migrations()) migrations.push_back(m);
   for (auto& m : pbx::StoredCallJournal::migrations()) migrations.push_back(m);
-  for (auto& m : pbx::Registrar::migrations()) migrations.push_back(m);
+  // (the registrar's bindings are in their own file, bindings.db: Registrar::migrations())
   for (auto& m : http::AdminAuth::migrations()) migrations.push_back(m);
   for (auto& m : pbx::trunkMigrations()) migrations.push_back(m);
   for (auto& m : federation::FederationService::migrations()) migrations.push_back(m);
@@ -257,7 +257,15 @@ struct Node::Impl {
 
   AsioTimers timers;
   DataDirLock dataLock; // held while the node runs (released last)
-  std::unique_ptr<store::Database> db;
+  std::unique_ptr<store::Database> db; // durable (synchronous=FULL): what is acknowledged
+  // The registrar's bindings: own file, synchronous=NORMAL, written behind by the storage thread
+  // (declared before the registrar, which flushes into them when destroyed).
+  std::unique_ptr<store::Database> bindingsDb;
+  // A second connection to verbund.db with synchronous=NORMAL for the ringing-call journal: one
+  // commit per call, which must survive kill -9 (it does with NORMAL) but need not survive a power
+  // cut; a disk flush per call on the loop (FULL, about 2.5 ms here) would cap calls.
+  std::unique_ptr<store::Database> journalDb;
+  std::unique_ptr<store::StorageThread> storageThread;
   std::unique_ptr<pbx::Directory> directory;
   std::unique_ptr<pbx::CallLog> callLog;
   std::unique_ptr<pbx::CallRetention> callRetention; // [calls] retention_days
@@ -342,7 +350,8 @@ Result<void> securePrivateFiles(const std::string& dataDir) {
     if (!entry.is_regular_file(ec)) continue;
     std::string path = entry.path().string();
     std::string name = entry.path().filename().string();
-    bool ours = name == "verbund.db" || name == "verbund.db-wal" || name == "verbund.db-shm";
+    bool ours = name == "verbund.db" || name == "verbund.db-wal" || name == "verbund.db-shm" ||
+                name == "bindings.db" || name == "bindings.db-wal" || name == "bindings.db-shm";
     auto f = checkPrivateMode(path, kPrivateFileMode, ours);
     if (!f) return f.error();
     if (!*f) continue;
@@ -371,6 +380,19 @@ Result<void> Node::Impl::openStorage() {
   auto d = store::Database::open(config.dataDir + "/verbund.db", allMigrations());
   if (!d) return d.error();
   db = std::move(d.value());
+  // The main database is used on the SIP loop (admin API, call records, federation state): a lock
+  // held by another process (a backup, an sqlite3 shell) must not stall the loop. Writes that
+  // meet one fail after this with 503 (the API adds Retry-After) instead of waiting 5 s.
+  db->setBusyTimeout(std::chrono::milliseconds(20));
+  auto b = store::Database::open(config.dataDir + "/bindings.db", pbx::Registrar::migrations(),
+                                 store::Durability::Normal);
+  if (!b) return b.error();
+  bindingsDb = std::move(b.value());
+  if (auto r = pbx::Registrar::adoptLegacyBindings(*db, *bindingsDb); !r) return r;
+  auto j = store::Database::open(config.dataDir + "/verbund.db", {}, store::Durability::Normal);
+  if (!j) return j.error();
+  journalDb = std::move(j.value());
+  journalDb->setBusyTimeout(std::chrono::milliseconds(20));
   if (auto r = securePrivateFiles(config.dataDir); !r) return r;
   auto id = db->query("SELECT id FROM node_identity LIMIT 1");
   if (!id) return id.error();
@@ -470,7 +492,9 @@ Result<void> Node::Impl::startSip() {
   rc.realm = directory->realm();
   rc.credentials = [this](std::string_view sipUser) { return directory->credentials(sipUser); };
   rc.algorithms = config.digestAlgorithms;
-  auto reg = pbx::Registrar::open(*db, timers, rc);
+  storageThread = std::make_unique<store::StorageThread>();
+  rc.storage = storageThread.get();
+  auto reg = pbx::Registrar::open(*bindingsDb, timers, rc);
   if (!reg) return reg.error();
   registrar = std::move(reg.value());
   // Every closed TCP/TLS connection: phones' flows (registrar) and federation links.
@@ -509,7 +533,7 @@ Result<void> Node::Impl::startSip() {
   calls->setLineObserver(lineObserver.get());
   callFeatures = std::make_unique<DirectoryCallFeatures>(*directory, presence);
   calls->setCallFeatures(callFeatures.get());
-  callJournal = std::make_unique<pbx::StoredCallJournal>(*db);
+  callJournal = std::make_unique<pbx::StoredCallJournal>(*journalDb);
   callJournal->deferDeletes(timers, kCallLogWriteDelay);
   calls->setJournal(callJournal.get());
   calls->setCallerCheck(

@@ -324,6 +324,7 @@ HttpResponse jsonError(const Error& e) {
   HttpResponse res;
   res.status = e.code >= 400 && e.code < 600 ? e.code : 500;
   if (res.status == 429) res.headers.emplace_back("Retry-After", "60");
+  if (res.status == 503) res.headers.emplace_back("Retry-After", "1"); // e.g. database busy
   res.headers.emplace_back("Content-Type", "application/json");
   res.body = dumpJson(errorBody(Error{res.status, e.message}));
   return res;

@@ -12,19 +12,30 @@ Database::~Database() {
 }
 
 Error Database::sqlError(const std::string& what) const {
-  return Error{500, what + ": " + (db_ ? sqlite3_errmsg(db_) : "no database")};
+  return Error{busy() ? 503 : 500, what + ": " + (db_ ? sqlite3_errmsg(db_) : "no database")};
+}
+
+bool Database::busy() const {
+  int rc = db_ ? (sqlite3_extended_errcode(db_) & 0xff) : 0;
+  return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+}
+
+void Database::setBusyTimeout(std::chrono::milliseconds t) {
+  sqlite3_busy_timeout(db_, int(t.count()));
 }
 
 Result<std::unique_ptr<Database>> Database::open(const std::string& path,
-                                                 const std::vector<Migration>& migrations) {
+                                                 const std::vector<Migration>& migrations,
+                                                 Durability durability) {
   std::unique_ptr<Database> d(new Database());
   int rc =
       sqlite3_open_v2(path.c_str(), &d->db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return d->sqlError("open " + path);
   sqlite3_busy_timeout(d->db_, 5000);
-  for (const char* pragma :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
+  const char* sync =
+      durability == Durability::Full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", sync, "PRAGMA foreign_keys=ON"}) {
     if (auto r = d->execScript(pragma); !r) return r.error();
   }
   if (auto r = d->execScript("CREATE TABLE IF NOT EXISTS schema_migrations(module TEXT NOT NULL, "
@@ -53,7 +64,7 @@ Result<void> Database::execScript(const std::string& sql) {
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    return Error{500, msg};
+    return Error{busy() ? 503 : 500, msg};
   }
   return {};
 }
@@ -151,6 +162,12 @@ int Database::schemaVersion(std::string_view module) {
       query("SELECT MAX(version) FROM schema_migrations WHERE module = ?1", {std::string(module)});
   if (!v || v->empty()) return 0;
   return int(asInt(v->at(0).at(0)).value_or(0));
+}
+
+int Database::synchronousLevel() {
+  auto v = query("PRAGMA synchronous");
+  if (!v || v->empty() || v->at(0).empty()) return -1;
+  return int(asInt(v->at(0).at(0)).value_or(-1));
 }
 
 int64_t Database::changes() const {

@@ -1,12 +1,17 @@
 #pragma once
 // SQLite access for the node: one connection, WAL journal, numbered schema migrations, prepared
-// statements. Used from the node's event loop only (single writer, no locks). With WAL and
-// synchronous=NORMAL a committed transaction survives kill -9 of the process (the WAL is in the
-// OS page cache). FULL would also survive a power cut, but costs a disk flush per write, which
-// capped registrations at about 1,000/s in the benchmarks; NORMAL loses at most the last
-// transactions before a power cut (the database stays consistent).
+// statements. One thread at a time (no locks inside): the node's event loop for the main
+// database; the registrar's storage thread for the bindings file once it is loaded.
+//
+// Durability is chosen per file. Full (synchronous=FULL): a committed transaction survives a
+// power cut (a disk flush per commit): admin changes, federation state and call records, which
+// are acknowledged to someone. Normal (synchronous=NORMAL): survives kill -9 of the process (the
+// WAL is in the OS page cache) but a power cut may take the last transactions (the file stays
+// consistent): the registrar's bindings, written behind in batches, which phones re-register
+// anyway.
 #include "base/result.h"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -35,6 +40,8 @@ struct Migration {
   const char* sql;
 };
 
+enum class Durability { Full, Normal };
+
 class Database {
 public:
   ~Database();
@@ -44,7 +51,14 @@ public:
   // Opens (creating if needed) the database file and applies every migration not applied yet,
   // each in its own transaction, in the order given. ":memory:" works for tests.
   static Result<std::unique_ptr<Database>> open(const std::string& path,
-                                                const std::vector<Migration>& migrations);
+                                                const std::vector<Migration>& migrations,
+                                                Durability durability = Durability::Full);
+
+  // PRAGMA synchronous of this connection (2 = FULL, 1 = NORMAL).
+  int synchronousLevel();
+  // How long a statement waits for a lock held by another connection (default 5 s) before it
+  // fails with code 503 (busy). A connection used on an event loop keeps this short.
+  void setBusyTimeout(std::chrono::milliseconds t);
 
   // Runs one statement with bound parameters (?1, ?2, ...). Statements are prepared once and
   // cached by their text.
@@ -68,6 +82,7 @@ private:
   Result<sqlite3_stmt*> prepare(std::string_view sql);
   Result<void> bind(sqlite3_stmt* st, const std::vector<Value>& params);
   Error sqlError(const std::string& what) const;
+  bool busy() const;
 
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, sqlite3_stmt*> stmts_;

@@ -99,6 +99,7 @@ CREATE TABLE call_transfers(
 CallLog::~CallLog() {
   if (timers_ && flushTimer_) timers_->cancel(flushTimer_);
   flushTimer_ = 0;
+  timers_ = nullptr; // no retry timer from here on
   if (auto r = flush(); !r)
     logger("calls")->error("call log: {} records not written: {}", pending_.size(),
                            r.error().message);
@@ -167,6 +168,20 @@ Result<void> CallLog::flush() {
     return {};
   });
   if (tx) return {};
+  if (tx.error().code == 503 && timers_ && batch.size() < 4 * kMaxDeferred) {
+    // The database is locked by another process (a backup, an sqlite3 shell): keep the records
+    // and try again in a second instead of losing them or stalling the loop.
+    for (auto& r : batch) {
+      pendingIndex_.try_emplace(r.correlationId, pending_.size());
+      pending_.push_back(std::move(r));
+    }
+    flushTimer_ = timers_->after(std::chrono::seconds(1), [this] {
+      flushTimer_ = 0;
+      if (auto r = flush(); !r)
+        logger("calls")->warn("call log: writing call records failed: {}", r.error().message);
+    });
+    return tx.error();
+  }
   // One bad record must not cost the others: write them one by one, keep the first error.
   Result<void> first;
   for (const auto& r : batch)

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <thread>
 
 namespace verbund::pbx {
 
@@ -196,6 +197,38 @@ CREATE INDEX registrar_bindings_user ON registrar_bindings(sip_user);
 )SQL"}};
 }
 
+Result<void> Registrar::adoptLegacyBindings(store::Database& from, store::Database& to) {
+  auto t = from.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                      "name = 'registrar_bindings'");
+  if (!t) return t.error();
+  if (t->empty()) return {};
+  static constexpr const char* kColumns = "id, sip_user, contact, instance, reg_id, q, call_id, "
+                                          "cseq, path, user_agent, transport, remote, local, "
+                                          "expires_ms, updated_ms";
+  auto rows = from.query(std::string("SELECT ") + kColumns + " FROM registrar_bindings");
+  if (!rows) return rows.error();
+  auto present = to.query("SELECT COUNT(*) FROM registrar_bindings");
+  if (!present) return present.error();
+  if (store::asInt(present->at(0).at(0)).value_or(0) == 0) {
+    auto c = to.transaction([&]() -> Result<void> {
+      for (const auto& row : *rows)
+        if (auto e = to.exec(std::string("INSERT INTO registrar_bindings(") + kColumns +
+                                 ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+                                 "?13, ?14, ?15)",
+                             row);
+            !e)
+          return e;
+      return {};
+    });
+    if (!c) return c;
+  }
+  log()->info("moved {} bindings to their own database file", rows->size());
+  return from.transaction([&]() -> Result<void> {
+    if (auto d = from.exec("DROP TABLE registrar_bindings"); !d) return d;
+    return from.exec("DELETE FROM schema_migrations WHERE module = 'registrar'");
+  });
+}
+
 Registrar::Registrar(store::Database& db, Timers& timers, RegistrarConfig config)
     : db_(db), timers_(timers), config_(std::move(config)) {
   config_.maxExpires = std::max(config_.maxExpires, config_.minExpires);
@@ -220,6 +253,12 @@ Registrar::Registrar(store::Database& db, Timers& timers, RegistrarConfig config
 
 Registrar::~Registrar() {
   if (sweepTimer_) timers_.cancel(sweepTimer_);
+  if (flushTimer_) timers_.cancel(flushTimer_);
+  flushTimer_ = 0;
+  // What is pending goes to the store before the connection can close; a write blocked by a lock
+  // held elsewhere is not retried forever on the way out.
+  stopping_ = true;
+  flush();
 }
 
 Result<std::unique_ptr<Registrar>> Registrar::open(store::Database& db, Timers& timers,
@@ -246,6 +285,8 @@ Result<void> Registrar::load() {
       "transport, remote, local, expires_ms, updated_ms FROM registrar_bindings "
       "ORDER BY updated_ms, id");
   if (!rows) return rows.error();
+  if (auto maxId = db_.query("SELECT MAX(id) FROM registrar_bindings"); maxId && !maxId->empty())
+    nextId_ = store::asInt(maxId->at(0).at(0)).value_or(0) + 1;
   TimePoint now = timers_.now();
   std::vector<int64_t> bad;
   size_t flowless = 0;
@@ -267,6 +308,7 @@ Result<void> Registrar::load() {
     auto expiresMs = store::asInt(row[13]);
     auto updatedMs = store::asInt(row[14]);
     if (!id) continue;
+    nextId_ = std::max(nextId_, *id + 1);
     std::optional<sip::TransportType> tt = transport ? transportFromCode(*transport) : std::nullopt;
     std::optional<SockAddr> ra = remote ? SockAddr::parse(*remote) : std::nullopt;
     std::optional<SockAddr> la = local ? SockAddr::parse(*local) : std::nullopt;
@@ -317,7 +359,10 @@ Result<void> Registrar::load() {
   for (auto& [user, list] : users_) {
     std::sort(list.begin(), list.end(),
               [](const Binding& a, const Binding& b) { return a.sequence > b.sequence; });
-    for (const auto& b : list) earliest = std::min(earliest, b.expires);
+    for (const auto& b : list) {
+      earliest = std::min(earliest, b.expires);
+      expiry_.emplace(b.expires, user);
+    }
   }
   if (earliest != TimePoint::max()) armSweep(earliest);
   if (count_) log()->info("loaded {} bindings of {} users", count_, users_.size());
@@ -569,59 +614,18 @@ Result<void> Registrar::commit(const std::string& user, std::vector<Binding> nex
   static const std::vector<Binding> kNone;
   const std::vector<Binding>& cur = it == users_.end() ? kNone : it->second;
   const TimePoint now = timers_.now();
-  const int64_t wall = wallNowMs();
   auto kept = [&](int64_t id) {
-    return std::any_of(next.begin(), next.end(), [&](const Binding& b) { return b.id == id; });
+    return id != 0 &&
+           std::any_of(next.begin(), next.end(), [&](const Binding& b) { return b.id == id; });
   };
-
-  auto r = db_.transaction([&]() -> Result<void> {
-    for (const auto& b : cur)
-      if (!kept(b.id))
-        if (auto d = db_.exec("DELETE FROM registrar_bindings WHERE id = ?1", {b.id}); !d) return d;
-    for (auto& b : next) {
-      int64_t expiresMs =
-          wall + std::chrono::duration_cast<std::chrono::milliseconds>(b.expires - now).count();
-      std::vector<store::Value> v{b.sipUser,
-                                  b.contact,
-                                  b.instance,
-                                  int64_t(b.regId),
-                                  int64_t(b.q),
-                                  b.callId,
-                                  int64_t(b.cseq),
-                                  b.path,
-                                  b.userAgent,
-                                  transportCode(b.peer.transport),
-                                  b.peer.remote.toString(),
-                                  b.peer.local.toString(),
-                                  expiresMs,
-                                  b.updatedMs};
-      if (b.id == 0) {
-        auto e = db_.exec("INSERT INTO registrar_bindings(sip_user, contact, instance, reg_id, q, "
-                          "call_id, cseq, path, user_agent, transport, remote, local, expires_ms, "
-                          "updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-                          "?13, ?14)",
-                          v);
-        if (!e) return e;
-        b.id = db_.lastInsertId();
-      } else {
-        v.push_back(b.id);
-        auto e = db_.exec("UPDATE registrar_bindings SET sip_user = ?1, contact = ?2, "
-                          "instance = ?3, reg_id = ?4, q = ?5, call_id = ?6, cseq = ?7, "
-                          "path = ?8, user_agent = ?9, transport = ?10, remote = ?11, "
-                          "local = ?12, expires_ms = ?13, updated_ms = ?14 WHERE id = ?15",
-                          v);
-        if (!e) return e;
-      }
-    }
-    return {};
-  });
-  if (!r) return r;
 
   // Listeners hear about changes of the binding set or of a flow, not about refreshes.
   bool changed = false;
   size_t added = 0, removed = 0;
   for (const auto& b : next) {
-    auto old = std::find_if(cur.begin(), cur.end(), [&](const Binding& o) { return o.id == b.id; });
+    auto old = b.id == 0 ? cur.end() : std::find_if(cur.begin(), cur.end(), [&](const Binding& o) {
+      return o.id == b.id;
+    });
     if (old == cur.end()) {
       ++added;
       changed = true;
@@ -638,6 +642,7 @@ Result<void> Registrar::commit(const std::string& user, std::vector<Binding> nex
   g_bindingsRemoved.inc(removed);
   count_ = count_ + added - removed;
 
+  track(user, cur, next);
   TimePoint earliest = TimePoint::max();
   for (const auto& b : next) earliest = std::min(earliest, b.expires);
   if (next.empty()) {
@@ -650,6 +655,128 @@ Result<void> Registrar::commit(const std::string& user, std::vector<Binding> nex
   if (earliest != TimePoint::max()) armSweep(earliest);
   if (changed) notify(user);
   return {};
+}
+
+void Registrar::track(const std::string& user, const std::vector<Binding>& cur,
+                      std::vector<Binding>& next) {
+  for (const auto& b : cur) {
+    flowIndexRemove(b);
+    bool kept =
+        std::any_of(next.begin(), next.end(), [&](const Binding& n) { return n.id == b.id; });
+    if (!kept) queueWrite(b.id, nullptr);
+  }
+  for (auto& b : next) {
+    if (b.id == 0) b.id = nextId_++;
+    flowIndexAdd(b);
+    queueWrite(b.id, &b);
+    expiry_.emplace(b.expires, user);
+  }
+  compactExpiry();
+}
+
+void Registrar::flowIndexAdd(const Binding& b) {
+  if (b.peer.connection == 0) return;
+  ++byFlow_[b.peer.connection][b.sipUser];
+}
+
+void Registrar::flowIndexRemove(const Binding& b) {
+  if (b.peer.connection == 0) return;
+  auto f = byFlow_.find(b.peer.connection);
+  if (f == byFlow_.end()) return;
+  auto u = f->second.find(b.sipUser);
+  if (u != f->second.end() && --u->second == 0) f->second.erase(u);
+  if (f->second.empty()) byFlow_.erase(f);
+}
+
+// ---- Write-behind ----------------------------------------------------------------------------
+
+void Registrar::queueWrite(int64_t id, const Binding* b) {
+  PendingWrite& w = pending_[id];
+  if (b) {
+    w.binding = *b;
+    w.expiresMs =
+        wallNowMs() +
+        std::chrono::duration_cast<std::chrono::milliseconds>(b->expires - timers_.now()).count();
+  } else {
+    w.binding.reset();
+  }
+  if (pending_.size() >= config_.writeBehindBatch && !writing_)
+    startWrite(false);
+  else
+    armFlush();
+}
+
+void Registrar::armFlush() {
+  if (flushTimer_ || pending_.empty()) return;
+  flushTimer_ = timers_.after(config_.writeBehindInterval, [this] {
+    flushTimer_ = 0;
+    startWrite(false);
+  });
+}
+
+void Registrar::startWrite(bool wait) {
+  if (writing_) {
+    // One batch at a time, in order; the next one goes when this one is written.
+    if (wait && config_.storage) config_.storage->drain();
+    if (writing_) {
+      armFlush();
+      return;
+    }
+  }
+  if (pending_.empty()) return;
+  std::vector<std::pair<int64_t, PendingWrite>> batch;
+  batch.reserve(pending_.size());
+  for (auto& [id, w] : pending_) batch.emplace_back(id, std::move(w));
+  pending_.clear();
+  if (!config_.storage) {
+    if (auto r = writeBatch(db_, batch); !r)
+      log()->warn("writing {} binding changes failed: {}", batch.size(), r.error().message);
+    return;
+  }
+  writing_ = true;
+  config_.storage->post([this, batch = std::move(batch)] {
+    // Retried until written: a lock held by another process or a full disk must not lose the
+    // batch while the loop goes on answering from memory. Given up only on shutdown.
+    for (int attempt = 0;; ++attempt) {
+      auto r = writeBatch(db_, batch);
+      if (r) break;
+      if (attempt == 0 || attempt % 50 == 0)
+        log()->warn("writing {} binding changes failed (retrying): {}", batch.size(),
+                    r.error().message);
+      if (stopping_) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    writing_ = false;
+  });
+  if (wait) config_.storage->drain();
+}
+
+void Registrar::flush() {
+  startWrite(true);
+  startWrite(true); // what collected while the previous batch was being written
+}
+
+Result<void> Registrar::writeBatch(store::Database& db,
+                                   const std::vector<std::pair<int64_t, PendingWrite>>& batch) {
+  return db.transaction([&]() -> Result<void> {
+    for (const auto& [id, w] : batch) {
+      if (!w.binding) {
+        if (auto d = db.exec("DELETE FROM registrar_bindings WHERE id = ?1", {id}); !d) return d;
+        continue;
+      }
+      const Binding& b = *w.binding;
+      auto e =
+          db.exec("INSERT OR REPLACE INTO registrar_bindings(id, sip_user, contact, instance, "
+                  "reg_id, q, call_id, cseq, path, user_agent, transport, remote, local, "
+                  "expires_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                  "?11, ?12, ?13, ?14, ?15)",
+                  {id, b.sipUser, b.contact, b.instance, int64_t(b.regId), int64_t(b.q), b.callId,
+                   int64_t(b.cseq), b.path, b.userAgent, transportCode(b.peer.transport),
+                   b.peer.remote.toString(), b.peer.local.toString(), w.expiresMs, b.updatedMs});
+      if (!e) return e;
+    }
+    return {};
+  });
 }
 
 void Registrar::replyOk(sip::TransactionLayer& txl, sip::ServerTxId tx, const sip::Message& request,
@@ -674,12 +801,19 @@ void Registrar::replyOk(sip::TransactionLayer& txl, sip::ServerTxId tx, const si
       });
 
   // RFC 3261 §10.3 step 8: every current binding with its remaining time.
+  // Straight from the user's list (no copies): one string per Contact, reserved once.
   const sip::Uri& to = request.to().uri;
-  for (const auto& bd : lookup(sipUser)) {
-    std::string v = "<" + bd.contact + ">;expires=" + std::to_string(bd.expiresIn(now));
+  auto it = users_.find(sipUser);
+  static const std::vector<Binding> kNone;
+  std::string v;
+  for (const auto& bd : it == users_.end() ? kNone : it->second) {
+    if (bd.expires <= now) continue;
+    v.clear();
+    v.reserve(bd.contact.size() + bd.instance.size() + 64);
+    v.append("<").append(bd.contact).append(">;expires=").append(std::to_string(bd.expiresIn(now)));
     if (bd.q >= 0) v += ";q=" + formatQ(bd.q);
     if (!bd.instance.empty()) {
-      v += ";+sip.instance=\"" + bd.instance + "\"";
+      v.append(";+sip.instance=\"").append(bd.instance).append("\"");
       if (bd.regId) v += ";reg-id=" + std::to_string(bd.regId);
       // RFC 5627 §5.4: the public GRUU is the AoR with the instance id in "gr".
       if (gruu && !bd.instanceUrn().empty()) {
@@ -714,34 +848,46 @@ void Registrar::armSweep(TimePoint due) {
 
 void Registrar::sweep() {
   const TimePoint now = timers_.now();
+  std::vector<std::string> due;
+  while (!expiry_.empty() && expiry_.top().first <= now) {
+    due.push_back(expiry_.top().second);
+    expiry_.pop();
+  }
+  std::sort(due.begin(), due.end());
+  due.erase(std::unique(due.begin(), due.end()), due.end());
   std::vector<std::string> changed;
-  std::vector<int64_t> gone;
-  TimePoint earliest = TimePoint::max();
-  for (auto it = users_.begin(); it != users_.end();) {
+  size_t gone = 0;
+  for (const auto& user : due) {
+    auto it = users_.find(user);
+    if (it == users_.end()) continue; // a stale entry: removed meanwhile
     auto& list = it->second;
     size_t before = list.size();
     for (const auto& b : list)
-      if (b.expires <= now) gone.push_back(b.id);
+      if (b.expires <= now) {
+        flowIndexRemove(b);
+        queueWrite(b.id, nullptr);
+      }
     std::erase_if(list, [&](const Binding& b) { return b.expires <= now; });
-    for (const auto& b : list) earliest = std::min(earliest, b.expires);
-    if (list.size() != before) changed.push_back(it->first);
-    it = list.empty() ? users_.erase(it) : std::next(it);
+    if (list.size() == before) continue; // refreshed since: a stale entry
+    gone += before - list.size();
+    changed.push_back(user);
+    if (list.empty()) users_.erase(it);
   }
-  if (!gone.empty()) {
-    // Expired rows that fail to go now are dropped at the next start anyway.
-    auto r = db_.transaction([&]() -> Result<void> {
-      for (int64_t id : gone)
-        if (auto d = db_.exec("DELETE FROM registrar_bindings WHERE id = ?1", {id}); !d) return d;
-      return {};
-    });
-    if (!r) log()->warn("deleting {} expired bindings failed: {}", gone.size(), r.error().message);
-    count_ -= gone.size();
-    g_bindingsRemoved.inc(gone.size());
-  }
-  // Refreshes only move expiry times later, so the sweep may find nothing due; the granularity
-  // bounds how often it scans when many bindings expire close together.
-  if (earliest != TimePoint::max()) armSweep(std::max(earliest, now + config_.sweepGranularity));
+  count_ -= gone;
+  g_bindingsRemoved.inc(gone);
+  // Many bindings expiring close together are taken in one pass at most every granularity.
+  if (!expiry_.empty()) armSweep(std::max(expiry_.top().first, now + config_.sweepGranularity));
   for (const auto& u : changed) notify(u);
+}
+
+void Registrar::compactExpiry() {
+  // Every refresh adds an entry; rebuild when the stale ones outnumber the live ones.
+  if (expiry_.size() <= 2 * count_ + 1024) return;
+  std::vector<ExpiryEntry> live;
+  live.reserve(count_);
+  for (const auto& [user, list] : users_)
+    for (const auto& b : list) live.emplace_back(b.expires, user);
+  expiry_ = decltype(expiry_)(std::greater<>(), std::move(live));
 }
 
 void Registrar::removeUser(std::string_view sipUser) {
@@ -753,40 +899,41 @@ void Registrar::removeUser(std::string_view sipUser) {
 
 size_t Registrar::flowClosed(sip::ConnectionId id) {
   if (id == 0) return 0;
+  auto f = byFlow_.find(id);
+  if (f == byFlow_.end()) return 0;
+  std::vector<std::string> users;
+  users.reserve(f->second.size());
+  for (const auto& [user, n] : f->second) users.push_back(user);
+  byFlow_.erase(f);
   std::vector<std::string> changed;
-  std::vector<int64_t> gone;
-  for (auto it = users_.begin(); it != users_.end();) {
+  size_t gone = 0;
+  for (const auto& user : users) {
+    auto it = users_.find(user);
+    if (it == users_.end()) continue;
     auto& list = it->second;
     size_t before = list.size();
     for (auto& b : list) {
       if (b.peer.connection != id) continue;
       if (b.onDeviceFlow())
-        gone.push_back(b.id);
+        queueWrite(b.id, nullptr);
       else
         b.peer.connection = 0; // over an edge proxy: reconnect to the proxy when needed
     }
     std::erase_if(list, [&](const Binding& b) { return b.peer.connection == id; });
-    if (list.size() != before) changed.push_back(it->first);
-    it = list.empty() ? users_.erase(it) : std::next(it);
+    if (list.size() == before) continue;
+    gone += before - list.size();
+    changed.push_back(user);
+    if (list.empty()) users_.erase(it);
   }
-  if (gone.empty()) return 0;
-  // Rows that fail to go now are dropped at the next start anyway (their flow is gone then).
-  auto r = db_.transaction([&]() -> Result<void> {
-    for (int64_t rowId : gone)
-      if (auto d = db_.exec("DELETE FROM registrar_bindings WHERE id = ?1", {rowId}); !d) return d;
-    return {};
-  });
-  if (!r)
-    log()->warn("deleting {} bindings of a closed connection failed: {}", gone.size(),
-                r.error().message);
-  count_ -= gone.size();
-  g_bindingsRemoved.inc(gone.size());
-  g_flowLost.inc(gone.size());
+  if (gone == 0) return 0;
+  count_ -= gone;
+  g_bindingsRemoved.inc(gone);
+  g_flowLost.inc(gone);
   for (const auto& u : changed) {
     log()->info("connection {} closed: bindings of {} removed", id, sip::logSafe(u));
     notify(u);
   }
-  return gone.size();
+  return gone;
 }
 
 void Registrar::notify(const std::string& sipUser) {

@@ -5,7 +5,13 @@
 //
 // Runs on the node's event loop: single-threaded, no locks. handleRegister() is called by the
 // node's request dispatcher for every REGISTER outside a dialog and always sends a final
-// response on the transaction.
+// response on the transaction, from memory: it never waits for the disk.
+//
+// Bindings live in memory, indexed by user (AoR), by flow (TCP/TLS connection) and by expiry.
+// Changes are written behind to the store in batches (every writeBehindInterval or
+// writeBehindBatch changes, one transaction each) by the storage thread; a restart restores what
+// was written. A crash or power cut loses at most the changes of the last interval plus the time
+// a write takes (phones re-register).
 //
 // Bindings are keyed per RFC 3261 §10.3 step 7 by the Contact URI, except that a Contact with
 // +sip.instance (RFC 5626 §6, RFC 5627) is keyed by (instance, reg-id): a phone that comes back
@@ -28,11 +34,14 @@
 #include "sip/message/peer.h"
 #include "sip/transaction/transaction_layer.h"
 #include "store/database.h"
+#include "store/storage_thread.h"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -42,7 +51,7 @@ namespace verbund::pbx {
 
 // One registered device of a user.
 struct Binding {
-  int64_t id = 0;       // store row id
+  int64_t id = 0;       // store row id (assigned by the registrar)
   std::string sipUser;  // the AoR's user part (= the authenticated device login)
   std::string contact;  // Contact URI as sent, without <> and header parameters
   std::string instance; // +sip.instance without quotes ("<urn:uuid:...>"), or empty
@@ -115,13 +124,28 @@ struct RegistrarConfig {
 
   // Wall clock in ms since the epoch, for persisted expiry times; empty: the injected timers'.
   std::function<int64_t()> wallClockMs;
+
+  // Write-behind of binding changes: at most this long after a change, or once this many changes
+  // are pending, they are written in one transaction. With `storage` the write runs on that
+  // thread (the node: nothing on the SIP loop waits for the disk; a failed or blocked write is
+  // retried there while changes keep collecting in memory); without, it runs inline when due
+  // (tests, with simulated time).
+  store::StorageThread* storage = nullptr;
+  Duration writeBehindInterval = std::chrono::milliseconds(200);
+  size_t writeBehindBatch = 2000;
 };
 
 class Registrar {
 public:
+  // The bindings' own database file (see file comment).
   static std::vector<store::Migration> migrations();
-  // Loads the persisted bindings, dropping expired ones. Throws only if the digest server cannot
-  // start (no randomness, algorithm unavailable): start-up only.
+  // Before bindings had their own file they lived in the node's main database: moves them over
+  // once (when `to` is empty) and drops the old table.
+  static Result<void> adoptLegacyBindings(store::Database& from, store::Database& to);
+  // Loads the persisted bindings from `db`, dropping expired ones. From then on `db` belongs to
+  // the registrar's writes (on config.storage when given): nobody else may use the connection.
+  // Throws only if the digest server cannot start (no randomness, algorithm unavailable):
+  // start-up only.
   static Result<std::unique_ptr<Registrar>> open(store::Database& db, Timers& timers,
                                                  RegistrarConfig config);
   ~Registrar();
@@ -159,6 +183,14 @@ public:
   // Sources currently tracked by the throttle (for tests and metrics).
   size_t throttleEntries() const { return throttle_->entries(); }
 
+  // Writes every pending change now and waits for it (shutdown, tests). Blocks: not for the loop
+  // while it serves SIP.
+  void flush();
+  // Changes not yet handed to the store.
+  size_t pendingWrites() const { return pending_.size(); }
+  // Entries of the expiry index, stale ones included (tests: it stays bounded).
+  size_t expiryEntries() const { return expiry_.size(); }
+
 private:
   Registrar(store::Database& db, Timers& timers, RegistrarConfig config);
   Result<void> load();
@@ -179,6 +211,28 @@ private:
   void sweep();
   void notify(const std::string& sipUser);
 
+  // Indexes (by flow, by expiry) and the write-behind queue follow a user's binding set from
+  // `cur` to `next`; `next` gets ids.
+  void track(const std::string& sipUser, const std::vector<Binding>& cur,
+             std::vector<Binding>& next);
+  void flowIndexRemove(const Binding& b);
+  void flowIndexAdd(const Binding& b);
+  void queueWrite(int64_t id, const Binding* b);
+  void armFlush();
+  // Hands the pending changes to the store unless a write is still running. With `wait` blocks
+  // until they are written.
+  void startWrite(bool wait);
+  void compactExpiry();
+
+  // A change waiting for the store: the binding as it is now (with its expiry on the wall clock),
+  // or nothing when it was removed.
+  struct PendingWrite {
+    std::optional<Binding> binding;
+    int64_t expiresMs = 0;
+  };
+  static Result<void> writeBatch(store::Database& db,
+                                 const std::vector<std::pair<int64_t, PendingWrite>>& batch);
+
   store::Database& db_;
   Timers& timers_;
   RegistrarConfig config_;
@@ -187,6 +241,19 @@ private:
   std::unordered_map<std::string, std::vector<Binding>> users_; // each vector newest first
   size_t count_ = 0;
   uint64_t nextSequence_ = 0;
+  int64_t nextId_ = 1;
+
+  // Users with bindings on a TCP/TLS connection, with how many (UDP bindings: none here).
+  std::unordered_map<sip::ConnectionId, std::unordered_map<std::string, uint32_t>> byFlow_;
+  // Expiry times with their user, earliest first. A refresh adds an entry and leaves the old one,
+  // which the sweep finds stale; compactExpiry() rebuilds it when stale entries dominate.
+  using ExpiryEntry = std::pair<TimePoint, std::string>;
+  std::priority_queue<ExpiryEntry, std::vector<ExpiryEntry>, std::greater<>> expiry_;
+
+  std::unordered_map<int64_t, PendingWrite> pending_;
+  TimerId flushTimer_ = 0;
+  std::atomic<bool> writing_{false}; // a batch is with the storage thread
+  std::atomic<bool> stopping_{false};
 
   TimerId sweepTimer_ = 0;
   TimePoint sweepDue_{};

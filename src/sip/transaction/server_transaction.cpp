@@ -61,7 +61,7 @@ TransactionLayer::ServerTx* TransactionLayer::findServer(const Message& req,
     // tag of the response we sent.
     if (req.method() == Method::Ack) {
       if (tx.lastStatus < 200 || toTagOf(tx.lastResponse) != req.toTag()) return nullptr;
-    } else if (req.toTag() != tx.request->toTag()) {
+    } else if (req.toTag() != (tx.request ? tx.request->toTag() : tx.requestToTag)) {
       return nullptr;
     }
   }
@@ -264,7 +264,7 @@ std::string_view TransactionLayer::localTag(ServerTxId id) {
 
 const Message* TransactionLayer::request(ServerTxId id) const {
   auto it = servers_.find(id);
-  return it == servers_.end() ? nullptr : it->second.request.get();
+  return it == servers_.end() ? nullptr : it->second.request.get(); // null once released
 }
 
 std::optional<MessageBuilder> TransactionLayer::responseBuilder(ServerTxId id, int status,
@@ -272,6 +272,7 @@ std::optional<MessageBuilder> TransactionLayer::responseBuilder(ServerTxId id, i
   auto it = servers_.find(id);
   if (it == servers_.end()) return std::nullopt;
   ServerTx& tx = it->second;
+  if (!tx.request) return std::nullopt; // Completed and released: no response may follow
   return responseTo(*tx.request, status, reason, status > 100 ? ensureTag(tx) : "");
 }
 
@@ -322,6 +323,7 @@ Result<void> TransactionLayer::sendOnServer(ServerTx& tx, int status, std::strin
     // RFC 3261 §17.2.2: Completed; Timer J (zero on reliable transports).
     setServerState(tx, State::Completed);
     serverEnd(tx, tx.reliable ? Duration(0) : 64 * config_.t1, ServerTxEnd::Normal);
+    if (!tx.reliable) releaseRequestLater(tx);
     return {};
   }
   if (status >= 300) {
@@ -402,6 +404,27 @@ void TransactionLayer::serverEnd(ServerTx& tx, Duration after, ServerTxEnd how) 
     eraseServer(id);
     if (!internal) tu_.onServerTxTerminated(id, reason);
   });
+}
+
+void TransactionLayer::releaseRequestLater(ServerTx& tx) {
+  releasable_.push_back(tx.id);
+  if (!releaseTimer_)
+    releaseTimer_ = timers_.after(Duration(0), [this] {
+      releaseTimer_ = 0;
+      releaseRequests();
+    });
+}
+
+void TransactionLayer::releaseRequests() {
+  for (ServerTxId id : releasable_) {
+    auto it = servers_.find(id);
+    if (it == servers_.end()) continue;
+    ServerTx& tx = it->second;
+    if (tx.state != State::Completed || !tx.request) continue;
+    if (!tx.request->topVia().rfc3261Branch()) tx.requestToTag = std::string(tx.request->toTag());
+    tx.request.reset();
+  }
+  releasable_.clear();
 }
 
 void TransactionLayer::eraseServer(ServerTxId id) {

@@ -66,6 +66,7 @@ TransactionLayer::TransactionLayer(Transport& transport, Timers& timers, Transac
 }
 
 TransactionLayer::~TransactionLayer() {
+  cancelTimer(releaseTimer_);
   for (auto& [id, tx] : clients_) {
     cancelTimer(tx.retransmit);
     cancelTimer(tx.timeout);

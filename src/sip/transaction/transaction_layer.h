@@ -173,7 +173,8 @@ public:
   // responseTo(request(tx), status, reason, localTag(tx)) for the TU to add Contact, body, ...
   std::optional<MessageBuilder> responseBuilder(ServerTxId tx, int status,
                                                 std::string_view reason = {});
-  // The request of a live server transaction, or null.
+  // The request of a live server transaction, or null (also once a Completed non-INVITE
+  // transaction over UDP has released it, see releaseRequestLater).
   const Message* request(ServerTxId tx) const;
   // A To tag made up once per server transaction. Responses built by the layer use it (also the
   // 200 to a CANCEL, RFC 3261 §9.2: same tag as the INVITE's response). Empty for unknown tx.
@@ -247,6 +248,9 @@ private:
     std::string tag;      // localTag()
     std::string lastResponse;
     int lastStatus = 0;
+    // The request's To tag, kept for RFC 2543 matching once a Completed non-INVITE transaction
+    // has released its request (releaseRequests).
+    std::string requestToTag;
     Duration interval{0};
     TimerId retransmit = 0; // G or the 2xx retransmission
     TimerId timeout = 0;    // H or L
@@ -288,6 +292,11 @@ private:
                              std::string_view headerName = {}, std::string_view headerValue = {},
                              std::string_view toTag = {});
   void noteAckFor2xx(const Message& ack);
+  // A Completed non-INVITE server transaction over UDP lingers 32 s (Timer J) only to answer
+  // retransmissions with its last response: its parsed request (the bulk of its memory) is
+  // released at the next zero-delay timer, after the TU's callback has returned.
+  void releaseRequestLater(ServerTx& tx);
+  void releaseRequests();
   std::string_view ensureTag(ServerTx& tx);
 
   void cancelTimer(TimerId& t);
@@ -301,6 +310,8 @@ private:
   RequestScreen screen_;
   uint64_t nextId_ = 0;
   size_t pendingServers_ = 0;
+  std::vector<ServerTxId> releasable_;
+  TimerId releaseTimer_ = 0;
   std::string scratch_; // lookup keys are built here to avoid an allocation per message
 
   std::unordered_map<ClientTxId, ClientTx> clients_;

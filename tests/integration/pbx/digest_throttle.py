@@ -133,9 +133,10 @@ def body(h):
     # ---- 4. file modes after the first start (the harness made the data dir with mkdir) ------
     data = node.data
     check(mode(data) == 0o700, f"data directory mode {oct(mode(data))}, expected 0o700")
-    for name in ("verbund.db", "verbund.db-wal", "verbund.db-shm"):
+    for name in ("verbund.db", "verbund.db-wal", "verbund.db-shm",
+                 "bindings.db", "bindings.db-wal", "bindings.db-shm"):
         p = data / name
-        if name == "verbund.db" or p.exists():
+        if name in ("verbund.db", "bindings.db") or p.exists():
             check(mode(p) == 0o600, f"{name} mode {oct(mode(p))}, expected 0o600")
     log(f"RESULT files: {data} {oct(mode(data))}, verbund.db {oct(mode(data / 'verbund.db'))}")
 

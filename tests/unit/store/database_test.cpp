@@ -1,4 +1,5 @@
 #include "store/database.h"
+#include "store/storage_thread.h"
 
 #include <filesystem>
 #include <gtest/gtest.h>
@@ -54,6 +55,46 @@ TEST(Database, ReopenKeepsDataAndVersion) {
   EXPECT_EQ((*db)->query("SELECT name FROM items")->size(), 1u);
   db = Error{0, ""};
   for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+}
+
+TEST(Database, DurabilityAndBusyLocks) {
+  auto path =
+      std::filesystem::temp_directory_path() / ("verbund-db-busy-" + std::to_string(getpid()));
+  std::filesystem::remove(path);
+  {
+    auto full = Database::open(path.string(), migrations());
+    ASSERT_TRUE(full.ok());
+    EXPECT_EQ((*full)->synchronousLevel(), 2);
+    auto normal = Database::open(path.string(), {}, Durability::Normal);
+    ASSERT_TRUE(normal.ok());
+    EXPECT_EQ((*normal)->synchronousLevel(), 1);
+    // A lock held by another connection: a write fails after the busy timeout with 503.
+    ASSERT_TRUE((*normal)->execScript("BEGIN EXCLUSIVE"));
+    (*full)->setBusyTimeout(std::chrono::milliseconds(20));
+    auto w = (*full)->exec("INSERT INTO items(name) VALUES ('x')");
+    ASSERT_FALSE(w.ok());
+    EXPECT_EQ(w.error().code, 503);
+    auto t =
+        (*full)->transaction([&] { return (*full)->exec("INSERT INTO items(name) VALUES ('y')"); });
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.error().code, 503);
+    ASSERT_TRUE((*normal)->execScript("COMMIT"));
+    EXPECT_TRUE((*full)->exec("INSERT INTO items(name) VALUES ('z')").ok());
+  }
+  for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+}
+
+TEST(StorageThread, RunsJobsInOrderAndDrains) {
+  std::vector<int> seen;
+  {
+    StorageThread t;
+    for (int i = 0; i < 100; ++i) t.post([&seen, i] { seen.push_back(i); });
+    t.drain();
+    EXPECT_EQ(seen.size(), 100u);
+    t.post([&seen] { seen.push_back(100); });
+  } // the destructor runs what is left
+  ASSERT_EQ(seen.size(), 101u);
+  for (int i = 0; i <= 100; ++i) EXPECT_EQ(seen[size_t(i)], i);
 }
 
 TEST(Database, FailedMigrationReportsItsName) {

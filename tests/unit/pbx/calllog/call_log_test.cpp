@@ -2,7 +2,9 @@
 
 #include "base/manual_timers.h"
 
+#include <filesystem>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 namespace verbund::pbx {
 namespace {
@@ -248,6 +250,34 @@ TEST(CallLogOutcome, RejectsOutcomesWithoutIdAndKeepsABoundedTable) {
   std::string newest = "k" + std::to_string(CallLog::kKeptOutcomes + 9);
   ASSERT_TRUE(log.save(forksOnB(newest)).ok());
   EXPECT_EQ(log.byCorrelation(newest)->answeredBy, "202");
+}
+
+// A lock held by another process (busy, 503): the kept records stay and are written once the
+// lock is gone, instead of being lost.
+TEST(CallLog, DeferredWritesSurviveABusyDatabase) {
+  auto path = std::filesystem::temp_directory_path() /
+              ("verbund-calllog-busy-" + std::to_string(::getpid()) + ".db");
+  std::filesystem::remove(path);
+  {
+    auto db = store::Database::open(path.string(), CallLog::migrations());
+    ASSERT_TRUE(db.ok()) << db.error().message;
+    (*db)->setBusyTimeout(std::chrono::milliseconds(10));
+    auto other = store::Database::open(path.string(), {});
+    ASSERT_TRUE(other.ok());
+    ManualTimers timers;
+    CallLog log(**db);
+    log.deferWrites(timers, Duration(250));
+    ASSERT_TRUE(log.save(sample("c1", 1000)).ok());
+    ASSERT_TRUE((*other)->execScript("BEGIN EXCLUSIVE"));
+    timers.advance(Duration(250)); // the write meets the lock
+    EXPECT_EQ(log.deferred(), 1u);
+    ASSERT_TRUE((*other)->execScript("COMMIT"));
+    timers.advance(std::chrono::seconds(1));
+    EXPECT_EQ(log.deferred(), 0u);
+    auto rows = (*other)->query("SELECT COUNT(*) FROM call_records");
+    EXPECT_EQ(store::asInt(rows->at(0).at(0)), 1);
+  }
+  for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
 }
 
 // deferWrites: saves are kept and written together after the delay; a newer save of the same call

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <map>
 #include <regex>
+#include <thread>
 #include <unistd.h>
 
 namespace verbund::pbx {
@@ -197,6 +198,7 @@ protected:
   }
 
   size_t rows() {
+    registrar->flush();
     auto r = db->query("SELECT COUNT(*) FROM registrar_bindings");
     EXPECT_TRUE(r);
     return size_t(store::asInt(r->at(0).at(0)).value_or(-1));
@@ -208,6 +210,7 @@ protected:
   FakeTransport transport;
   RegistrarTu tu;
   std::unique_ptr<sip::TransactionLayer> txl;
+  std::unique_ptr<store::StorageThread> storage; // outlives the registrar (TearDown)
   std::unique_ptr<store::Database> db;
   std::unique_ptr<Registrar> registrar;
   std::vector<std::string> changes;
@@ -879,6 +882,137 @@ TEST_F(RegistrarTest, WorksWithTheRealDirectory) {
 
 // Budget: 2 KB per registered device. sizeof(Binding) plus the heap strings of a typical
 // linphone registration plus the container overhead.
+TEST_F(RegistrarTest, ChangesAreWrittenBehindInOneBatch) {
+  config.writeBehindInterval = 200ms;
+  open();
+  Device a = device("alice", "198.51.100.7:5062");
+  Device b = device("bob", "198.51.100.8:5060");
+  ASSERT_EQ(reg(a, 1)->statusCode(), 200);
+  ASSERT_EQ(reg(b, 1)->statusCode(), 200);
+  ASSERT_EQ(reg(a, 2)->statusCode(), 200); // a refresh: coalesced with alice's first change
+  EXPECT_EQ(registrar->pendingWrites(), 2u);
+  auto count = [&] {
+    auto r = db->query("SELECT COUNT(*) FROM registrar_bindings");
+    return store::asInt(r->at(0).at(0)).value_or(-1);
+  };
+  EXPECT_EQ(count(), 0); // nothing on the disk yet: answered from memory
+  timers.advance(200ms);
+  EXPECT_EQ(registrar->pendingWrites(), 0u);
+  EXPECT_EQ(count(), 2);
+  auto cseq = db->query("SELECT cseq FROM registrar_bindings WHERE sip_user = 'alice'");
+  ASSERT_TRUE(cseq && cseq->size() == 1);
+  EXPECT_EQ(store::asInt(cseq->at(0).at(0)), 2); // the latest state of the binding
+}
+
+TEST_F(RegistrarTest, BatchSizeTriggersAWriteBeforeTheInterval) {
+  config.writeBehindInterval = 10s;
+  config.writeBehindBatch = 2;
+  open();
+  Device a = device("alice", "198.51.100.7:5062");
+  Device b = device("bob", "198.51.100.8:5060");
+  ASSERT_EQ(reg(a, 1)->statusCode(), 200);
+  EXPECT_EQ(registrar->pendingWrites(), 1u);
+  ASSERT_EQ(reg(b, 1)->statusCode(), 200);
+  EXPECT_EQ(registrar->pendingWrites(), 0u);
+  auto r = db->query("SELECT COUNT(*) FROM registrar_bindings");
+  EXPECT_EQ(store::asInt(r->at(0).at(0)), 2);
+}
+
+// With the storage thread, a database locked by another connection does not hold up REGISTER:
+// the answer comes from memory, the write waits on the storage thread and lands after the lock.
+TEST_F(RegistrarTest, LockedStoreDoesNotDelayRegister) {
+  const std::string path = tempDb();
+  storage = std::make_unique<store::StorageThread>();
+  config.storage = storage.get();
+  open(path);
+  auto other = store::Database::open(path, {});
+  ASSERT_TRUE(other);
+  ASSERT_TRUE((*other)->execScript("BEGIN EXCLUSIVE"));
+  Device a = device("alice", "198.51.100.7:5062");
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(reg(a, 1)->statusCode(), 200);
+  timers.advance(200ms); // hands the batch to the storage thread, which waits for the lock
+  Device b = device("bob", "198.51.100.8:5060");
+  ASSERT_EQ(reg(b, 1)->statusCode(), 200);
+  timers.advance(200ms); // a write is running: this batch waits its turn
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, 1s);
+  EXPECT_EQ(registrar->lookup("bob").size(), 1u);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE((*other)->execScript("COMMIT"));
+  storage->drain();      // the first batch is written once the lock is gone
+  EXPECT_EQ(rows(), 2u); // rows() flushes the second
+}
+
+TEST_F(RegistrarTest, ClosedFlowTouchesOnlyItsBindings) {
+  open();
+  std::vector<Device> devices;
+  for (int i = 0; i < 3; ++i) {
+    users["u" + std::to_string(i)] = "pw" + std::to_string(i);
+    Device d =
+        device("u" + std::to_string(i), ("198.51.100." + std::to_string(10 + i) + ":5060").c_str());
+    d.from =
+        peer(sip::TransportType::Tcp, ("198.51.100." + std::to_string(10 + i) + ":40000").c_str(),
+             sip::ConnectionId(100 + i));
+    ASSERT_EQ(reg(d, 1)->statusCode(), 200);
+    devices.push_back(d);
+  }
+  EXPECT_EQ(registrar->flowClosed(999), 0u);
+  EXPECT_EQ(registrar->flowClosed(101), 1u);
+  EXPECT_EQ(registrar->flowClosed(101), 0u);
+  EXPECT_EQ(registrar->size(), 2u);
+  EXPECT_TRUE(registrar->lookup("u1").empty());
+  // The device comes back on a new connection: indexed under that one.
+  devices[1].from.connection = 201;
+  ASSERT_EQ(reg(devices[1], 2)->statusCode(), 200);
+  EXPECT_EQ(registrar->flowClosed(101), 0u);
+  EXPECT_EQ(registrar->flowClosed(201), 1u);
+  EXPECT_EQ(rows(), 2u);
+}
+
+TEST_F(RegistrarTest, ManyRefreshesKeepTheExpiryIndexBounded) {
+  open();
+  Device a = device("alice", "198.51.100.7:5062");
+  for (uint32_t i = 1; i <= 3000; ++i) ASSERT_EQ(reg(a, i, "Expires: 60\r\n")->statusCode(), 200);
+  EXPECT_EQ(registrar->size(), 1u);
+  EXPECT_LE(registrar->expiryEntries(), 2u * registrar->size() + 1025u);
+  timers.advance(61s);
+  EXPECT_EQ(registrar->size(), 0u);
+  EXPECT_EQ(rows(), 0u);
+}
+
+// Bindings of an installation from before the split move from the main database into their own
+// file once; the old table goes.
+TEST_F(RegistrarTest, LegacyBindingsMoveToTheirOwnFile) {
+  auto mainDb = store::Database::open(":memory:", Registrar::migrations());
+  ASSERT_TRUE(mainDb);
+  ASSERT_TRUE((*mainDb)->exec(
+      "INSERT INTO registrar_bindings(id, sip_user, contact, call_id, cseq, transport, remote, "
+      "local, expires_ms, updated_ms) VALUES (7, 'alice', 'sip:alice@198.51.100.7:5062', 'c1', 1, "
+      "0, '198.51.100.7:5062', '192.0.2.1:5060', ?1, ?2)",
+      {kWall0 + 3600000, kWall0}));
+  open();
+  registrar.reset();
+  ASSERT_TRUE(Registrar::adoptLegacyBindings(**mainDb, *db));
+  auto gone = (*mainDb)->query("SELECT name FROM sqlite_master WHERE name = 'registrar_bindings'");
+  ASSERT_TRUE(gone);
+  EXPECT_TRUE(gone->empty());
+  EXPECT_EQ((*mainDb)->schemaVersion("registrar"), 0);
+  ASSERT_TRUE(Registrar::adoptLegacyBindings(**mainDb, *db)); // nothing left to move
+  auto r = Registrar::open(*db, timers, config);
+  ASSERT_TRUE(r);
+  registrar = std::move(r.value());
+  tu.registrar = registrar.get();
+  auto l = registrar->lookup("alice");
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].id, 7);
+  // New bindings get ids above the moved ones.
+  Device b = device("bob", "198.51.100.8:5060");
+  ASSERT_EQ(reg(b, 1)->statusCode(), 200);
+  EXPECT_GT(registrar->lookup("bob").at(0).id, 7);
+  EXPECT_EQ(rows(), 2u);
+}
+
 TEST_F(RegistrarTest, MemoryPerBindingStaysWithinBudget) {
   open();
   const std::string inst = "<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>";

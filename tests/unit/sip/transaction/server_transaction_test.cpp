@@ -321,6 +321,32 @@ TEST_F(ServerTxTest, NonInviteServerTimerJAbsorbsRetransmissions) {
   EXPECT_EQ(timers.pending(), 0u);
 }
 
+// Timer J keeps a Completed non-INVITE transaction 32 s for retransmissions only: its parsed
+// request is released once the TU's callback has returned (memory per registration, issue 14),
+// and matching (also the RFC 2543 fallback with its To tag) keeps working without it.
+TEST_F(ServerTxTest, NonInviteServerReleasesItsRequestInTimerJ) {
+  RequestSpec reg;
+  reg.method = "REGISTER";
+  reg.via = "SIP/2.0/UDP 198.51.100.7:5062"; // no branch: matched by the RFC 2543 rules
+  reg.toTag = "tt1";
+  inject(reg);
+  ServerTxId tx = lastTx();
+  ASSERT_TRUE(layer->respond(tx, 200));
+  EXPECT_NE(layer->request(tx), nullptr); // still there for the rest of the TU's callback
+  timers.advance(0ms);
+  EXPECT_EQ(layer->request(tx), nullptr);
+  EXPECT_FALSE(layer->responseBuilder(tx, 200).has_value());
+  inject(reg); // a retransmission still gets the final response
+  ASSERT_EQ(transport.sent.size(), 2u);
+  EXPECT_EQ(transport.sent[1].bytes, transport.sent[0].bytes);
+  RequestSpec otherTag = reg;
+  otherTag.toTag = "tt2";
+  inject(otherTag); // another To tag: a new request
+  EXPECT_EQ(tu.requests.size(), 2u);
+  timers.advance(32s);
+  EXPECT_EQ(tu.ended.size(), 1u);
+}
+
 TEST_F(ServerTxTest, NonInviteServerProceedingResendsTheProvisional) {
   RequestSpec reg;
   reg.method = "REGISTER";
