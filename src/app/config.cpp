@@ -100,6 +100,11 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           auto n = sv.value<int64_t>();
           if (!n || *n < 1 || *n > 20) return configError("sip.max_forwards must be 1..20");
           c.maxForwards = int(*n);
+        } else if (name == "nat_expires") {
+          auto secs = sv.value<int64_t>();
+          if (!secs || (*secs != 0 && (*secs < 10 || *secs > 3600)))
+            return configError("sip.nat_expires must be 0 (off) or 10..3600");
+          c.natExpiresSeconds = int(*secs);
         } else if (name == "transfer_recall_seconds") {
           auto secs = sv.value<int64_t>();
           if (!secs || (*secs != 0 && (*secs < 5 || *secs > 600)))
@@ -279,6 +284,12 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!ip || ip->isAny())
             return configError("media.interface must be an IP address (not a wildcard)");
           c.mediaInterface = ip->toString();
+        } else if (name == "music_on_hold") {
+          // Checked when the node starts (media::checkWavFile): the file may not exist yet here.
+          auto s = mv.value<std::string>();
+          if (!s || (!s->empty() && s->front() != '/'))
+            return configError("media.music_on_hold must be an absolute path to a WAV file");
+          c.mediaMusicOnHold = *s;
         } else {
           return configError("unknown key media." + name);
         }

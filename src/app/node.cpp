@@ -13,6 +13,7 @@
 #include "http/media_routes.h"
 #include "http/trunk_routes.h"
 #include "media/media_service.h"
+#include "media/music_on_hold.h"
 #include "media/process_launcher.h"
 #include "net/fd_limit.h"
 #include "pbx/calllog/call_log.h"
@@ -268,6 +269,7 @@ struct Node::Impl {
   // The media relay (rtpengine): declared before the admin API, whose status reads it.
   std::unique_ptr<media::PosixProcessLauncher> processes;
   std::unique_ptr<media::MediaService> media;
+  std::unique_ptr<media::MusicOnHold> music; // the file played to held parties
   std::unique_ptr<http::AdminServer> admin;
 
   Impl(asio::io_context& ioc, NodeConfig cfg)
@@ -349,6 +351,7 @@ Result<void> Node::Impl::openStorage() {
   for (auto& m : http::AdminAuth::migrations()) migrations.push_back(m);
   for (auto& m : pbx::trunkMigrations()) migrations.push_back(m);
   for (auto& m : federation::FederationService::migrations()) migrations.push_back(m);
+  for (auto& m : media::MusicOnHold::migrations()) migrations.push_back(m);
   auto d = store::Database::open(config.dataDir + "/verbund.db", migrations);
   if (!d) return d.error();
   db = std::move(d.value());
@@ -449,6 +452,7 @@ Result<void> Node::Impl::startSip() {
   rc.realm = directory->realm();
   rc.credentials = [this](std::string_view sipUser) { return directory->credentials(sipUser); };
   rc.algorithms = config.digestAlgorithms;
+  rc.natExpires = uint32_t(config.natExpiresSeconds);
   auto reg = pbx::Registrar::open(*db, timers, rc);
   if (!reg) return reg.error();
   registrar = std::move(reg.value());
@@ -1094,6 +1098,16 @@ Result<void> Node::Impl::startMedia() {
   mc.portMin = uint16_t(config.mediaPortMin);
   mc.portMax = uint16_t(config.mediaPortMax);
   mc.logPath = config.dataDir + "/rtpengine.log";
+  if (!config.mediaMusicOnHold.empty())
+    if (auto w = media::checkWavFile(config.mediaMusicOnHold); !w)
+      return Error{1, "media.music_on_hold: " + w.error().message};
+  auto moh =
+      media::MusicOnHold::open(*db, config.mediaMusicOnHold, config.dataDir + "/music-on-hold.wav");
+  if (!moh) return Error{1, "music on hold: " + moh.error().message};
+  music = std::move(moh.value());
+  if (auto w = media::checkWavFile(music->path()); !w)
+    logger("media")->warn("music on hold file {} is not usable: {}", music->path(),
+                          w.error().message);
   processes = std::make_unique<media::PosixProcessLauncher>(io);
   media = std::make_unique<media::MediaService>(io, timers, *processes, mc);
   media->start();
@@ -1113,6 +1127,7 @@ Result<void> Node::Impl::startAdmin() {
   });
   http::addTrunkRoutes(*admin, *trunk, *db);
   http::addMediaRoutes(*admin, *media);
+  http::addMusicOnHoldRoutes(*admin, *music);
   if (federation) addFederationRoutes(*admin, *federation);
   addApiRoutes();
   auto b = admin->start();
