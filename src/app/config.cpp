@@ -290,6 +290,11 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!s || (!s->empty() && s->front() != '/'))
             return configError("media.music_on_hold must be an absolute path to a WAV file");
           c.mediaMusicOnHold = *s;
+        } else if (name == "anchor") {
+          auto s = mv.value<std::string>();
+          if (!s || (*s != "always" && *s != "off" && *s != "remote"))
+            return configError("media.anchor must be \"always\", \"off\" or \"remote\"");
+          c.mediaAnchor = *s;
         } else {
           return configError("unknown key media." + name);
         }

@@ -92,6 +92,9 @@ struct NodeConfig {
   // Music on hold (media/music_on_hold.h): a WAV file; empty: the node's own
   // <data_dir>/music-on-hold.wav. The admin API can set another one (kept in the database).
   std::string mediaMusicOnHold;
+  // Which calls' media go through the relay: "always" (default), "off", "remote" (only calls
+  // with another node or the external line; two phones of this site talk directly).
+  std::string mediaAnchor = "always";
 };
 
 // Loads a TOML file; unknown keys are errors so that typos do not pass silently.

@@ -3,6 +3,7 @@
 #include "app/call_features.h"
 #include "app/federation_routes.h"
 #include "app/listen.h"
+#include "app/media_anchor_ng.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/private_files.h"
@@ -269,7 +270,8 @@ struct Node::Impl {
   // The media relay (rtpengine): declared before the admin API, whose status reads it.
   std::unique_ptr<media::PosixProcessLauncher> processes;
   std::unique_ptr<media::MediaService> media;
-  std::unique_ptr<media::MusicOnHold> music; // the file played to held parties
+  std::unique_ptr<media::MusicOnHold> music;  // the file played to held parties
+  std::unique_ptr<NgMediaAnchor> mediaAnchor; // the call engine's relay seam
   std::unique_ptr<http::AdminServer> admin;
 
   Impl(asio::io_context& ioc, NodeConfig cfg)
@@ -1111,6 +1113,10 @@ Result<void> Node::Impl::startMedia() {
   processes = std::make_unique<media::PosixProcessLauncher>(io);
   media = std::make_unique<media::MediaService>(io, timers, *processes, mc);
   media->start();
+  mediaAnchor = std::make_unique<NgMediaAnchor>(
+      *media, [this] { return music ? music->path() : std::string(); });
+  calls->setMediaAnchor(mediaAnchor.get(),
+                        pbx::parseAnchorMode(config.mediaAnchor).value_or(pbx::AnchorMode::Always));
   return {};
 }
 
@@ -1180,6 +1186,8 @@ void Node::stop() {
   if (impl_->admin) impl_->admin->stop();
   if (impl_->federation) impl_->federation->stop();
   if (impl_->trunk) impl_->trunk->stop();
+  // The relay's sessions of calls still up are deleted (external instances keep no leftovers).
+  if (impl_->calls) impl_->calls->releaseAllMedia();
   if (impl_->media) impl_->media->stop(); // the own rtpengine ends and is reaped here
   impl_->transport.close();
   if (impl_->callLog) (void)impl_->callLog->flush();

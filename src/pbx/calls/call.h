@@ -15,6 +15,10 @@ namespace verbund::pbx {
 
 struct CallManager::Fork {
   ForkState state = ForkState::Calling;
+  uint32_t branch = 0;   // per call, from 1: the relay's branch and tag ("b<N>", "fork<N>")
+  bool anchored = false; // its offer went through the relay
+  // While Anchoring: the INVITE to send once the relay's offer is there.
+  std::shared_ptr<sip::DialogManager::InviteParams> pending;
   ForkKind kind = ForkKind::Device;
   sip::UsageId invite = 0;
   Party party; // the user rung (for Trunk: extension = the dialled number)
@@ -30,7 +34,7 @@ struct CallManager::Fork {
   bool live() const { return isLive(state); }
   bool external() const { return kind == ForkKind::Trunk || kind == ForkKind::Fallback; }
   // Heard anything from the next hop (also 100 Trying).
-  bool heard() const { return state != ForkState::Calling; }
+  bool heard() const { return state != ForkState::Calling && state != ForkState::Anchoring; }
 };
 
 // A transfer the node carries out (transfer.cpp): owned by the call it creates between the
@@ -94,12 +98,21 @@ struct CallManager::Call {
   EndCause endCause = EndCause::None;
   Alerting alerting = Alerting::None;
   TimerId noAnswer = 0;
-  std::string offerType, offer; // the caller's SDP (empty: delayed offer)
+  std::string offerType, offer; // the caller's SDP as received (empty: delayed offer)
+  // Media (media_anchor.h): decided once per call; the relay session's key (empty: none was
+  // asked for) and the relay tag of the other leg (the answering fork's, "picker", "target").
+  MediaState media = MediaState::Pending;
+  std::string relayKey, otherTag;
+  uint32_t branches = 0; // forks numbered so far
   int64_t startMs = 0, answerMs = 0;
   // The in-dialog offer being relayed from leg `offerFrom` (request `offerTx`) to the other.
   OfferState offerState = OfferState::Idle;
   sip::ServerTxId offerTx = 0;
   sip::UsageId offerFrom = 0;
+  // Music on hold: whether the offer being relayed holds the other party
+  // (sdp::holdsOtherParty), and the leg that hears music now (0: none).
+  bool offerHolds = false;
+  sip::UsageId heldLeg = 0;
   std::vector<CallParty> parties; // for the call list
   // Federation: the other nodes involved (outcomes go to them).
   std::vector<std::string> nodes;

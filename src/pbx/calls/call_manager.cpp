@@ -294,6 +294,8 @@ void CallManager::endCall(Call& call) {
     if (!f.external()) line(call, f.party, LineEvent::State::Terminated, false);
   if (call.answer == AnswerKind::PickedUp)
     line(call, call.answeredBy, LineEvent::State::Terminated, false);
+  for (auto& f : call.forks) f.pending.reset();
+  releaseMedia(call); // on every path: the relay keeps no session of an ended call
   saveRecord(call);
   journalSettled(call);
   if (call.answer != AnswerKind::None && (call.answer != AnswerKind::Remote || call.transfer))

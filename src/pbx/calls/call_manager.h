@@ -1,7 +1,9 @@
 #pragma once
 // The call engine of a node: a back-to-back user agent. Every call is an inbound leg (the
 // caller's INVITE, an InviteSession on the UAS side) and one or more outbound forks (one
-// ClientInvite per device rung). SDP passes through untouched, so media flows phone to phone.
+// ClientInvite per device rung). Every SDP that crosses it goes through the media relay first
+// (media_anchor.h; media_anchor.cpp), unless the call's media are direct (anchoring off, the
+// "remote" mode between two local phones, or the relay unavailable at the call's first offer).
 // A call and each fork are explicit state machines (call_state.h); routing is an ordered list of
 // small stages that answer continue, stop or pending. Everything runs on the node's event loop.
 //
@@ -13,6 +15,7 @@
 #include "pbx/calllog/call_log.h"
 #include "pbx/calls/call_state.h"
 #include "pbx/calls/journal.h"
+#include "pbx/calls/media_anchor.h"
 #include "sip/dialog/dialog_manager.h"
 #include "sip/dialog/invite_session.h"
 
@@ -242,6 +245,9 @@ struct CallStats {
   uint64_t interrupted = 0;  // ringing calls of a crashed run ended at start (endInterrupted)
   // Transfers (REFER): accepted, joined (target and transferee talk), failed, recalls.
   uint64_t transfers = 0, transfersDone = 0, transfersFailed = 0, recalls = 0;
+  // Media (media_anchor.h): calls holding a relay session now; calls that went direct because
+  // the relay was unavailable; relay commands that failed on an anchored call.
+  uint64_t anchoredLive = 0, anchorFallbacks = 0, anchorFailures = 0;
 };
 
 class CallManager final : public sip::InviteHandler {
@@ -257,6 +263,13 @@ public:
   void setCallFeatures(CallFeatures* f) { features_ = f ? f : &noFeatures_; }
   // Ringing calls are written there at ring time and removed at answer or end (null: none).
   void setJournal(CallJournal* j) { journal_ = j; }
+  // The media relay (null: none, SDP passes through) and which calls use it.
+  void setMediaAnchor(MediaAnchor* anchor, AnchorMode mode = AnchorMode::Always) {
+    anchor_ = anchor;
+    anchorMode_ = mode;
+  }
+  // Node shutdown: every relay session of a call still up is deleted (the calls are not ended).
+  void releaseAllMedia();
 
   // Federation: node `owner` is gone or cut off: its control link went down (`via` null), or the
   // SIP-over-TLS connection to `*via` was closed by the peer or failed. Every fork to it that
@@ -318,6 +331,23 @@ private:
   using Stage = StageResult (CallManager::*)(Call&);
   static const Stage kStages[];
 
+  // ---- Media anchoring (media_anchor.cpp; docs/architecture.md "Media") ----
+  // `next` gets the relay's SDP for `sdp` (offer or answer from leg ref.fromTag), or `sdp`
+  // itself when the call's media are direct, or the relay's error on an anchored call. It runs
+  // now (direct) or later with the call looked up again by id (not at all once it ended).
+  using RelayStep = std::function<void(Call&, Result<std::string>)>;
+  void viaRelay(Call& call, bool offer, AnchorRef ref, std::string sdp, RelayStep next);
+  // Whether a new fork of `kind` gets its offer from the relay (mode, media state).
+  bool anchorsFork(const Call& call, ForkKind kind) const;
+  void goDirect(Call& call, std::string_view why);
+  // The relay tag of leg `leg` ("caller" or the answering leg's tag).
+  std::string relayTag(const Call& call, sip::UsageId leg) const;
+  AnchorRef relayRef(const Call& call, sip::UsageId from, sip::UsageId to) const;
+  // Deletes the call's relay session (at its end, on every path).
+  void releaseMedia(Call& call);
+  // Forks whose offer went to the relay and that will not answer: their branch is deleted.
+  void releaseBranches(Call& call, const Fork* except);
+
   // ---- Transitions (call_manager.cpp): the only places states change ----
   void enter(Call& call, CallState to);
   void enter(Call& call, Fork& fork, ForkState to);
@@ -366,7 +396,20 @@ private:
                      const std::string& replaces);
   // The external-line fork that replaces a fork to `party`'s node (federation fallback).
   bool startFallbackFork(Call& call, const Party& party);
-  Fork& addFork(Call& call, ForkKind kind, sip::UsageId invite, const Party& party);
+  // Adds `fork` and sends its INVITE, after the relay prepared its offer when the call is
+  // anchored (the fork waits in ForkState::Anchoring). False when the INVITE could not be sent
+  // at once (the fork is not added).
+  bool launchFork(Call& call, Fork fork, sip::DialogManager::InviteParams p);
+  void forkAnchored(Call& call, uint32_t branch, Result<std::string> sdp);
+  // Sends the INVITE of the fork with `branch`; false when the dialog layer refused it.
+  bool sendFork(Call& call, uint32_t branch, sip::DialogManager::InviteParams p);
+  Fork* forkByBranch(Call& call, uint32_t branch);
+  // The answer of a fork, through the relay, delivered to the caller (2xx) or the transferee.
+  void deliverAnswer(Call& call, sip::UsageId fork, Result<std::string> sdp, std::string type,
+                     bool offerInAnswer);
+  void deliverEarlyMedia(Call& call, uint32_t branch, Result<std::string> sdp, std::string type);
+  // The rest of an answer once it reached the caller (`delivered`), or the call ends.
+  void connectedTo(Call& call, uint32_t branch, sip::InviteSession& s, bool delivered);
   void onFallbackTimer(CallId id, sip::UsageId invite);
   void afterForksStarted(Call& call);
   void forksSettled(Call& call, int lastStatus);
@@ -386,6 +429,9 @@ private:
   // ---- Pickup (pickup.cpp) ----
   // Connects `picker`'s call to the ringing call `target`.
   bool pickUp(Call& picker, Call& target);
+  // The answers of an anchored pickup, through the relay (OfferState::AnchoringAnswer).
+  void anchorPickup(Call& target, const std::string& pickerOffer);
+  void pickupFailed(Call& call);
   Call* findRingingFor(const std::string& extension);
   Call* findRingingInGroups(const std::vector<std::string>& groups);
   Call* findByForkCallId(const std::string& callId);
@@ -396,6 +442,14 @@ private:
   void relayAnswer(Call& call, sip::InviteSession& s, sip::Method method,
                    const sip::Message& response);
   void relayAck(Call& call, sip::InviteSession& s, const sip::Message& ack);
+  // Sends the offer (relayed or the relay's) to leg `to`; answers the offerer on failure.
+  void sendOffer(Call& call, sip::UsageId to, sip::Method method, const std::string& type,
+                 const std::string& body);
+  // Sends the answer (or failure) of leg `answerer` back to the offerer.
+  void answerOffer(Call& call, sip::UsageId answerer, int status, const std::string& type,
+                   const std::string& body, bool offerInAnswer);
+  // Music on hold after an accepted in-dialog offer (offer_answer.cpp).
+  void holdChanged(Call& call, sip::UsageId answerer);
   // The leg that relays to `s` (the other leg of an answered call; the early fork or the caller
   // for an UPDATE before the answer), or null.
   sip::InviteSession* peerLeg(Call& call, sip::InviteSession& s);
@@ -419,6 +473,8 @@ private:
   void transferFailed(Call& y, int status, std::string_view reason);
   // The target answered: the transferred call ends, the transferee is re-INVITEd.
   bool joinTransferee(Call& y, sip::InviteSession& target, const sip::Message& answer);
+  // The offer of leg `offerer` (the target) to the transferee through the relay (anchored join).
+  void relayJoin(Call& y, sip::UsageId offerer, std::string type, std::string offer);
   // Ends the transferred call without its transferee leg (NOTIFY 200, BYE to the transferor).
   void detachTransferred(Call& y);
   // Final answers to the transfer's re-INVITEs; true when the answer was the transfer's.
@@ -465,6 +521,10 @@ private:
   CallFeatures noFeatures_;
   CallFeatures* features_ = &noFeatures_;
   CallJournal* journal_ = nullptr;
+  MediaAnchor* anchor_ = nullptr;
+  AnchorMode anchorMode_ = AnchorMode::Always;
+  // Relay callbacks that arrive after the engine is gone do nothing.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   CallId nextCall_ = 0;
   std::unordered_map<CallId, std::unique_ptr<Call>> calls_;
   // Per node whose link came up: the calls connected with it then (call, id the node knows).

@@ -18,6 +18,8 @@ std::string_view stateName(CallState s) {
 
 std::string_view stateName(ForkState s) {
   switch (s) {
+  case ForkState::Anchoring:
+    return "anchoring";
   case ForkState::Calling:
     return "calling";
   case ForkState::Proceeding:
@@ -44,6 +46,24 @@ std::string_view stateName(OfferState s) {
     return "awaiting-answer";
   case OfferState::AwaitingAck:
     return "awaiting-ack";
+  case OfferState::Anchoring:
+    return "anchoring";
+  case OfferState::AnchoringAnswer:
+    return "anchoring-answer";
+  case OfferState::AnchoringAck:
+    return "anchoring-ack";
+  }
+  return "?";
+}
+
+std::string_view stateName(MediaState s) {
+  switch (s) {
+  case MediaState::Pending:
+    return "pending";
+  case MediaState::Anchored:
+    return "anchored";
+  case MediaState::Direct:
+    return "direct";
   }
   return "?";
 }
@@ -95,7 +115,12 @@ bool allowed(CallState from, CallState to) {
 }
 
 bool allowed(ForkState from, ForkState to) {
+  if (to == ForkState::Anchoring) return false;
   switch (from) {
+  case ForkState::Anchoring:
+    // Sent once the relay answered; given up before (cancelled, or the relay failed).
+    return to == ForkState::Calling || to == ForkState::Cancelled || to == ForkState::Failed ||
+           to == ForkState::FellBack;
   case ForkState::Calling:
     return to != ForkState::Calling;
   case ForkState::Proceeding:
@@ -119,10 +144,19 @@ bool allowed(ForkState from, ForkState to) {
 bool allowed(OfferState from, OfferState to) {
   switch (from) {
   case OfferState::Idle:
-    return to == OfferState::AwaitingAnswer;
+    // A relayed offer (anchored or not); the call's first answer or a first ACK at the relay.
+    return to == OfferState::AwaitingAnswer || to == OfferState::Anchoring ||
+           to == OfferState::AnchoringAnswer || to == OfferState::AnchoringAck;
+  case OfferState::Anchoring:
+    return to == OfferState::AwaitingAnswer || to == OfferState::Idle;
   case OfferState::AwaitingAnswer:
+    return to == OfferState::Idle || to == OfferState::AwaitingAck ||
+           to == OfferState::AnchoringAnswer;
+  case OfferState::AnchoringAnswer:
     return to == OfferState::Idle || to == OfferState::AwaitingAck;
   case OfferState::AwaitingAck:
+    return to == OfferState::Idle || to == OfferState::AnchoringAck;
+  case OfferState::AnchoringAck:
     return to == OfferState::Idle;
   }
   return false;

@@ -17,6 +17,7 @@ enum class CallState : uint8_t {
 
 // One outbound INVITE of a call (a device, another node, the external line).
 enum class ForkState : uint8_t {
+  Anchoring,  // the media relay prepares this fork's offer; its INVITE is not sent yet
   Calling,    // INVITE sent, nothing heard
   Proceeding, // 100 Trying: the next hop is there (federation fallback is off)
   Ringing,    // 180/183
@@ -35,11 +36,25 @@ enum class ForkKind : uint8_t {
 
 // An offer relayed from one leg to the other inside the dialog (RFC 3261 §14, RFC 3311,
 // RFC 3264): one at a time per call.
+// With anchored media (media_anchor.h) every SDP waits at the relay before it goes on: the
+// Anchoring states are those waits (late replies look the call up again by id).
 enum class OfferState : uint8_t {
   Idle,
-  AwaitingAnswer, // the offer went to the other leg; its final answer is relayed back
-  AwaitingAck,    // offerless re-INVITE: the other leg's offer went back in our 2xx; the
-                  // answer arrives in the ACK and goes to the other leg's held ACK
+  Anchoring,       // the offer is at the relay; it goes to the other leg with the relay's SDP
+  AwaitingAnswer,  // the offer went to the other leg; its final answer is relayed back
+  AnchoringAnswer, // that answer (or the call's first answer, or a pickup's) is at the relay
+  AwaitingAck,     // offerless re-INVITE: the other leg's offer went back in our 2xx; the
+                   // answer arrives in the ACK and goes to the other leg's held ACK
+  AnchoringAck,    // the answer of such an ACK (or of the first ACK) is at the relay
+};
+
+// Whether a call's media go through the relay. Decided once per call, by the first reply of the
+// relay (or at once when no relay is available, anchoring is off, or the mode lets the two
+// phones talk directly), so no call is half-anchored.
+enum class MediaState : uint8_t {
+  Pending,  // nothing decided yet (no offer has crossed, or the first is at the relay)
+  Anchored, // the relay holds a session for the call; every SDP goes through it
+  Direct,   // SDP passes through untouched (phone to phone)
 };
 
 // A transfer (RFC 3515 REFER, acted on by the node): the call it creates between the transferee
@@ -73,6 +88,7 @@ enum class CallMode : uint8_t {
 std::string_view stateName(CallState s);
 std::string_view stateName(ForkState s);
 std::string_view stateName(OfferState s);
+std::string_view stateName(MediaState s);
 std::string_view stateName(TransferState s);
 std::string_view callModeName(CallMode m);
 std::optional<CallMode> parseCallMode(std::string_view text);
@@ -85,7 +101,8 @@ bool allowed(TransferState from, TransferState to);
 
 // Forks that may still answer.
 inline bool isLive(ForkState s) {
-  return s == ForkState::Calling || s == ForkState::Proceeding || s == ForkState::Ringing;
+  return s == ForkState::Anchoring || s == ForkState::Calling || s == ForkState::Proceeding ||
+         s == ForkState::Ringing;
 }
 
 } // namespace verbund::pbx

@@ -28,19 +28,6 @@ const sip::HeaderField kCompletedElsewhere[] = {
     {"Reason", "SIP;cause=200;text=\"Call completed elsewhere\""}};
 } // namespace
 
-CallManager::Fork& CallManager::addFork(Call& call, ForkKind kind, sip::UsageId invite,
-                                        const Party& party) {
-  Fork& f = call.forks.emplace_back();
-  f.kind = kind;
-  f.invite = invite;
-  f.party = party;
-  if (auto* ci = dm_.clientInvite(invite)) {
-    ci->appData = call.id;
-    f.callId = ci->callId();
-  }
-  return f;
-}
-
 void CallManager::ringParties(Call& call, const std::vector<Party>& parties) {
   bool federated = call.fromOtherNode();
   for (const auto& p : parties) {
@@ -112,24 +99,114 @@ void CallManager::startFork(Call& call, const Party& party, const DeviceTarget& 
   p.callId = sip::newCallId(config_.domain);
   p.routes = device.routes;
   p.target = device.peer;
-  sip::Peer target = device.peer;
   p.contentType = call.offerType;
   p.body = call.offer;
   p.headers.emplace_back("P-Asserted-Identity", p.from);
   if (call.group) p.headers.emplace_back("Alert-Info", "<urn:alert:service:group>");
-  auto id = dm_.invite(std::move(p));
-  if (!id) {
-    logger("calls")->warn("call {}: INVITE to {} failed: {}", call.correlationId, party.extension,
-                          id.error().message);
+  Fork f;
+  f.kind = ForkKind::Device;
+  f.party = party;
+  f.target = device.peer;
+  if (!launchFork(call, std::move(f), std::move(p)))
+    logger("calls")->warn("call {}: INVITE to {} failed", call.correlationId, party.extension);
+}
+
+CallManager::Fork* CallManager::forkByBranch(Call& call, uint32_t branch) {
+  for (auto& f : call.forks)
+    if (f.branch == branch) return &f;
+  return nullptr;
+}
+
+bool CallManager::launchFork(Call& call, Fork fork, sip::DialogManager::InviteParams p) {
+  fork.branch = ++call.branches;
+  uint32_t branch = fork.branch;
+  if (p.body.empty() || !anchorsFork(call, fork.kind)) {
+    call.forks.push_back(std::move(fork));
+    if (sendFork(call, branch, std::move(p))) return true;
+    call.forks.pop_back(); // the last one: sendFork adds none
+    return false;
+  }
+  // Each fork gets its own relay branch (its own relay ports); its INVITE waits for them.
+  fork.state = ForkState::Anchoring;
+  fork.pending = std::make_shared<sip::DialogManager::InviteParams>(std::move(p));
+  std::string offer = fork.pending->body;
+  call.forks.push_back(std::move(fork));
+  AnchorRef ref{{}, "caller", {}, "b" + std::to_string(branch)};
+  viaRelay(call, true, ref, std::move(offer), [this, branch](Call& c, Result<std::string> sdp) {
+    forkAnchored(c, branch, std::move(sdp));
+  });
+  return true;
+}
+
+void CallManager::forkAnchored(Call& call, uint32_t branch, Result<std::string> sdp) {
+  Fork* f = forkByBranch(call, branch);
+  if (!f || f->state != ForkState::Anchoring || !f->pending) return; // given up meanwhile
+  auto p = std::move(*f->pending);
+  f->pending.reset();
+  bool sent = false;
+  if (sdp) {
+    f->anchored = call.media == MediaState::Anchored;
+    p.body = std::move(*sdp);
+    sent = sendFork(call, branch, std::move(p));
+  }
+  f = forkByBranch(call, branch);
+  if (sent || !f) return;
+  logger("calls")->warn("call {}: fork to {} not sent ({})", call.correlationId, f->party.extension,
+                        sdp ? "INVITE refused" : "media relay failed");
+  f->status = 503;
+  if (call.state == CallState::Routing) {
+    // Still inside the routing stages: afterForksStarted decides when no fork is left.
+    enter(call, *f, ForkState::Failed);
     return;
   }
-  Fork& f = addFork(call, ForkKind::Device, *id, party);
-  f.target = target;
+  if (f->kind == ForkKind::Remote && f->mayFallBack) {
+    enter(call, *f, ForkState::FellBack);
+    Party party = f->party; // startFallbackFork adds a fork: `f` may move
+    if (startFallbackFork(call, party)) return;
+  } else {
+    enter(call, *f, ForkState::Failed);
+  }
+  forksSettled(call, 503);
+}
+
+bool CallManager::sendFork(Call& call, uint32_t branch, sip::DialogManager::InviteParams p) {
+  auto id = dm_.invite(std::move(p));
+  Fork* f = forkByBranch(call, branch);
+  if (!id || !f) return false;
+  bool wasAnchoring = f->state == ForkState::Anchoring;
+  if (wasAnchoring) enter(call, *f, ForkState::Calling);
+  f->invite = *id;
   std::string ourTag;
-  if (auto* ci = dm_.clientInvite(*id)) ourTag = ci->localTag();
-  // RFC 4235 §4.1 from the callee's side: our From tag is its remote tag; its own tag (local)
-  // is known once it answers provisionally.
-  line(call, party, LineEvent::State::Early, false, f.callId, {}, ourTag);
+  if (auto* ci = dm_.clientInvite(*id)) {
+    ci->appData = call.id;
+    f->callId = ci->callId();
+    ourTag = ci->localTag();
+  }
+  switch (f->kind) {
+  case ForkKind::Device:
+    // RFC 4235 §4.1 from the callee's side: our From tag is its remote tag; its own tag (local)
+    // is known once it answers provisionally.
+    line(call, f->party, LineEvent::State::Early, false, f->callId, {}, ourTag);
+    break;
+  case ForkKind::Remote:
+    if (f->mayFallBack) {
+      CallId cid = call.id;
+      sip::UsageId inv = *id;
+      f->fallbackTimer = timers_.after(config_.federationFallback,
+                                       [this, cid, inv] { onFallbackTimer(cid, inv); });
+    }
+    ++stats_.remoteForks;
+    g_remoteForks.inc();
+    break;
+  case ForkKind::Fallback:
+    f->sentMs = nowMs();
+    break;
+  case ForkKind::Trunk:
+    break;
+  }
+  // A fork sent after the relay answered: the journal gets its CANCEL.
+  if (wasAnchoring && call.state == CallState::Ringing) journalRinging(call);
+  return true;
 }
 
 void CallManager::startTrunkFork(Call& call, const std::string& number) {
@@ -149,14 +226,14 @@ void CallManager::startTrunkFork(Call& call, const std::string& number) {
     return;
   }
   if (forwarded) addDiversions(call, p, true);
-  auto id = dm_.invite(std::move(p));
-  if (!id) {
+  Fork f;
+  f.kind = ForkKind::Trunk;
+  f.party.extension = number;
+  if (!launchFork(call, std::move(f), std::move(p))) {
     failCall(call, 503, "External line unavailable");
     return;
   }
-  Party dialled;
-  dialled.extension = number;
-  addFork(call, ForkKind::Trunk, *id, dialled);
+  if (call.ended()) return;
   enter(call, CallState::Ringing);
   journalRinging(call);
   line(call, call.caller.party, LineEvent::State::Early, true);
@@ -202,25 +279,16 @@ void CallManager::startRemoteFork(Call& call, const Party& party, const std::str
   }
   addDiversions(call, p, false);
   if (!replaces.empty()) p.headers.emplace_back("Replaces", replaces);
-  std::optional<sip::Peer> target = p.target;
-  auto id = dm_.invite(std::move(p));
-  if (!id) {
-    logger("calls")->warn("call {}: INVITE to node {} for {} failed: {}", call.correlationId, owner,
-                          requestUser, id.error().message);
-    viaExternalLine();
-    return;
-  }
-  Fork& f = addFork(call, ForkKind::Remote, *id, party);
-  f.target = target;
+  Fork f;
+  f.kind = ForkKind::Remote;
+  f.party = party;
+  f.target = p.target;
   f.mayFallBack = fallBackAllowed;
-  if (fallBackAllowed) {
-    CallId cid = call.id;
-    sip::UsageId inv = *id;
-    f.fallbackTimer =
-        timers_.after(config_.federationFallback, [this, cid, inv] { onFallbackTimer(cid, inv); });
+  if (!launchFork(call, std::move(f), std::move(p))) {
+    logger("calls")->warn("call {}: INVITE to node {} for {} failed", call.correlationId, owner,
+                          requestUser);
+    viaExternalLine();
   }
-  ++stats_.remoteForks;
-  g_remoteForks.inc();
 }
 
 bool CallManager::startFallbackFork(Call& call, const Party& party) {
@@ -237,13 +305,12 @@ bool CallManager::startFallbackFork(Call& call, const Party& party) {
   p.headers.emplace_back(std::string(kCorrelationHeader), call.correlationId);
   if (forwarded) addDiversions(call, p, true);
   auto from = sip::parseNameAddr(p.from);
-  std::string sentCaller = from ? sip::unescape(from->uri.user).value_or("") : std::string();
-  auto id = dm_.invite(std::move(p));
-  if (!id) return false;
   // The records name the user, reached at their external number.
-  Fork& fork = addFork(call, ForkKind::Fallback, *id, party);
-  fork.sentCaller = std::move(sentCaller);
-  fork.sentMs = nowMs();
+  Fork fork;
+  fork.kind = ForkKind::Fallback;
+  fork.party = party;
+  fork.sentCaller = from ? sip::unescape(from->uri.user).value_or("") : std::string();
+  if (!launchFork(call, std::move(fork), std::move(p))) return false;
   ++stats_.fallbacks;
   g_fallbacks.inc();
   if (remote_) remote_->countFallback(party.owner);
@@ -300,15 +367,36 @@ void CallManager::onProvisional(sip::ClientInvite& invite, InviteSession* s,
   }
   if (!call->unanswered() || call->alerting == Alerting::Ringing) return;
   if (InviteSession* in = session(call->inbound)) {
-    // Early media (183 with SDP) passes through; otherwise a plain 180.
+    // Early media (183 with SDP) goes to the caller (through the relay when the fork's offer
+    // did); otherwise a plain 180.
     bool early = response.statusCode() == 183 && !response.body().empty();
     auto ct = response.header(sip::HeaderId::ContentType);
-    if (early)
-      (void)in->provisional(183, ct ? *ct : "application/sdp", response.body());
-    else
-      (void)in->provisional(180);
     call->alerting = early ? Alerting::EarlyMedia : Alerting::Ringing;
+    if (!early) {
+      (void)in->provisional(180);
+      return;
+    }
+    std::string type(ct ? *ct : "application/sdp");
+    uint32_t branch = fork->branch;
+    if (!fork->anchored)
+      return deliverEarlyMedia(*call, branch, std::string(response.body()), type);
+    AnchorRef ref{{}, "caller", "fork" + std::to_string(branch), "b" + std::to_string(branch)};
+    viaRelay(*call, false, ref, std::string(response.body()),
+             [this, branch, type](Call& c, Result<std::string> sdp) {
+               deliverEarlyMedia(c, branch, std::move(sdp), type);
+             });
   }
+}
+
+void CallManager::deliverEarlyMedia(Call& call, uint32_t branch, Result<std::string> sdp,
+                                    std::string type) {
+  Fork* fork = forkByBranch(call, branch);
+  InviteSession* in = session(call.inbound);
+  if (!call.unanswered() || !fork || !fork->live() || !in) return;
+  if (sdp)
+    (void)in->provisional(183, type, *sdp);
+  else
+    (void)in->provisional(180); // the relay failed: the caller hears its own ringback
 }
 
 void CallManager::onConnected(InviteSession& s, const Message& message) {
@@ -383,11 +471,63 @@ void CallManager::answered(Call& call, Fork& fork, InviteSession& s, const Messa
   ++stats_.answered;
   g_callsAnswered.inc();
   cancelForks(call, &fork, true);
+  releaseBranches(call, &fork);
   journalSettled(call);
-  InviteSession* in = session(call.inbound);
+  call.otherTag = "fork" + std::to_string(fork.branch);
   auto ct = answer.header(sip::HeaderId::ContentType);
-  bool delivered = call.transfer ? joinTransferee(call, s, answer)
-                                 : in && in->accept(ct ? *ct : std::string_view{}, answer.body());
+  std::string type(ct ? *ct : std::string_view{});
+  // A 2xx with an offer (our INVITE had none: delayed offer) waits for the caller's ACK.
+  bool offerInAnswer = s.ackPending() && !answer.body().empty();
+  bool viaAnchor =
+      !answer.body().empty() && (fork.anchored || (offerInAnswer && anchorsFork(call, fork.kind)));
+  if (call.transfer || !viaAnchor) {
+    bool delivered = false;
+    InviteSession* in = session(call.inbound);
+    if (call.transfer)
+      delivered = joinTransferee(call, s, answer);
+    else
+      delivered = in && in->accept(type, answer.body());
+    connectedTo(call, fork.branch, s, delivered);
+    return;
+  }
+  // Through the relay first: the caller's 2xx waits (OfferState::AnchoringAnswer).
+  enterOffer(call, OfferState::AnchoringAnswer);
+  call.offerFrom = call.inbound;
+  sip::UsageId leg = s.id();
+  AnchorRef ref = offerInAnswer
+                      ? AnchorRef{{}, call.otherTag, "caller", {}}
+                      : AnchorRef{{}, "caller", call.otherTag, "b" + std::to_string(fork.branch)};
+  viaRelay(call, offerInAnswer, ref, std::string(answer.body()),
+           [this, leg, type, offerInAnswer](Call& c, Result<std::string> sdp) {
+             deliverAnswer(c, leg, std::move(sdp), type, offerInAnswer);
+           });
+}
+
+void CallManager::deliverAnswer(Call& call, sip::UsageId leg, Result<std::string> sdp,
+                                std::string type, bool offerInAnswer) {
+  if (call.offerState != OfferState::AnchoringAnswer || call.other != leg) return;
+  enterOffer(call, offerInAnswer ? OfferState::AwaitingAck : OfferState::Idle);
+  if (offerInAnswer) call.offerFrom = call.inbound;
+  InviteSession* in = session(call.inbound);
+  InviteSession* s = session(leg);
+  Fork* fork = nullptr;
+  for (auto& f : call.forks)
+    if (f.state == ForkState::Answered) fork = &f;
+  if (!sdp) {
+    // The relay failed on an anchored call: its first answer cannot be given; the call ends.
+    if (in) (void)in->reject(503, "Media Relay Unavailable");
+    hangUp(call, 0);
+    return;
+  }
+  bool delivered = in && s && fork && in->accept(type, *sdp);
+  if (!fork || !s) return hangUp(call, 0);
+  connectedTo(call, fork->branch, *s, delivered);
+}
+
+void CallManager::connectedTo(Call& call, uint32_t branch, InviteSession& s, bool delivered) {
+  Fork* found = forkByBranch(call, branch);
+  if (!found) return;
+  Fork& fork = *found;
   if (!delivered) {
     // The caller is gone (its INVITE can no longer be answered): without this the answered
     // leg would stay up and the call listed as active until the callee hangs up.
@@ -460,6 +600,7 @@ void CallManager::cancelForks(Call& call, const Fork* except, bool completedElse
     }
     if (&f == except || !f.live()) continue;
     enter(call, f, ForkState::Cancelled);
+    f.pending.reset(); // an INVITE still waiting for the relay is never sent
     if (sip::ClientInvite* ci = dm_.clientInvite(f.invite)) {
       if (completedElsewhere)
         (void)ci->cancel(kCompletedElsewhere);

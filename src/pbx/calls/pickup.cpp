@@ -1,6 +1,7 @@
 // Pickup: a picker's call (by *8<ext>, *9, or INVITE with Replaces from a BLF key) takes over a
 // ringing call. The picker's call object merges into the target: its inbound leg becomes the
 // target's other leg.
+#include "base/log.h"
 #include "base/metrics.h"
 #include "pbx/calls/call.h"
 #include "pbx/calls/sdp.h"
@@ -54,6 +55,12 @@ bool CallManager::pickUp(Call& picker, Call& target) {
   auto toPicker = sdp::answerFrom(*pickerSdp, *callerSdp, version);
   auto toCaller = sdp::answerFrom(*callerSdp, *pickerSdp, version);
   if (!toPicker || !toCaller) return false;
+  // Anchored (always; "remote" mode: unless caller and picker are both phones of this site):
+  // the picker joins the target's relay session as a new branch.
+  bool anchored =
+      target.media != MediaState::Direct && anchor_ && anchorMode_ != AnchorMode::Off &&
+      !(anchorMode_ == AnchorMode::Remote && !isFederation(picker.caller) &&
+        target.caller.kind == Caller::Kind::LocalUser && !isRemote(target.caller.party));
 
   Party by = picker.caller.party;
   enter(target, CallState::Connected);
@@ -71,10 +78,15 @@ bool CallManager::pickUp(Call& picker, Call& target) {
   }
   pickerLeg->appData = target.id;
   cancelForks(target, nullptr, true);
+  releaseBranches(target, nullptr);
   for (auto& f : target.forks)
     if (!f.external()) line(target, f.party, LineEvent::State::Terminated, false);
-  (void)callerLeg->accept("application/sdp", *toCaller);
-  (void)pickerLeg->accept("application/sdp", *toPicker);
+  if (anchored) {
+    anchorPickup(target, picker.offer);
+  } else {
+    (void)callerLeg->accept("application/sdp", *toCaller);
+    (void)pickerLeg->accept("application/sdp", *toPicker);
+  }
   target.parties.push_back({PartyRole::AnsweredBy, by.extension, by.displayName,
                             isRemote(by) ? by.owner : "", Disposition::Answered});
   line(target, by, LineEvent::State::Confirmed, false);
@@ -92,6 +104,55 @@ bool CallManager::pickUp(Call& picker, Call& target) {
   --stats_.started;
   finish(picker.id);
   return true;
+}
+
+void CallManager::anchorPickup(Call& target, const std::string& pickerOffer) {
+  // The relay gets the caller's offer as a new branch "picker" (its SDP: the relay's side for
+  // the picker), then, as the answer to it, the picker's media: its SDP is the relay's side for
+  // the caller. Each phone's answer is built from the relay's SDP for it (sdp::answerFrom).
+  enterOffer(target, OfferState::AnchoringAnswer);
+  target.offerFrom = target.inbound;
+  target.otherTag = "picker";
+  AnchorRef ref{{}, "caller", {}, "picker"};
+  std::string picker = pickerOffer;
+  viaRelay(target, true, ref, target.offer, [this, picker](Call& c, Result<std::string> x) {
+    if (c.offerState != OfferState::AnchoringAnswer) return;
+    auto relaySide = x ? sdp::parse(*x) : std::nullopt;
+    auto pickerSdp = sdp::parse(picker);
+    uint64_t version = uint64_t(nowMs());
+    auto toPicker =
+        relaySide && pickerSdp ? sdp::answerFrom(*pickerSdp, *relaySide, version) : std::nullopt;
+    auto fromPicker =
+        relaySide && pickerSdp ? sdp::answerFrom(*relaySide, *pickerSdp, version) : std::nullopt;
+    if (!toPicker || !fromPicker) return pickupFailed(c);
+    AnchorRef ans{{}, "caller", "picker", "picker"};
+    std::string forPicker = *toPicker;
+    viaRelay(c, false, ans, *fromPicker, [this, forPicker](Call& c2, Result<std::string> y) {
+      if (c2.offerState != OfferState::AnchoringAnswer) return;
+      if (!y) return pickupFailed(c2);
+      auto callerSdp = sdp::parse(c2.offer);
+      auto relayForCaller = sdp::parse(*y);
+      auto toCaller = callerSdp && relayForCaller
+                          ? sdp::answerFrom(*callerSdp, *relayForCaller, uint64_t(nowMs()))
+                          : std::nullopt;
+      if (!toCaller) return pickupFailed(c2);
+      enterOffer(c2, OfferState::Idle);
+      InviteSession* callerLeg = session(c2.inbound);
+      InviteSession* pickerLeg = session(c2.other);
+      if (!callerLeg || !pickerLeg) return hangUp(c2, 0);
+      (void)callerLeg->accept("application/sdp", *toCaller);
+      (void)pickerLeg->accept("application/sdp", forPicker);
+    });
+  });
+}
+
+void CallManager::pickupFailed(Call& call) {
+  logger("calls")->warn("call {}: pickup not anchored (media relay failed): ending the call",
+                        call.correlationId);
+  enterOffer(call, OfferState::Idle);
+  if (InviteSession* p = session(call.other)) (void)p->reject(503, "Media Relay Unavailable");
+  if (InviteSession* c = session(call.inbound)) (void)c->reject(503, "Media Relay Unavailable");
+  hangUp(call, 0);
 }
 
 } // namespace verbund::pbx

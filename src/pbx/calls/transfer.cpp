@@ -272,6 +272,16 @@ bool CallManager::joinTransferee(Call& y, InviteSession& target, const Message& 
   }
   enter(y, t, TransferState::Joining);
   std::string_view ct = contentTypeOf(answer);
+  Fork* fork = nullptr;
+  for (auto& f : y.forks)
+    if (f.state == ForkState::Answered) fork = &f;
+  bool anchored = fork && anchorsFork(y, fork->kind);
+  if (anchored) {
+    relayJoin(y, target.id(), std::string(ct.empty() ? "application/sdp" : ct),
+              std::string(answer.body()));
+    return true;
+  }
+  y.media = MediaState::Direct;
   if (auto r = transferee->reinvite(ct.empty() ? "application/sdp" : ct, answer.body()); !r) {
     logger("calls")->info("call {}: re-INVITE of the transferee failed: {}", y.correlationId,
                           r.error().message);
@@ -280,6 +290,26 @@ bool CallManager::joinTransferee(Call& y, InviteSession& target, const Message& 
     return false;
   }
   return true;
+}
+
+void CallManager::relayJoin(Call& y, sip::UsageId offerer, std::string type, std::string offer) {
+  // The target's offer (in its 2xx) goes through the transfer call's own relay session to the
+  // transferee; its answer comes back through it in transferOfferAnswered.
+  enterOffer(y, OfferState::Anchoring);
+  viaRelay(y, true, relayRef(y, offerer, y.inbound), std::move(offer),
+           [this, offerer, type](Call& c, Result<std::string> sdp) {
+             if (c.offerState != OfferState::Anchoring || !c.transfer) return;
+             enterOffer(c, OfferState::Idle);
+             InviteSession* transferee = session(c.inbound);
+             InviteSession* target = session(offerer);
+             if (sdp && transferee && transferee->reinvite(type, *sdp)) return;
+             logger("calls")->info("call {}: transfer join failed: {}", c.correlationId,
+                                   sdp ? "re-INVITE of the transferee not sent"
+                                       : "media relay failed");
+             if (target && target->ackPending()) (void)target->ack({}, {});
+             enter(c, *c.transfer, TransferState::Failed);
+             hangUp(c, 0);
+           });
 }
 
 void CallManager::detachTransferred(Call& y) {
@@ -315,13 +345,43 @@ bool CallManager::transferOfferAnswered(Call& y, InviteSession& s, sip::Method m
       return fail("the target gave no offer");
     enter(y, t, TransferState::Joining);
     std::string_view ct = contentTypeOf(response);
+    if (anchor_ && anchorMode_ != AnchorMode::Off && y.media != MediaState::Direct &&
+        (anchorMode_ == AnchorMode::Always || y.answer != AnswerKind::Fork ||
+         y.caller.kind != Caller::Kind::LocalUser)) {
+      relayJoin(y, s.id(), std::string(ct), std::string(response.body()));
+      return true;
+    }
+    y.media = MediaState::Direct;
     if (!transferee || !transferee->reinvite(ct, response.body()))
       return fail("re-INVITE of the transferee not sent");
     return true;
   }
   if (t.state == TransferState::Joining && s.id() == y.inbound) {
+    if (y.offerState != OfferState::Idle) return true; // the relay still has the offer
     if (status >= 300 || !target || !target->ackPending())
       return fail("the transferee refused the target's offer");
+    if (y.media == MediaState::Anchored && !response.body().empty()) {
+      // The transferee's answer goes to the target through the relay.
+      enterOffer(y, OfferState::AnchoringAck);
+      sip::UsageId targetLeg = target->id();
+      std::string type(contentTypeOf(response));
+      viaRelay(y, false, relayRef(y, targetLeg, y.inbound), std::string(response.body()),
+               [this, targetLeg, type](Call& c, Result<std::string> sdp) {
+                 if (c.offerState != OfferState::AnchoringAck || !c.transfer) return;
+                 enterOffer(c, OfferState::Idle);
+                 InviteSession* tg = session(targetLeg);
+                 if (!sdp || !tg || !tg->ackPending()) {
+                   if (tg && tg->ackPending()) (void)tg->ack({}, {});
+                   enter(c, *c.transfer, TransferState::Failed);
+                   return hangUp(c, 0);
+                 }
+                 (void)tg->ack(type, *sdp);
+                 enter(c, *c.transfer, TransferState::Done);
+                 logger("calls")->info("call {}: transfer done: {} talks to {}", c.correlationId,
+                                       callerIdOf(c.caller), c.answeredBy.extension);
+               });
+      return true;
+    }
     (void)target->ack(contentTypeOf(response), response.body());
     enter(y, t, TransferState::Done);
     logger("calls")->info("call {}: transfer done: {} talks to {}", y.correlationId,
@@ -395,6 +455,7 @@ void CallManager::startAttendedTransfer(Call& x1, InviteSession& t1, sip::Server
   y.id = ++nextCall_;
   y.inbound = transferee;
   y.other = targetLeg;
+  y.otherTag = "target";
   y.caller = callerOfLeg(x1, transferee);
   y.correlationId = sip::newCallId(config_.nodeId);
   y.startMs = nowMs();

@@ -98,6 +98,7 @@ TEST_F(ConfigFile, MediaDefaultsToOwnRtpengine) {
   EXPECT_EQ(c->mediaPortMin, 40000);
   EXPECT_EQ(c->mediaPortMax, 49999);
   EXPECT_EQ(c->mediaInterface, "");
+  EXPECT_EQ(c->mediaAnchor, "always");
   auto a = load("[media]\nrtpengine = \"auto\"\nport_min = 20000\nport_max = 20999\n"
                 "interface = \"192.0.2.7\"\n");
   ASSERT_TRUE(a.ok()) << a.error().message;
@@ -105,6 +106,14 @@ TEST_F(ConfigFile, MediaDefaultsToOwnRtpengine) {
   EXPECT_EQ(a->mediaPortMin, 20000);
   EXPECT_EQ(a->mediaPortMax, 20999);
   EXPECT_EQ(a->mediaInterface, "192.0.2.7");
+}
+
+TEST_F(ConfigFile, MediaAnchorModes) {
+  for (const char* mode : {"always", "off", "remote"}) {
+    auto c = load(std::string("[media]\nanchor = \"") + mode + "\"\n");
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->mediaAnchor, mode);
+  }
 }
 
 TEST_F(ConfigFile, MediaExternalInstances) {
@@ -121,7 +130,8 @@ TEST_F(ConfigFile, MediaErrors) {
   for (const char* bad :
        {"rtpengine = []", "rtpengine = [\"rtp.example.com:2223\"]", "rtpengine = [\"127.0.0.1\"]",
         "rtpengine = 5", "port_min = 80", "port_max = 70000", "port_min = 50000\nport_max = 40000",
-        "interface = \"0.0.0.0\"", "interface = \"eth0\"", "nope = 1"}) {
+        "interface = \"0.0.0.0\"", "interface = \"eth0\"", "nope = 1", "anchor = \"sometimes\"",
+        "anchor = true"}) {
     auto c = load(std::string("[media]\n") + bad + "\n");
     ASSERT_FALSE(c.ok()) << bad;
     EXPECT_NE(c.error().message.find("media."), std::string::npos) << c.error().message;

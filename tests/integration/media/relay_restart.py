@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""The relay fails under calls (issue 13 point 6). Call A (SIPp 711 -> SIPp device 712) is
+anchored; the node's rtpengine is killed (kill -9) mid-call: the status API shows it restarted
+(restarts 1, a new pid, "up" again) and call A still ends normally; call B is anchored in the new
+rtpengine (it holds B while it runs). Then the rtpengine stops answering (SIGSTOP): call C still
+connects, with direct media (the relay's offer timed out: the 200 the caller gets carries the
+device's own RTP port, verbund_media_direct_fallbacks_total counts it, a warning is logged); the
+node restarts the silent rtpengine (missed pings) and call D is anchored again. At the end
+rtpengine holds no session."""
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
+from node import (SIPP_TOML, active_calls, caller, check, device, expect_ok, log, run,  # noqa: E402
+                  start_node)
+from ngctl import calls  # noqa: E402
+
+
+def media(node) -> dict:
+    return node.api.call("GET", "/api/v1/status")["media"]
+
+
+def wait_up(node, restarts: int, timeout: float, what: str) -> dict:
+    end = time.monotonic() + timeout
+    seen = []
+    while True:
+        m = media(node)
+        if not seen or seen[-1] != m["state"]:
+            seen.append(m["state"])
+        inst = m["instances"][0]
+        if m["state"] == "up" and inst["restarts"] >= restarts:
+            log(f"{what}: media states seen {seen}; instance {inst}")
+            return inst
+        check(time.monotonic() < end, f"{what}: not up within {timeout:.0f}s: {m} (seen {seen})")
+        time.sleep(0.05)
+
+
+def metric(node, name: str) -> float:
+    text = node.api.raw("GET", "/metrics")[1]
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def anchored_call(h, node, addr: str, hold_ms: int, what: str):
+    dev = device(h, node, "712", "uas_answer.xml", pause_ms=100, recv_timeout_ms=30000)
+    c = caller(h, node, "711", "712", hold_ms=hold_ms, recv_timeout_ms=30000)
+    end = time.monotonic() + 10
+    while not calls(addr):
+        check(time.monotonic() < end and c.p.poll() is None,
+              f"{what}: rtpengine at {addr} never held the call")
+        time.sleep(0.05)
+    while not any(x.get("state") == "connected" for x in active_calls(node.api)):
+        check(time.monotonic() < end and c.p.poll() is None, f"{what}: not connected")
+        time.sleep(0.05)
+    log(f"RESULT {what}: connected, anchored (rtpengine {addr} holds {calls(addr)})")
+    return dev, c
+
+
+def body(h):
+    node = start_node(h, ["711", "712"], SIPP_TOML)
+    first = wait_up(node, 0, 15, "start")
+    addr = first["address"]
+
+    dev, a = anchored_call(h, node, addr, 6000, "call A")
+    os.kill(first["pid"], signal.SIGKILL)
+    t0 = time.monotonic()
+    second = wait_up(node, 1, 10, "after kill -9 of rtpengine")
+    check(second["pid"] != first["pid"], f"no new rtpengine process: {second}")
+    log(f"RESULT rtpengine restarted {time.monotonic() - t0:.2f}s after kill -9 (pid "
+        f"{first['pid']} -> {second['pid']})")
+    expect_ok(a, dev, what="call A (its relay was killed)")
+    addr = second["address"]
+
+    dev, b = anchored_call(h, node, addr, 1500, "call B after the restart")
+    expect_ok(b, dev, what="call B")
+    end = time.monotonic() + 5
+    while calls(addr):
+        check(time.monotonic() < end, f"rtpengine still holds {calls(addr)} after call B")
+        time.sleep(0.1)
+
+    # rtpengine stops answering: the next call goes direct after the offer's timeout.
+    before = metric(node, "verbund_media_direct_fallbacks_total")
+    os.kill(second["pid"], signal.SIGSTOP)
+    t1 = time.monotonic()
+    dev = device(h, node, "712", "uas_answer.xml", pause_ms=100, recv_timeout_ms=30000)
+    c = caller(h, node, "711", "712", hold_ms=500, recv_timeout_ms=30000)
+    expect_ok(c, dev, what="call C with a silent relay")
+    log(f"RESULT call C connected and ended {time.monotonic() - t1:.2f}s after SIGSTOP")
+    sent = dev.files["messages"].read_text()
+    dev_port = re.findall(r"m=audio (\d+)", sent[sent.find("SIP/2.0 200 OK"):])
+    got = (c.files["messages"]).read_text()
+    ok200 = got[got.find("SIP/2.0 200 OK"):]
+    check(dev_port and f"m=audio {dev_port[0]} " in ok200,
+          f"call C's 200 does not carry the device's own port {dev_port[:1]} (direct media)")
+    after = metric(node, "verbund_media_direct_fallbacks_total")
+    check(after >= before + 1, f"direct fallbacks {before} -> {after}")
+    check("media relay unavailable" in node.logfile.read_text(errors="replace"),
+          "no warning about the unavailable relay in the node's log")
+    third = wait_up(node, 2, 20, "after rtpengine stopped answering")
+    addr = third["address"]
+    dev, d = anchored_call(h, node, addr, 1000, "call D after the relay is back")
+    expect_ok(d, dev, what="call D")
+    end = time.monotonic() + 5
+    while calls(addr):
+        check(time.monotonic() < end, f"rtpengine still holds {calls(addr)} at the end")
+        time.sleep(0.1)
+    node.stop()
+
+
+if __name__ == "__main__":
+    run("media.relay_restart", body, __doc__)
