@@ -11,8 +11,9 @@ build_pkgs=(cmake ninja-build ccache g++ pkg-config git
 # Test-only tools: the third-party SIP peers, sanitizer/fuzzer toolchain, formatting check,
 # the differential parser (sofia-sip), audio checks, the browser tests of the web UI (Node.js
 # with playwright-core from package-lock.json, driving Debian's headless Chromium).
+# iptables: the NAT router (MASQUERADE) of the NAT test.
 test_pkgs=(clang libclang-rt-14-dev clang-format sip-tester kamailio libsofia-sip-ua-dev sox
-  iproute2 procps python3 baresip-core linphone-cli sipvicious valgrind nodejs chromium)
+  iproute2 iptables procps python3 baresip-core linphone-cli sipvicious valgrind nodejs chromium)
 
 # What a running node needs besides its own binary: the media relay it starts and supervises
 # (rtpengine in userspace, no kernel module). Part of both set-ups (run.sh and test.sh).

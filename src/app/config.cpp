@@ -35,7 +35,7 @@ const std::vector<std::string>& configKeys() {
       "sip.overload_queue_delay_ms", "sip.overload_max_transactions", "sip.max_connections",
       "sip.max_connections_per_source", "sip.max_pending_per_source",
       "sip.first_message_timeout_ms", "sip.auth_max_failures", "sip.auth_failure_window_s",
-      "sip.auth_block_s", "sip.digest_uri_without_user",
+      "sip.auth_block_s", "sip.digest_uri_without_user", "sip.nat_expires",
       // [federation]
       "federation.enabled", "federation.listen", "federation.sip_listen", "federation.advertise",
       "federation.fallback_ms", "federation.session_expires", "federation.min_se",
@@ -46,7 +46,8 @@ const std::vector<std::string>& configKeys() {
       // [calls]
       "calls.retention_days",
       // [media]
-      "media.rtpengine", "media.port_min", "media.port_max", "media.interface", "media.anchor"};
+      "media.rtpengine", "media.port_min", "media.port_max", "media.interface", "media.anchor",
+      "media.music_on_hold"};
   return keys;
 }
 
@@ -144,6 +145,11 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           auto n = sv.value<int64_t>();
           if (!n || *n < 1 || *n > 20) return configError("sip.max_forwards must be 1..20");
           c.maxForwards = int(*n);
+        } else if (name == "nat_expires") {
+          auto secs = sv.value<int64_t>();
+          if (!secs || (*secs != 0 && (*secs < 10 || *secs > 3600)))
+            return configError("sip.nat_expires must be 0 (off) or 10..3600");
+          c.natExpiresSeconds = int(*secs);
         } else if (name == "transfer_recall_seconds") {
           auto secs = sv.value<int64_t>();
           if (!secs || (*secs != 0 && (*secs < 5 || *secs > 600)))
@@ -337,6 +343,12 @@ Result<NodeConfig> loadConfig(const std::string& path) {
           if (!ip || ip->isAny())
             return configError("media.interface must be an IP address (not a wildcard)");
           c.mediaInterface = ip->toString();
+        } else if (name == "music_on_hold") {
+          // Checked when the node starts (media::checkWavFile): the file may not exist yet here.
+          auto s = mv.value<std::string>();
+          if (!s || (!s->empty() && s->front() != '/'))
+            return configError("media.music_on_hold must be an absolute path to a WAV file");
+          c.mediaMusicOnHold = *s;
         } else if (name == "anchor") {
           auto s = mv.value<std::string>();
           if (!s || (*s != "always" && *s != "off" && *s != "remote"))

@@ -39,6 +39,9 @@ struct NodeConfig {
   int noAnswerSeconds = 30;
   int maxForwards = 5;            // call-forwarding hops per call (issue 12)
   int transferRecallSeconds = 30; // [sip] transfer_recall_seconds; 0: no recall
+  // [sip] nat_expires: registration expiry of phones behind NAT over UDP (their refreshes keep
+  // the NAT binding open); 0: no limit. pbx::RegistrarConfig::natExpires.
+  int natExpiresSeconds = 30;
   // RFC 4028 session timers on every call leg (0: off): a call whose phone or far side died
   // ends within this interval. min_se below the RFC's 90 s is accepted for tests.
   int sessionExpiresSeconds = 1800;
@@ -92,6 +95,9 @@ struct NodeConfig {
   int mediaPortMin = 40000; // RTP port range of the own rtpengine
   int mediaPortMax = 49999;
   std::string mediaInterface; // IP the own rtpengine relays RTP on; default: the SIP address
+  // Music on hold (media/music_on_hold.h): a WAV file; empty: the node's own
+  // <data_dir>/music-on-hold.wav. The admin API can set another one (kept in the database).
+  std::string mediaMusicOnHold;
   // Which calls' media go through the relay: "always" (default), "off", "remote" (only calls
   // with another node or the external line; two phones of this site talk directly).
   std::string mediaAnchor = "always";

@@ -40,4 +40,29 @@ void NgMediaAnchor::release(const pbx::AnchorRef& ref) {
   });
 }
 
+// rtpengine's "play media": from-tag names the party that hears the file. Repeated (about two
+// days of the default file) until "stop media" or the session's delete.
+void NgMediaAnchor::playHold(const pbx::AnchorRef& ref) {
+  media::PlayMediaRequest p;
+  p.call = {ref.key, ref.fromTag, {}, {}};
+  p.file = music_ ? music_() : std::string();
+  p.repeatTimes = 10000;
+  if (p.file.empty()) return;
+  std::string key = ref.key, file = p.file;
+  media_.client().playMedia(p, [key, file](Result<media::PlayMediaReply> r) {
+    if (!r)
+      logger("media")->warn("media: music on hold {} for {} not played: {}", file, key,
+                            r.error().message);
+  });
+}
+
+void NgMediaAnchor::stopHold(const pbx::AnchorRef& ref) {
+  media::StopMediaRequest s;
+  s.call = {ref.key, ref.fromTag, {}, {}};
+  std::string key = ref.key;
+  media_.client().stopMedia(s, [key](Result<void> r) {
+    if (!r) logger("media")->debug("media: stop media for {} failed: {}", key, r.error().message);
+  });
+}
+
 } // namespace verbund::app

@@ -9,18 +9,26 @@
 #include "media/media_service.h"
 #include "pbx/calls/media_anchor.h"
 
+#include <functional>
+#include <string>
+
 namespace verbund::app {
 
 class NgMediaAnchor final : public pbx::MediaAnchor {
 public:
-  explicit NgMediaAnchor(media::MediaService& media) : media_(media) {}
+  // `music`: the file held parties hear (media::MusicOnHold::path, read at each hold).
+  NgMediaAnchor(media::MediaService& media, std::function<std::string()> music)
+      : media_(media), music_(std::move(music)) {}
   bool available() override { return media_.available(); }
   void offer(const pbx::AnchorRef& ref, const std::string& sdp, SdpDone done) override;
   void answer(const pbx::AnchorRef& ref, const std::string& sdp, SdpDone done) override;
   void release(const pbx::AnchorRef& ref) override;
+  void playHold(const pbx::AnchorRef& ref) override;
+  void stopHold(const pbx::AnchorRef& ref) override;
 
 private:
   media::MediaService& media_;
+  std::function<std::string()> music_;
 };
 
 } // namespace verbund::app

@@ -17,6 +17,7 @@
 #include "http/media_routes.h"
 #include "http/trunk_routes.h"
 #include "media/media_service.h"
+#include "media/music_on_hold.h"
 #include "media/process_launcher.h"
 #include "net/fd_limit.h"
 #include "pbx/calllog/call_log.h"
@@ -106,6 +107,7 @@ std::vector<store::Migration> allMigrations() {
   for (auto& m : http::AdminAuth::migrations()) migrations.push_back(m);
   for (auto& m : pbx::trunkMigrations()) migrations.push_back(m);
   for (auto& m : federation::FederationService::migrations()) migrations.push_back(m);
+  for (auto& m : media::MusicOnHold::migrations()) migrations.push_back(m);
   return migrations;
 }
 
@@ -296,6 +298,7 @@ struct Node::Impl {
   // The media relay (rtpengine): declared before the admin API, whose status reads it.
   std::unique_ptr<media::PosixProcessLauncher> processes;
   std::unique_ptr<media::MediaService> media;
+  std::unique_ptr<media::MusicOnHold> music;  // the file played to held parties
   std::unique_ptr<NgMediaAnchor> mediaAnchor; // the call engine's relay seam
   std::unique_ptr<http::AdminServer> admin;
 
@@ -492,6 +495,7 @@ Result<void> Node::Impl::startSip() {
   rc.realm = directory->realm();
   rc.credentials = [this](std::string_view sipUser) { return directory->credentials(sipUser); };
   rc.algorithms = config.digestAlgorithms;
+  rc.natExpires = uint32_t(config.natExpiresSeconds);
   storageThread = std::make_unique<store::StorageThread>();
   rc.storage = storageThread.get();
   auto reg = pbx::Registrar::open(*bindingsDb, timers, rc);
@@ -1105,10 +1109,21 @@ Result<void> Node::Impl::startMedia() {
   mc.portMin = uint16_t(config.mediaPortMin);
   mc.portMax = uint16_t(config.mediaPortMax);
   mc.logPath = config.dataDir + "/rtpengine.log";
+  if (!config.mediaMusicOnHold.empty())
+    if (auto w = media::checkWavFile(config.mediaMusicOnHold); !w)
+      return Error{1, "media.music_on_hold: " + w.error().message};
+  auto moh =
+      media::MusicOnHold::open(*db, config.mediaMusicOnHold, config.dataDir + "/music-on-hold.wav");
+  if (!moh) return Error{1, "music on hold: " + moh.error().message};
+  music = std::move(moh.value());
+  if (auto w = media::checkWavFile(music->path()); !w)
+    logger("media")->warn("music on hold file {} is not usable: {}", music->path(),
+                          w.error().message);
   processes = std::make_unique<media::PosixProcessLauncher>(io);
   media = std::make_unique<media::MediaService>(io, timers, *processes, mc);
   media->start();
-  mediaAnchor = std::make_unique<NgMediaAnchor>(*media);
+  mediaAnchor = std::make_unique<NgMediaAnchor>(
+      *media, [this] { return music ? music->path() : std::string(); });
   calls->setMediaAnchor(mediaAnchor.get(),
                         pbx::parseAnchorMode(config.mediaAnchor).value_or(pbx::AnchorMode::Always));
   return {};
@@ -1127,6 +1142,7 @@ Result<void> Node::Impl::startAdmin() {
   });
   http::addTrunkRoutes(*admin, *trunk, *db);
   http::addMediaRoutes(*admin, *media);
+  http::addMusicOnHoldRoutes(*admin, *music);
   if (federation) addFederationRoutes(*admin, *federation);
   addApiRoutes();
   http::addCallExportRoute(*admin, *callLog);

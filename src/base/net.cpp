@@ -35,6 +35,13 @@ bool IpAddress::isLoopback() const {
   return bytes[15] == 1;
 }
 
+bool IpAddress::isPrivate() const {
+  const auto& b = bytes;
+  if (v6) return (b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80);
+  return b[0] == 10 || (b[0] == 172 && (b[1] & 0xf0) == 16) || (b[0] == 192 && b[1] == 168) ||
+         (b[0] == 100 && (b[1] & 0xc0) == 64) || (b[0] == 169 && b[1] == 254);
+}
+
 bool IpAddress::isAny() const {
   int n = v6 ? 16 : 4;
   for (int i = 0; i < n; ++i)

@@ -16,6 +16,9 @@ struct IpAddress {
   std::string toString() const;                                 // v6 without brackets
   bool isLoopback() const;
   bool isAny() const;
+  // Addresses behind NAT: RFC 1918, RFC 6598 shared (carrier-grade NAT), link-local, and for
+  // IPv6 unique local (fc00::/7) and link-local (fe80::/10).
+  bool isPrivate() const;
   friend bool operator==(const IpAddress&, const IpAddress&) = default;
 };
 

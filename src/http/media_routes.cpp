@@ -1,5 +1,7 @@
 #include "http/media_routes.h"
 
+#include "base/log.h"
+
 namespace verbund::http {
 
 namespace {
@@ -60,6 +62,39 @@ std::string mediaMetricsText(const media::MediaStatus& s) {
 void addMediaRoutes(AdminServer& server, media::MediaService& media) {
   server.addStatus([&media](nlohmann::json& s) { s["media"] = mediaStatusJson(media.status()); });
   server.addMetrics([&media] { return mediaMetricsText(media.status()); });
+}
+
+namespace {
+nlohmann::json musicJson(const media::MusicOnHold& music) {
+  nlohmann::json j = {{"path", music.path()},
+                      {"source", music.source()},
+                      {"fallback", music.fallback()},
+                      {"file", nullptr}};
+  if (auto info = media::checkWavFile(music.path()))
+    j["file"] = {{"format", media::wavFormatName(info->format)},
+                 {"channels", info->channels},
+                 {"sampleRate", info->sampleRate},
+                 {"bitsPerSample", info->bitsPerSample},
+                 {"durationMs", info->durationMs}};
+  return j;
+}
+} // namespace
+
+void addMusicOnHoldRoutes(AdminServer& server, media::MusicOnHold& music) {
+  server.route(
+      Method::Get, "/api/v1/media/music-on-hold",
+      [&music](RequestContext&) -> Result<Response> { return Response::json(musicJson(music)); });
+  server.route(
+      Method::Put, "/api/v1/media/music-on-hold", [&music](RequestContext& c) -> Result<Response> {
+        if (!c.body.is_object() || !c.body.contains("path") || !c.body["path"].is_string())
+          return Error{400, "path: string expected"};
+        std::string path = c.body["path"].get<std::string>();
+        if (path.size() > 4096) return Error{400, "path: too long"};
+        auto info = music.set(path);
+        if (!info) return Error{info.error().code, "path: " + info.error().message};
+        logger("http")->info("music on hold set to {} by {}", music.path(), c.principal.name);
+        return Response::json(musicJson(music));
+      });
 }
 
 } // namespace verbund::http

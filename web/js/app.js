@@ -9,8 +9,9 @@ import trunk from './pages/trunk.js';
 import calls from './pages/calls.js';
 import presence from './pages/presence.js';
 import federation from './pages/federation.js';
+import settings from './pages/settings.js';
 
-const PAGES = [dashboard, users, groups, trunk, calls, presence, federation];
+const PAGES = [dashboard, users, groups, trunk, calls, presence, federation, settings];
 const root = document.getElementById('app');
 const state = { loggedIn: false, loginMessage: null, cleanup: null, status: null };
 

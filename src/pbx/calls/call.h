@@ -109,6 +109,10 @@ struct CallManager::Call {
   OfferState offerState = OfferState::Idle;
   sip::ServerTxId offerTx = 0;
   sip::UsageId offerFrom = 0;
+  // Music on hold: whether the offer being relayed holds the other party
+  // (sdp::holdsOtherParty), and the leg that hears music now (0: none).
+  bool offerHolds = false;
+  sip::UsageId heldLeg = 0;
   std::vector<CallParty> parties; // for the call list
   // Federation: the other nodes involved (outcomes go to them).
   std::vector<std::string> nodes;

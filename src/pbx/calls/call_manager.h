@@ -448,6 +448,8 @@ private:
   // Sends the answer (or failure) of leg `answerer` back to the offerer.
   void answerOffer(Call& call, sip::UsageId answerer, int status, const std::string& type,
                    const std::string& body, bool offerInAnswer);
+  // Music on hold after an accepted in-dialog offer (offer_answer.cpp).
+  void holdChanged(Call& call, sip::UsageId answerer);
   // The leg that relays to `s` (the other leg of an answered call; the early fork or the caller
   // for an UPDATE before the answer), or null.
   sip::InviteSession* peerLeg(Call& call, sip::InviteSession& s);

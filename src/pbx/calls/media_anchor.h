@@ -38,6 +38,12 @@ public:
   virtual void answer(const AnchorRef& ref, const std::string& sdp, SdpDone done) = 0;
   // Deletes the session (`toTag` and `branch` empty) or one fork's branch; nothing comes back.
   virtual void release(const AnchorRef& ref) = 0;
+  // Music on hold (issue 13 point 5): the leg `ref.fromTag` of session `ref.key` hears the node's
+  // music on hold file, repeated, until stopHold or the session's release (rtpengine ends a
+  // session's players when it is deleted). Failures are logged by the implementation only: a
+  // held party without music is no reason to touch the call.
+  virtual void playHold(const AnchorRef& ref) {}
+  virtual void stopHold(const AnchorRef& ref) {}
 };
 
 // [media] anchor: which calls go through the relay.

@@ -9,6 +9,7 @@
 // other leg's held ACK (InviteSession::ack).
 #include "base/log.h"
 #include "pbx/calls/call.h"
+#include "pbx/calls/sdp.h"
 
 namespace verbund::pbx {
 
@@ -72,6 +73,7 @@ void CallManager::relayOffer(Call& call, InviteSession& from, sip::ServerTxId tx
   std::string type(contentTypeOf(request));
   call.offerTx = tx;
   call.offerFrom = from.id();
+  call.offerHolds = sdp::holdsOtherParty(request.body());
   if (call.media != MediaState::Anchored || request.body().empty())
     return sendOffer(call, to->id(), method, type, std::string(request.body()));
   // Anchored: the offer goes through the relay first. This is where a hold (sendonly, inactive)
@@ -181,6 +183,25 @@ void CallManager::answerOffer(Call& call, sip::UsageId answerer, int status,
   sip::UsageId offerFrom = call.offerFrom;
   enterOffer(call, offerInAnswer ? OfferState::AwaitingAck : OfferState::Idle);
   if (offerInAnswer) call.offerFrom = offerFrom;
+  if (!offerInAnswer && status < 300) holdChanged(call, answerer);
+}
+
+// RFC 3264 §8.4: an accepted offer that holds the other party (sendonly, inactive, 0.0.0.0)
+// starts the music for the answering leg; one that does not (sendrecv, recvonly) stops it.
+// Only an anchored call has a relay that can play.
+void CallManager::holdChanged(Call& call, sip::UsageId answerer) {
+  if (!anchor_ || call.media != MediaState::Anchored) return;
+  if (call.offerHolds && call.heldLeg != answerer) {
+    if (call.heldLeg) anchor_->stopHold(AnchorRef{call.relayKey, relayTag(call, call.heldLeg)});
+    call.heldLeg = answerer;
+    logger("calls")->info("call {}: on hold, music for leg {}", call.correlationId,
+                          relayTag(call, answerer));
+    anchor_->playHold(AnchorRef{call.relayKey, relayTag(call, answerer)});
+  } else if (!call.offerHolds && call.heldLeg == answerer) {
+    call.heldLeg = 0;
+    logger("calls")->info("call {}: resumed", call.correlationId);
+    anchor_->stopHold(AnchorRef{call.relayKey, relayTag(call, answerer)});
+  }
 }
 
 void CallManager::relayAck(Call& call, InviteSession& s, const Message& ack) {

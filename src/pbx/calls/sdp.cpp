@@ -95,10 +95,11 @@ std::optional<Description> parse(std::string_view text) {
       }
       d.media.push_back(std::move(m));
       cur = &d.media.back();
+    } else if (kind == 'a' &&
+               (v == "sendrecv" || v == "sendonly" || v == "recvonly" || v == "inactive")) {
+      (cur ? cur->direction : d.direction) = std::string(v);
     } else if (kind == 'a' && cur) {
-      if (v == "sendrecv" || v == "sendonly" || v == "recvonly" || v == "inactive") {
-        cur->direction = std::string(v);
-      } else if (v.substr(0, 7) == "rtpmap:" || v.substr(0, 5) == "fmtp:") {
+      if (v.substr(0, 7) == "rtpmap:" || v.substr(0, 5) == "fmtp:") {
         bool rtpmap = v[0] == 'r';
         v.remove_prefix(rtpmap ? 7 : 5);
         auto sp = v.find(' ');
@@ -128,6 +129,30 @@ std::optional<Description> parse(std::string_view text) {
   return d;
 }
 
+std::string_view directionOf(const Description& d, const Media& m) {
+  if (!m.direction.empty()) return m.direction;
+  if (!d.direction.empty()) return d.direction;
+  return "sendrecv";
+}
+
+bool holdsOtherParty(const Description& offer) {
+  bool audio = false;
+  for (const auto& m : offer.media) {
+    if (lower(m.type) != "audio" || m.port == 0) continue;
+    audio = true;
+    auto dir = directionOf(offer, m);
+    // RFC 2543 §B.5 (kept in RFC 3264 §8.4 for compatibility): c=0.0.0.0 holds.
+    bool nullAddress = m.address == "0.0.0.0";
+    if (!nullAddress && (dir == "sendrecv" || dir == "recvonly")) return false;
+  }
+  return audio;
+}
+
+bool holdsOtherParty(std::string_view offerText) {
+  auto d = parse(offerText);
+  return d && holdsOtherParty(*d);
+}
+
 std::optional<std::string> answerFrom(const Description& offer, const Description& peer,
                                       uint64_t sessionVersion) {
   std::string addrType = peer.media.empty() ? "IP4" : peer.media[0].addrType;
@@ -140,7 +165,9 @@ std::optional<std::string> answerFrom(const Description& offer, const Descriptio
   for (const auto& om : offer.media) {
     const Media* pm = nullptr;
     for (size_t i = 0; i < peer.media.size(); ++i) {
-      if (!used[i] && peer.media[i].type == om.type && peer.media[i].port != 0) {
+      // A stream without a connection address (none at media or session level) is unusable.
+      if (!used[i] && peer.media[i].type == om.type && peer.media[i].port != 0 &&
+          !peer.media[i].address.empty()) {
         pm = &peer.media[i];
         used[i] = true;
         break;

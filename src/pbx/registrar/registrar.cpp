@@ -136,6 +136,12 @@ std::optional<sip::TransportType> transportFromCode(int64_t v) {
 
 } // namespace
 
+bool behindNat(const sip::Uri& contact, const sip::Peer& source, std::string_view path) {
+  if (source.transport != sip::TransportType::Udp || !path.empty()) return false;
+  auto host = IpAddress::parse(contact.host);
+  return host && host->isPrivate() && !(*host == source.remote.ip);
+}
+
 uint32_t Binding::expiresIn(TimePoint now) const {
   if (expires <= now) return 0;
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(expires - now).count();
@@ -536,6 +542,9 @@ Result<std::vector<Binding>> Registrar::plan(const sip::Message& req, const std:
       expires = *headerExpires;
     if (expires > 0 && expires < config_.minExpires) return makeError(423, "Interval Too Brief");
     expires = std::min(expires, config_.maxExpires);
+    // A phone behind NAT over UDP: its refreshes are what keeps the NAT's binding open.
+    if (expires > 0 && config_.natExpires > 0 && behindNat(c.uri, req.source(), path))
+      expires = std::min(expires, config_.natExpires);
 
     // RFC 5626 §4.1: +sip.instance is a quoted URN in angle brackets; reg-id counts only with it.
     std::string_view instance;

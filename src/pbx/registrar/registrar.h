@@ -87,6 +87,10 @@ struct DeviceRoute {
 // first hop, RFC 5626 §5.2), else the numeric address of the first Path URI.
 DeviceRoute routeTo(const Binding& b);
 
+// A Contact behind NAT: the REGISTER came over UDP without Path, and the Contact's host is a
+// private address (IpAddress::isPrivate) that is not the address the REGISTER came from.
+bool behindNat(const sip::Uri& contact, const sip::Peer& source, std::string_view path);
+
 struct RegistrarConfig {
   std::string realm;
   // Device credentials by SIP user name (Directory::credentials); nullopt for unknown users.
@@ -101,6 +105,11 @@ struct RegistrarConfig {
   uint32_t minExpires = 60;
   uint32_t maxExpires = 3600;
   uint32_t defaultExpires = 3600;
+  // Phones behind NAT over UDP (behindNat) get at most this expiry (0: no limit), so that their
+  // re-registrations keep the NAT's UDP binding open (Linux conntrack forgets a UDP flow after
+  // 30 s without packets in both directions, many routers after 30 to 120 s). It may be below
+  // minExpires: the registrar shortens, the phone did not ask for it.
+  uint32_t natExpires = 30;
 
   size_t maxBindingsPerUser = 10; // beyond this the oldest binding of the user is dropped
   size_t maxBindings = 100000;    // node-wide; beyond this new bindings get 503

@@ -18,8 +18,20 @@ Counter outOfOrder("sip_dialog_cseq_500_total", "In-dialog requests out of CSeq 
 std::optional<Peer> DialogUsage::nextHopPeer() const {
   if (!dialog_) return remotePeer_;
   DialogTarget t = dialog_->target();
-  if (auto p = manager_.resolve(t.nextHop)) return p;
-  return remotePeer_;
+  auto p = manager_.resolve(t.nextHop);
+  if (!p) return remotePeer_;
+  if (remotePeer_ && behindNat(t, *p, *remotePeer_)) return remotePeer_;
+  return p;
+}
+
+// A phone behind NAT writes its private address into Contact; its messages come from the NAT's
+// public address, and only that address (the binding the NAT keeps for the phone's flow) reaches
+// it. So with no route set (nothing in between) and a remote target that is a private address
+// other than the one the remote side sends from, requests follow the flow (the same test as
+// "Contact is RFC 1918 and differs from the source" of common SIP proxies' NAT handling).
+bool DialogUsage::behindNat(const DialogTarget& t, const Peer& resolved, const Peer& source) {
+  return t.routes.empty() && resolved.remote.ip.isPrivate() &&
+         !(resolved.remote.ip == source.remote.ip);
 }
 
 Result<ClientTxId> DialogUsage::sendInDialog(std::string_view method, bool withContact,

@@ -39,6 +39,9 @@ private:
 // manager routes to it.
 class DialogUsage : public Usage {
 public:
+  // No route set, and the remote target resolves to a private address (IpAddress::isPrivate)
+  // that is not the one the remote side's messages come from: the remote is behind NAT.
+  static bool behindNat(const DialogTarget& t, const Peer& resolved, const Peer& source);
   bool hasDialog() const { return dialog_.has_value(); }
   Dialog& dialog() { return *dialog_; }
   const Dialog& dialog() const { return *dialog_; }
@@ -63,7 +66,8 @@ protected:
                                   std::function<void(const Message&)> onResponse,
                                   std::function<void(ClientTxFailure)> onFailure);
   // Where in-dialog requests go: the next hop of the dialog resolved, or (when the resolver cannot
-  // resolve it) the address the remote side last sent from.
+  // resolve it, or the remote is behind NAT: see behindNat) the address the remote side last
+  // sent from.
   std::optional<Peer> nextHopPeer() const;
 
   std::optional<Dialog> dialog_;

@@ -28,6 +28,8 @@ struct FakeAnchor final : MediaAnchor {
     log.push_back(reqs.back());
   }
   void release(const AnchorRef& ref) override { released.push_back(ref); }
+  void playHold(const AnchorRef& ref) override { holds.push_back("play " + ref.fromTag); }
+  void stopHold(const AnchorRef& ref) override { holds.push_back("stop " + ref.fromTag); }
   // The relay's SDP for request n: its own address and a port of its own.
   static std::string relaySdp(int port) {
     return "v=0\r\no=relay 1 1 IN IP4 203.0.113.7\r\ns=-\r\nc=IN IP4 203.0.113.7\r\nt=0 0\r\n"
@@ -50,6 +52,7 @@ struct FakeAnchor final : MediaAnchor {
   std::deque<Req> reqs;
   std::vector<Req> log;
   std::vector<AnchorRef> released;
+  std::vector<std::string> holds; // music on hold: "play <tag>", "stop <tag>"
 };
 
 bool relayed(std::string_view body) {
@@ -279,6 +282,47 @@ TEST_F(AnchoredCall, ReinviteOfferAndAnswerGoThroughTheRelay) {
   for (auto& m : h.take())
     if (m->isResponse() && m->statusCode() == 200 && m->cseq().seq == 2) ok = relayed(m->body());
   EXPECT_TRUE(ok);
+}
+
+// Music on hold (issue 13 point 5): the caller's re-INVITE with sendonly holds the answering
+// fork's party, which hears music once the offer is answered; sendrecv again stops it.
+TEST_F(AnchoredCall, HoldPlaysMusicToTheHeldPartyAndResumeStopsIt) {
+  connect("moh");
+  const std::string hold = "v=0\r\no=phone 1 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 "
+                           "192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
+  auto offerAndAnswer = [&](uint32_t cseq, const std::string& body) {
+    size_t before = relay.holds.size();
+    fromPhone("INVITE", cseq, body);
+    relay.flush();
+    auto re = sentTo(kAliceDev, "INVITE");
+    ASSERT_EQ(re.size(), 1u);
+    EXPECT_EQ(relay.holds.size(), before) << "music before the offer was answered";
+    h.inject(reply(*re[0], 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAlice),
+             kAliceDev);
+    relay.flush();
+    h.take();
+    fromPhone("ACK", cseq);
+  };
+  offerAndAnswer(2, hold);
+  EXPECT_EQ(relay.holds, (std::vector<std::string>{"play fork1"}));
+  offerAndAnswer(3, hold); // still held (a refresh): no second player
+  EXPECT_EQ(relay.holds.size(), 1u);
+  offerAndAnswer(4, kSdpPhone); // sendrecv again
+  EXPECT_EQ(relay.holds, (std::vector<std::string>{"play fork1", "stop fork1"}));
+}
+
+TEST_F(AnchoredCall, RefusedHoldOfferPlaysNoMusic) {
+  connect("moh2");
+  const std::string hold = "v=0\r\no=phone 1 2 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 "
+                           "0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+  fromPhone("INVITE", 2, hold);
+  relay.flush();
+  auto re = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(re.size(), 1u);
+  h.inject(reply(*re[0], 488, "al1"), kAliceDev);
+  relay.flush();
+  EXPECT_TRUE(has(responses(), 488));
+  EXPECT_TRUE(relay.holds.empty());
 }
 
 TEST_F(AnchoredCall, RelayFailureOnAReinviteAnswers500AndTheCallGoesOn) {

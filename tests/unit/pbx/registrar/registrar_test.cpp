@@ -469,6 +469,39 @@ TEST_F(RegistrarTest, IntervalTooBriefAndClampToMaximum) {
   EXPECT_EQ(none->contacts()[0].param("expires"), "3600");
 }
 
+// A phone behind NAT over UDP (private Contact, REGISTER from the NAT's public address): the
+// binding follows the address the REGISTER came from and gets the short NAT expiry, so that the
+// phone's refreshes keep the NAT's binding open.
+TEST_F(RegistrarTest, NatedUdpContactGetsShortExpiryAndFollowsTheSource) {
+  users["carol"] = "carol-secret";
+  open();
+  Device d = device("alice", "198.51.100.7:40001");
+  d.contact = "<sip:alice@192.168.1.20:5060>";
+  auto r = reg(d, 1, "Expires: 3600\r\n");
+  ASSERT_EQ(r->statusCode(), 200);
+  EXPECT_EQ(r->contacts()[0].param("expires"), "30");
+  auto b = registrar->lookup("alice");
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(routeTo(b[0]).next.remote.toString(), "198.51.100.7:40001");
+  EXPECT_EQ(routeTo(b[0]).requestUri, "sip:alice@192.168.1.20:5060");
+  // A phone on a private LAN that reaches the node directly (Contact = source) is not NATed.
+  Device lan = device("bob", "192.168.1.30:5060");
+  EXPECT_EQ(reg(lan, 1, "Expires: 3600\r\n")->contacts()[0].param("expires"), "3600");
+  // Over TCP the connection is the keep-alive (CRLF pings), no short expiry.
+  Device tcp = device("carol", "198.51.100.8:40002");
+  tcp.from.transport = sip::TransportType::Tcp;
+  tcp.contact = "<sip:carol@10.0.0.5:5060;transport=tcp>";
+  EXPECT_EQ(reg(tcp, 1, "Expires: 3600\r\n")->contacts()[0].param("expires"), "3600");
+}
+
+TEST_F(RegistrarTest, NatExpiryCanBeSwitchedOff) {
+  config.natExpires = 0;
+  open();
+  Device d = device("alice", "198.51.100.7:40001");
+  d.contact = "<sip:alice@10.1.1.1:5060>";
+  EXPECT_EQ(reg(d, 1, "Expires: 600\r\n")->contacts()[0].param("expires"), "600");
+}
+
 TEST_F(RegistrarTest, CallIdAndCSeqOrdering) {
   open();
   Device d = device("alice", "198.51.100.7:5062");

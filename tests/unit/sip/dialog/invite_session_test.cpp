@@ -327,3 +327,48 @@ TEST(InviteSession, UasEndBeforeAckWaitsForAck) {
 
 } // namespace
 } // namespace verbund::sip::test
+
+namespace verbund::sip::test {
+namespace {
+
+// A phone behind NAT: its Contact names its private address, its messages come from the NAT's
+// public one. Requests in the dialog follow the address the messages come from.
+TEST(InviteSession, PrivateContactBehindNatFollowsTheSourceAddress) {
+  Harness h;
+  Recorder r;
+  h.dm.setInviteHandler(&r);
+  r.onNew = [](InviteSession& s, const Message&) {
+    ASSERT_TRUE(s.accept("application/sdp", "v=0 offer-answer\r\n"));
+  };
+  const Peer nat = udpPeer("198.51.100.9:40123");
+  h.inject(
+      withBody(aliceRequest("INVITE", 1, {}, "nat1", "Contact: <sip:alice@192.168.1.20:5060>\r\n"),
+               "v=0 alice-offer\r\n"),
+      nat);
+  auto sent = h.take();
+  auto ok = findSent(sent, "200");
+  ASSERT_TRUE(ok);
+  h.inject(aliceRequest("ACK", 1, std::string(ok->toTag()), "natack"), nat);
+  h.take();
+  auto* s = h.dm.inviteSession(r.session);
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->end());
+  auto bye = h.takeOne();
+  ASSERT_TRUE(bye);
+  EXPECT_EQ(bye->requestUri().text, "sip:alice@192.168.1.20:5060"); // R-URI stays the Contact
+  EXPECT_EQ(h.last[0].to.remote.toString(), "198.51.100.9:40123");
+}
+
+// The same private Contact reached directly (a phone on the node's own LAN) is used as it is.
+TEST(InviteSession, PrivateContactSentFromItsOwnAddressIsUsed) {
+  DialogTarget t;
+  EXPECT_FALSE(
+      DialogUsage::behindNat(t, udpPeer("192.168.1.20:5060"), udpPeer("192.168.1.20:5060")));
+  EXPECT_FALSE(DialogUsage::behindNat(t, udpPeer("192.0.2.20:5060"), udpPeer("198.51.100.9:1")));
+  EXPECT_TRUE(DialogUsage::behindNat(t, udpPeer("10.1.2.3:5060"), udpPeer("198.51.100.9:1")));
+  t.routes.push_back("<sip:proxy.example;lr>"); // a proxy in between knows the way
+  EXPECT_FALSE(DialogUsage::behindNat(t, udpPeer("10.1.2.3:5060"), udpPeer("198.51.100.9:1")));
+}
+
+} // namespace
+} // namespace verbund::sip::test
