@@ -94,9 +94,8 @@ Result<NodeConfig> loadConfig(const std::string& path) {
     std::string key(k.str());
     // Only listed keys pass (the shipped configuration file shows each of them).
     const toml::table* section = v.as_table();
-    bool known =
-        key == "node" || key == "sip" || key == "federation" || key == "admin" || key == "calls" ||
-                 key == "media";
+    bool known = key == "node" || key == "sip" || key == "federation" || key == "admin" ||
+                 key == "calls" || key == "media";
     if (section && known) {
       for (const auto& [sk, sv] : *section) {
         std::string full = key + "." + std::string(sk.str());

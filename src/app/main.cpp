@@ -145,8 +145,9 @@ int runServe(const std::string& configPath, const std::string& readyFile) {
   nlohmann::json info = (*node)->bound();
   info["node_id"] = (*node)->nodeId();
   app::writeReadyFile(readyFile, info);
-  log->info("verbund {} node '{}' ({}) listening on {} (data directory {})", std::string(app::kProductVersion), cfg.nodeName,
-            (*node)->nodeId(), info.dump(), cfg.dataDir);
+  log->info("verbund {} node '{}' ({}) listening on {} (data directory {})",
+            std::string(app::kProductVersion), cfg.nodeName, (*node)->nodeId(), info.dump(),
+            cfg.dataDir);
   (*node)->setConfigPath(configPath);
   asio::signal_set hangup(io, SIGHUP);
   watchHangup(hangup, **node);
