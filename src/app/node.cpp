@@ -4,8 +4,8 @@
 #include "app/data_lock.h"
 #include "app/federation_routes.h"
 #include "app/listen.h"
-#include "app/version.h"
 #include "app/media_anchor_ng.h"
+#include "app/version.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/private_files.h"
@@ -258,7 +258,7 @@ struct Node::Impl {
   nlohmann::json bound = nlohmann::json::object();
 
   AsioTimers timers;
-  DataDirLock dataLock; // held while the node runs (released last)
+  DataDirLock dataLock;                // held while the node runs (released last)
   std::unique_ptr<store::Database> db; // durable (synchronous=FULL): what is acknowledged
   // The registrar's bindings: own file, synchronous=NORMAL, written behind by the storage thread
   // (declared before the registrar, which flushes into them when destroyed).
