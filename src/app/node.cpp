@@ -1251,6 +1251,8 @@ std::vector<std::string> restartOnlyChanges(const NodeConfig& a, const NodeConfi
   cmp("media.port_min", a.mediaPortMin, b.mediaPortMin);
   cmp("media.port_max", a.mediaPortMax, b.mediaPortMax);
   cmp("media.interface", a.mediaInterface, b.mediaInterface);
+  cmp("sip.nat_expires", a.natExpiresSeconds, b.natExpiresSeconds);
+  cmp("calls.retention_days", a.callRetentionDays, b.callRetentionDays);
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
@@ -1307,6 +1309,24 @@ Result<nlohmann::json> Node::Impl::reload() {
     config.sipMaxPendingPerSource = next.sipMaxPendingPerSource;
     config.sipFirstMessageTimeoutMs = next.sipFirstMessageTimeoutMs;
     applied.push_back("sip.connection_limits");
+  }
+  // Media: the anchoring mode applies to calls that start afterwards (a call keeps the media
+  // path it began with); the music file to holds that start afterwards.
+  if (next.mediaAnchor != config.mediaAnchor) {
+    auto mode = pbx::parseAnchorMode(next.mediaAnchor);
+    if (mode && mediaAnchor) {
+      calls->setMediaAnchor(mediaAnchor.get(), *mode);
+      config.mediaAnchor = next.mediaAnchor;
+      applied.push_back("media.anchor");
+    }
+  }
+  if (next.mediaMusicOnHold != config.mediaMusicOnHold && music) {
+    if (auto r = music->setConfigured(next.mediaMusicOnHold); !r) {
+      log->warn("reload: media.music_on_hold not applied: {}", r.error().message);
+    } else {
+      config.mediaMusicOnHold = next.mediaMusicOnHold;
+      applied.push_back("media.music_on_hold");
+    }
   }
   // The trunk's settings live in the database (API, web UI): applied again, which registers
   // anew (e.g. after the carrier changed the password and the database was updated).

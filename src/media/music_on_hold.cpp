@@ -193,4 +193,11 @@ Result<WavInfo> MusicOnHold::set(const std::string& path) {
   return info;
 }
 
+Result<void> MusicOnHold::setConfigured(const std::string& path) {
+  if (!path.empty())
+    if (auto w = checkWavFile(path); !w) return w.error();
+  configured_ = path;
+  return {};
+}
+
 } // namespace verbund::media

@@ -65,6 +65,9 @@ public:
   // Sets the file (checked with checkWavFile, persisted); an empty path goes back to the
   // configuration's file. Returns the file's description.
   Result<WavInfo> set(const std::string& path);
+  // A reloaded configuration's `[media] music_on_hold` (empty: the node's default file); the
+  // file is checked with checkWavFile first. The admin's choice, if any, still comes first.
+  Result<void> setConfigured(const std::string& path);
 
 private:
   MusicOnHold(store::Database& db) : db_(db) {}
