@@ -8,6 +8,7 @@ with the documented columns, has every record once, oldest first, with the right
 JSON has every record; the user and date filters select exactly the expected records."""
 import csv
 import json
+import mmap
 import os
 import sqlite3
 import subprocess
@@ -51,6 +52,23 @@ def fill(db_path: Path) -> float:
     db.commit()
     db.close()
     return time.monotonic() - t
+
+
+def address_sanitized(binary: str) -> bool:
+    """True for a build with AddressSanitizer (its runtime is linked in statically)."""
+    with open(binary, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return m.find(b"__asan_init") >= 0
+
+
+def check_growth(h, grew: float, what: str) -> None:
+    # Under AddressSanitizer freed memory is held in its quarantine (256 MB by default) instead of
+    # being reused, so RSS grows with everything the export ever allocated, streamed or not. The
+    # limit is therefore checked on the release build only (the test command runs both presets);
+    # the sanitizer build still runs the whole export and checks the file.
+    if address_sanitized(h.args.verbund):
+        log(f"NOTE {what}: RSS limit not checked under AddressSanitizer (quarantine keeps freed memory)")
+        return
+    check(grew < LIMIT_MB, f"node RSS grew by {grew:.1f} MB during the {what} (limit {LIMIT_MB})")
 
 
 def rss_mb(pid: int) -> float:
@@ -102,7 +120,7 @@ def body(h):
     size = out.stat().st_size
     log(f"RESULT CSV export: {N} records, {size / 1e6:.1f} MB in {secs:.1f}s; node RSS "
         f"{rss.base:.1f} MB -> peak {rss.peak:.1f} MB (+{grew:.1f} MB)")
-    check(grew < LIMIT_MB, f"node RSS grew by {grew:.1f} MB during the CSV export (limit {LIMIT_MB})")
+    check_growth(h, grew, "CSV export")
     check(out.stat().st_mode & 0o077 == 0, f"export file mode {oct(out.stat().st_mode & 0o777)}")
 
     with open(out, newline="", encoding="utf-8") as f:
@@ -146,7 +164,7 @@ def body(h):
     js = json.loads(b"".join(chunks))
     check(len(js["calls"]) == N, f"JSON export has {len(js['calls'])} records")
     log(f"RESULT JSON export: {N} records in {secs:.1f}s; node RSS +{grew:.1f} MB")
-    check(grew < LIMIT_MB, f"node RSS grew by {grew:.1f} MB during the JSON export (limit {LIMIT_MB})")
+    check_growth(h, grew, "JSON export")
 
     # filters: caller 101 (the even records) within a day
     day_from, day_to = T0 + 1000 * 60_000, T0 + (1000 + 1440) * 60_000
