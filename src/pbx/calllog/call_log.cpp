@@ -36,6 +36,22 @@ CallRecord recordFromRow(const store::Row& row) {
   r.relatedCorrelationId = text(row[12]);
   return r;
 }
+// A row of call_parties from column `first` on: role, extension, name, owner, disposition,
+// forwarded_from, forwarded_from_owner, forward_reason.
+CallParty partyFromRow(const store::Row& p, size_t first) {
+  CallParty cp;
+  std::string role = text(p[first]);
+  for (size_t i = 0; i < kRoles.size(); ++i)
+    if (kRoles[i] == role) cp.role = PartyRole(i);
+  cp.extension = text(p[first + 1]);
+  cp.name = text(p[first + 2]);
+  cp.owner = text(p[first + 3]);
+  cp.disposition = dispositionFromName(text(p[first + 4])).value_or(Disposition::Failed);
+  cp.forwardedFrom = text(p[first + 5]);
+  cp.forwardedFromOwner = text(p[first + 6]);
+  cp.forwardReason = text(p[first + 7]);
+  return cp;
+}
 constexpr const char* kColumns =
     "r.id, r.correlation_id, r.direction, r.caller, r.caller_name, r.dialled, r.answered_by, "
     "r.disposition, r.via_trunk, r.start_ms, r.answer_ms, r.end_ms, r.related_id";
@@ -560,22 +576,7 @@ void CallLog::loadParties(CallRecord& r) {
                            "WHERE call_id = ?1 ORDER BY rowid",
                            {r.id});
   if (!parties) return;
-  for (const auto& p : *parties) {
-    CallParty cp;
-    std::string role = text(p[0]);
-    for (size_t i = 0; i < kRoles.size(); ++i)
-      if (kRoles[i] == role) cp.role = PartyRole(i);
-    cp.extension = text(p[1]);
-    cp.name = text(p[2]);
-    cp.owner = text(p[3]);
-    cp.disposition = dispositionFromName(text(p[4])).value_or(Disposition::Failed);
-    if (p.size() >= 8) {
-      cp.forwardedFrom = text(p[5]);
-      cp.forwardedFromOwner = text(p[6]);
-      cp.forwardReason = text(p[7]);
-    }
-    r.parties.push_back(std::move(cp));
-  }
+  for (const auto& p : *parties) r.parties.push_back(partyFromRow(p, 0));
   auto t = db_.query("SELECT transferred_by, target, other_id FROM call_transfers WHERE "
                      "call_id = ?1",
                      {r.id});
@@ -659,18 +660,7 @@ Result<std::vector<CallRecord>> CallLog::page(const CallQuery& q,
   for (const auto& p : *parties) {
     auto it = index.find(num(p[0]));
     if (it == index.end()) continue;
-    CallParty cp;
-    std::string role = text(p[1]);
-    for (size_t i = 0; i < kRoles.size(); ++i)
-      if (kRoles[i] == role) cp.role = PartyRole(i);
-    cp.extension = text(p[2]);
-    cp.name = text(p[3]);
-    cp.owner = text(p[4]);
-    cp.disposition = dispositionFromName(text(p[5])).value_or(Disposition::Failed);
-    cp.forwardedFrom = text(p[6]);
-    cp.forwardedFromOwner = text(p[7]);
-    cp.forwardReason = text(p[8]);
-    out[it->second].parties.push_back(std::move(cp));
+    out[it->second].parties.push_back(partyFromRow(p, 1));
   }
   auto transfers = db_.query("SELECT call_id, transferred_by, target, other_id FROM "
                              "call_transfers WHERE call_id IN (SELECT value FROM json_each(?1))",
