@@ -1,5 +1,6 @@
 #include "app/cli_admin.h"
 
+#include "app/admin_api_headers.h"
 #include "base/private_files.h"
 #include "pbx/directory/user_csv.h"
 
@@ -184,15 +185,7 @@ public:
   bool usesSession() const { return !cookie_.empty(); }
 
 private:
-  httplib::Headers headers() const {
-    httplib::Headers h;
-    if (!bearer_.empty()) h.emplace("Authorization", "Bearer " + bearer_);
-    if (!cookie_.empty()) {
-      h.emplace("Cookie", cookie_);
-      h.emplace("X-CSRF-Token", csrf_);
-    }
-    return h;
-  }
+  httplib::Headers headers() const { return adminApiHeaders(bearer_, cookie_, csrf_); }
   void check(const httplib::Result& r) {
     if (!r)
       throw CliError{2,

@@ -1,5 +1,6 @@
 #include "app/doctor.h"
 
+#include "app/admin_api_headers.h"
 #include "app/config.h"
 #include "base/net.h"
 
@@ -161,15 +162,7 @@ public:
   }
 
 private:
-  httplib::Headers headers() const {
-    httplib::Headers h;
-    if (!bearer_.empty()) h.emplace("Authorization", "Bearer " + bearer_);
-    if (!cookie_.empty()) {
-      h.emplace("Cookie", cookie_);
-      h.emplace("X-CSRF-Token", csrf_);
-    }
-    return h;
-  }
+  httplib::Headers headers() const { return adminApiHeaders(bearer_, cookie_, csrf_); }
   std::string base_;
   httplib::Client http_;
   std::string bearer_, cookie_, csrf_;
