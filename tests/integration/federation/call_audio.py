@@ -5,7 +5,9 @@ carrier sees no call and a counts no fallback. Both call lists have the call wit
 correlationId. Media (issue 13 point 4): each site anchors its own legs: during the call a's and
 b's rtpengine (queried inside their namespaces) each hold the call with two legs that received
 RTP; a's leg towards b has b's rtpengine (b's address, the port of b's leg towards a) as its
-peer and the other way round, so the audio flows rtpengine to rtpengine between the sites."""
+peer and the other way round, so the audio flows rtpengine to rtpengine between the sites.
+Site a runs `[media] anchor = "remote"` (b the default "always"): a call to another site is
+anchored in remote mode too (same-site calls in remote mode: media.external_relays)."""
 import sys
 import time
 from pathlib import Path
@@ -42,7 +44,9 @@ def relays_meet(env) -> None:
 
 
 def body(h):
-    env, ids = federated(h, sites=("a", "b"), users=1)
+    env, ids = federated(h, sites=("a", "b"), users=1,
+                         site_toml={"a": '\n[media]\nanchor = "remote"\n'})
+    check('anchor = "remote"' in env.nodes["a"].config.read_text(), "site a not in remote mode")
     from phones import check_tone, make_tone
     ba = env.baresip("a", "a101", ext_of("a", 1), tone=make_tone(h.tmp / "t440.wav", 440))
     bb = env.baresip("b", "b201", ext_of("b", 1), tone=make_tone(h.tmp / "t880.wav", 880),

@@ -253,8 +253,9 @@ class SiteNode:
     knows the section (or federation=True is forced)."""
 
     def __init__(self, env: "Env", site: str, federation: bool | None = None,
-                 env_vars: dict | None = None, fallback_ms: int = 1000):
+                 env_vars: dict | None = None, fallback_ms: int = 1000, extra_toml: str = ""):
         self.env, self.h, self.site = env, env.h, site
+        self.extra_toml = extra_toml  # appended to the generated node.toml (e.g. a [media] table)
         self.ip = env.topo.ip(site)
         self.name = f"site-{site}"
         self.fed_enabled = env.federation_supported if federation is None else federation
@@ -293,7 +294,7 @@ class SiteNode:
                   f'sip_listen = "{self.ip}:{FED_SIP_PORT}"\n'
                   f'advertise = ["{self.ip}"]\n'
                   f"fallback_ms = {self.fallback_ms}\n")
-        self.config.write_text(t)
+        self.config.write_text(t + self.extra_toml)
 
     def start(self, timeout: float = 30.0) -> "SiteNode":
         self.write_config()
@@ -524,12 +525,15 @@ class Env:
             n.set_trunk(self.carrier)
         return n
 
-    def start_sites(self, sites=None, users: int = 2, trunk: bool = True, **kw) -> dict:
+    def start_sites(self, sites=None, users: int = 2, trunk: bool = True,
+                    site_toml: dict | None = None, **kw) -> dict:
+        """site_toml: {site: lines appended to that site's node.toml}."""
         if self.carrier and not self.carrier.p:
             log(f"carrier (kamailio) up in {self.carrier.start():.2f}s on "
                 f"{self.carrier.ip}:{self.carrier.port}")
         for s in sites or self.topo.sites:
-            self.start_node(s, users=users, trunk=trunk, **kw)
+            self.start_node(s, users=users, trunk=trunk,
+                            extra_toml=(site_toml or {}).get(s, ""), **kw)
         if trunk and self.carrier:
             for s in sites or self.topo.sites:
                 self.nodes[s].wait_trunk("registered", 10)
