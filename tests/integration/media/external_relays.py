@@ -24,7 +24,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
 from node import (LOOPBACK, SIPP_TOML, Node, caller, check, device, expect_ok, free_port,  # noqa: E402
-                  log, pw_of, run)
+                  log, metric, pw_of, run, wait_media)
 from ngctl import calls, ng  # noqa: E402
 
 
@@ -47,29 +47,6 @@ def relay(h, name: str, rtp_min: int) -> tuple[str, subprocess.Popen, range]:
         check(p.poll() is None and time.monotonic() < end, f"{name} did not answer ng ping")
         time.sleep(0.2)
     return addr, p, ports
-
-
-def media(node) -> dict:
-    return node.api.call("GET", "/api/v1/status")["media"]
-
-
-def wait_media(node, pred, timeout: float, what: str) -> dict:
-    end = time.monotonic() + timeout
-    while True:
-        m = media(node)
-        if pred(m):
-            return m
-        check(time.monotonic() < end, f"{what}: not within {timeout:.0f}s; media status {m}")
-        time.sleep(0.1)
-
-
-def metric(node, name: str) -> float:
-    text = node.api.raw("GET", "/metrics")[1]
-    text = text.decode() if isinstance(text, bytes) else str(text)
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def ports_in(sipp, first_line: str) -> list[int]:

@@ -17,23 +17,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
-from node import Node, check, log, run  # noqa: E402
-
-
-def media(node: Node) -> dict:
-    return node.api.call("GET", "/api/v1/status")["media"]
-
-
-def wait_media(node: Node, pred, timeout: float, what: str, seen: list | None = None) -> dict:
-    end = time.monotonic() + timeout
-    while True:
-        m = media(node)
-        if seen is not None and (not seen or seen[-1] != m["state"]):
-            seen.append(m["state"])
-        if pred(m):
-            return m
-        check(time.monotonic() < end, f"{what}: not within {timeout:.0f}s; media status {m}")
-        time.sleep(0.05)
+from node import Node, check, log, run, wait_media  # noqa: E402
 
 
 def proc_state(pid: int) -> str | None:
