@@ -58,6 +58,20 @@ def ports_in(sipp, first_line: str) -> list[int]:
     return out
 
 
+def call_watching(h, node, relay_addr: str, what: str):
+    """One call 711 -> SIPp device 712 held 1.5 s; returns (device, caller, the call-ids the relay
+    at relay_addr held while it ran)."""
+    dev = device(h, node, "712", "uas_answer.xml", pause_ms=100, recv_timeout_ms=30000)
+    c = caller(h, node, "711", "712", hold_ms=1500, recv_timeout_ms=30000)
+    seen = set()
+    end = time.monotonic() + 10
+    while c.p.poll() is None and time.monotonic() < end:
+        seen.update(calls(relay_addr))
+        time.sleep(0.1)
+    expect_ok(c, dev, what=what)
+    return dev, c, seen
+
+
 def body(h):
     r1, p1, ports1 = relay(h, "rtpengine-r1", 41000)
     r2, p2, ports2 = relay(h, "rtpengine-r2", 41100)
@@ -118,14 +132,7 @@ def body(h):
             log(f"RESULT r1 reported {state} {time.monotonic() - t0:.1f}s after kill -9; "
                 f"media state {m['state']}")
             check(m["state"] == "up", f"media state {m['state']} with r2 still up")
-        dev = device(h, node, "712", "uas_answer.xml", pause_ms=100, recv_timeout_ms=30000)
-        c = caller(h, node, "711", "712", hold_ms=1500, recv_timeout_ms=30000)
-        seen = set()
-        end = time.monotonic() + 10
-        while c.p.poll() is None and time.monotonic() < end:
-            seen.update(calls(r2))
-            time.sleep(0.1)
-        expect_ok(c, dev, what=f"call {k + 1} after r1 died")
+        dev, c, seen = call_watching(h, node, r2, f"call {k + 1} after r1 died")
         got = ports_in(c, "SIP/2.0 200")
         check(seen, f"call {k + 1} after r1 died: r2 never held it")
         check(got and all(p in ports2 for p in got),
@@ -147,14 +154,7 @@ def body(h):
     for u in ("711", "712"):
         rn.api.create_user(u, pw_of(u))
     wait_media(rn, lambda m: m["state"] == "up", 15, "r2 up for the remote-mode node")
-    dev = device(h, rn, "712", "uas_answer.xml", pause_ms=100, recv_timeout_ms=30000)
-    c = caller(h, rn, "711", "712", hold_ms=1500, recv_timeout_ms=30000)
-    seen = set()
-    end = time.monotonic() + 10
-    while c.p.poll() is None and time.monotonic() < end:
-        seen.update(calls(r2))
-        time.sleep(0.1)
-    expect_ok(c, dev, what="remote mode: call between two phones of the node")
+    dev, c, seen = call_watching(h, rn, r2, "remote mode: call between two phones of the node")
     dev_ports = ports_in(dev, "SIP/2.0 200")
     got = ports_in(c, "SIP/2.0 200")
     check(dev_ports and got == dev_ports[:len(got)],
