@@ -2,8 +2,9 @@
 """Early media from one fork, the 200 from another, on an anchored call (issue 13 point 2: early
 media and forks). The default `[media] anchor = "always"`; ring group 650 with two SIPp members:
 741 answers the INVITE with 183 Session Progress and SDP and plays early media (RTP from a pcap)
-until it is CANCELled (with Reason "Call completed elsewhere"); 742 rings (180) and answers
-1.5 s later with 200 and SDP, then echoes RTP (-rtp_echo). The caller 731 (SIPp) plays RTP after
+until it is CANCELled (with Reason "Call completed elsewhere"); 742 rings (180) 0.5 s after the
+INVITE (so 741's 183 is the first provisional the node sees: it gives the caller early media only
+then) and answers 1 s later with 200 and SDP, then echoes RTP (-rtp_echo). The caller 731 (SIPp) plays RTP after
 its ACK, holds the call about 3 s and hangs up.
  early: the caller gets the 183 with SDP; its address is the relay's: the port is the port
    rtpengine holds for the caller's leg, not 741's RTP port; the relay receives 741's early RTP.
