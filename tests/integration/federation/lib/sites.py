@@ -233,6 +233,20 @@ class Carrier:
                            capture_output=True, text=True, timeout=10)
         check(r.returncode == 0, f"kamcmd {' '.join(cmd)}: {r.returncode} {r.stdout} {r.stderr}")
 
+    def route_number(self, number: str, uri: str) -> None:
+        """An external number the carrier answers itself: INVITEs for `number` (from a trunk)
+        go to `uri` ("sip:<ip>:<port>", e.g. a SIPp UAS in the carrier namespace; htable
+        "routes" of kamailio-carrier.cfg)."""
+        kamcmd = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+        # "s:": kamcmd would send a number such as +4969555777 as an integer
+        for cmd in (["htable.sets", "routes", f"s:{number}", f"s:{uri}"],
+                    ["htable.get", "routes", f"s:{number}"]):
+            r = subprocess.run(netns_argv(self.env.topo.ns("carrier"),
+                                          [kamcmd, "-s", f"unix:{self.dir}/kamailio_ctl", *cmd]),
+                               capture_output=True, text=True, timeout=10)
+            check(r.returncode == 0, f"kamcmd {' '.join(cmd)}: {r.returncode} {r.stdout} {r.stderr}")
+        check(uri in r.stdout, f"the carrier's route for {number} is not set: {r.stdout}")
+
     def calls_logged(self) -> list[str]:
         return [ln for ln in self.logf.read_text(errors="replace").splitlines()
                 if "CARRIER CALL" in ln] if self.logf.exists() else []
