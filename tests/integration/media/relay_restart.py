@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The relay fails under calls (issue 13 point 6). Call A (SIPp 711 -> SIPp device 712) is
-anchored; the node's rtpengine is killed (kill -9) mid-call: the status API shows it restarted
-(restarts 1, a new pid, "up" again) and call A still ends normally; call B is anchored in the new
-rtpengine (it holds B while it runs). Then the rtpengine stops answering (SIGSTOP): call C still
+"""The relay fails between calls (issue 13 point 6). Call A (SIPp 711 -> SIPp device 712) is
+anchored and ends; the node's rtpengine is killed (kill -9): the status API shows it restarted
+(restarts 1, a new pid, "up" again); call B is anchored in the new rtpengine (it holds B while it
+runs). (A kill in the middle of a call re-anchors that call with re-INVITEs, which these SIPp
+scenarios do not take: relay_reanchor.py checks it with real phones.) Then the rtpengine stops answering (SIGSTOP): call C still
 connects, with direct media (the relay's offer timed out: the 200 the caller gets carries the
 device's own RTP port, verbund_media_direct_fallbacks_total counts it, a warning is logged); the
 node restarts the silent rtpengine (missed pings) and call D is anchored again. At the end
@@ -69,14 +70,14 @@ def body(h):
     first = wait_up(node, 0, 15, "start")
     addr = first["address"]
 
-    dev, a = anchored_call(h, node, addr, 6000, "call A")
+    dev, a = anchored_call(h, node, addr, 1000, "call A")
+    expect_ok(a, dev, what="call A")
     os.kill(first["pid"], signal.SIGKILL)
     t0 = time.monotonic()
     second = wait_up(node, 1, 10, "after kill -9 of rtpengine")
     check(second["pid"] != first["pid"], f"no new rtpengine process: {second}")
     log(f"RESULT rtpengine restarted {time.monotonic() - t0:.2f}s after kill -9 (pid "
         f"{first['pid']} -> {second['pid']})")
-    expect_ok(a, dev, what="call A (its relay was killed)")
     addr = second["address"]
 
     dev, b = anchored_call(h, node, addr, 1500, "call B after the restart")

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""A live call survives the death of its relay (issue 13 point 6, re-anchoring). baresip (111,
+440 Hz) calls linphonec (112, 1000 Hz, auto-answer) with the default `anchor = "always"`; both
+hear each other through the node's rtpengine. The rtpengine is killed (kill -9) mid-call. The
+node restarts it and re-anchors the call: an offerless re-INVITE asks baresip (the inbound leg)
+for a fresh offer, which goes through a new session of the new rtpengine to linphonec in a
+re-INVITE; linphonec's answer comes back through the relay in baresip's ACK. Checked: within
+8 s of the kill the new rtpengine holds exactly one session (a new call-id) with legs "caller"
+and "fork1", each of which received RTP from its phone on the NEW relay's port (so each phone
+sends to the port it was given after the kill); linphonec's log shows an SDP with the new relay
+port received after the kill; `verbund_media_relay_lost_calls_total` and
+`verbund_media_reanchored_total` are 1; the segment of each side's recording after the
+re-anchoring is the other side's tone (sox); after the hang-up the new rtpengine holds no
+session. The call is never torn down (baresip sees no CALL_CLOSED before its own hang-up)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
+from node import MD5_ONLY_TOML, check, log, pw_of, run, start_node  # noqa: E402
+from ngctl import calls, relay_legs  # noqa: E402
+from phones import Baresip, Linphonec, check_tone, make_tone  # noqa: E402
+
+REANCHOR_BOUND_S = 8.0  # restart back-off 1 s + rtpengine start + the exchange
+TALK_AFTER_S = 4.0
+
+
+def media(node) -> dict:
+    return node.api.call("GET", "/api/v1/status")["media"]
+
+
+def wait_up(node, restarts: int, timeout: float, what: str) -> dict:
+    end = time.monotonic() + timeout
+    while True:
+        m = media(node)
+        inst = m["instances"][0]
+        if m["state"] == "up" and inst["restarts"] >= restarts:
+            return inst
+        check(time.monotonic() < end, f"{what}: media not up within {timeout:.0f}s: {m}")
+        time.sleep(0.05)
+
+
+def metric(node, name: str) -> float:
+    text = node.api.raw("GET", "/metrics")[1]
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wav_length(path: Path) -> float:
+    r = subprocess.run(["soxi", "-D", str(path)], capture_output=True, text=True, timeout=30)
+    return float(r.stdout.strip() or 0)
+
+
+def tail_segment(src: Path, dst: Path, seconds: float, drop_end: float = 0.5) -> Path:
+    """The last `seconds` of `src` before its final `drop_end` seconds (the hang-up)."""
+    total = wav_length(src)
+    start = max(total - drop_end - seconds, 0.0)
+    subprocess.run(["sox", str(src), str(dst), "trim", f"{start:.2f}", f"{seconds:.2f}"],
+                   check=True, capture_output=True, timeout=30)
+    return dst
+
+
+def wait_anchored(addr: str, old: set, timeout: float, what: str) -> tuple[str, dict]:
+    """Waits until rtpengine at `addr` holds one call not in `old` whose two legs both received
+    RTP (more than 25 packets: half a second) from their phones."""
+    end = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            held = [c for c in calls(addr) if c not in old]
+            if len(held) == 1:
+                legs = relay_legs(addr, held[0])
+                last = legs
+                if ("caller" in legs and len(legs) == 2 and
+                        all(s and s[0][2] > 25 for s in legs.values())):
+                    return held[0], legs
+        except OSError:
+            pass  # rtpengine still starting
+        check(time.monotonic() < end, f"{what}: not re-anchored within {timeout:.0f}s "
+                                      f"(rtpengine holds {calls(addr) if last else '?'}, {last})")
+        time.sleep(0.1)
+
+
+def body(h):
+    node = start_node(h, ["111", "112"], MD5_ONLY_TOML)
+    first = wait_up(node, 0, 15, "start")
+    addr = first["address"]
+    t440 = make_tone(h.tmp / "tone440.wav", 440)
+    t1000 = make_tone(h.tmp / "tone1000.wav", 1000)
+    b = Baresip(h, "b111", "111", pw_of("111"), node.udp, tone=t440, answermode="auto")
+    lin = Linphonec(h, "l112", "112", pw_of("112"), node.udp)
+    b.wait_registered()
+    rx = h.tmp / "linphone-rx.wav"
+    lin.setup_audio(t1000, rx)
+    lin.wait_registered()
+
+    lin.send("autoanswer enable")
+    n0 = len(b.events)
+    pos = len(lin.output())
+    b.cmd("dial", f"sip:112@{node.udp[0]}:{node.udp[1]}")
+    b.wait_event("CALL_ESTABLISHED", 15, n0)
+    lin.wait_output(r"Media streams established|connected", 10, pos)
+    key1, legs1 = wait_anchored(addr, set(), 10, "before the kill")
+    log(f"RESULT anchored before the kill: {key1} legs {legs1}")
+    b.pump(1.0)
+
+    debug = lin.dir / "debug.log"
+    debug_pos = len(debug.read_text(errors="replace"))
+    n_kill = len(b.events)
+    os.kill(first["pid"], signal.SIGKILL)
+    t0 = time.monotonic()
+    second = wait_up(node, 1, REANCHOR_BOUND_S, "after kill -9 of rtpengine")
+    check(second["pid"] != first["pid"], f"no new rtpengine process: {second}")
+    addr2 = second["address"]
+    key2, legs2 = wait_anchored(addr2, {key1}, REANCHOR_BOUND_S - (time.monotonic() - t0),
+                                "after the kill")
+    t_re = time.monotonic() - t0
+    log(f"RESULT re-anchored {t_re:.2f}s after kill -9 (rtpengine pid {first['pid']} -> "
+        f"{second['pid']}): session {key2} legs {legs2}")
+    check(key2 != key1, "the new rtpengine holds the old call-id")
+    other = next(t for t in legs2 if t != "caller")
+    check(other == "fork1", f"answering leg tag {other}")
+    # Each leg's RTP arrives at the new relay's port: the phones were told it by re-INVITE/ACK.
+    old_ports = {s[0][0] for s in legs1.values()}
+    lin_port = legs2[other][0][0]
+    text = debug.read_text(errors="replace")[debug_pos:]
+    check(f"m=audio {lin_port} " in text,
+          f"linphonec got no SDP with the new relay port {lin_port} after the kill")
+    check("INVITE sip:" in text, "linphonec received no re-INVITE after the kill")
+    log(f"RESULT linphonec received the new relay port {lin_port} after the kill (ports before "
+        f"{sorted(old_ports)}); baresip's leg: {legs2['caller']}")
+    kinds = [(e.get("type"), e.get("param")) for e in b.events[n_kill:]]
+    log(f"baresip events since the kill: {kinds}")
+    check(not any(k == "CALL_CLOSED" for k, _ in kinds), "baresip's call was closed")
+    check(metric(node, "verbund_media_relay_lost_calls_total") == 1,
+          "verbund_media_relay_lost_calls_total is not 1")
+    check(metric(node, "verbund_media_reanchored_total") == 1,
+          "verbund_media_reanchored_total is not 1")
+    check(metric(node, "verbund_media_anchored_calls") == 1, "verbund_media_anchored_calls != 1")
+    node_log = node.logfile.read_text(errors="replace")
+    check("re-anchored in the media relay" in node_log, "no re-anchoring line in the node's log")
+
+    b.pump(TALK_AFTER_S)
+    legs3 = relay_legs(addr2, key2)
+    for tag in legs3:
+        check(legs3[tag][0][2] > legs2[tag][0][2] + 100,
+              f"leg {tag}: RTP stopped after the re-anchoring ({legs2[tag]} -> {legs3[tag]})")
+    nrec = len(b.recordings())
+    lin.send("terminate")
+    b.wait_event("CALL_CLOSED", 10, n0)
+    end = time.monotonic() + 5
+    while calls(addr2):
+        check(time.monotonic() < end, f"rtpengine still holds {calls(addr2)} after the call")
+        time.sleep(0.1)
+    check(metric(node, "verbund_media_anchored_calls") == 0, "verbund_media_anchored_calls != 0")
+    time.sleep(1.0)  # the phones close their recordings
+    recs = b.recordings()
+    check(recs and nrec >= 1, f"baresip made no recording: {recs}")
+    seg = TALK_AFTER_S - 1.0
+    check_tone(tail_segment(rx, h.tmp / "lin-after.wav", seg), 440,
+               "after the re-anchoring, linphonec received baresip's tone", min_len=seg - 0.1)
+    check_tone(tail_segment(recs[-1], h.tmp / "bare-after.wav", seg), 1000,
+               "after the re-anchoring, baresip received linphonec's tone", min_len=seg - 0.1)
+    b.stop()
+    lin.stop()
+    node.stop()
+
+
+if __name__ == "__main__":
+    run("media.relay_reanchor", body, __doc__)
