@@ -136,9 +136,7 @@ def body(h):
     check("INVITE sip:" in text, "linphonec received no re-INVITE after the kill")
     log(f"RESULT linphonec received the new relay port {lin_port} after the kill (ports before "
         f"{sorted(old_ports)}); baresip's leg: {legs2['caller']}")
-    kinds = [(e.get("type"), e.get("param")) for e in b.events[n_kill:]]
-    log(f"baresip events since the kill: {kinds}")
-    check(not any(k == "CALL_CLOSED" for k, _ in kinds), "baresip's call was closed")
+
     check(metric(node, "verbund_media_relay_lost_calls_total") == 1,
           "verbund_media_relay_lost_calls_total is not 1")
     check(metric(node, "verbund_media_reanchored_total") == 1,
@@ -148,6 +146,13 @@ def body(h):
     check("re-anchored in the media relay" in node_log, "no re-anchoring line in the node's log")
 
     b.pump(TALK_AFTER_S)
+    kinds = [(e.get("type"), e.get("param")) for e in b.events[n_kill:]]
+    log(f"baresip events since the kill: {kinds}")
+    check(not any(k == "CALL_CLOSED" for k, _ in kinds), "baresip's call was closed")
+    # The offerless re-INVITE: baresip's fresh offer went out in its 200, the relay's answer
+    # (with the new port) came back in the ACK.
+    check(("CALL_REMOTE_SDP", "answer") in [(k, (p or "").split()[-1]) for k, p in kinds],
+          f"baresip got no SDP answer after the kill: {kinds}")
     legs3 = relay_legs(addr2, key2)
     for tag in legs3:
         check(legs3[tag][0][2] > legs2[tag][0][2] + 100,
