@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
 from node import (SCENARIOS, SIPP_TOML, Sipp, check, log, pw_of, register_sipp,  # noqa: E402
                   run, start_node, free_port)
 from ngctl import calls, ng  # noqa: E402
+from relay import metric, relay_address  # noqa: E402
 
 CALLS = 1000
 RATE = 40
@@ -35,25 +36,6 @@ def short_pcap(src: Path, dst: Path, packets: int) -> Path:
         pos += 16 + incl
     dst.write_bytes(bytes(out))
     return dst
-
-
-def relay_address(node) -> str:
-    end = time.monotonic() + 15
-    while True:
-        m = node.api.call("GET", "/api/v1/status")["media"]
-        if m["state"] == "up":
-            return m["instances"][0]["address"]
-        check(time.monotonic() < end, f"media not up: {m}")
-        time.sleep(0.1)
-
-
-def gauge(node, name: str) -> float:
-    text = node.api.raw("GET", "/metrics")[1]
-    text = text.decode() if isinstance(text, bytes) else str(text)
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 def body(h):
@@ -96,7 +78,7 @@ def body(h):
     check(st["currentstatistics"]["sessionstotal"] == 0, f"statistics: {st['currentstatistics']}")
     check(total["managedsessions"] >= CALLS, f"only {total['managedsessions']} sessions managed")
     check(total["relayedpackets"] > CALLS * 20, f"only {total['relayedpackets']} packets relayed")
-    check(gauge(node, "verbund_media_anchored_calls") == 0, "anchored-calls gauge is not 0")
+    check(metric(node, "verbund_media_anchored_calls") == 0, "anchored-calls gauge is not 0")
     node.stop()
 
 

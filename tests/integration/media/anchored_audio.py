@@ -7,7 +7,6 @@ leg has received RTP from its phone on the relay's own port (so each phone sent 
 relay put in the SDP it received), and linphonec's log shows the relay's port in the SDP it
 received and never baresip's. Each side's received audio is the other's tone (sox). After each
 call rtpengine holds no session."""
-import re
 import sys
 import time
 from pathlib import Path
@@ -17,18 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
 from node import MD5_ONLY_TOML, check, log, pw_of, run, start_node  # noqa: E402
 from ngctl import calls, relay_legs  # noqa: E402
 from phones import Baresip, Linphonec, check_tone, make_tone  # noqa: E402
+from relay import relay_address, wait_no_sessions  # noqa: E402
 
 TALK_S = 4.0
-
-
-def relay_address(node) -> str:
-    end = time.monotonic() + 15
-    while True:
-        m = node.api.call("GET", "/api/v1/status")["media"]
-        if m["state"] == "up":
-            return m["instances"][0]["address"]
-        check(time.monotonic() < end, f"media not up: {m}")
-        time.sleep(0.1)
 
 
 def check_anchored(addr: str, lin: Linphonec, lin_tag_is_caller: bool, what: str) -> None:
@@ -51,13 +41,6 @@ def check_anchored(addr: str, lin: Linphonec, lin_tag_is_caller: bool, what: str
           f"{what}: linphonec saw baresip's own RTP port {bare_leg[1]} in an SDP")
     log(f"RESULT {what}: anchored; linphonec got relay port {lin_leg[0]}, baresip sends to "
         f"{bare_leg[0]} (its own port {bare_leg[1]})")
-
-
-def wait_no_sessions(addr: str, what: str) -> None:
-    end = time.monotonic() + 5
-    while calls(addr):
-        check(time.monotonic() < end, f"{what}: rtpengine still holds {calls(addr)}")
-        time.sleep(0.1)
 
 
 def body(h):

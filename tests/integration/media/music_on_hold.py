@@ -11,7 +11,6 @@ held party hears is checkable with sox.
    before the hold baresip's 440 Hz, during the hold the 1500 Hz music, after the resume 440 Hz
    again; and baresip's recording before the hold has linphonec's 1000 Hz. After the call
    rtpengine holds no session (its player ended with the call)."""
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,26 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
 from node import MD5_ONLY_TOML, check, log, pw_of, run, start_node  # noqa: E402
 from ngctl import calls  # noqa: E402
 from phones import Baresip, Linphonec, check_tone, make_tone  # noqa: E402
+from relay import relay_address, wav_segment  # noqa: E402
 
 HEAR_S, HOLD_S, AFTER_S = 3.5, 4.5, 3.5
 MARGIN_S = 1.0  # left out after each change (re-INVITE round trip, jitter buffers)
 MUSIC_HZ = 1500
-
-
-def segment(src: Path, dst: Path, start: float, end: float) -> Path:
-    subprocess.run(["sox", str(src), str(dst), "trim", f"{max(start, 0):.2f}",
-                    f"{end - start:.2f}"], check=True, capture_output=True, timeout=30)
-    return dst
-
-
-def relay_address(node) -> str:
-    end = time.monotonic() + 15
-    while True:
-        m = node.api.call("GET", "/api/v1/status")["media"]
-        if m["state"] == "up":
-            return m["instances"][0]["address"]
-        check(time.monotonic() < end, f"media not up: {m}")
-        time.sleep(0.1)
 
 
 def check_api(node, music: Path, h) -> None:
@@ -99,15 +83,15 @@ def body(h):
         time.sleep(0.1)
     time.sleep(1.0)  # linphonec closes its recording
 
-    before = segment(rx, h.tmp / "rx-before.wav", 0.5, t_hold)
-    held = segment(rx, h.tmp / "rx-held.wav", t_hold + MARGIN_S, t_resume)
-    after = segment(rx, h.tmp / "rx-after.wav", t_resume + MARGIN_S, t_end - 0.3)
+    before = wav_segment(rx, h.tmp / "rx-before.wav", 0.5, t_hold)
+    held = wav_segment(rx, h.tmp / "rx-held.wav", t_hold + MARGIN_S, t_resume)
+    after = wav_segment(rx, h.tmp / "rx-after.wav", t_resume + MARGIN_S, t_end - 0.3)
     check_tone(before, 440, "before the hold, linphonec received baresip's tone", min_len=1.5)
     check_tone(held, MUSIC_HZ, "while held, linphonec received the music on hold", min_len=2.0)
     check_tone(after, 440, "after the resume, linphonec received baresip's tone again",
                min_len=1.5)
     brec = b.recordings()[-1]
-    check_tone(segment(brec, h.tmp / "b-before.wav", 0.5, t_hold), 1000,
+    check_tone(wav_segment(brec, h.tmp / "b-before.wav", 0.5, t_hold), 1000,
                "before the hold, baresip received linphonec's tone", min_len=1.5)
     b.stop()
     lin.stop()

@@ -14,7 +14,6 @@ re-anchoring is the other side's tone (sox); after the hang-up the new rtpengine
 session. The call is never torn down (baresip sees no CALL_CLOSED before its own hang-up)."""
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,47 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
 from node import MD5_ONLY_TOML, check, log, pw_of, run, start_node  # noqa: E402
 from ngctl import calls, relay_legs  # noqa: E402
 from phones import Baresip, Linphonec, check_tone, make_tone  # noqa: E402
+from relay import metric, wait_no_sessions, wait_relay_up, wav_tail  # noqa: E402
 
 REANCHOR_BOUND_S = 8.0  # restart back-off 1 s + rtpengine start + the exchange
 TALK_AFTER_S = 4.0
-
-
-def media(node) -> dict:
-    return node.api.call("GET", "/api/v1/status")["media"]
-
-
-def wait_up(node, restarts: int, timeout: float, what: str) -> dict:
-    end = time.monotonic() + timeout
-    while True:
-        m = media(node)
-        inst = m["instances"][0]
-        if m["state"] == "up" and inst["restarts"] >= restarts:
-            return inst
-        check(time.monotonic() < end, f"{what}: media not up within {timeout:.0f}s: {m}")
-        time.sleep(0.05)
-
-
-def metric(node, name: str) -> float:
-    text = node.api.raw("GET", "/metrics")[1]
-    text = text.decode() if isinstance(text, bytes) else str(text)
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
-
-
-def wav_length(path: Path) -> float:
-    r = subprocess.run(["soxi", "-D", str(path)], capture_output=True, text=True, timeout=30)
-    return float(r.stdout.strip() or 0)
-
-
-def tail_segment(src: Path, dst: Path, seconds: float, drop_end: float = 0.5) -> Path:
-    """The last `seconds` of `src` before its final `drop_end` seconds (the hang-up)."""
-    total = wav_length(src)
-    start = max(total - drop_end - seconds, 0.0)
-    subprocess.run(["sox", str(src), str(dst), "trim", f"{start:.2f}", f"{seconds:.2f}"],
-                   check=True, capture_output=True, timeout=30)
-    return dst
 
 
 def wait_anchored(addr: str, old: set, timeout: float, what: str) -> tuple[str, dict]:
@@ -90,7 +52,7 @@ def wait_anchored(addr: str, old: set, timeout: float, what: str) -> tuple[str, 
 
 def body(h):
     node = start_node(h, ["111", "112"], MD5_ONLY_TOML)
-    first = wait_up(node, 0, 15, "start")
+    first = wait_relay_up(node, 0, 15, "start")
     addr = first["address"]
     t440 = make_tone(h.tmp / "tone440.wav", 440)
     t1000 = make_tone(h.tmp / "tone1000.wav", 1000)
@@ -116,7 +78,7 @@ def body(h):
     n_kill = len(b.events)
     os.kill(first["pid"], signal.SIGKILL)
     t0 = time.monotonic()
-    second = wait_up(node, 1, REANCHOR_BOUND_S, "after kill -9 of rtpengine")
+    second = wait_relay_up(node, 1, REANCHOR_BOUND_S, "after kill -9 of rtpengine")
     check(second["pid"] != first["pid"], f"no new rtpengine process: {second}")
     addr2 = second["address"]
     key2, legs2 = wait_anchored(addr2, {key1}, REANCHOR_BOUND_S - (time.monotonic() - t0),
@@ -160,18 +122,15 @@ def body(h):
     nrec = len(b.recordings())
     lin.send("terminate")
     b.wait_event("CALL_CLOSED", 10, n0)
-    end = time.monotonic() + 5
-    while calls(addr2):
-        check(time.monotonic() < end, f"rtpengine still holds {calls(addr2)} after the call")
-        time.sleep(0.1)
+    wait_no_sessions(addr2, "after the call")
     check(metric(node, "verbund_media_anchored_calls") == 0, "verbund_media_anchored_calls != 0")
     time.sleep(1.0)  # the phones close their recordings
     recs = b.recordings()
     check(recs and nrec >= 1, f"baresip made no recording: {recs}")
     seg = TALK_AFTER_S - 1.0
-    check_tone(tail_segment(rx, h.tmp / "lin-after.wav", seg), 440,
+    check_tone(wav_tail(rx, h.tmp / "lin-after.wav", seg), 440,
                "after the re-anchoring, linphonec received baresip's tone", min_len=seg - 0.1)
-    check_tone(tail_segment(recs[-1], h.tmp / "bare-after.wav", seg), 1000,
+    check_tone(wav_tail(recs[-1], h.tmp / "bare-after.wav", seg), 1000,
                "after the re-anchoring, baresip received linphonec's tone", min_len=seg - 0.1)
     b.stop()
     lin.stop()
