@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
-from node import MD5_ONLY_TOML, check, log, pw_of, run, start_node  # noqa: E402
+from node import MD5_ONLY_TOML, check, log, run, start_node  # noqa: E402
 from ngctl import calls  # noqa: E402
-from phones import Baresip, Linphonec, check_tone, make_tone  # noqa: E402
+from phones import baresip_calls_linphonec, check_tone, make_tone, phone_pair  # noqa: E402
 from relay import relay_address, wav_segment  # noqa: E402
 
 HEAR_S, HOLD_S, AFTER_S = 3.5, 4.5, 3.5
@@ -49,21 +49,10 @@ def body(h):
                       MD5_ONLY_TOML + f'\n[media]\nmusic_on_hold = "{music}"\n')
     addr = relay_address(node)
     check_api(node, music, h)
-    t440 = make_tone(h.tmp / "tone440.wav", 440)
-    t1000 = make_tone(h.tmp / "tone1000.wav", 1000)
-    b = Baresip(h, "b111", "111", pw_of("111"), node.udp, tone=t440, answermode="auto")
-    lin = Linphonec(h, "l112", "112", pw_of("112"), node.udp)
-    b.wait_registered()
     rx = h.tmp / "linphone-rx.wav"
-    lin.setup_audio(t1000, rx)
-    lin.wait_registered()
+    b, lin = phone_pair(h, node, rx)
 
-    lin.send("autoanswer enable")
-    n0 = len(b.events)
-    pos = len(lin.output())
-    b.cmd("dial", f"sip:112@{node.udp[0]}:{node.udp[1]}")
-    b.wait_event("CALL_ESTABLISHED", 15, n0)
-    lin.wait_output(r"Media streams established|connected", 10, pos)
+    n0 = baresip_calls_linphonec(b, lin, node)
     t0 = time.monotonic()
     time.sleep(HEAR_S)
     t_hold = time.monotonic() - t0

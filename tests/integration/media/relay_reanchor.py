@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
-from node import MD5_ONLY_TOML, check, log, pw_of, run, start_node  # noqa: E402
+from node import MD5_ONLY_TOML, check, log, run, start_node  # noqa: E402
 from ngctl import calls, relay_legs  # noqa: E402
-from phones import Baresip, Linphonec, check_tone, make_tone  # noqa: E402
+from phones import baresip_calls_linphonec, check_tone, phone_pair  # noqa: E402
 from relay import metric, wait_no_sessions, wait_relay_up, wav_tail  # noqa: E402
 
 REANCHOR_BOUND_S = 8.0  # restart back-off 1 s + rtpengine start + the exchange
@@ -54,21 +54,9 @@ def body(h):
     node = start_node(h, ["111", "112"], MD5_ONLY_TOML)
     first = wait_relay_up(node, 0, 15, "start")
     addr = first["address"]
-    t440 = make_tone(h.tmp / "tone440.wav", 440)
-    t1000 = make_tone(h.tmp / "tone1000.wav", 1000)
-    b = Baresip(h, "b111", "111", pw_of("111"), node.udp, tone=t440, answermode="auto")
-    lin = Linphonec(h, "l112", "112", pw_of("112"), node.udp)
-    b.wait_registered()
     rx = h.tmp / "linphone-rx.wav"
-    lin.setup_audio(t1000, rx)
-    lin.wait_registered()
-
-    lin.send("autoanswer enable")
-    n0 = len(b.events)
-    pos = len(lin.output())
-    b.cmd("dial", f"sip:112@{node.udp[0]}:{node.udp[1]}")
-    b.wait_event("CALL_ESTABLISHED", 15, n0)
-    lin.wait_output(r"Media streams established|connected", 10, pos)
+    b, lin = phone_pair(h, node, rx)
+    n0 = baresip_calls_linphonec(b, lin, node)
     key1, legs1 = wait_anchored(addr, set(), 10, "before the kill")
     log(f"RESULT anchored before the kill: {key1} legs {legs1}")
     b.pump(1.0)
