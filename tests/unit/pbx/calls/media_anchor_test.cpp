@@ -604,7 +604,7 @@ TEST_F(Reanchor, RingingCallLostIsAnsweredDirectlyThenReanchored) {
   EXPECT_EQ(calls->stats().reanchored, 1u);
 }
 
-TEST_F(Reanchor, ThousandsOfCallsAreReanchoredInBatches) {
+TEST_F(Reanchor, ManyCallsAreReanchoredInBatchesNotInOneTurn) {
   // 51 calls: the default batch (50) starts in the first turn, the 51st one pace later.
   for (int i = 0; i < 51; ++i) connect("rb" + std::to_string(i));
   relay.lose();
