@@ -15,6 +15,21 @@ media::OfferRequest request(const pbx::AnchorRef& ref, const std::string& sdp) {
 }
 } // namespace
 
+NgMediaAnchor::NgMediaAnchor(media::MediaService& media, std::function<std::string()> music)
+    : media_(media), music_(std::move(music)) {
+  media_.setEvents({[this](size_t instance) {
+                      auto keys = media_.client().dropCallsOn(instance);
+                      logger("media")->warn("media: rtpengine instance {} lost with {} session(s)",
+                                            instance, keys.size());
+                      relayLost(keys);
+                    },
+                    [this](size_t) { relayBack(); }});
+}
+
+NgMediaAnchor::~NgMediaAnchor() {
+  media_.setEvents({});
+}
+
 void NgMediaAnchor::offer(const pbx::AnchorRef& ref, const std::string& sdp, SdpDone done) {
   media_.client().offer(request(ref, sdp), [done = std::move(done)](Result<media::SdpReply> r) {
     if (!r) return done(r.error());

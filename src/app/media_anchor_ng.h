@@ -17,8 +17,10 @@ namespace verbund::app {
 class NgMediaAnchor final : public pbx::MediaAnchor {
 public:
   // `music`: the file held parties hear (media::MusicOnHold::path, read at each hold).
-  NgMediaAnchor(media::MediaService& media, std::function<std::string()> music)
-      : media_(media), music_(std::move(music)) {}
+  // Watches the service's instances: the sessions of one that went away are reported lost
+  // (MediaAnchor::Watcher), an instance that answers again is reported back.
+  NgMediaAnchor(media::MediaService& media, std::function<std::string()> music);
+  ~NgMediaAnchor() override;
   bool available() override { return media_.available(); }
   void offer(const pbx::AnchorRef& ref, const std::string& sdp, SdpDone done) override;
   void answer(const pbx::AnchorRef& ref, const std::string& sdp, SdpDone done) override;

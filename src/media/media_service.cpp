@@ -169,6 +169,8 @@ void MediaService::childExited(int pid, const std::string& how) {
   logger("media")->warn("media: rtpengine (pid {}) {}; starting it again in {} ms", pid, how,
                         backoff_.count());
   scheduleRestart();
+  // Its sessions died with it: the anchored calls are re-anchored once a relay answers.
+  if (events_.lost) events_.lost(0);
 }
 
 void MediaService::scheduleRestart() {
@@ -231,15 +233,22 @@ void MediaService::pinged(size_t i, uint64_t generation, TimePoint sent, Result<
     } else if (config_.own && timers_.now() - upSince_ >= options_.stableAfter) {
       backoff_ = options_.restartBackoffMin; // a stable run: the next restart comes quickly
     }
+    bool wasUp = s.st.state == InstanceState::Up;
     setState(i, InstanceState::Up);
-    return schedulePing(i, options_.pingInterval);
+    schedulePing(i, options_.pingInterval);
+    if (!wasUp && events_.up) events_.up(i);
+    return;
   }
   if (s.st.state == InstanceState::Starting && config_.own)
     return schedulePing(i, options_.startPingInterval); // not listening yet
   ++s.missed;
+  bool wasUp = s.st.state == InstanceState::Up;
   if (s.st.state != InstanceState::Unreachable)
     log->warn("media: rtpengine {} unreachable: {}", s.st.address, r.error().message);
   setState(i, InstanceState::Unreachable);
+  // An external instance that stopped answering: its calls fail over to the others (the own
+  // child is killed after missed pings, and its end reports the loss).
+  if (!config_.own && wasUp && events_.lost) events_.lost(i);
   if (config_.own && s.missed >= options_.missedPingsBeforeRestart) {
     log->warn("media: rtpengine (pid {}) missed {} pings; killing it", s.st.pid, s.missed);
     launcher_.kill(s.st.pid); // childExited follows

@@ -18,6 +18,7 @@
 
 #include <asio/io_context.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -87,6 +88,14 @@ public:
   void stop();
 
   NgClient& client() { return *client_; }
+  // Instance events for the media anchor: `lost` when an instance went away with its sessions
+  // (the own child ended; an external instance that was up stopped answering), `up` when an
+  // instance answers pings again (or for the first time). Run on the loop.
+  struct Events {
+    std::function<void(size_t instance)> lost;
+    std::function<void(size_t instance)> up;
+  };
+  void setEvents(Events e) { events_ = std::move(e); }
   // At least one instance answers pings: calls can be anchored.
   bool available() const;
   MediaStatus status() const;
@@ -124,6 +133,7 @@ private:
   TimePoint upSince_{};
   Duration backoff_{};
   TimerId restartTimer_ = 0;
+  Events events_;
 };
 
 } // namespace verbund::media

@@ -99,6 +99,19 @@ std::optional<size_t> NgClient::instanceOf(const std::string& callId) const {
   return it->second;
 }
 
+std::vector<std::string> NgClient::dropCallsOn(size_t instance) {
+  std::vector<std::string> out;
+  for (auto it = affinity_.begin(); it != affinity_.end();) {
+    if (it->second == instance) {
+      out.push_back(it->first);
+      it = affinity_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
 std::string NgClient::nextCookie() {
   return cookiePrefix_ + std::to_string(++cookieSeq_);
 }

@@ -141,6 +141,10 @@ public:
   bool healthy(size_t instance) const { return instances_.at(instance).healthy; }
   // The instance holding a call (after an offer), if any.
   std::optional<size_t> instanceOf(const std::string& callId) const;
+  // Instance `instance` is gone with its sessions (a supervised child ended, an external one
+  // stopped answering): returns the call-ids it held and forgets them, so that nothing is
+  // pinned to it any more.
+  std::vector<std::string> dropCallsOn(size_t instance);
   const NgClientStats& stats() const { return stats_; }
   size_t inFlight() const { return pending_.size(); }
   // Fails every request in flight with Cancelled; later requests fail the same way.

@@ -113,6 +113,9 @@ struct CallManager::Call {
   // (sdp::holdsOtherParty), and the leg that hears music now (0: none).
   bool offerHolds = false;
   sip::UsageId heldLeg = 0;
+  // Re-anchoring (OfferState::Reanchor*): the inbound leg's fresh offer (raw, as received),
+  // kept for the direct fallback while the exchange runs.
+  std::string reanchorType, reanchorOffer;
   std::vector<CallParty> parties; // for the call list
   // Federation: the other nodes involved (outcomes go to them).
   std::vector<std::string> nodes;

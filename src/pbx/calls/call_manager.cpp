@@ -79,6 +79,7 @@ CallManager::CallManager(sip::DialogManager& dm, Timers& timers, CallDirectory& 
 }
 
 CallManager::~CallManager() {
+  if (reanchorTimer_) timers_.cancel(reanchorTimer_);
   for (auto& [id, call] : calls_) {
     timers_.cancel(call->noAnswer);
     for (auto& f : call->forks)
@@ -101,6 +102,8 @@ void CallManager::enter(Call& call, CallState to) {
   if (call.state == to) return;
   if (!allowed(call.state, to)) return refuse(stats_.badTransitions, "call", call.state, to);
   call.state = to;
+  // A call answered after its relay was lost is re-anchored now (reanchor.cpp).
+  if (to == CallState::Connected && call.media == MediaState::Lost) reanchorLater(call);
 }
 
 void CallManager::enter(Call&, Fork& fork, ForkState to) {
@@ -121,6 +124,8 @@ void CallManager::enterOffer(Call& call, OfferState to) {
   if (to == OfferState::Idle) {
     call.offerTx = 0;
     call.offerFrom = 0;
+    // An exchange that ended while the call's relay was lost: its re-anchoring may start.
+    if (call.media == MediaState::Lost) reanchorLater(call);
   }
 }
 

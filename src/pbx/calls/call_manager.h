@@ -19,6 +19,7 @@
 #include "sip/dialog/dialog_manager.h"
 #include "sip/dialog/invite_session.h"
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -212,6 +213,12 @@ struct CallManagerConfig {
   // user (recall; at once when the target is busy or fails). 0: no recall, the transferee is
   // hung up when the transfer fails after the transferring phone left.
   Duration transferRecall{30000};
+  // Re-anchoring after a relay loss (reanchor.cpp): at most `reanchorBatch` calls start their
+  // exchange per loop turn, turns `reanchorPace` apart; a call waits at most `reanchorWait` for a
+  // relay to answer again, then falls back to direct media.
+  size_t reanchorBatch = 50;
+  Duration reanchorPace{20};
+  Duration reanchorWait{5000};
 };
 
 // Federation §"Fallback": whether a fork to another node that failed with `status` goes out over
@@ -248,6 +255,10 @@ struct CallStats {
   // Media (media_anchor.h): calls holding a relay session now; calls that went direct because
   // the relay was unavailable; relay commands that failed on an anchored call.
   uint64_t anchoredLive = 0, anchorFallbacks = 0, anchorFailures = 0;
+  // Relay losses (reanchor.cpp): anchored calls whose relay went away; of those, calls
+  // re-anchored on a relay, calls that fell back to direct media, and re-anchorings that failed
+  // (a leg refused; the call is left as it is, never torn down).
+  uint64_t relayLostCalls = 0, reanchored = 0, reanchorDirect = 0, reanchorFailed = 0;
 };
 
 class CallManager final : public sip::InviteHandler {
@@ -264,12 +275,17 @@ public:
   // Ringing calls are written there at ring time and removed at answer or end (null: none).
   void setJournal(CallJournal* j) { journal_ = j; }
   // The media relay (null: none, SDP passes through) and which calls use it.
-  void setMediaAnchor(MediaAnchor* anchor, AnchorMode mode = AnchorMode::Always) {
-    anchor_ = anchor;
-    anchorMode_ = mode;
-  }
+  // The engine watches the relay for losses (relayLost/relayBack).
+  void setMediaAnchor(MediaAnchor* anchor, AnchorMode mode = AnchorMode::Always);
   // Node shutdown: every relay session of a call still up is deleted (the calls are not ended).
   void releaseAllMedia();
+  // The relay that held sessions `keys` is gone (MediaAnchor::Watcher; reanchor.cpp): each such
+  // anchored call's media are Lost; answered calls are re-anchored in batches (a new relay
+  // session and a re-INVITE of each leg), ringing ones once they are answered; when no relay
+  // answers within reanchorWait the legs are re-INVITEd with each other's SDP (direct media).
+  void relayLost(const std::vector<std::string>& keys);
+  // A relay answers again: the calls waiting for one are re-anchored now.
+  void relayBack();
 
   // Federation: node `owner` is gone or cut off: its control link went down (`via` null), or the
   // SIP-over-TLS connection to `*via` was closed by the peer or failed. Every fork to it that
@@ -345,8 +361,33 @@ private:
   AnchorRef relayRef(const Call& call, sip::UsageId from, sip::UsageId to) const;
   // Deletes the call's relay session (at its end, on every path).
   void releaseMedia(Call& call);
+  // A new relay session key for the call / the key forgotten (its relay is gone); both keep
+  // verbund_media_anchored_calls.
+  void newRelayKey(Call& call);
+  void forgetRelayKey(Call& call);
   // Forks whose offer went to the relay and that will not answer: their branch is deleted.
   void releaseBranches(Call& call, const Fork* except);
+
+  // ---- Re-anchoring after a relay loss (reanchor.cpp) ----
+  // Queues a connected call whose media are Lost (entered Connected, or its offer exchange
+  // ended); the pump starts the exchanges in batches.
+  void reanchorLater(Call& call);
+  void scheduleReanchor(Duration after);
+  void pumpReanchor();
+  // Starts the exchange (OfferState::ReanchorAsking); `relay`: a relay answers (else direct).
+  void startReanchor(Call& call, bool relay);
+  void reanchorOffered(Call& call, sip::InviteSession& s, const sip::Message& response);
+  // The offer (relay's or raw) to the other leg; false when it could not be sent.
+  void reanchorToOther(Call& call, const std::string& body);
+  void reanchorAnswered(Call& call, sip::InviteSession& s, sip::Method method,
+                        const sip::Message& response);
+  // The answer for the inbound leg's held ACK; the exchange ends.
+  void reanchorDone(Call& call, const std::string& answer);
+  // The relay failed (or refused) during the exchange: the other leg gets the raw offer.
+  void reanchorDirect(Call& call, std::string_view why);
+  // The exchange cannot complete: the held ACK goes out without an answer; the call stays up.
+  void reanchorFailed(Call& call, std::string_view why);
+  void enterMedia(Call& call, MediaState to);
 
   // ---- Transitions (call_manager.cpp): the only places states change ----
   void enter(Call& call, CallState to);
@@ -524,6 +565,14 @@ private:
   MediaAnchor* anchor_ = nullptr;
   AnchorMode anchorMode_ = AnchorMode::Always;
   bool relayDown_ = false; // the last relay attempt failed (one warning until it works again)
+  // Connected calls waiting for their re-anchoring (ids; stale entries are skipped), with the
+  // time they started waiting.
+  struct ReanchorWait {
+    CallId id;
+    TimePoint since;
+  };
+  std::deque<ReanchorWait> reanchorQueue_;
+  TimerId reanchorTimer_ = 0;
   // Relay callbacks that arrive after the engine is gone do nothing.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   CallId nextCall_ = 0;

@@ -52,6 +52,14 @@ std::string_view stateName(OfferState s) {
     return "anchoring-answer";
   case OfferState::AnchoringAck:
     return "anchoring-ack";
+  case OfferState::ReanchorAsking:
+    return "reanchor-asking";
+  case OfferState::ReanchorOffer:
+    return "reanchor-offer";
+  case OfferState::ReanchorOther:
+    return "reanchor-other";
+  case OfferState::ReanchorAnswer:
+    return "reanchor-answer";
   }
   return "?";
 }
@@ -64,6 +72,8 @@ std::string_view stateName(MediaState s) {
     return "anchored";
   case MediaState::Direct:
     return "direct";
+  case MediaState::Lost:
+    return "lost";
   }
   return "?";
 }
@@ -145,8 +155,10 @@ bool allowed(OfferState from, OfferState to) {
   switch (from) {
   case OfferState::Idle:
     // A relayed offer (anchored or not); the call's first answer or a first ACK at the relay.
+    // Or the re-anchoring of a call whose relay was lost starts.
     return to == OfferState::AwaitingAnswer || to == OfferState::Anchoring ||
-           to == OfferState::AnchoringAnswer || to == OfferState::AnchoringAck;
+           to == OfferState::AnchoringAnswer || to == OfferState::AnchoringAck ||
+           to == OfferState::ReanchorAsking;
   case OfferState::Anchoring:
     return to == OfferState::AwaitingAnswer || to == OfferState::Idle;
   case OfferState::AwaitingAnswer:
@@ -158,6 +170,32 @@ bool allowed(OfferState from, OfferState to) {
     return to == OfferState::Idle || to == OfferState::AnchoringAck;
   case OfferState::AnchoringAck:
     return to == OfferState::Idle;
+  // Re-anchoring: every step may end (Idle: done, failed, or a leg gone).
+  case OfferState::ReanchorAsking:
+    return to == OfferState::ReanchorOffer || to == OfferState::ReanchorOther ||
+           to == OfferState::Idle;
+  case OfferState::ReanchorOffer:
+    return to == OfferState::ReanchorOther || to == OfferState::Idle;
+  case OfferState::ReanchorOther:
+    return to == OfferState::ReanchorAnswer || to == OfferState::Idle;
+  case OfferState::ReanchorAnswer:
+    // Idle, or the relay failed on the answer: the other leg is asked again with the raw offer.
+    return to == OfferState::ReanchorOther || to == OfferState::Idle;
+  }
+  return false;
+}
+
+bool allowed(MediaState from, MediaState to) {
+  switch (from) {
+  case MediaState::Pending:
+    return to == MediaState::Anchored || to == MediaState::Direct;
+  case MediaState::Anchored:
+    // Lost: its relay died or failed over. Direct: a transfer joined without the relay.
+    return to == MediaState::Lost || to == MediaState::Direct;
+  case MediaState::Lost:
+    return to == MediaState::Anchored || to == MediaState::Direct;
+  case MediaState::Direct:
+    return false;
   }
   return false;
 }

@@ -46,7 +46,19 @@ enum class OfferState : uint8_t {
   AwaitingAck,     // offerless re-INVITE: the other leg's offer went back in our 2xx; the
                    // answer arrives in the ACK and goes to the other leg's held ACK
   AnchoringAck,    // the answer of such an ACK (or of the first ACK) is at the relay
+  // Re-anchoring a connected call after its relay was lost (reanchor.cpp): the node is the
+  // offerer on both legs (RFC 3725 flow I): an offerless re-INVITE asks the inbound leg for a
+  // fresh offer, which goes through the new relay to the other leg; that leg's answer comes back
+  // through the relay in the inbound leg's held ACK.
+  ReanchorAsking, // offerless re-INVITE to the inbound leg; its 2xx brings the offer
+  ReanchorOffer,  // that offer is at the (new) relay
+  ReanchorOther,  // re-INVITE with the relay's offer (or the raw one: direct) to the other leg
+  ReanchorAnswer, // the other leg's answer is at the relay; then the held ACK carries it
 };
+inline bool isReanchoring(OfferState s) {
+  return s == OfferState::ReanchorAsking || s == OfferState::ReanchorOffer ||
+         s == OfferState::ReanchorOther || s == OfferState::ReanchorAnswer;
+}
 
 // Whether a call's media go through the relay. Decided once per call, by the first reply of the
 // relay (or at once when no relay is available, anchoring is off, or the mode lets the two
@@ -55,6 +67,8 @@ enum class MediaState : uint8_t {
   Pending,  // nothing decided yet (no offer has crossed, or the first is at the relay)
   Anchored, // the relay holds a session for the call; every SDP goes through it
   Direct,   // SDP passes through untouched (phone to phone)
+  Lost,     // the relay that held the call is gone (died, or failed over): SDP passes through
+            // until the call is re-anchored on a relay (-> Anchored) or falls back (-> Direct)
 };
 
 // A transfer (RFC 3515 REFER, acted on by the node): the call it creates between the transferee
@@ -98,6 +112,7 @@ bool allowed(CallState from, CallState to);
 bool allowed(ForkState from, ForkState to);
 bool allowed(OfferState from, OfferState to);
 bool allowed(TransferState from, TransferState to);
+bool allowed(MediaState from, MediaState to);
 
 // Forks that may still answer.
 inline bool isLive(ForkState s) {

@@ -43,7 +43,10 @@ std::string_view anchorModeName(AnchorMode m) {
 }
 
 bool CallManager::anchorsFork(const Call& call, ForkKind kind) const {
-  if (!anchor_ || anchorMode_ == AnchorMode::Off || call.media == MediaState::Direct) return false;
+  // A call whose relay was lost (MediaState::Lost) forks directly until it is re-anchored.
+  if (!anchor_ || anchorMode_ == AnchorMode::Off || call.media == MediaState::Direct ||
+      call.media == MediaState::Lost)
+    return false;
   if (anchorMode_ == AnchorMode::Remote && kind == ForkKind::Device &&
       call.caller.kind == Caller::Kind::LocalUser && !isRemote(call.caller.party))
     return false; // two phones of this site
@@ -52,7 +55,7 @@ bool CallManager::anchorsFork(const Call& call, ForkKind kind) const {
 
 void CallManager::goDirect(Call& call, std::string_view why) {
   if (call.media == MediaState::Direct) return;
-  call.media = MediaState::Direct;
+  enterMedia(call, MediaState::Direct);
   ++stats_.anchorFallbacks;
   g_anchorFallbacks.inc();
   // A warning when the relay is first found missing; the calls after it while it stays away
@@ -72,17 +75,16 @@ AnchorRef CallManager::relayRef(const Call& call, sip::UsageId from, sip::UsageI
 }
 
 void CallManager::viaRelay(Call& call, bool offer, AnchorRef ref, std::string sdp, RelayStep next) {
-  bool direct = call.media == MediaState::Direct || !anchor_ || anchorMode_ == AnchorMode::Off;
+  // Lost: the call's relay is gone; SDP passes through until the call is re-anchored
+  // (reanchor.cpp).
+  bool direct = call.media == MediaState::Direct || call.media == MediaState::Lost || !anchor_ ||
+                anchorMode_ == AnchorMode::Off;
   if (sdp.empty() || direct) return next(call, std::move(sdp));
   if (call.media == MediaState::Pending && !anchor_->available()) {
     goDirect(call, "no relay answers");
     return next(call, std::move(sdp));
   }
-  if (call.relayKey.empty()) {
-    call.relayKey = "vb-" + sip::newCallId(config_.nodeId);
-    ++stats_.anchoredLive;
-    g_anchored.set(double(stats_.anchoredLive));
-  }
+  if (call.relayKey.empty()) newRelayKey(call);
   ref.key = call.relayKey;
   CallId id = call.id;
   std::weak_ptr<int> alive = alive_;
@@ -90,9 +92,12 @@ void CallManager::viaRelay(Call& call, bool offer, AnchorRef ref, std::string sd
     if (!alive.lock()) return;
     Call* c = callOf(id);
     if (!c || c->ended()) return; // its end released the session
+    // The relay was lost while this step was at it: its reply (if any) names a session that is
+    // gone; the SDP passes through like every other until the call is re-anchored.
+    if (c->media == MediaState::Lost) return next(*c, raw);
     if (r && c->media != MediaState::Direct) {
       relayDown_ = false;
-      c->media = MediaState::Anchored;
+      enterMedia(*c, MediaState::Anchored);
       return next(*c, std::move(*r));
     }
     if (c->media != MediaState::Anchored) {
@@ -112,12 +117,23 @@ void CallManager::viaRelay(Call& call, bool offer, AnchorRef ref, std::string sd
     anchor_->answer(ref, sdp, std::move(done));
 }
 
-void CallManager::releaseMedia(Call& call) {
-  if (call.relayKey.empty() || !anchor_) return;
-  anchor_->release(AnchorRef{call.relayKey, {}, {}, {}});
+void CallManager::newRelayKey(Call& call) {
+  call.relayKey = "vb-" + sip::newCallId(config_.nodeId);
+  ++stats_.anchoredLive;
+  g_anchored.set(double(stats_.anchoredLive));
+}
+
+void CallManager::forgetRelayKey(Call& call) {
+  if (call.relayKey.empty()) return;
   call.relayKey.clear();
   if (stats_.anchoredLive) --stats_.anchoredLive;
   g_anchored.set(double(stats_.anchoredLive));
+}
+
+void CallManager::releaseMedia(Call& call) {
+  if (call.relayKey.empty() || !anchor_) return;
+  anchor_->release(AnchorRef{call.relayKey, {}, {}, {}});
+  forgetRelayKey(call);
 }
 
 void CallManager::releaseBranches(Call& call, const Fork* except) {

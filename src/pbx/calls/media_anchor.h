@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace verbund::pbx {
 
@@ -44,6 +45,27 @@ public:
   // held party without music is no reason to touch the call.
   virtual void playHold(const AnchorRef& ref) {}
   virtual void stopHold(const AnchorRef& ref) {}
+
+  // Relay failure (docs/architecture.md "Media" > "Relay failure"): the implementation reports
+  // the sessions a relay took with it when it went away (the own rtpengine ended, an external
+  // instance stopped answering), and when a relay answers again. The engine re-anchors those
+  // calls (reanchor.cpp). Both run on the loop.
+  struct Watcher {
+    std::function<void(const std::vector<std::string>& keys)> lost;
+    std::function<void()> back;
+  };
+  void watch(Watcher w) { watcher_ = std::move(w); }
+
+protected:
+  void relayLost(const std::vector<std::string>& keys) {
+    if (watcher_.lost) watcher_.lost(keys);
+  }
+  void relayBack() {
+    if (watcher_.back) watcher_.back();
+  }
+
+private:
+  Watcher watcher_;
 };
 
 // [media] anchor: which calls go through the relay.

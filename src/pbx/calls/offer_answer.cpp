@@ -124,6 +124,7 @@ void CallManager::sendOffer(Call& call, sip::UsageId toId, Method method, const 
 void CallManager::onOfferAnswered(InviteSession& s, Method method, const Message& response) {
   Call* call = callOf(s.appData);
   if (!call) return;
+  if (isReanchoring(call->offerState)) return reanchorAnswered(*call, s, method, response);
   if (call->transfer && transferOfferAnswered(*call, s, method, response)) return;
   if (method == Method::Ack)
     relayAck(*call, s, response);

@@ -58,7 +58,8 @@ bool CallManager::pickUp(Call& picker, Call& target) {
   // Anchored (always; "remote" mode: unless caller and picker are both phones of this site):
   // the picker joins the target's relay session as a new branch.
   bool anchored =
-      target.media != MediaState::Direct && anchor_ && anchorMode_ != AnchorMode::Off &&
+      target.media != MediaState::Direct && target.media != MediaState::Lost && anchor_ &&
+      anchorMode_ != AnchorMode::Off &&
       !(anchorMode_ == AnchorMode::Remote && !isFederation(picker.caller) &&
         target.caller.kind == Caller::Kind::LocalUser && !isRemote(target.caller.party));
 

@@ -281,7 +281,7 @@ bool CallManager::joinTransferee(Call& y, InviteSession& target, const Message& 
               std::string(answer.body()));
     return true;
   }
-  y.media = MediaState::Direct;
+  enterMedia(y, MediaState::Direct);
   if (auto r = transferee->reinvite(ct.empty() ? "application/sdp" : ct, answer.body()); !r) {
     logger("calls")->info("call {}: re-INVITE of the transferee failed: {}", y.correlationId,
                           r.error().message);
@@ -351,7 +351,7 @@ bool CallManager::transferOfferAnswered(Call& y, InviteSession& s, sip::Method m
       relayJoin(y, s.id(), std::string(ct), std::string(response.body()));
       return true;
     }
-    y.media = MediaState::Direct;
+    enterMedia(y, MediaState::Direct);
     if (!transferee || !transferee->reinvite(ct, response.body()))
       return fail("re-INVITE of the transferee not sent");
     return true;

@@ -7,28 +7,18 @@ leg has received RTP from its phone on the relay's own port (so each phone sent 
 relay put in the SDP it received), and linphonec's log shows the relay's port in the SDP it
 received and never baresip's. Each side's received audio is the other's tone (sox). After each
 call rtpengine holds no session."""
-import re
 import sys
 import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
-from node import MD5_ONLY_TOML, check, log, pw_of, run, start_node  # noqa: E402
+from node import MD5_ONLY_TOML, check, log, run, start_node  # noqa: E402
 from ngctl import calls, relay_legs  # noqa: E402
-from phones import Baresip, Linphonec, check_tone, make_tone  # noqa: E402
+from phones import Linphonec, baresip_calls_linphonec, check_tone, phone_pair  # noqa: E402
+from relay import relay_address, wait_no_sessions  # noqa: E402
 
 TALK_S = 4.0
-
-
-def relay_address(node) -> str:
-    end = time.monotonic() + 15
-    while True:
-        m = node.api.call("GET", "/api/v1/status")["media"]
-        if m["state"] == "up":
-            return m["instances"][0]["address"]
-        check(time.monotonic() < end, f"media not up: {m}")
-        time.sleep(0.1)
 
 
 def check_anchored(addr: str, lin: Linphonec, lin_tag_is_caller: bool, what: str) -> None:
@@ -53,32 +43,14 @@ def check_anchored(addr: str, lin: Linphonec, lin_tag_is_caller: bool, what: str
         f"{bare_leg[0]} (its own port {bare_leg[1]})")
 
 
-def wait_no_sessions(addr: str, what: str) -> None:
-    end = time.monotonic() + 5
-    while calls(addr):
-        check(time.monotonic() < end, f"{what}: rtpengine still holds {calls(addr)}")
-        time.sleep(0.1)
-
-
 def body(h):
     node = start_node(h, ["111", "112"], MD5_ONLY_TOML)
     addr = relay_address(node)
-    t440 = make_tone(h.tmp / "tone440.wav", 440)
-    t1000 = make_tone(h.tmp / "tone1000.wav", 1000)
-    b = Baresip(h, "b111", "111", pw_of("111"), node.udp, tone=t440, answermode="auto")
-    lin = Linphonec(h, "l112", "112", pw_of("112"), node.udp)
-    b.wait_registered()
     rx1 = h.tmp / "linphone-rx1.wav"
-    lin.setup_audio(t1000, rx1)
-    lin.wait_registered()
+    b, lin = phone_pair(h, node, rx1)
 
     # call 1: baresip -> linphonec
-    lin.send("autoanswer enable")
-    n0 = len(b.events)
-    pos = len(lin.output())
-    b.cmd("dial", f"sip:112@{node.udp[0]}:{node.udp[1]}")
-    b.wait_event("CALL_ESTABLISHED", 15, n0)
-    lin.wait_output(r"Media streams established|connected", 10, pos)
+    n0 = baresip_calls_linphonec(b, lin, node)
     time.sleep(TALK_S)
     check_anchored(addr, lin, False, "call 1 (baresip -> linphonec)")
     lin.send("terminate")

@@ -11,36 +11,20 @@ held party hears is checkable with sox.
    before the hold baresip's 440 Hz, during the hold the 1500 Hz music, after the resume 440 Hz
    again; and baresip's recording before the hold has linphonec's 1000 Hz. After the call
    rtpengine holds no session (its player ended with the call)."""
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
-from node import MD5_ONLY_TOML, check, log, pw_of, run, start_node  # noqa: E402
+from node import MD5_ONLY_TOML, check, log, run, start_node  # noqa: E402
 from ngctl import calls  # noqa: E402
-from phones import Baresip, Linphonec, check_tone, make_tone  # noqa: E402
+from phones import baresip_calls_linphonec, check_tone, make_tone, phone_pair  # noqa: E402
+from relay import relay_address, wav_segment  # noqa: E402
 
 HEAR_S, HOLD_S, AFTER_S = 3.5, 4.5, 3.5
 MARGIN_S = 1.0  # left out after each change (re-INVITE round trip, jitter buffers)
 MUSIC_HZ = 1500
-
-
-def segment(src: Path, dst: Path, start: float, end: float) -> Path:
-    subprocess.run(["sox", str(src), str(dst), "trim", f"{max(start, 0):.2f}",
-                    f"{end - start:.2f}"], check=True, capture_output=True, timeout=30)
-    return dst
-
-
-def relay_address(node) -> str:
-    end = time.monotonic() + 15
-    while True:
-        m = node.api.call("GET", "/api/v1/status")["media"]
-        if m["state"] == "up":
-            return m["instances"][0]["address"]
-        check(time.monotonic() < end, f"media not up: {m}")
-        time.sleep(0.1)
 
 
 def check_api(node, music: Path, h) -> None:
@@ -65,21 +49,10 @@ def body(h):
                       MD5_ONLY_TOML + f'\n[media]\nmusic_on_hold = "{music}"\n')
     addr = relay_address(node)
     check_api(node, music, h)
-    t440 = make_tone(h.tmp / "tone440.wav", 440)
-    t1000 = make_tone(h.tmp / "tone1000.wav", 1000)
-    b = Baresip(h, "b111", "111", pw_of("111"), node.udp, tone=t440, answermode="auto")
-    lin = Linphonec(h, "l112", "112", pw_of("112"), node.udp)
-    b.wait_registered()
     rx = h.tmp / "linphone-rx.wav"
-    lin.setup_audio(t1000, rx)
-    lin.wait_registered()
+    b, lin = phone_pair(h, node, rx)
 
-    lin.send("autoanswer enable")
-    n0 = len(b.events)
-    pos = len(lin.output())
-    b.cmd("dial", f"sip:112@{node.udp[0]}:{node.udp[1]}")
-    b.wait_event("CALL_ESTABLISHED", 15, n0)
-    lin.wait_output(r"Media streams established|connected", 10, pos)
+    n0 = baresip_calls_linphonec(b, lin, node)
     t0 = time.monotonic()
     time.sleep(HEAR_S)
     t_hold = time.monotonic() - t0
@@ -99,15 +72,15 @@ def body(h):
         time.sleep(0.1)
     time.sleep(1.0)  # linphonec closes its recording
 
-    before = segment(rx, h.tmp / "rx-before.wav", 0.5, t_hold)
-    held = segment(rx, h.tmp / "rx-held.wav", t_hold + MARGIN_S, t_resume)
-    after = segment(rx, h.tmp / "rx-after.wav", t_resume + MARGIN_S, t_end - 0.3)
+    before = wav_segment(rx, h.tmp / "rx-before.wav", 0.5, t_hold)
+    held = wav_segment(rx, h.tmp / "rx-held.wav", t_hold + MARGIN_S, t_resume)
+    after = wav_segment(rx, h.tmp / "rx-after.wav", t_resume + MARGIN_S, t_end - 0.3)
     check_tone(before, 440, "before the hold, linphonec received baresip's tone", min_len=1.5)
     check_tone(held, MUSIC_HZ, "while held, linphonec received the music on hold", min_len=2.0)
     check_tone(after, 440, "after the resume, linphonec received baresip's tone again",
                min_len=1.5)
     brec = b.recordings()[-1]
-    check_tone(segment(brec, h.tmp / "b-before.wav", 0.5, t_hold), 1000,
+    check_tone(wav_segment(brec, h.tmp / "b-before.wav", 0.5, t_hold), 1000,
                "before the hold, baresip received linphonec's tone", min_len=1.5)
     b.stop()
     lin.stop()

@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
-from node import Node, check, log, run, wait_media  # noqa: E402
+from node import Node, check, log, run  # noqa: E402
+from relay import wait_media  # noqa: E402
 
 
 def proc_state(pid: int) -> str | None:

@@ -13,22 +13,16 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
-from node import MD5_ONLY_TOML, check, log, pw_of, run, start_node  # noqa: E402
-from phones import Baresip, Linphonec, check_tone, make_tone  # noqa: E402
+from node import MD5_ONLY_TOML, check, log, run, start_node  # noqa: E402
+from phones import baresip_calls_linphonec, check_tone, phone_pair  # noqa: E402
 
 TALK_S = 4.0
 
 
 def body(h):
     node = start_node(h, ["111", "112"], MD5_ONLY_TOML)  # baresip 1.0 cannot answer SHA-256
-    t440 = make_tone(h.tmp / "tone440.wav", 440)
-    t1000 = make_tone(h.tmp / "tone1000.wav", 1000)
-    b = Baresip(h, "b111", "111", pw_of("111"), node.udp, tone=t440, answermode="auto")
-    lin = Linphonec(h, "l112", "112", pw_of("112"), node.udp)
-    b.wait_registered()
     rx1 = h.tmp / "linphone-rx1.wav"
-    lin.setup_audio(t1000, rx1)
-    lin.wait_registered()
+    b, lin = phone_pair(h, node, rx1)
     regs = str(node.api.registrations())
     log(f"both registered; GET /registrations: {regs[:600]}")
     check("111" in regs and "112" in regs, f"registrations do not list 111 and 112: {regs[:2000]}")
@@ -37,12 +31,7 @@ def body(h):
     log(f"linphonec sent +sip.instance: {bool(reg_lines)}")
 
     # call 1: baresip -> linphonec; linphonec hangs up
-    lin.send("autoanswer enable")
-    n0 = len(b.events)
-    pos = len(lin.output())
-    b.cmd("dial", f"sip:112@{node.udp[0]}:{node.udp[1]}")
-    b.wait_event("CALL_ESTABLISHED", 15, n0)
-    lin.wait_output(r"Media streams established|connected", 10, pos)
+    n0 = baresip_calls_linphonec(b, lin, node)
     t0 = time.time()
     time.sleep(TALK_S)
     lin.send("terminate")

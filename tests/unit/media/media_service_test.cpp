@@ -275,4 +275,46 @@ TEST_F(MediaServiceTest, OnlyUnreachableExternalIsUnreachable) {
   EXPECT_EQ(m.status().state, InstanceState::Up);
 }
 
+// Relay failure (re-anchoring): the own child's end is reported as the loss of instance 0, its
+// next answered ping as up; an external instance that was up and stops answering is lost.
+TEST_F(MediaServiceTest, ReportsLostAndUpInstances) {
+  launcher.port = rtpengine.address().port;
+  MediaService m(io, timers, launcher, ownConfig());
+  std::vector<std::string> events;
+  m.setEvents({[&](size_t i) { events.push_back("lost " + std::to_string(i)); },
+               [&](size_t i) { events.push_back("up " + std::to_string(i)); }});
+  m.start();
+  timers.advance(Duration(200));
+  answerPing();
+  ASSERT_TRUE(pump(io, [&] { return m.available(); }));
+  EXPECT_EQ(events, (std::vector<std::string>{"up 0"}));
+  launcher.exit();
+  EXPECT_EQ(events, (std::vector<std::string>{"up 0", "lost 0"}));
+  timers.advance(Duration(1000));
+  timers.advance(Duration(200));
+  answerPing();
+  ASSERT_TRUE(pump(io, [&] { return m.available(); }));
+  EXPECT_EQ(events, (std::vector<std::string>{"up 0", "lost 0", "up 0"}));
+}
+
+TEST_F(MediaServiceTest, ExternalInstanceThatStopsAnsweringIsLost) {
+  MediaConfig c;
+  c.own = false;
+  c.external = {rtpengine.address()};
+  MediaService m(io, timers, launcher, c);
+  std::vector<std::string> events;
+  m.setEvents({[&](size_t i) { events.push_back("lost " + std::to_string(i)); },
+               [&](size_t i) { events.push_back("up " + std::to_string(i)); }});
+  m.start();
+  timers.advance(Duration(0));
+  answerPing();
+  ASSERT_TRUE(pump(io, [&] { return m.available(); }));
+  settle(io);
+  timers.advance(Duration(2000)); // the next ping is not answered
+  ASSERT_TRUE(pump(io, [&] { return !rtpengine.got().empty(); }));
+  timers.advance(Duration(2000));
+  EXPECT_EQ(m.status().state, InstanceState::Unreachable);
+  EXPECT_EQ(events, (std::vector<std::string>{"up 0", "lost 0"}));
+}
+
 } // namespace

@@ -169,6 +169,22 @@ TEST_F(NgClientTest, OffersRoundRobinAndLaterCommandsFollowTheCall) {
   ASSERT_TRUE(pump(io, [&] { return a.got().size() == 2; }));
 }
 
+// A lost instance (relay failure): its calls are reported and no longer pinned to it.
+TEST_F(NgClientTest, DropCallsOnReturnsAndForgetsTheInstancesCalls) {
+  auto c = client({a.address(), b.address()});
+  Outcome<SdpReply> o1, o2;
+  c->offer(offer("c1"), o1.cb());
+  c->offer(offer("c2"), o2.cb());
+  ASSERT_TRUE(pump(io, [&] { return a.got().size() == 1 && b.got().size() == 1; }));
+  a.reply(a.got()[0], Dict{{"result", "ok"}, {"sdp", "x"}});
+  b.reply(b.got()[0], Dict{{"result", "ok"}, {"sdp", "y"}});
+  ASSERT_TRUE(pump(io, [&] { return o1.r && o2.r; }));
+  EXPECT_EQ(c->dropCallsOn(0), (std::vector<std::string>{"c1"}));
+  EXPECT_EQ(c->instanceOf("c1"), std::nullopt);
+  EXPECT_EQ(c->instanceOf("c2"), 1u);
+  EXPECT_TRUE(c->dropCallsOn(0).empty());
+}
+
 TEST_F(NgClientTest, OfferFailsOverToTheNextInstanceOnTimeout) {
   auto c = client({a.address(), b.address()});
   Outcome<SdpReply> out;

@@ -596,36 +596,6 @@ def invite_finals(s: Sipp) -> dict[int, list[int]]:
     return out
 
 
-def metric(node: Node, name: str, default: float | None = 0.0) -> float:
-    """The value of the first /metrics series `name` (plain or with labels); `default` when the
-    node does not export it (None: fail)."""
-    text = node.api.raw("GET", "/metrics")[1]
-    text = text.decode() if isinstance(text, bytes) else str(text)
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.split()[-1])
-    check(default is not None, f"{name} not in /metrics")
-    return default
-
-
-def media_status(node: Node) -> dict:
-    """The `media` part of GET /api/v1/status (relay state and instances)."""
-    return node.api.call("GET", "/api/v1/status")["media"]
-
-
-def wait_media(node: Node, pred, timeout: float, what: str, seen: list | None = None) -> dict:
-    """Polls media_status until pred(status); `seen` collects the states passed through."""
-    end = time.monotonic() + timeout
-    while True:
-        m = media_status(node)
-        if seen is not None and (not seen or seen[-1] != m["state"]):
-            seen.append(m["state"])
-        if pred(m):
-            return m
-        check(time.monotonic() < end, f"{what}: not within {timeout:.0f}s; media status {m}")
-        time.sleep(0.05)
-
-
 def start_node(h, users: list[str] = (), sip_toml: str | None = None) -> Node:
     """A node with SIPP_TOML (or the given [sip] lines) and the users (password pw_of(ext))."""
     n = Node(h, extra_toml=SIPP_TOML if sip_toml is None else sip_toml).start()

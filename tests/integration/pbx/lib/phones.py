@@ -366,3 +366,31 @@ class Linphonec:
             os.close(self.fd)
         except OSError:
             pass
+
+
+def phone_pair(h, node, rx: Path, bare: tuple[str, int] = ("111", 440),
+               lin: tuple[str, int] = ("112", 1000)) -> tuple[Baresip, Linphonec]:
+    """baresip (user bare[0], auto-answer, plays a bare[1] Hz tone) and linphonec (user lin[0],
+    plays a lin[1] Hz tone, records what it receives to `rx`), both registered with `node`
+    (whose users they are, password pw_of(user))."""
+    from node import pw_of
+    t_b = make_tone(h.tmp / f"tone{bare[1]}.wav", bare[1])
+    t_l = make_tone(h.tmp / f"tone{lin[1]}.wav", lin[1])
+    b = Baresip(h, f"b{bare[0]}", bare[0], pw_of(bare[0]), node.udp, tone=t_b, answermode="auto")
+    ln = Linphonec(h, f"l{lin[0]}", lin[0], pw_of(lin[0]), node.udp)
+    b.wait_registered()
+    ln.setup_audio(t_l, rx)
+    ln.wait_registered()
+    return b, ln
+
+
+def baresip_calls_linphonec(b: Baresip, ln: Linphonec, node) -> int:
+    """linphonec answers automatically; baresip dials it through `node` and both see the call
+    up. Returns baresip's event index before the call (for wait_event)."""
+    ln.send("autoanswer enable")
+    n0 = len(b.events)
+    pos = len(ln.output())
+    b.cmd("dial", f"sip:{ln.user}@{node.udp[0]}:{node.udp[1]}")
+    b.wait_event("CALL_ESTABLISHED", 15, n0)
+    ln.wait_output(r"Media streams established|connected", 10, pos)
+    return n0

@@ -5,6 +5,7 @@
 #include "unit/pbx/calls/call_fixture.h"
 
 #include <deque>
+#include <set>
 
 namespace verbund::pbx {
 namespace {
@@ -20,6 +21,7 @@ struct FakeAnchor final : MediaAnchor {
   };
   bool available() override { return up; }
   void offer(const AnchorRef& ref, const std::string& sdp, SdpDone done) override {
+    keys.insert(ref.key);
     reqs.push_back({true, ref, sdp, std::move(done)});
     log.push_back(reqs.back());
   }
@@ -47,8 +49,12 @@ struct FakeAnchor final : MediaAnchor {
         r.done(Error{1, "timeout"});
     }
   }
+  // The relay goes away with every session it was asked for, or answers again.
+  void lose() { relayLost(std::vector<std::string>(keys.begin(), keys.end())); }
+  void back() { relayBack(); }
   bool up = true;
   size_t n = 0;
+  std::set<std::string> keys; // sessions offered so far
   std::deque<Req> reqs;
   std::vector<Req> log;
   std::vector<AnchorRef> released;
@@ -402,6 +408,233 @@ TEST(AnchorMode, Names) {
   for (auto m : {AnchorMode::Always, AnchorMode::Off, AnchorMode::Remote})
     EXPECT_EQ(parseAnchorMode(anchorModeName(m)), m);
   EXPECT_FALSE(parseAnchorMode("sometimes"));
+}
+
+// ---- Re-anchoring after a relay loss (reanchor.cpp) ----
+
+// The phone's fresh offer in the 2xx to the node's offerless re-INVITE.
+const std::string kSdpPhone2 = "v=0\r\no=phone 1 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 "
+                               "192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\n";
+
+struct Reanchor : AnchoredCall {
+  // The node's offerless re-INVITE to the caller's phone, answered 200 with `offer`.
+  void phoneOffers(const std::string& offer = kSdpPhone2) {
+    auto asks = sentTo(kPhone, "INVITE");
+    ASSERT_EQ(asks.size(), 1u) << "no offerless re-INVITE to the inbound leg";
+    EXPECT_TRUE(asks[0]->body().empty());
+    h.inject(reply(*asks[0], 200, {}, "Contact: <sip:caller@192.0.2.9:5060>", offer), kPhone);
+  }
+  // The re-INVITE to alice (its body), answered with `status` (and alice's SDP on 200).
+  std::string aliceAnswers(int status = 200) {
+    auto re = sentTo(kAliceDev, "INVITE");
+    EXPECT_EQ(re.size(), 1u) << "no re-INVITE to the answering leg";
+    if (re.empty()) return {};
+    std::string body(re[0]->body());
+    h.inject(reply(*re[0], status, "al1", "Contact: <sip:alice@192.0.2.2:5060>",
+                   status == 200 ? kSdpAlice : std::string()),
+             kAliceDev);
+    return body;
+  }
+  // The ACK the phone got for its 2xx (its body: the answer to its offer).
+  std::optional<std::string> ackToPhone() {
+    auto acks = sentTo(kPhone, "ACK");
+    if (acks.empty()) return std::nullopt;
+    return std::string(acks.back()->body());
+  }
+};
+
+TEST_F(Reanchor, RelayLossReanchorsTheCallInANewSessionWithReinvitesToBothLegs) {
+  connect("ra1");
+  std::string oldKey = *relay.keys.begin();
+  relay.lose();
+  EXPECT_EQ(calls->stats().relayLostCalls, 1u);
+  EXPECT_EQ(calls->stats().anchoredLive, 0u);
+  h.advance(Duration(0));
+  phoneOffers();
+  // The fresh offer goes to the relay under a new session, caller -> fork1.
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  EXPECT_TRUE(relay.reqs[0].offer);
+  EXPECT_NE(relay.reqs[0].ref.key, oldKey);
+  EXPECT_EQ(relay.reqs[0].ref.fromTag, "caller");
+  EXPECT_EQ(relay.reqs[0].ref.toTag, "fork1");
+  EXPECT_EQ(relay.reqs[0].sdp, kSdpPhone2);
+  std::string newKey = relay.reqs[0].ref.key;
+  relay.flush();
+  EXPECT_TRUE(relayed(aliceAnswers()));
+  // Alice's answer goes through the relay, and the relay's answer in the phone's ACK.
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  EXPECT_FALSE(relay.reqs[0].offer);
+  EXPECT_EQ(relay.reqs[0].ref.key, newKey);
+  EXPECT_EQ(relay.reqs[0].ref.toTag, "fork1");
+  EXPECT_EQ(relay.reqs[0].sdp, kSdpAlice);
+  EXPECT_FALSE(ackToPhone().has_value()); // held until the relay answered
+  relay.flush();
+  auto ack = ackToPhone();
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_TRUE(relayed(*ack)) << *ack;
+  EXPECT_EQ(calls->stats().reanchored, 1u);
+  EXPECT_EQ(calls->stats().reanchorDirect, 0u);
+  EXPECT_EQ(calls->stats().anchoredLive, 1u);
+  // The next offer of a phone goes through the new session; the end releases it.
+  fromPhone("INVITE", 3, kSdpPhone);
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  EXPECT_EQ(relay.reqs[0].ref.key, newKey);
+  relay.flush(false);
+  h.take();
+  fromPhone("BYE", 4);
+  ASSERT_FALSE(relay.released.empty());
+  EXPECT_EQ(relay.released.back().key, newKey);
+  EXPECT_EQ(calls->stats().anchoredLive, 0u);
+}
+
+TEST_F(Reanchor, PhoneOffersDuringTheExchangeGet491) {
+  connect("ra2");
+  relay.lose();
+  h.advance(Duration(0));
+  h.take();
+  fromPhone("INVITE", 2, kSdpPhone);
+  EXPECT_TRUE(has(responses(), 491));
+}
+
+TEST_F(Reanchor, RelayStillDownFallsBackToDirectMediaAfterTheWait) {
+  connect("ra3");
+  relay.up = false;
+  relay.lose();
+  h.advance(Duration(4000));
+  EXPECT_TRUE(sentTo(kPhone, "INVITE").empty()); // waits for the relay
+  h.advance(Duration(1000));
+  phoneOffers();
+  EXPECT_TRUE(relay.reqs.empty());
+  // Direct: alice gets the phone's own offer, the phone alice's own answer.
+  EXPECT_EQ(aliceAnswers(), kSdpPhone2);
+  auto ack = ackToPhone();
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ(*ack, kSdpAlice);
+  EXPECT_EQ(calls->stats().reanchorDirect, 1u);
+  EXPECT_EQ(calls->stats().reanchored, 0u);
+  EXPECT_EQ(calls->stats().anchoredLive, 0u);
+  EXPECT_EQ(calls->activeCalls().size(), 1u); // never torn down
+  // Direct from now on: the next offer passes through.
+  fromPhone("INVITE", 3, kSdpPhone);
+  EXPECT_TRUE(relay.reqs.empty());
+  EXPECT_EQ(sentTo(kAliceDev, "INVITE").size(), 1u);
+}
+
+TEST_F(Reanchor, RelayBackBeforeTheWaitReanchorsAtOnce) {
+  connect("ra4");
+  relay.up = false;
+  relay.lose();
+  h.advance(Duration(1500));
+  EXPECT_TRUE(sentTo(kPhone, "INVITE").empty());
+  relay.up = true;
+  relay.back();
+  h.advance(Duration(0));
+  phoneOffers();
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  relay.flush();
+  aliceAnswers();
+  relay.flush();
+  ASSERT_TRUE(ackToPhone().has_value());
+  EXPECT_EQ(calls->stats().reanchored, 1u);
+}
+
+TEST_F(Reanchor, RelayFailingTheNewOfferFallsBackToDirect) {
+  connect("ra5");
+  relay.lose();
+  h.advance(Duration(0));
+  phoneOffers();
+  relay.flush(false); // "available", but the offer times out
+  EXPECT_EQ(aliceAnswers(), kSdpPhone2);
+  EXPECT_EQ(ackToPhone().value_or(""), kSdpAlice);
+  EXPECT_EQ(calls->stats().reanchorDirect, 1u);
+  EXPECT_EQ(calls->stats().anchoredLive, 0u);
+  EXPECT_EQ(calls->activeCalls().size(), 1u);
+}
+
+TEST_F(Reanchor, OtherLegRefusingTheRelayThenTheDirectOfferLeavesTheCallUp) {
+  connect("ra6");
+  relay.lose();
+  h.advance(Duration(0));
+  phoneOffers();
+  relay.flush();
+  EXPECT_TRUE(relayed(aliceAnswers(488)));
+  // Direct fallback: the raw offer; refused again: the call stays as it is.
+  EXPECT_EQ(aliceAnswers(488), kSdpPhone2);
+  auto ack = ackToPhone();
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_TRUE(ack->empty());
+  EXPECT_EQ(calls->stats().reanchorDirect, 1u);
+  EXPECT_EQ(calls->stats().reanchorFailed, 1u);
+  EXPECT_EQ(calls->stats().anchoredLive, 0u);
+  EXPECT_EQ(calls->activeCalls().size(), 1u);
+  // The relay session made for the refused offer was deleted.
+  ASSERT_FALSE(relay.released.empty());
+}
+
+TEST_F(Reanchor, RingingCallLostIsAnsweredDirectlyThenReanchored) {
+  h.inject(invite("100", "ra7", {}, kSdpPhone), kPhone);
+  relay.flush();
+  auto forks = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(forks.size(), 1u);
+  relay.lose();
+  EXPECT_EQ(calls->stats().relayLostCalls, 1u);
+  h.inject(reply(*forks[0], 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAlice),
+           kAliceDev);
+  // The answer does not wait for the lost relay: it passes through at once.
+  EXPECT_TRUE(relay.reqs.empty());
+  std::string toTag, answer;
+  for (auto& m : h.take())
+    if (m->isResponse() && m->statusCode() == 200) {
+      toTag = std::string(m->toTag());
+      answer = std::string(m->body());
+    }
+  EXPECT_EQ(answer, kSdpAlice);
+  ASSERT_FALSE(toTag.empty());
+  call = "ra7";
+  phoneTag = toTag;
+  fromPhone("ACK", 1);
+  h.advance(Duration(0));
+  phoneOffers();
+  ASSERT_EQ(relay.reqs.size(), 1u);
+  EXPECT_EQ(relay.reqs[0].ref.toTag, "fork1");
+  relay.flush();
+  EXPECT_TRUE(relayed(aliceAnswers()));
+  relay.flush();
+  EXPECT_TRUE(relayed(ackToPhone().value_or("")));
+  EXPECT_EQ(calls->stats().reanchored, 1u);
+}
+
+TEST_F(Reanchor, ManyCallsAreReanchoredInBatchesNotInOneTurn) {
+  // 51 calls: the default batch (50) starts in the first turn, the 51st one pace later.
+  for (int i = 0; i < 51; ++i) connect("rb" + std::to_string(i));
+  relay.lose();
+  EXPECT_EQ(calls->stats().relayLostCalls, 51u);
+  h.advance(Duration(0));
+  EXPECT_EQ(sentTo(kPhone, "INVITE").size(), 50u);
+  h.advance(Duration(20));
+  EXPECT_EQ(sentTo(kPhone, "INVITE").size(), 1u);
+}
+
+TEST_F(Reanchor, MusicOnHoldIsPlayedAgainInTheNewSession) {
+  connect("ra8");
+  const std::string hold = "v=0\r\no=phone 1 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 "
+                           "192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
+  fromPhone("INVITE", 2, hold);
+  relay.flush();
+  auto re = sentTo(kAliceDev, "INVITE");
+  ASSERT_EQ(re.size(), 1u);
+  h.inject(reply(*re[0], 200, "al1", "Contact: <sip:alice@192.0.2.2:5060>", kSdpAlice), kAliceDev);
+  relay.flush();
+  h.take();
+  fromPhone("ACK", 2);
+  ASSERT_EQ(relay.holds, (std::vector<std::string>{"play fork1"}));
+  relay.lose();
+  h.advance(Duration(0));
+  phoneOffers(hold);
+  relay.flush();
+  aliceAnswers();
+  relay.flush();
+  EXPECT_EQ(relay.holds, (std::vector<std::string>{"play fork1", "play fork1"}));
 }
 
 } // namespace
