@@ -6,7 +6,6 @@ INVITE) calls 702 at 40 calls/s (at most 120 at once), plays 0.5 s of G.711 from
 once and echoes the RTP (-rtp_echo). Every call must succeed. While the load runs rtpengine holds
 sessions; afterwards it holds none (ng `list`), its statistics count at least 1,000 managed
 sessions and relayed packets, and the node's verbund_media_anchored_calls gauge is 0."""
-import struct
 import sys
 import time
 from pathlib import Path
@@ -16,28 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pbx" / "lib"))
 from node import (SCENARIOS, SIPP_TOML, Sipp, check, log, pw_of, register_sipp,  # noqa: E402
                   run, start_node, free_port)
 from ngctl import calls, ng  # noqa: E402
-from relay import metric, relay_address  # noqa: E402
+from relay import PCAP, metric, relay_address, short_pcap  # noqa: E402
 
 CALLS = 1000
 RATE = 40
-PCAP = Path("/usr/share/sip-tester/g711a.pcap")
-
-
-def short_pcap(src: Path, dst: Path, packets: int) -> Path:
-    """The first `packets` records of a pcap file (0.5 s of 20 ms G.711 packets for 25)."""
-    data = src.read_bytes()
-    out, pos = bytearray(data[:24]), 24
-    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    for _ in range(packets):
-        if pos + 16 > len(data):
-            break
-        incl = struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
-        out += data[pos:pos + 16 + incl]
-        pos += 16 + incl
-    dst.write_bytes(bytes(out))
-    return dst
-
-
 def body(h):
     node = start_node(h, ["701", "702"], SIPP_TOML)
     addr = relay_address(node)

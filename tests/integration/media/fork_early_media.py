@@ -28,9 +28,8 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "pbx" / "lib"))
-sys.path.insert(0, str(HERE))
-from anchor_load import PCAP, relay_address, short_pcap  # noqa: E402
 from ngctl import calls, relay_legs  # noqa: E402
+from relay import PCAP, relay_address, short_pcap  # noqa: E402
 from node import (SCENARIOS, SIPP_TOML, Sipp, check, expect_ok, log, pw_of,  # noqa: E402
                   register_sipp, retry_hung, run, sip_exchanges, start_node, free_port)
 

@@ -1,5 +1,6 @@
 """Helpers of the media tests for the node's media relay: its state in the status API, its
 metrics, sessions left in rtpengine, and cutting recordings into segments (sox)."""
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -83,3 +84,22 @@ def wav_tail(src: Path, dst: Path, seconds: float, drop_end: float = 0.5) -> Pat
     """The last `seconds` of `src` before its final `drop_end` seconds (the hang-up)."""
     end = wav_length(src) - drop_end
     return wav_segment(src, dst, end - seconds, end)
+
+
+# SIPp's packaged G.711 A-law RTP recording (236 packets, about 7 s).
+PCAP = Path("/usr/share/sip-tester/g711a.pcap")
+
+
+def short_pcap(src: Path, dst: Path, packets: int) -> Path:
+    """The first `packets` records of a pcap file (0.5 s of 20 ms G.711 packets for 25)."""
+    data = src.read_bytes()
+    out, pos = bytearray(data[:24]), 24
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    for _ in range(packets):
+        if pos + 16 > len(data):
+            break
+        incl = struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
+        out += data[pos:pos + 16 + incl]
+        pos += 16 + incl
+    dst.write_bytes(bytes(out))
+    return dst
