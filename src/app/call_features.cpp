@@ -39,20 +39,27 @@ std::optional<Duration> DirectoryCallFeatures::noAnswerAfter(const pbx::Party& u
   return Duration(int64_t(u->forward.noAnswerSeconds) * 1000);
 }
 
-bool DirectoryCallFeatures::setDoNotDisturb(const pbx::Party& user, bool on) {
+namespace {
+pbx::FeatureWrite outcome(const Result<pbx::User>& r) {
+  if (r) return pbx::FeatureWrite::Done;
+  return r.error().code == 503 ? pbx::FeatureWrite::Busy : pbx::FeatureWrite::Refused;
+}
+} // namespace
+
+pbx::FeatureWrite DirectoryCallFeatures::setDoNotDisturb(const pbx::Party& user, bool on) {
   auto u = localUser(user);
-  if (!u) return false;
+  if (!u) return pbx::FeatureWrite::Refused;
   pbx::UserInput in;
   in.dnd = on;
   auto r = directory_.updateUser(u->id, in);
   if (!r) logger("calls")->info("do-not-disturb of {}: {}", user.extension, r.error().message);
-  return r.ok();
+  return outcome(r);
 }
 
-bool DirectoryCallFeatures::setForward(const pbx::Party& user, pbx::ForwardWhen when,
-                                       const std::string& target) {
+pbx::FeatureWrite DirectoryCallFeatures::setForward(const pbx::Party& user, pbx::ForwardWhen when,
+                                                    const std::string& target) {
   auto u = localUser(user);
-  if (!u) return false;
+  if (!u) return pbx::FeatureWrite::Refused;
   pbx::UserInput in;
   switch (when) {
   case pbx::ForwardWhen::Always:
@@ -70,7 +77,7 @@ bool DirectoryCallFeatures::setForward(const pbx::Party& user, pbx::ForwardWhen 
   }
   auto r = directory_.updateUser(u->id, in);
   if (!r) logger("calls")->info("forwarding of {}: {}", user.extension, r.error().message);
-  return r.ok();
+  return outcome(r);
 }
 
 void DirectoryCallFeatures::syncPresence() {

@@ -4,7 +4,10 @@
 // (so the change is persisted, replicated and shown like an API change). Also keeps the presence
 // hub in step with do-not-disturb: a user with it on has one confirmed dialog of id kDndDialogId,
 // so BLF watchers here and, through the federation's presence feed, on every other site see the
-// line busy (src/pbx/presence/README.md "Do-not-disturb"). Runs on the SIP loop.
+// line busy (src/pbx/presence/README.md "Do-not-disturb"). Runs on the SIP loop. A write the
+// database does not take within its busy timeout (locked by another process) changes nothing and
+// is reported as Busy: the phone gets 503 with Retry-After (the setting is confirmed only once
+// it is committed with synchronous=FULL, so no confirmed setting is lost to kill -9).
 #include "pbx/calls/call_manager.h"
 #include "pbx/directory/directory.h"
 #include "pbx/presence/presence_hub.h"
@@ -24,9 +27,9 @@ public:
   bool doNotDisturb(const pbx::Party& user) override;
   std::optional<std::string> forwardTarget(const pbx::Party& user, pbx::ForwardWhen when) override;
   std::optional<Duration> noAnswerAfter(const pbx::Party& user) override;
-  bool setDoNotDisturb(const pbx::Party& user, bool on) override;
-  bool setForward(const pbx::Party& user, pbx::ForwardWhen when,
-                  const std::string& target) override;
+  pbx::FeatureWrite setDoNotDisturb(const pbx::Party& user, bool on) override;
+  pbx::FeatureWrite setForward(const pbx::Party& user, pbx::ForwardWhen when,
+                               const std::string& target) override;
 
 private:
   std::optional<pbx::User> localUser(const pbx::Party& user) const;

@@ -186,11 +186,13 @@ public:
         if (m.owner.empty() && m.extension == extension) out.push_back(g.number);
     return out;
   }
-  bool setGroupLogin(const std::string& number, const std::string& extension,
-                     bool loggedIn) override {
+  pbx::FeatureWrite setGroupLogin(const std::string& number, const std::string& extension,
+                                  bool loggedIn) override {
     auto g = dir_.groupByNumber(number);
-    if (!g) return false;
-    return dir_.setMemberLoggedIn(g->id, "", extension, loggedIn).ok();
+    if (!g) return pbx::FeatureWrite::Refused;
+    auto r = dir_.setMemberLoggedIn(g->id, "", extension, loggedIn);
+    if (r) return pbx::FeatureWrite::Done;
+    return r.error().code == 503 ? pbx::FeatureWrite::Busy : pbx::FeatureWrite::Refused;
   }
 
 private:

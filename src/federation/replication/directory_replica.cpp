@@ -6,6 +6,7 @@
 #include <limits>
 #include <set>
 #include <tuple>
+#include <utility>
 
 namespace verbund::federation {
 
@@ -407,6 +408,19 @@ CREATE TABLE federation_published(
   seq INTEGER NOT NULL,
   view TEXT NOT NULL
 );
+)SQL"},
+          // One row per published record: a change writes its records, not the whole view.
+          // federation_published.view is '' from then on (a non-empty one is the old format,
+          // moved into the rows at open).
+          {"federation_publish", 2, "published view per record", R"SQL(
+CREATE TABLE federation_published_users(
+  extension TEXT PRIMARY KEY,
+  body TEXT NOT NULL
+);
+CREATE TABLE federation_published_groups(
+  number TEXT PRIMARY KEY,
+  body TEXT NOT NULL
+);
 )SQL"}};
 }
 
@@ -425,65 +439,203 @@ Result<std::unique_ptr<DirectoryPublisher>> DirectoryPublisher::open(store::Data
     if (auto r = p->reset(std::move(localNodeId)); !r) return r.error();
     return p;
   }
-  std::optional<DirectorySnapshot> parsed;
-  if (view) {
+  if (seq && *seq >= 0 && view && view->empty()) {
+    if (auto l = p->loadRows(*seq); l) return p;
+  } else if (seq && view) {
+    // The old format: the whole view in one row. Moved into the rows once.
     auto s = snapshotFromJson(json::parse(*view, nullptr, false));
-    if (s && s->owner == localNodeId) parsed = std::move(*s);
-  }
-  if (parsed && seq && parsed->seq == *seq) {
-    p->current_ = std::move(*parsed);
-    return p;
+    if (s && s->owner == localNodeId && s->seq == *seq) {
+      p->seq_ = *seq;
+      for (auto& u : s->users) p->users_.emplace(u.extension, std::move(u));
+      for (auto& g : s->groups) p->groups_.emplace(g.number, std::move(g));
+      if (auto r = p->persistAll(); !r) return r.error();
+      return p;
+    }
   }
   // The stored view is damaged. Skip one sequence number so that the next delta does not
   // apply anywhere: every replica sees a gap and asks for a snapshot, which is complete.
   int64_t next = (seq && *seq >= 0 ? *seq : 0) + 1;
   logger("federation")->warn("published directory view unreadable; continuing at seq {}", next);
-  p->current_.users.clear();
-  p->current_.groups.clear();
-  p->current_.seq = next;
-  if (auto r = p->persist(); !r) return r.error();
+  p->users_.clear();
+  p->groups_.clear();
+  p->seq_ = next;
+  if (auto r = p->persistAll(); !r) return r.error();
   return p;
 }
 
-Result<void> DirectoryPublisher::persist() {
-  return db_.exec("INSERT OR REPLACE INTO federation_published(id, owner, seq, view) "
-                  "VALUES (1, ?1, ?2, ?3)",
-                  {current_.owner, current_.seq, dumpSafe(toJson(current_))});
+Result<void> DirectoryPublisher::loadRows(int64_t seq) {
+  auto users = db_.query("SELECT body FROM federation_published_users");
+  if (!users) return users.error();
+  auto groups = db_.query("SELECT body FROM federation_published_groups");
+  if (!groups) return groups.error();
+  std::map<std::string, ReplicaUser> us;
+  std::map<std::string, ReplicaGroup> gs;
+  for (const auto& row : *users) {
+    auto text = store::asText(row[0]);
+    if (!text) return Error{500, "published user row: not text"};
+    auto u = userFromJson(json::parse(*text, nullptr, false), "user");
+    if (!u) return u.error();
+    us.emplace(u->extension, std::move(*u));
+  }
+  for (const auto& row : *groups) {
+    auto text = store::asText(row[0]);
+    if (!text) return Error{500, "published group row: not text"};
+    auto g = groupFromJson(json::parse(*text, nullptr, false), "group");
+    if (!g) return g.error();
+    gs.emplace(g->number, std::move(*g));
+  }
+  users_ = std::move(us);
+  groups_ = std::move(gs);
+  seq_ = seq;
+  return {};
+}
+
+Result<void> DirectoryPublisher::persistAll() {
+  return db_.transaction([&]() -> Result<void> {
+    if (auto r = db_.exec("INSERT OR REPLACE INTO federation_published(id, owner, seq, view) "
+                          "VALUES (1, ?1, ?2, '')",
+                          {owner_, seq_});
+        !r)
+      return r;
+    if (auto r = db_.exec("DELETE FROM federation_published_users"); !r) return r;
+    if (auto r = db_.exec("DELETE FROM federation_published_groups"); !r) return r;
+    for (const auto& [ext, u] : users_)
+      if (auto r = db_.exec("INSERT INTO federation_published_users(extension, body) "
+                            "VALUES (?1, ?2)",
+                            {ext, dumpSafe(toJson(u))});
+          !r)
+        return r;
+    for (const auto& [number, g] : groups_)
+      if (auto r = db_.exec("INSERT INTO federation_published_groups(number, body) "
+                            "VALUES (?1, ?2)",
+                            {number, dumpSafe(toJson(g))});
+          !r)
+        return r;
+    return {};
+  });
+}
+
+Result<void> DirectoryPublisher::commit(const DirectoryDelta& d) {
+  auto tx = db_.transaction([&]() -> Result<void> {
+    if (auto r = db_.exec("INSERT OR REPLACE INTO federation_published(id, owner, seq, view) "
+                          "VALUES (1, ?1, ?2, '')",
+                          {owner_, d.to});
+        !r)
+      return r;
+    for (const auto& ext : d.deletedUsers)
+      if (auto r = db_.exec("DELETE FROM federation_published_users WHERE extension = ?1", {ext});
+          !r)
+        return r;
+    for (const auto& number : d.deletedGroups)
+      if (auto r = db_.exec("DELETE FROM federation_published_groups WHERE number = ?1", {number});
+          !r)
+        return r;
+    for (const auto& u : d.users)
+      if (auto r = db_.exec("INSERT OR REPLACE INTO federation_published_users(extension, body) "
+                            "VALUES (?1, ?2)",
+                            {u.extension, dumpSafe(toJson(u))});
+          !r)
+        return r;
+    for (const auto& g : d.groups)
+      if (auto r = db_.exec("INSERT OR REPLACE INTO federation_published_groups(number, body) "
+                            "VALUES (?1, ?2)",
+                            {g.number, dumpSafe(toJson(g))});
+          !r)
+        return r;
+    return {};
+  });
+  if (!tx) return tx;
+  for (const auto& ext : d.deletedUsers) users_.erase(ext);
+  for (const auto& number : d.deletedGroups) groups_.erase(number);
+  for (const auto& u : d.users) users_.insert_or_assign(u.extension, u);
+  for (const auto& g : d.groups) groups_.insert_or_assign(g.number, g);
+  seq_ = d.to;
+  return {};
 }
 
 Result<std::optional<DirectoryDelta>> DirectoryPublisher::update(const pbx::Directory& dir) {
-  DirectorySnapshot next = viewOf(dir, current_.owner, current_.seq + 1);
+  DirectorySnapshot next = viewOf(dir, owner_, seq_ + 1);
+  DirectorySnapshot now = snapshot();
   DirectoryDelta d;
-  d.owner = current_.owner;
-  diff(current_.users, next.users, userKey, d.users, d.deletedUsers);
-  diff(current_.groups, next.groups, groupKey, d.groups, d.deletedGroups);
+  d.owner = owner_;
+  diff(now.users, next.users, userKey, d.users, d.deletedUsers);
+  diff(now.groups, next.groups, groupKey, d.groups, d.deletedGroups);
   if (d.users.empty() && d.groups.empty() && d.deletedUsers.empty() && d.deletedGroups.empty())
     return std::optional<DirectoryDelta>();
   if (next.users.size() > kMaxReplicaUsers || next.groups.size() > kMaxReplicaGroups)
     logger("federation")
         ->warn("shared directory exceeds what peers accept ({} users, {} groups)",
                next.users.size(), next.groups.size());
-  d.from = current_.seq;
+  d.from = seq_;
   d.to = next.seq;
-  auto before = std::move(current_);
-  current_ = std::move(next);
-  if (auto r = persist(); !r) {
-    current_ = std::move(before);
-    return r.error();
+  if (auto r = commit(d); !r) return r.error();
+  return std::optional<DirectoryDelta>(std::move(d));
+}
+
+Result<std::optional<DirectoryDelta>>
+DirectoryPublisher::update(const pbx::Directory& dir, const std::set<std::string>& users,
+                           const std::set<std::string>& groups) {
+  DirectoryDelta d;
+  d.owner = owner_;
+  for (const auto& ext : users) {
+    std::optional<ReplicaUser> want;
+    if (auto u = dir.userByExtension(ext); u && u->shared)
+      want = ReplicaUser{u->extension, u->displayName, u->externalNumber, u->dnd, u->forward};
+    auto have = users_.find(ext);
+    if (!want) {
+      if (have != users_.end()) d.deletedUsers.push_back(ext);
+    } else if (have == users_.end() || !(have->second == *want)) {
+      d.users.push_back(std::move(*want));
+    }
   }
+  for (const auto& number : groups) {
+    std::optional<ReplicaGroup> want;
+    if (auto g = dir.groupByNumber(number); g && g->shared) {
+      want = ReplicaGroup{g->number, g->name, g->members};
+      for (auto& m : want->members)
+        if (m.owner.empty()) m.owner = owner_;
+    }
+    auto have = groups_.find(number);
+    if (!want) {
+      if (have != groups_.end()) d.deletedGroups.push_back(number);
+    } else if (have == groups_.end() || !(have->second == *want)) {
+      d.groups.push_back(std::move(*want));
+    }
+  }
+  if (d.users.empty() && d.groups.empty() && d.deletedUsers.empty() && d.deletedGroups.empty())
+    return std::optional<DirectoryDelta>();
+  size_t usersAfter = users_.size() + d.users.size(); // at most; a warning only
+  if (usersAfter > kMaxReplicaUsers && users_.size() <= kMaxReplicaUsers)
+    logger("federation")->warn("shared directory exceeds what peers accept ({} users)", usersAfter);
+  d.from = seq_;
+  d.to = seq_ + 1;
+  if (auto r = commit(d); !r) return r.error();
   return std::optional<DirectoryDelta>(std::move(d));
 }
 
 DirectorySnapshot DirectoryPublisher::snapshot() const {
-  return current_;
+  DirectorySnapshot s;
+  s.owner = owner_;
+  s.seq = seq_;
+  s.users.reserve(users_.size());
+  for (const auto& [ext, u] : users_) s.users.push_back(u);
+  s.groups.reserve(groups_.size());
+  for (const auto& [number, g] : groups_) s.groups.push_back(g);
+  return s;
 }
 
 Result<void> DirectoryPublisher::reset(std::string localNodeId) {
-  auto before = std::move(current_);
-  current_ = DirectorySnapshot{};
-  current_.owner = std::move(localNodeId);
-  if (auto r = persist(); !r) {
-    current_ = std::move(before);
+  std::string owner = std::exchange(owner_, std::move(localNodeId));
+  int64_t seq = std::exchange(seq_, 0);
+  auto users = std::move(users_);
+  auto groups = std::move(groups_);
+  users_.clear();
+  groups_.clear();
+  if (auto r = persistAll(); !r) {
+    owner_ = std::move(owner);
+    seq_ = seq;
+    users_ = std::move(users);
+    groups_ = std::move(groups);
     return r;
   }
   return {};
@@ -497,6 +649,23 @@ CREATE TABLE federation_replicas(
   owner TEXT PRIMARY KEY,
   seq INTEGER NOT NULL,
   snapshot TEXT NOT NULL
+);
+)SQL"},
+          // One row per record: a delta writes its records, not the owner's whole replica.
+          // federation_replicas.snapshot is '' from then on (a non-empty one is the old format,
+          // moved into the rows at open).
+          {"federation_replica", 2, "replica records per row", R"SQL(
+CREATE TABLE federation_replica_users(
+  owner TEXT NOT NULL,
+  extension TEXT NOT NULL,
+  body TEXT NOT NULL,
+  PRIMARY KEY (owner, extension)
+);
+CREATE TABLE federation_replica_groups(
+  owner TEXT NOT NULL,
+  number TEXT NOT NULL,
+  body TEXT NOT NULL,
+  PRIMARY KEY (owner, number)
 );
 )SQL"}};
 }
@@ -518,21 +687,94 @@ Result<void> DirectoryReplica::load() {
     auto seq = store::asInt(row[1]);
     auto text = store::asText(row[2]);
     std::optional<DirectorySnapshot> s;
-    if (owner && seq && text) {
+    bool oldFormat = false;
+    if (owner && seq && text && text->empty()) {
+      auto r = loadRows(*owner, *seq);
+      if (r) s = std::move(*r);
+    } else if (owner && seq && text) {
       auto parsed = snapshotFromJson(json::parse(*text, nullptr, false));
       if (parsed && parsed->owner == *owner && parsed->seq == *seq) s = std::move(*parsed);
+      oldFormat = true;
     }
     if (!s) {
       // Forget it: the owner sends a snapshot when asked for seq 0.
       logger("federation")
           ->warn("dropping unreadable directory replica of {}", owner.value_or("?"));
-      if (owner) (void)db_.exec("DELETE FROM federation_replicas WHERE owner = ?1", {*owner});
+      if (owner) (void)deleteRows(*owner);
       continue;
     }
+    if (oldFormat) (void)persistAll(*s); // on failure: moved at the next open or snapshot
     index(*s);
     replicas_.emplace(s->owner, std::move(*s));
   }
   return {};
+}
+
+Result<DirectorySnapshot> DirectoryReplica::loadRows(const std::string& owner, int64_t seq) {
+  DirectorySnapshot s;
+  s.owner = owner;
+  s.seq = seq;
+  auto userRows = db_.query("SELECT body FROM federation_replica_users WHERE owner = ?1 "
+                            "ORDER BY extension",
+                            {owner});
+  if (!userRows) return userRows.error();
+  auto groupRows = db_.query("SELECT body FROM federation_replica_groups WHERE owner = ?1 "
+                             "ORDER BY number",
+                             {owner});
+  if (!groupRows) return groupRows.error();
+  for (const auto& row : *userRows) {
+    auto text = store::asText(row[0]);
+    if (!text) return invalid("users", "row not text");
+    auto u = userFromJson(json::parse(*text, nullptr, false), "user");
+    if (!u) return u.error();
+    s.users.push_back(std::move(*u));
+  }
+  for (const auto& row : *groupRows) {
+    auto text = store::asText(row[0]);
+    if (!text) return invalid("groups", "row not text");
+    auto g = groupFromJson(json::parse(*text, nullptr, false), "group");
+    if (!g) return g.error();
+    s.groups.push_back(std::move(*g));
+  }
+  // ORDER BY uses SQLite's binary collation, the same order as std::string's <.
+  return s;
+}
+
+Result<void> DirectoryReplica::deleteRows(const std::string& owner) {
+  return db_.transaction([&]() -> Result<void> {
+    if (auto r = db_.exec("DELETE FROM federation_replicas WHERE owner = ?1", {owner}); !r)
+      return r;
+    if (auto r = db_.exec("DELETE FROM federation_replica_users WHERE owner = ?1", {owner}); !r)
+      return r;
+    return db_.exec("DELETE FROM federation_replica_groups WHERE owner = ?1", {owner});
+  });
+}
+
+Result<void> DirectoryReplica::persistAll(const DirectorySnapshot& s) {
+  return db_.transaction([&]() -> Result<void> {
+    if (auto r = db_.exec("INSERT OR REPLACE INTO federation_replicas(owner, seq, snapshot) "
+                          "VALUES (?1, ?2, '')",
+                          {s.owner, s.seq});
+        !r)
+      return r;
+    if (auto r = db_.exec("DELETE FROM federation_replica_users WHERE owner = ?1", {s.owner}); !r)
+      return r;
+    if (auto r = db_.exec("DELETE FROM federation_replica_groups WHERE owner = ?1", {s.owner}); !r)
+      return r;
+    for (const auto& u : s.users)
+      if (auto r = db_.exec("INSERT INTO federation_replica_users(owner, extension, body) "
+                            "VALUES (?1, ?2, ?3)",
+                            {s.owner, u.extension, dumpSafe(toJson(u))});
+          !r)
+        return r;
+    for (const auto& g : s.groups)
+      if (auto r = db_.exec("INSERT INTO federation_replica_groups(owner, number, body) "
+                            "VALUES (?1, ?2, ?3)",
+                            {s.owner, g.number, dumpSafe(toJson(g))});
+          !r)
+        return r;
+    return {};
+  });
 }
 
 void DirectoryReplica::index(const DirectorySnapshot& s) {
@@ -555,30 +797,15 @@ void DirectoryReplica::unindex(const DirectorySnapshot& s) {
   }
 }
 
-Result<void> DirectoryReplica::persist(const std::string& owner) {
-  auto it = replicas_.find(owner);
-  if (it == replicas_.end())
-    return db_.exec("DELETE FROM federation_replicas WHERE owner = ?1", {owner});
-  return db_.exec("INSERT OR REPLACE INTO federation_replicas(owner, seq, snapshot) "
-                  "VALUES (?1, ?2, ?3)",
-                  {owner, it->second.seq, dumpSafe(toJson(it->second))});
-}
-
 Result<void> DirectoryReplica::replace(DirectorySnapshot s) {
+  if (auto r = persistAll(s); !r) return r;
   std::string owner = s.owner;
-  std::optional<DirectorySnapshot> before;
   if (auto it = replicas_.find(owner); it != replicas_.end()) {
-    before = std::move(it->second);
+    unindex(it->second);
     replicas_.erase(it);
   }
+  index(s);
   replicas_.emplace(owner, std::move(s));
-  if (auto r = persist(owner); !r) {
-    replicas_.erase(owner);
-    if (before) replicas_.emplace(owner, std::move(*before));
-    return r;
-  }
-  if (before) unindex(*before);
-  index(replicas_.at(owner));
   return {};
 }
 
@@ -608,27 +835,106 @@ Result<void> DirectoryReplica::applySnapshot(const DirectorySnapshot& s) {
   return replace(std::move(copy));
 }
 
+// O(records in the delta × log(replica)) work and rows written; the sorted lists move their
+// tail on an insert in the middle (a memmove, no copy of the records).
 Result<bool> DirectoryReplica::applyDelta(const DirectoryDelta& d) {
   if (d.owner.empty()) return invalid("owner", "required");
   if (d.to <= d.from) return invalid("to", "must be greater than from");
   if (d.from != seqOf(d.owner)) return false;
-  DirectorySnapshot next;
-  if (auto it = replicas_.find(d.owner); it != replicas_.end()) next = it->second;
+  static const DirectorySnapshot kEmpty;
+  auto it = replicas_.find(d.owner);
+  const DirectorySnapshot& cur = it != replicas_.end() ? it->second : kEmpty;
+  // Sizes after the delta (deletions first, then additions), checked before anything changes.
+  std::set<std::string> goneUsers(d.deletedUsers.begin(), d.deletedUsers.end());
+  std::set<std::string> goneGroups(d.deletedGroups.begin(), d.deletedGroups.end());
+  size_t nUsers = cur.users.size(), nGroups = cur.groups.size();
+  for (const auto& e : goneUsers)
+    if (findSorted(cur.users, e, userKey)) --nUsers;
+  for (const auto& n : goneGroups)
+    if (findSorted(cur.groups, n, groupKey)) --nGroups;
+  std::set<std::string> newUsers, newGroups;
+  for (const auto& u : d.users)
+    if ((!findSorted(cur.users, u.extension, userKey) || goneUsers.contains(u.extension)) &&
+        newUsers.insert(u.extension).second)
+      ++nUsers;
+  for (const auto& g : d.groups)
+    if ((!findSorted(cur.groups, g.number, groupKey) || goneGroups.contains(g.number)) &&
+        newGroups.insert(g.number).second)
+      ++nGroups;
+  if (nUsers > kMaxReplicaUsers) return invalid("users", "too many");
+  if (nGroups > kMaxReplicaGroups) return invalid("groups", "too many");
+
+  auto tx = db_.transaction([&]() -> Result<void> {
+    if (auto r = db_.exec("INSERT OR REPLACE INTO federation_replicas(owner, seq, snapshot) "
+                          "VALUES (?1, ?2, '')",
+                          {d.owner, d.to});
+        !r)
+      return r;
+    for (const auto& e : d.deletedUsers)
+      if (auto r = db_.exec("DELETE FROM federation_replica_users WHERE owner = ?1 AND "
+                            "extension = ?2",
+                            {d.owner, e});
+          !r)
+        return r;
+    for (const auto& n : d.deletedGroups)
+      if (auto r = db_.exec("DELETE FROM federation_replica_groups WHERE owner = ?1 AND "
+                            "number = ?2",
+                            {d.owner, n});
+          !r)
+        return r;
+    for (const auto& u : d.users)
+      if (auto r = db_.exec("INSERT OR REPLACE INTO federation_replica_users(owner, extension, "
+                            "body) VALUES (?1, ?2, ?3)",
+                            {d.owner, u.extension, dumpSafe(toJson(u))});
+          !r)
+        return r;
+    for (const auto& g : d.groups)
+      if (auto r = db_.exec("INSERT OR REPLACE INTO federation_replica_groups(owner, number, "
+                            "body) VALUES (?1, ?2, ?3)",
+                            {d.owner, g.number, dumpSafe(toJson(g))});
+          !r)
+        return r;
+    return {};
+  });
+  if (!tx) return tx.error();
+
+  DirectorySnapshot& next = replicas_[d.owner];
   next.owner = d.owner;
   next.seq = d.to;
-  for (const auto& e : d.deletedUsers) eraseSorted(next.users, e, userKey);
-  for (const auto& n : d.deletedGroups) eraseSorted(next.groups, n, groupKey);
-  for (const auto& u : d.users) upsertSorted(next.users, u, userKey);
-  for (const auto& g : d.groups) upsertSorted(next.groups, g, groupKey);
-  if (next.users.size() > kMaxReplicaUsers) return invalid("users", "too many");
-  if (next.groups.size() > kMaxReplicaGroups) return invalid("groups", "too many");
-  if (auto r = replace(std::move(next)); !r) return r.error();
+  auto dropUser = [&](const std::string& ext) {
+    auto o = userOwners_.find(ext);
+    if (o == userOwners_.end()) return;
+    o->second.erase(d.owner);
+    if (o->second.empty()) userOwners_.erase(o);
+  };
+  auto dropGroup = [&](const std::string& number) {
+    auto o = groupOwners_.find(number);
+    if (o == groupOwners_.end()) return;
+    o->second.erase(d.owner);
+    if (o->second.empty()) groupOwners_.erase(o);
+  };
+  for (const auto& e : d.deletedUsers) {
+    eraseSorted(next.users, e, userKey);
+    dropUser(e);
+  }
+  for (const auto& n : d.deletedGroups) {
+    eraseSorted(next.groups, n, groupKey);
+    dropGroup(n);
+  }
+  for (const auto& u : d.users) {
+    userOwners_[u.extension].insert(d.owner);
+    upsertSorted(next.users, u, userKey);
+  }
+  for (const auto& g : d.groups) {
+    groupOwners_[g.number].insert(d.owner);
+    upsertSorted(next.groups, g, groupKey);
+  }
   return true;
 }
 
 Result<void> DirectoryReplica::removeOwner(const std::string& owner) {
   auto it = replicas_.find(owner);
-  if (auto r = db_.exec("DELETE FROM federation_replicas WHERE owner = ?1", {owner}); !r) return r;
+  if (auto r = deleteRows(owner); !r) return r;
   if (it == replicas_.end()) return {};
   unindex(it->second);
   replicas_.erase(it);
@@ -636,7 +942,12 @@ Result<void> DirectoryReplica::removeOwner(const std::string& owner) {
 }
 
 Result<void> DirectoryReplica::clear() {
-  if (auto r = db_.exec("DELETE FROM federation_replicas"); !r) return r;
+  auto tx = db_.transaction([&]() -> Result<void> {
+    if (auto r = db_.exec("DELETE FROM federation_replicas"); !r) return r;
+    if (auto r = db_.exec("DELETE FROM federation_replica_users"); !r) return r;
+    return db_.exec("DELETE FROM federation_replica_groups");
+  });
+  if (!tx) return tx;
   replicas_.clear();
   userOwners_.clear();
   groupOwners_.clear();

@@ -83,19 +83,36 @@ public:
 
   // Rebuilds the shared view from `dir` (users/groups with shared=true; members' "" owners
   // become the local node id). When it differs from the last published view: seq+1, persisted,
-  // and the delta is returned; nullopt when nothing shared changed.
+  // and the delta is returned; nullopt when nothing shared changed. O(directory): for joining,
+  // starting and other rare events.
   Result<std::optional<DirectoryDelta>> update(const pbx::Directory& dir);
-  DirectorySnapshot snapshot() const;
-  int64_t seq() const { return current_.seq; }
+  // The same for the records named (user extensions, group numbers; e.g. the directory's
+  // lastChange()): O(records named × log(directory)), so a change costs the same at 10 and at
+  // 10,000 users. Only the changed rows of the view are written. On an error (e.g. a busy
+  // database) nothing changed: call again with the same names.
+  Result<std::optional<DirectoryDelta>> update(const pbx::Directory& dir,
+                                               const std::set<std::string>& users,
+                                               const std::set<std::string>& groups);
+  DirectorySnapshot snapshot() const; // O(view), for a peer that asks for one
+  int64_t seq() const { return seq_; }
   // Leaving/joining: a new node id means a new sequence (seq 0, empty view, persisted). open()
   // with another id than the persisted one does the same.
   Result<void> reset(std::string localNodeId);
 
 private:
-  DirectoryPublisher(store::Database& db, std::string id) : db_(db) { current_.owner = id; }
-  Result<void> persist();
+  DirectoryPublisher(store::Database& db, std::string id) : db_(db), owner_(std::move(id)) {}
+  Result<void> loadRows(int64_t seq);
+  // Writes seq and the delta's rows in one transaction, then applies them in memory.
+  Result<void> commit(const DirectoryDelta& d);
+  // Replaces the whole stored view (a new sequence, a damaged or old-format view).
+  Result<void> persistAll();
   store::Database& db_;
-  DirectorySnapshot current_;
+  std::string owner_;
+  int64_t seq_ = 0;
+  // The published view, one row per record in the database (federation_published_users /
+  // _groups) so that a change writes only its records.
+  std::map<std::string, ReplicaUser> users_;   // by extension
+  std::map<std::string, ReplicaGroup> groups_; // by number
 };
 
 // A user of another node, as dialling and fallback need it.
@@ -126,7 +143,7 @@ public:
   static Result<std::unique_ptr<DirectoryReplica>> open(store::Database& db);
 
   int64_t seqOf(const std::string& owner) const; // 0 when unknown
-  // Replaces the owner's replica (persisted in one transaction).
+  // Replaces the owner's replica (persisted in one transaction). O(replica).
   Result<void> applySnapshot(const DirectorySnapshot& s);
   // Applies when d.from == seqOf(owner): returns true (an unknown owner is at seq 0, so the
   // first delta from 0 creates it). False (nothing changed) on a gap; the caller then sends
@@ -158,8 +175,12 @@ public:
 private:
   explicit DirectoryReplica(store::Database& db) : db_(db) {}
   Result<void> load();
-  Result<void> persist(const std::string& owner);
-  // Stores s (sorted, validated) as its owner's replica: row first, then memory and indexes.
+  Result<DirectorySnapshot> loadRows(const std::string& owner, int64_t seq);
+  // The owner's replica, one row per record (federation_replica_users / _groups) under its
+  // seq row in federation_replicas, so that a delta writes only its records.
+  Result<void> persistAll(const DirectorySnapshot& s);
+  Result<void> deleteRows(const std::string& owner);
+  // Stores s (sorted, validated) as its owner's replica: rows first, then memory and indexes.
   Result<void> replace(DirectorySnapshot s);
   void index(const DirectorySnapshot& s);
   void unindex(const DirectorySnapshot& s);

@@ -20,6 +20,14 @@ Counter rekeys("verbund_federation_rekeys_total",
                "Federation CAs made or adopted by this node (after a member was removed or left)");
 Counter fallbackCalls("verbund_federation_fallback_calls_total",
                       "Calls to another node's user that went over the external line");
+Counter deferredWrites("verbund_federation_deferred_writes_total",
+                       "Federation state writes that met a busy database and were queued for a "
+                       "retry every second");
+Counter deferredDropped("verbund_federation_deferred_writes_dropped_total",
+                        "Deferred federation state writes dropped because the retry queue was "
+                        "full (the state comes again at the peer's next link up)");
+Gauge deferredPending("verbund_federation_deferred_writes",
+                      "Federation state writes waiting for the database (retried every second)");
 
 enum class ServiceErrc : int {
   kAlreadyMember = 4401,
@@ -158,7 +166,7 @@ Result<SockAddr> FederationService::start() {
                members_->all().size());
   }
   (void)publisher_->update(directory_);
-  directory_.onChange([this] { publishDirectory(); });
+  directory_.onChange([this] { publishChange(); });
   scheduleRenewal();
   followLocalPresence();
   return *bound;
@@ -195,7 +203,7 @@ bool FederationService::renewIfDue() {
     return false;
   }
   if (auto r = trust_->setNodeCredentials(std::move(*creds)); !r) return false;
-  (void)trust_->save(db_, config_.dataDir, sysNow());
+  (void)saveTrust();
   logger("federation")->info("node certificate renewed");
   return true;
 }
@@ -217,6 +225,8 @@ void FederationService::stop() {
   stopped_ = true;
   if (renewTimer_) renewTimer_->cancel();
   if (rotateTimer_) rotateTimer_->cancel();
+  if (deferredTimer_) timers_.cancel(deferredTimer_);
+  deferredTimer_ = 0;
   if (presenceListener_) presence_.unsubscribe(presenceListener_);
   presenceListener_ = 0;
   if (links_) links_->stop();
@@ -421,6 +431,10 @@ void FederationService::forgetFederation() {
   (void)members_->clear();
   (void)replica_->clear();
   trust_.reset();
+  deferred_.clear(); // federation state of the federation just left
+  deferredPending.set(0);
+  unpublishedUsers_.clear();
+  unpublishedGroups_.clear();
   followLocalPresence();
   if (onTrustChanged) onTrustChanged(nullptr);
   if (onMembersRemoved) onMembersRemoved();
@@ -504,7 +518,7 @@ void FederationService::rotateKeys(const std::string& why) {
     return;
   }
   rekeys.inc();
-  if (auto r = trust_->save(db_, config_.dataDir, sysNow()); !r)
+  if (auto r = saveTrust(); !r && r.error().code != 503)
     logger("federation")->error("saving the new federation keys: {}", r.error().message);
   credentialsChanged();
   size_t sent = links_->broadcast(rekeyMessage(*trust_));
@@ -543,7 +557,7 @@ void FederationService::handleRekey(const std::string& from, const nlohmann::jso
   }
   rekeys.inc();
   (void)trust_->mergeRevocations(*list);
-  if (auto r = trust_->save(db_, config_.dataDir, sysNow()); !r)
+  if (auto r = saveTrust(); !r && r.error().code != 503)
     logger("federation")->error("saving the new federation keys: {}", r.error().message);
   (void)members_->audit("keys-rotated", from,
                         "adopted new federation keys (generation " + std::to_string(generation) +
@@ -625,7 +639,12 @@ void FederationService::onLinkUp(const LinkInfo& link) {
   rec.updatedMs = timers_.wallMs();
   rec.fingerprint = link.fingerprint; // verified: equal to the pin, or the first one seen
   bool known = members_->get(link.nodeId).has_value();
-  (void)members_->upsert(rec);
+  (void)writeOrDefer("member:" + link.nodeId, [this, rec]() -> Result<void> {
+    if (!trust_) return {};
+    auto r = members_->upsert(rec);
+    if (!r) return r.error();
+    return {};
+  });
   if (!known) {
     (void)members_->audit("member-joined", link.nodeId, "member '" + link.name + "' linked up");
     applyPeers();
@@ -670,16 +689,22 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
     if (type == "members") {
       auto list = membersFromMessage(msg);
       if (!list) return bad(list.error().message);
-      auto changed = members_->merge(*list, trust_->revocations(), config_.nodeId);
-      if (!changed) return bad(changed.error().message);
-      if (!changed->empty()) {
-        for (const auto& id : *changed)
-          if (auto m = members_->get(id))
-            (void)members_->audit("member-known", id,
-                                  "learnt member '" + m->name + "' from " + nodeName(from));
-        applyPeers();
-        gossipMembers();
-      }
+      auto merge = [this, from, members = std::move(*list)]() -> Result<void> {
+        if (!trust_) return {};
+        auto changed = members_->merge(members, trust_->revocations(), config_.nodeId);
+        if (!changed) return changed.error();
+        if (!changed->empty()) {
+          for (const auto& id : *changed)
+            if (auto m = members_->get(id))
+              (void)members_->audit("member-known", id,
+                                    "learnt member '" + m->name + "' from " + nodeName(from));
+          applyPeers();
+          gossipMembers();
+        }
+        return {};
+      };
+      if (auto r = writeOrDefer("members:" + from, std::move(merge)); !r && r.error().code != 503)
+        return bad(r.error().message);
     } else if (type == "revocations") {
       if (!msg.contains("list")) return bad("list missing");
       auto n = trust_->mergeRevocations(msg["list"].dump());
@@ -691,7 +716,7 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
       }
       if (!n) return bad(n.error().message);
       if (*n > 0) {
-        (void)trust_->save(db_, config_.dataDir, sysNow());
+        (void)saveTrust();
         if (trust_->revocations().isRevoked(config_.nodeId, "")) {
           logger("federation")->warn("this node was removed from the federation by a member");
           (void)members_->audit("removed-by-peer", config_.nodeId,
@@ -731,15 +756,28 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
       auto s = snapshotFromJson(msg);
       if (!s) return bad(s.error().message);
       if (s->owner != from) return bad("owner is not the sender");
-      if (auto r = replica_->applySnapshot(*s); !r) return bad(r.error().message);
+      // A busy database: kept and applied at the retry (a later delta of the same owner
+      // replaces it, finds a gap and asks for a new snapshot).
+      auto apply = [this, snap = std::move(*s)]() -> Result<void> {
+        if (!trust_) return {};
+        return replica_->applySnapshot(snap);
+      };
+      if (auto r = writeOrDefer("dir:" + from, std::move(apply)); !r && r.error().code != 503)
+        return bad(r.error().message);
     } else if (type == "dir-delta") {
       auto d = deltaFromJson(msg);
       if (!d) return bad(d.error().message);
       if (d->owner != from) return bad("owner is not the sender");
-      auto applied = replica_->applyDelta(*d);
-      if (!applied) return bad(applied.error().message);
-      if (!*applied)
-        links_->send(from, {{"t", "dir-want"}, {"owner", from}, {"seq", replica_->seqOf(from)}});
+      auto apply = [this, from, delta = std::move(*d)]() -> Result<void> {
+        if (!trust_) return {};
+        auto applied = replica_->applyDelta(delta);
+        if (!applied) return applied.error();
+        if (!*applied)
+          links_->send(from, {{"t", "dir-want"}, {"owner", from}, {"seq", replica_->seqOf(from)}});
+        return {};
+      };
+      if (auto r = writeOrDefer("dir:" + from, std::move(apply)); !r && r.error().code != 503)
+        return bad(r.error().message);
     } else if (type == "presence") {
       auto p = presenceFromJson(msg);
       if (!p) return bad(p.error().message);
@@ -755,22 +793,29 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
       std::string group = msg.value("group", "");
       std::string ext = msg.value("extension", "");
       bool in = msg.value("loggedIn", true);
-      nlohmann::json answer = {{"t", "group-login-result"}, {"requestId", id}, {"ok", false}};
-      auto g = directory_.groupByNumber(group);
-      if (!g) {
-        answer["error"] = "group: no group " + group + " on " + config_.nodeName;
-      } else {
-        auto r = directory_.setMemberLoggedIn(g->id, from, ext, in);
-        if (r) {
-          answer["ok"] = true;
-          logger("federation")
-              ->info("{}@{} logged {} group {}", ext, nodeName(from), in ? "in to" : "out of",
-                     group);
+      // A busy database: the login is written at the retry and answered then (the member's
+      // phone was answered at its node already; the answer confirms it there).
+      auto login = [this, from, id, group, ext, in]() -> Result<void> {
+        nlohmann::json answer = {{"t", "group-login-result"}, {"requestId", id}, {"ok", false}};
+        auto g = directory_.groupByNumber(group);
+        if (!g) {
+          answer["error"] = "group: no group " + group + " on " + config_.nodeName;
         } else {
-          answer["error"] = r.error().message;
+          auto r = directory_.setMemberLoggedIn(g->id, from, ext, in);
+          if (!r && r.error().code == 503) return r.error();
+          if (r) {
+            answer["ok"] = true;
+            logger("federation")
+                ->info("{}@{} logged {} group {}", ext, nodeName(from), in ? "in to" : "out of",
+                       group);
+          } else {
+            answer["error"] = r.error().message;
+          }
         }
-      }
-      links_->send(from, answer);
+        links_->send(from, answer);
+        return {};
+      };
+      (void)writeOrDefer("group-login:" + from + ":" + group + ":" + ext, std::move(login));
     } else if (type == "group-login-result") {
       uint64_t id = msg.value("requestId", uint64_t(0));
       auto it = pendingLogins_.find(id);
@@ -784,7 +829,14 @@ void FederationService::onMessage(const std::string& from, const nlohmann::json&
     } else if (type == "call-outcome") {
       auto o = callOutcomeFromJson(msg);
       if (!o) return bad(o.error().message);
-      if (auto r = callLog_.applyOutcome(*o); !r) return bad(r.error().message);
+      std::string key = "outcome:" + o->correlationId + ":" + o->relatedCorrelationId;
+      auto apply = [this, outcome = std::move(*o)]() -> Result<void> {
+        auto r = callLog_.applyOutcome(outcome);
+        if (!r) return r.error();
+        return {};
+      };
+      if (auto r = writeOrDefer(key, std::move(apply)); !r && r.error().code != 503)
+        return bad(r.error().message);
     } else if (type == "calls-held") {
       auto held = callsHeldFromJson(msg);
       if (!held) return bad(held.error().message);
@@ -812,9 +864,99 @@ void FederationService::publishDirectory() {
   auto d = publisher_->update(directory_);
   if (!d) {
     logger("federation")->warn("directory publish failed: {}", d.error().message);
+    if (d.error().code == 503)
+      (void)writeOrDefer("publish-all", [this]() -> Result<void> {
+        if (!publisher_ || !trust_) return {};
+        auto again = publisher_->update(directory_);
+        if (!again) return again.error();
+        if (*again) links_->broadcast(toJson(**again));
+        return {};
+      });
     return;
   }
+  unpublishedUsers_.clear();
+  unpublishedGroups_.clear();
   if (*d && trust_) links_->broadcast(toJson(**d));
+}
+
+// One directory change: only its records are compared and written (O(change), not O(users)).
+// Names of a publish that met a busy database stay in unpublished*_ and go with the next change
+// or the retry, in order: the peers get every change, as one delta per publish.
+void FederationService::publishChange() {
+  if (!publisher_ || !trust_) return;
+  const auto& change = directory_.lastChange();
+  unpublishedUsers_.insert(change.users.begin(), change.users.end());
+  unpublishedGroups_.insert(change.groups.begin(), change.groups.end());
+  auto publish = [this]() -> Result<void> {
+    if (!publisher_ || !trust_) return {};
+    auto d = publisher_->update(directory_, unpublishedUsers_, unpublishedGroups_);
+    if (!d) return d.error();
+    unpublishedUsers_.clear();
+    unpublishedGroups_.clear();
+    if (*d) links_->broadcast(toJson(**d));
+    return {};
+  };
+  if (auto r = writeOrDefer("publish", publish); !r && r.error().code != 503)
+    logger("federation")->warn("directory publish failed: {}", r.error().message);
+}
+
+// The trust store is saved whole: a save deferred by a busy database writes the newest state.
+Result<void> FederationService::saveTrust() {
+  return writeOrDefer("trust", [this]() -> Result<void> {
+    if (!trust_) return {};
+    return trust_->save(db_, config_.dataDir, sysNow());
+  });
+}
+
+Result<void> FederationService::writeOrDefer(const std::string& key,
+                                             std::function<Result<void>()> write) {
+  if (deferred_.contains(key)) {
+    // An earlier write of this key waits: this one replaces it (it carries the newer state) and
+    // runs in order at the retry, not before it.
+    deferred_[key] = std::move(write);
+    return Error{503, "database busy; queued for a retry"};
+  }
+  auto r = write();
+  if (r || r.error().code != 503) return r;
+  if (deferred_.size() >= kMaxDeferredWrites) {
+    deferredDropped.inc();
+    logger("federation")
+        ->warn("database busy; retry queue full, dropped write '{}' "
+               "(the state comes again at the next link up)",
+               key);
+    return r;
+  }
+  deferredWrites.inc();
+  logger("federation")->info("database busy; write '{}' queued for a retry", key);
+  deferred_.emplace(key, std::move(write));
+  deferredPending.set(double(deferred_.size()));
+  if (!deferredTimer_)
+    deferredTimer_ = timers_.after(kDeferredRetry, [this] {
+      deferredTimer_ = 0;
+      retryDeferred();
+    });
+  return r;
+}
+
+void FederationService::retryDeferred() {
+  if (stopped_) return;
+  // The first one still busy ends this round: the lock is still held, and each try may wait
+  // the busy timeout on the loop.
+  for (auto it = deferred_.begin(); it != deferred_.end();) {
+    auto r = it->second();
+    if (!r && r.error().code == 503) break;
+    if (!r)
+      logger("federation")->warn("deferred write '{}' failed: {}", it->first, r.error().message);
+    else
+      logger("federation")->info("deferred write '{}' done", it->first);
+    it = deferred_.erase(it);
+  }
+  deferredPending.set(double(deferred_.size()));
+  if (!deferred_.empty() && !deferredTimer_)
+    deferredTimer_ = timers_.after(kDeferredRetry, [this] {
+      deferredTimer_ = 0;
+      retryDeferred();
+    });
 }
 
 void FederationService::sendPresenceSync(const std::string& to) {

@@ -29,6 +29,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -215,6 +216,28 @@ private:
   std::map<std::string, uint64_t> fallbacks_;
   uint64_t nextRequest_ = 0;
   std::map<uint64_t, std::function<void(Result<void>)>> pendingLogins_;
+
+  // Writes of federation state that met a busy database (another process holds its lock; the
+  // loop's connection gives up after its 20 ms busy timeout, so the loop never waits longer).
+  // Nothing in memory ran ahead of the disk for them (each store changes memory only after its
+  // commit, the trust store is saved whole), so each is run again every second under its key
+  // (a later write of the same key replaces the earlier one: "dir:<owner>", "members:<node>",
+  // "trust", "publish", ...) until it commits or fails for another reason. At most
+  // kMaxDeferredWrites keys: beyond that a write is dropped (counted), and what it carried comes
+  // again at the peer's next link up (dir-want, member gossip, revocations, call outcomes are all
+  // exchanged then). Gauge and counters in /metrics (verbund_federation_deferred_writes*).
+  static constexpr size_t kMaxDeferredWrites = 256;
+  static constexpr Duration kDeferredRetry{1000};
+  // Runs `write`; on a busy database keeps it under `key` for a retry. Returns write's result.
+  Result<void> writeOrDefer(const std::string& key, std::function<Result<void>()> write);
+  void retryDeferred();
+  Result<void> saveTrust(); // trust_->save, deferred on a busy database
+  std::map<std::string, std::function<Result<void>()>> deferred_;
+  TimerId deferredTimer_ = 0;
+  // Local directory changes not yet published (a publish met a busy database): user extensions
+  // and group numbers, published with the next change or retry.
+  std::set<std::string> unpublishedUsers_, unpublishedGroups_;
+  void publishChange(); // the directory's last change → delta to all
 };
 
 } // namespace verbund::federation

@@ -263,7 +263,8 @@ void CallManager::hangUp(Call& call, sip::UsageId gone) {
       if (InviteSession* leg = session(id)) (void)leg->end();
 }
 
-void CallManager::failCall(Call& call, int status, std::string_view reason) {
+void CallManager::failCall(Call& call, int status, std::string_view reason,
+                           const sip::ExtraHeaders& headers) {
   if (call.ended()) return;
   if (call.transfer) {
     // The transfer's call: its inbound leg is the transferee's, answered long ago.
@@ -277,7 +278,7 @@ void CallManager::failCall(Call& call, int status, std::string_view reason) {
                                                    : Disposition::Missed;
   for (auto& p : call.parties) p.disposition = d;
   call.endCause = EndCause::Failed;
-  if (InviteSession* in = session(call.inbound)) (void)in->reject(status, reason);
+  if (InviteSession* in = session(call.inbound)) (void)in->reject(status, reason, headers);
   ++stats_.failed;
   g_callsFailed.inc();
   endCall(call);

@@ -53,6 +53,12 @@ struct GroupTarget {
   std::vector<Party> loggedInMembers;
 };
 
+// Outcome of a feature code that changes stored settings (do-not-disturb, forwarding, group
+// login). Busy: the database did not take the write within its busy timeout (another process
+// holds its lock); nothing changed, in memory or on disk, and the phone gets 503 with
+// Retry-After, so a setting is never confirmed that a kill -9 could lose.
+enum class FeatureWrite : uint8_t { Done, Refused, Busy };
+
 // What the engine needs to know about the node's users and devices.
 class CallDirectory {
 public:
@@ -63,9 +69,9 @@ public:
   virtual std::vector<DeviceTarget> devices(const std::string& sipUser) = 0;
   // Groups whose member `extension` is (for group pickup).
   virtual std::vector<std::string> groupsOf(const std::string& extension) = 0;
-  // Feature-code group login/logout; returns false when the group or member is unknown.
-  virtual bool setGroupLogin(const std::string& groupNumber, const std::string& extension,
-                             bool loggedIn) = 0;
+  // Feature-code group login/logout; Refused when the group or member is unknown.
+  virtual FeatureWrite setGroupLogin(const std::string& groupNumber, const std::string& extension,
+                                     bool loggedIn) = 0;
 };
 
 // Line-state changes for BLF (RFC 4235 dialog states), per party.
@@ -176,10 +182,10 @@ public:
   // How long a call rings the user before its no-answer forwarding applies (nullopt: the node's
   // no-answer time).
   virtual std::optional<Duration> noAnswerAfter(const Party& user) { return std::nullopt; }
-  // Feature codes of the user themself. False when refused (e.g. a target the rules refuse).
-  virtual bool setDoNotDisturb(const Party& user, bool on) { return false; }
-  virtual bool setForward(const Party& user, ForwardWhen when, const std::string& target) {
-    return false;
+  // Feature codes of the user themself. Refused e.g. for a target the rules refuse.
+  virtual FeatureWrite setDoNotDisturb(const Party& user, bool on) { return FeatureWrite::Refused; }
+  virtual FeatureWrite setForward(const Party& user, ForwardWhen when, const std::string& target) {
+    return FeatureWrite::Refused;
   }
 };
 
@@ -536,7 +542,10 @@ private:
   std::vector<std::pair<std::string, std::string>> crossSiteLegs(const Call& call) const;
 
   // ---- Ending (call_manager.cpp) ----
-  void failCall(Call& call, int status, std::string_view reason);
+  void failCall(Call& call, int status, std::string_view reason,
+                const sip::ExtraHeaders& headers = {});
+  // 503 with Retry-After for a feature code whose write the database did not take in time.
+  void failFeatureBusy(Call& call);
   void endCall(Call& call);
   // Ends the call and hangs up the leg other than `gone` (0: both legs).
   void hangUp(Call& call, sip::UsageId gone);

@@ -150,14 +150,17 @@ CallManager::StageResult CallManager::stageFeatureCode(Call& call) {
     }
     bool login = starts(fc.groupLogin);
     std::string group = dialled.substr((login ? fc.groupLogin : fc.groupLogout).size());
-    bool ok = false;
+    FeatureWrite w = FeatureWrite::Refused;
     if (directory_.groupByNumber(group)) {
-      ok = directory_.setGroupLogin(group, me, login);
+      w = directory_.setGroupLogin(group, me, login);
     } else if (remote_) {
       if (auto owner = remote_->groupOwner(group); owner && *owner != config_.nodeId)
-        ok = remote_->setGroupLogin(*owner, group, me, login);
+        w = remote_->setGroupLogin(*owner, group, me, login) ? FeatureWrite::Done
+                                                             : FeatureWrite::Refused;
     }
-    if (!ok)
+    if (w == FeatureWrite::Busy)
+      failFeatureBusy(call);
+    else if (w == FeatureWrite::Refused)
       failCall(call, 404, "No such group membership");
     else
       answerFeatureCode(call);
@@ -224,24 +227,34 @@ CallManager::StageResult CallManager::forwardingCode(Call& call) {
     return StageResult::Stop;
   }
   const Party& me = call.caller.party;
-  bool ok = false;
+  FeatureWrite w = FeatureWrite::Refused;
   if (!match->when) {
-    ok = features_->setDoNotDisturb(me, match->on);
+    w = features_->setDoNotDisturb(me, match->on);
   } else {
     std::string target = match->on ? dialled.substr(match->code->size()) : std::string();
     if (match->on && target.empty()) {
       failCall(call, 484, "Address Incomplete");
       return StageResult::Stop;
     }
-    ok = features_->setForward(me, *match->when, target);
+    w = features_->setForward(me, *match->when, target);
   }
   logger("calls")->info("call {}: feature code {} of {}: {}", call.correlationId, *match->code,
-                        me.extension, ok ? "done" : "refused");
-  if (ok)
+                        me.extension,
+                        w == FeatureWrite::Done   ? "done"
+                        : w == FeatureWrite::Busy ? "database busy (503)"
+                                                  : "refused");
+  if (w == FeatureWrite::Done)
     answerFeatureCode(call);
+  else if (w == FeatureWrite::Busy)
+    failFeatureBusy(call);
   else
     failCall(call, 403, "Feature code refused");
   return StageResult::Stop;
+}
+
+// Nothing was changed: the phone may dial the code again after Retry-After.
+void CallManager::failFeatureBusy(Call& call) {
+  failCall(call, 503, "Database busy", {{"Retry-After", "5"}});
 }
 
 // Confirms a feature code by answering and hanging up at once; there is no media to play.

@@ -167,28 +167,36 @@ Result<void> Directory::load() {
     it->second.members.push_back(GroupMember{text(row[1]), text(row[2]), num(row[3]) != 0});
   }
   for (const auto& [id, g] : groups_) indexGroup(g);
+  pending_ = {}; // loading is no change
   return {};
 }
 
 void Directory::indexUser(const UserRecord& r) {
+  pending_.users.insert(r.user.extension);
   userByExtension_[r.user.extension] = r.user.id;
   userBySipUser_[r.user.sipUser] = r.user.id;
   if (r.user.dnd) dndExtensions_.insert(r.user.extension);
 }
 void Directory::unindexUser(const User& u) {
+  pending_.users.insert(u.extension);
   userByExtension_.erase(u.extension);
   userBySipUser_.erase(u.sipUser);
   dndExtensions_.erase(u.extension);
 }
 void Directory::indexGroup(const Group& g) {
+  pending_.groups.insert(g.number);
   groupByNumber_[g.number] = g.id;
 }
 void Directory::unindexGroup(const Group& g) {
+  pending_.groups.insert(g.number);
   groupByNumber_.erase(g.number);
 }
 
 void Directory::notify() {
+  lastChange_ = std::move(pending_);
+  pending_ = {};
   for (const auto& l : listeners_) l();
+  lastChange_ = {};
 }
 
 Result<int64_t> Directory::nextVersion() {
@@ -430,7 +438,10 @@ Result<User> Directory::updateUser(int64_t id, const UserInput& in) {
   if (extensionChanged)
     for (auto& [gid, g] : groups_)
       for (auto& m : g.members)
-        if (m.owner.empty() && m.extension == cur.extension) m.extension = next.user.extension;
+        if (m.owner.empty() && m.extension == cur.extension) {
+          m.extension = next.user.extension;
+          pending_.groups.insert(g.number);
+        }
   unindexUser(cur);
   it->second = std::move(next);
   indexUser(it->second);
@@ -455,9 +466,10 @@ Result<void> Directory::deleteUser(int64_t id) {
   if (!tx) return tx.error();
   version_ = version;
   for (auto& [gid, g] : groups_)
-    std::erase_if(g.members, [&](const GroupMember& m) {
-      return m.owner.empty() && m.extension == extension;
-    });
+    if (std::erase_if(g.members, [&](const GroupMember& m) {
+          return m.owner.empty() && m.extension == extension;
+        }) > 0)
+      pending_.groups.insert(g.number);
   unindexUser(it->second.user);
   users_.erase(it);
   notify();
@@ -626,6 +638,7 @@ Result<Group> Directory::setMemberLoggedIn(int64_t groupId, const std::string& o
   version_ = version;
   m->loggedIn = loggedIn;
   it->second.version = version;
+  pending_.groups.insert(it->second.number);
   Group out = it->second;
   notify();
   return out;

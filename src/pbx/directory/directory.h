@@ -175,6 +175,14 @@ public:
   // Called after every committed change (for presence, replication, caches).
   using ChangeListener = std::function<void()>;
   void onChange(ChangeListener l) { listeners_.push_back(std::move(l)); }
+  // What the change being notified touched: extensions of users and numbers of groups whose
+  // record was added, changed or removed (an extension change names the old and the new one; a
+  // group whose member list followed names the group). Valid while the listeners run, so that
+  // a listener's work is O(records changed), not O(directory).
+  struct Change {
+    std::set<std::string> users, groups;
+  };
+  const Change& lastChange() const { return lastChange_; }
 
 private:
   struct UserRecord {
@@ -209,6 +217,7 @@ private:
   std::unordered_map<std::string, int64_t> userByExtension_, userBySipUser_, groupByNumber_;
   std::set<std::string> dndExtensions_;
   std::vector<ChangeListener> listeners_;
+  Change pending_, lastChange_; // collected by the (un)index calls; handed over by notify()
 };
 
 } // namespace verbund::pbx

@@ -5,8 +5,11 @@ refreshes of known bindings and new registrations of known users are answered wi
 transaction (401 and 200 each; 99th percentile, and none above 200 ms: on the shared 2-core test
 machine a runnable process may wait tens of ms for a core, which is not the disk; without the
 change an answer took 4.8-5 s); an admin write during the lock gets 503 with Retry-After at once
-instead of hanging. After the lock the bindings made during it reach bindings.db (write-behind
-retried), and a restart restores them."""
+instead of hanging. A feature code (do-not-disturb *76) during the lock gets 503 with
+Retry-After within the same bounds and changes nothing (the setting is confirmed only once it is
+committed); dialled again after the lock it is confirmed (200) and the admin API shows it. After
+the lock the bindings made during it reach bindings.db (write-behind retried), and a restart
+restores them."""
 import sqlite3
 import subprocess
 import sys
@@ -92,6 +95,18 @@ def body(h):
     check(any(k.lower() == "retry-after" for k in dict(hdrs)), f"no Retry-After: {hdrs}")
     check(took < 1.0, f"admin write took {took:.2f}s")
 
+    # A feature code meets the lock: 503 with Retry-After, the setting unchanged.
+    t0 = time.monotonic()
+    d = uas["701"].call("*76", timeout=5)
+    took = time.monotonic() - t0
+    fc = [m for m in list(uas["701"].received)
+          if not m.is_request and m.call_id == d.call_id and m.status >= 200]
+    log(f"RESULT *76 during the lock: {d.final} in {took * 1000:.0f} ms "
+        f"(Retry-After: {fc[-1].get('retry-after') if fc else None})")
+    check(d.final == 503, f"*76 during the lock: {d.final}, expected 503")
+    check(fc and fc[-1].get("retry-after"), "no Retry-After on the feature code's 503")
+    check(took < 1.0, f"*76 during the lock took {took:.2f}s")
+
     rounds = 0
     fresh = users[3:]
     while time.monotonic() - t_lock < LOCK_SECONDS - 0.5:
@@ -131,10 +146,19 @@ def body(h):
     log(f"RESULT bindings written {time.monotonic() - t_lock - LOCK_SECONDS:.2f}s after the lock")
     node.api.create_user("799", pw_of("799"))  # the admin API works again
 
+    def dnd_of(ext):
+        return [u for u in node.api.users() if u["extension"] == ext][0].get("dnd")
+    check(dnd_of("701") is False, "the refused *76 changed do-not-disturb")
+    d = uas["701"].call("*76", timeout=5)
+    check(d.final == 200, f"*76 after the lock: {d.final}")
+    check(dnd_of("701") is True, "do-not-disturb not on after the confirmed *76")
+    log("RESULT *76 after the lock: 200, do-not-disturb on (admin API)")
+
     node.stop()
     node.start()
     got = {r.get("sipUser") for r in node.api.registrations()}
     check(set(users) <= got, f"after restart: {sorted(got)}")
+    check(dnd_of("701") is True, "do-not-disturb lost by the restart")
     node.stop()
 
 

@@ -227,6 +227,116 @@ TEST(DirectoryPublisher, DamagedViewForcesGap) {
   EXPECT_FALSE(*r.applyDelta(**d));
 }
 
+// The per-change publish (the records the directory names in lastChange()) keeps the same view
+// as a full rebuild, through every kind of change, with one delta per change in sequence, and
+// writes only the rows of the records changed.
+TEST(DirectoryPublisher, PerChangeUpdateMatchesFullRebuild) {
+  Node n;
+  std::vector<DirectoryDelta> deltas;
+  n.dir->onChange([&] {
+    const auto& c = n.dir->lastChange();
+    auto d = n.pub->update(*n.dir, c.users, c.groups);
+    ASSERT_TRUE(d.ok()) << d.error().message;
+    if (*d) deltas.push_back(**d);
+  });
+  auto alice = n.addUser("201", "Alice");
+  auto bob = n.addUser("202", "Bob");
+  n.addUser("203", "Hidden", false);
+  pbx::GroupInput g;
+  g.number = "600";
+  g.name = "Sales";
+  g.members = std::vector<pbx::GroupMember>{{"", "201", true}, {"", "202", true}};
+  auto group = n.dir->createGroup(g);
+  ASSERT_TRUE(group.ok());
+  pbx::UserInput move;
+  move.extension = "211"; // the group's member follows: the group changes too
+  ASSERT_TRUE(n.dir->updateUser(alice, move).ok());
+  ASSERT_EQ(deltas.size(), 4u); // 203 is not shared: no delta
+  EXPECT_EQ(deltas.back().deletedUsers, std::vector<std::string>{"201"});
+  ASSERT_EQ(deltas.back().users.size(), 1u);
+  EXPECT_EQ(deltas.back().users[0].extension, "211");
+  ASSERT_EQ(deltas.back().groups.size(), 1u);
+  EXPECT_EQ(deltas.back().groups[0].members[0].extension, "211");
+  ASSERT_TRUE(n.dir->setMemberLoggedIn(group->id, "", "202", false).ok());
+  EXPECT_FALSE(deltas.back().groups.at(0).members.at(1).loggedIn);
+  pbx::UserInput dnd;
+  dnd.dnd = true;
+  ASSERT_TRUE(n.dir->updateUser(bob, dnd).ok());
+  EXPECT_TRUE(deltas.back().users.at(0).dnd);
+  pbx::UserInput hide;
+  hide.shared = false;
+  ASSERT_TRUE(n.dir->updateUser(bob, hide).ok());
+  EXPECT_EQ(deltas.back().deletedUsers, std::vector<std::string>{"202"});
+  ASSERT_TRUE(n.dir->deleteUser(alice).ok()); // leaves the group
+  EXPECT_EQ(deltas.back().groups.at(0).members.size(), 1u);
+  std::vector<pbx::UserInput> rows(2);
+  rows[0].extension = "301", rows[0].displayName = "Imp 1", rows[0].sipPassword = "secret-pass";
+  rows[1].extension = "302", rows[1].displayName = "Imp 2", rows[1].sipPassword = "secret-pass";
+  ASSERT_TRUE(n.dir->importUsers(rows, false).ok());
+  EXPECT_EQ(deltas.back().users.size(), 2u); // one import, one delta
+  ASSERT_TRUE(n.dir->deleteGroup(group->id).ok());
+  EXPECT_EQ(deltas.back().deletedGroups, std::vector<std::string>{"600"});
+  for (size_t i = 0; i < deltas.size(); ++i) {
+    EXPECT_EQ(deltas[i].from, int64_t(i));
+    EXPECT_EQ(deltas[i].to, int64_t(i + 1));
+  }
+
+  // A full rebuild from the directory finds nothing to publish, and a replica that applied
+  // every delta holds the publisher's view.
+  auto full = n.pub->update(*n.dir);
+  ASSERT_TRUE(full.ok());
+  EXPECT_FALSE(full->has_value());
+  Node b(":memory:", "node-b");
+  for (const auto& d : deltas) ASSERT_TRUE(*b.replica->applyDelta(d));
+  auto snap = n.pub->snapshot();
+  auto users = b.replica->users("node-a");
+  ASSERT_EQ(users.size(), snap.users.size());
+  for (size_t i = 0; i < users.size(); ++i) EXPECT_EQ(users[i].user, snap.users[i]);
+  // Only the records' rows are stored, and they load back.
+  auto rows2 = n.db->query("SELECT extension FROM federation_published_users ORDER BY extension");
+  ASSERT_TRUE(rows2.ok());
+  ASSERT_EQ(rows2->size(), 2u);
+  EXPECT_EQ(*store::asText((*rows2)[0][0]), "301");
+  auto p = DirectoryPublisher::open(*n.db, "node-a");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ((*p)->seq(), int64_t(deltas.size()));
+  EXPECT_EQ((*p)->snapshot().users, snap.users);
+}
+
+// A view stored by an older version (one JSON row) moves into the rows at open, same seq.
+TEST(DirectoryPublisher, OldFormatViewMovesIntoRows) {
+  Node n;
+  auto old = snapshot("node-a", 7, {{"201", "Alice"}, {"202", "Bob"}});
+  ASSERT_TRUE(n.db->exec("INSERT OR REPLACE INTO federation_published(id, owner, seq, view) "
+                         "VALUES (1, 'node-a', 7, ?1)",
+                         {toJson(old).dump()})
+                  .ok());
+  auto p = DirectoryPublisher::open(*n.db, "node-a");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ((*p)->seq(), 7);
+  EXPECT_EQ((*p)->snapshot().users, old.users);
+  auto rows = n.db->query("SELECT view FROM federation_published");
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(*store::asText((*rows)[0][0]), "");
+  auto again = DirectoryPublisher::open(*n.db, "node-a");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->seq(), 7);
+  EXPECT_EQ((*again)->snapshot().users, old.users);
+}
+
+TEST(DirectoryPublisher, DamagedRowForcesGap) {
+  Node n;
+  n.addUser("201", "Alice");
+  ASSERT_TRUE(n.pub->update(*n.dir).ok());
+  ASSERT_TRUE(n.db->exec("UPDATE federation_published_users SET body = '{'").ok());
+  auto p = DirectoryPublisher::open(*n.db, "node-a");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ((*p)->seq(), 2);
+  auto d = (*p)->update(*n.dir);
+  ASSERT_TRUE(d.ok() && d->has_value());
+  EXPECT_EQ((*d)->from, 2);
+}
+
 TEST(DirectoryPublisher, ResetStartsOver) {
   Node n;
   n.addUser("201", "Alice");
@@ -432,6 +542,50 @@ TEST(DirectoryReplica, DropsDamagedRows) {
   auto rows = n.db->query("SELECT count(*) FROM federation_replicas");
   ASSERT_TRUE(rows.ok());
   EXPECT_EQ(store::asInt((*rows)[0][0]), 1);
+}
+
+// A delta writes the rows of its records only; the replica loads back from them. A replica
+// stored by an older version (one JSON row per owner) moves into the rows at open.
+TEST(DirectoryReplica, RowsPerRecordAndOldFormat) {
+  TempDir tmp;
+  auto path = (tmp.path / "node.db").string();
+  {
+    Node n(path);
+    ASSERT_TRUE(
+        n.replica->applySnapshot(snapshot("node-b", 1, {{"301", "Xaver"}, {"302", "Yvonne"}}))
+            .ok());
+    DirectoryDelta d;
+    d.owner = "node-b", d.from = 1, d.to = 2;
+    d.users.push_back({"303", "Zora", ""});
+    d.deletedUsers.push_back("301");
+    ASSERT_TRUE(*n.replica->applyDelta(d));
+    auto rows = n.db->query("SELECT extension FROM federation_replica_users ORDER BY extension");
+    ASSERT_TRUE(rows.ok());
+    ASSERT_EQ(rows->size(), 2u);
+    EXPECT_EQ(*store::asText((*rows)[0][0]), "302");
+    EXPECT_EQ(*store::asText((*rows)[1][0]), "303");
+    auto old = snapshot("node-c", 4, {{"401", "Olga"}});
+    ASSERT_TRUE(
+        n.db->exec("INSERT INTO federation_replicas VALUES ('node-c', 4, ?1)", {toJson(old).dump()})
+            .ok());
+  }
+  Node n(path);
+  EXPECT_EQ(n.replica->seqOf("node-b"), 2);
+  ASSERT_EQ(n.replica->users("node-b").size(), 2u);
+  EXPECT_EQ(n.replica->users("node-b")[1].user.displayName, "Zora");
+  EXPECT_FALSE(n.replica->user("node-b", "301"));
+  ASSERT_TRUE(n.replica->user("node-c", "401"));
+  EXPECT_EQ(n.replica->seqOf("node-c"), 4);
+  EXPECT_EQ(n.replica->usersByExtension("303").size(), 1u);
+  auto rows = n.db->query("SELECT snapshot FROM federation_replicas WHERE owner = 'node-c'");
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(*store::asText((*rows)[0][0]), "");
+  // A damaged row drops that owner's replica (it sends a snapshot when asked for seq 0).
+  ASSERT_TRUE(
+      n.db->exec("UPDATE federation_replica_users SET body = 'x' WHERE owner = 'node-c'").ok());
+  auto r = DirectoryReplica::open(*n.db);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->owners(), std::vector<std::string>{"node-b"});
 }
 
 TEST(DirectoryReplica, ConflictsLocalAndTwoRemotes) {

@@ -54,7 +54,9 @@ struct FakeDirectory final : CallDirectory {
     return {};
   }
   std::vector<std::string> groupsOf(const std::string&) override { return {}; }
-  bool setGroupLogin(const std::string&, const std::string&, bool) override { return false; }
+  FeatureWrite setGroupLogin(const std::string&, const std::string&, bool) override {
+    return FeatureWrite::Refused;
+  }
 };
 
 struct FakeRemote final : RemoteNodes {
@@ -134,20 +136,23 @@ struct FakeFeatures final : CallFeatures {
     if (it == noAnswer.end()) return std::nullopt;
     return it->second;
   }
-  bool setDoNotDisturb(const Party& user, bool on) override {
+  FeatureWrite setDoNotDisturb(const Party& user, bool on) override {
+    if (busy) return FeatureWrite::Busy;
     if (on)
       dnd.insert(user.extension);
     else
       dnd.erase(user.extension);
-    return true;
+    return FeatureWrite::Done;
   }
-  bool setForward(const Party& user, ForwardWhen when, const std::string& target) override {
+  FeatureWrite setForward(const Party& user, ForwardWhen when, const std::string& target) override {
+    if (busy) return FeatureWrite::Busy;
     if (target.empty())
       forwards.erase({user.extension, when});
     else
       forwards[{user.extension, when}] = target;
-    return true;
+    return FeatureWrite::Done;
   }
+  bool busy = false; // the store does not take writes (database locked)
   std::set<std::string> dnd;
   std::map<std::pair<std::string, ForwardWhen>, std::string> forwards;
   std::map<std::string, Duration> noAnswer;

@@ -121,6 +121,26 @@ TEST_F(Forwarding, FeatureCodesSetAndClearForwardingAndDnd) {
   EXPECT_FALSE(features.dnd.count("300"));
 }
 
+// The store does not take the write in time (database locked by another process): nothing
+// changes and the phone gets 503 with Retry-After, so it can dial the code again later.
+TEST_F(Forwarding, FeatureCodeWhileTheStoreIsBusyGets503WithRetryAfter) {
+  features.busy = true;
+  h.inject(invite("*76", "w30", {}, "v=0\r\n"), kPhone);
+  EXPECT_EQ(finalToPhone().back(), 503);
+  std::string last;
+  for (const auto& sent : h.tp.sent)
+    if (sent.to.remote == kPhone.remote && sent.bytes.rfind("SIP/2.0 503", 0) == 0)
+      last = sent.bytes;
+  EXPECT_NE(last.find("\r\nRetry-After: 5\r\n"), std::string::npos) << last;
+  EXPECT_TRUE(features.dnd.empty());
+  h.inject(invite("*21101", "w31", {}, "v=0\r\n"), kPhone);
+  EXPECT_EQ(finalToPhone().back(), 503);
+  features.busy = false;
+  h.inject(invite("*76", "w32", {}, "v=0\r\n"), kPhone);
+  EXPECT_EQ(finalToPhone().back(), 200);
+  EXPECT_TRUE(features.dnd.count("300"));
+}
+
 TEST_F(Forwarding, FeatureCodesRefusedForOtherNodesAndTheLine) {
   caller = Caller{};
   caller.kind = Caller::Kind::Federation;
