@@ -5,7 +5,7 @@
 // workers; every handler's work runs on the node's io_context through LoopExecutor (503 when the
 // loop does not get to it in time). Routes are added before start() and never after.
 //
-// Requests with a body must be application/json (415). Login and every other non-GET API request
+// Requests with a body must be application/json (415), or of a route's textBodyTypes. Login and every other non-GET API request
 // that carries an Origin must come from an allowed origin (origin_check.h; 403, not counted by
 // the login throttle); login also needs an allowed Host.
 //
@@ -93,7 +93,7 @@ private:
   void addBuiltinRoutes();
   HttpResponse serve(HttpRequest& req, const std::string& remote);
   HttpResponse serveAsset(const HttpRequest& req);
-  Result<Response> dispatch(const HttpRequest& req, RequestContext& ctx);
+  Result<Response> dispatch(HttpRequest& req, RequestContext& ctx);
   Result<void> checkBrowserRequest(const HttpRequest& req, const RequestContext& ctx) const;
   Result<Response> login(RequestContext& ctx);
   Result<Response> changePassword(RequestContext& ctx);
