@@ -54,7 +54,7 @@ Response importAnswer(const std::vector<pbx::UserRowError>& errors, const pbx::U
   return Response::json({{"created", done.created.size()}, {"version", version}}, 201);
 }
 
-// Directory::importUsers on the loop (a dry run when `errors` already lists rows), with the
+// Directory::importUsers on the loop (the parsing before it runs off the loop), with the
 // directory's version after it.
 Result<std::pair<pbx::UserImport, int64_t>> importOnLoop(pbx::Directory& dir, LoopExecutor& loop,
                                                          const std::vector<pbx::UserInput>& rows,
