@@ -122,8 +122,9 @@ public:
   }
 
   // POST without throwing on 4xx: the status and the parsed answer (bulk import lists rows).
-  std::pair<int, json> postRaw(const std::string& path, const json& body) {
-    auto r = http_.Post(path.c_str(), headers(), body.dump(), "application/json");
+  std::pair<int, json> postRaw(const std::string& path, const std::string& body,
+                               const char* contentType) {
+    auto r = http_.Post(path.c_str(), headers(), body, contentType);
     if (!r)
       throw CliError{2,
                      "cannot reach the node at " + s_.api + ": " + httplib::to_string(r.error())};
@@ -417,24 +418,9 @@ bool AdminCommands::selected() const {
 
 namespace {
 
-json userInputJson(const pbx::UserInput& in) {
-  json b = json::object();
-  auto put = [&](const char* key, const std::optional<std::string>& v) {
-    if (v) b[key] = *v;
-  };
-  put("extension", in.extension);
-  put("displayName", in.displayName);
-  put("sipUser", in.sipUser);
-  put("sipPassword", in.sipPassword);
-  put("externalNumber", in.externalNumber);
-  put("language", in.language);
-  if (in.shared) b["shared"] = *in.shared;
-  return b;
-}
-
-// `user import FILE [--dry-run]`: the file's rows go to POST /api/v1/users/import as one array;
-// errors are printed by the file's row (header = row 1). With CSV-level errors in some rows the
-// others are still checked (dry run) so that one pass lists every invalid row.
+// `user import FILE [--dry-run]`: the file goes as it is to POST /api/v1/users/import
+// (text/csv), where the node's CSV codec reads it; errors are printed by the file's row (header =
+// row 1) as the node names them, every invalid row in one pass.
 int importUsers(ApiClient& api, const AdminCliState& s, std::ostream& out, std::ostream& err) {
   std::ifstream f(s.file, std::ios::binary);
   if (!f) throw CliError{2, "cannot read " + s.file};
@@ -442,38 +428,24 @@ int importUsers(ApiClient& api, const AdminCliState& s, std::ostream& out, std::
   text.resize(pbx::kMaxCsvBytes + 1);
   f.read(text.data(), std::streamsize(text.size()));
   text.resize(size_t(f.gcount()));
-  auto csv = pbx::usersFromCsv(text);
-  if (!csv) throw CliError{1, s.file + ": " + csv.error().message};
-  std::vector<pbx::UserRowError> errors = csv->errors;
-  bool headerBad = std::any_of(errors.begin(), errors.end(),
-                               [](const pbx::UserRowError& e) { return e.row == 1; });
+  if (text.size() > pbx::kMaxCsvBytes)
+    throw CliError{1, s.file + ": larger than " + std::to_string(pbx::kMaxCsvBytes) + " bytes"};
+  auto [status, j] = api.postRaw(
+      std::string("/api/v1/users/import") + (s.dryRun ? "?dryRun=true" : ""), text, "text/csv");
+  std::vector<pbx::UserRowError> errors;
   size_t created = 0, valid = 0;
-  if (!headerBad && !csv->rows.empty()) {
-    json body = json::array();
-    for (const auto& r : csv->rows) body.push_back(userInputJson(r.input));
-    bool dry = s.dryRun || !errors.empty();
-    auto [status, j] =
-        api.postRaw(std::string("/api/v1/users/import") + (dry ? "?dryRun=true" : ""), body);
-    if (status == 400 && j.is_object() && j.contains("rows")) {
-      for (const auto& e : j["rows"]) {
-        // API rows count the array from 1; the file's rows are the lines the records start on.
-        auto fileRow = [&](size_t i) {
-          return i >= 1 && i <= csv->rows.size() ? csv->rows[i - 1].row : 0;
-        };
-        std::string reason = e.value("error", "");
-        if (size_t other = e.value("otherRow", size_t(0)))
-          reason = "also in row " + std::to_string(fileRow(other));
-        errors.push_back({fileRow(e.value("row", size_t(0))), e.value("field", ""), reason});
-      }
-    } else if (status >= 400) {
-      std::string msg = j.is_object() && j.contains("error") && j["error"].is_object()
-                            ? j["error"].value("message", "")
-                            : "";
-      throw CliError{1, msg.empty() ? "HTTP " + std::to_string(status) : msg};
-    } else {
-      created = j.value("created", size_t(0));
-      valid = j.value("valid", size_t(0));
-    }
+  if (status == 400 && j.is_object() && j.contains("rows") && j["rows"].is_array()) {
+    for (const auto& e : j["rows"])
+      if (e.is_object())
+        errors.push_back({e.value("row", size_t(0)), e.value("field", ""), e.value("error", "")});
+  } else if (status >= 400) {
+    std::string msg = j.is_object() && j.contains("error") && j["error"].is_object()
+                          ? j["error"].value("message", "")
+                          : "";
+    throw CliError{1, s.file + ": " + (msg.empty() ? "HTTP " + std::to_string(status) : msg)};
+  } else {
+    created = j.value("created", size_t(0));
+    valid = j.value("valid", size_t(0));
   }
   std::stable_sort(errors.begin(), errors.end(),
                    [](const auto& a, const auto& b) { return a.row < b.row; });

@@ -51,6 +51,44 @@ Result<std::string> stringField(const nlohmann::json& obj, const char* name, boo
   return it->get<std::string>();
 }
 
+// The media type of a Content-Type value without its parameters ("; charset=utf-8").
+std::string_view mediaType(std::string_view v) {
+  v = v.substr(0, v.find(';'));
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+// What a cross-site page may send without a CORS preflight (Fetch standard, CORS-safelisted
+// request headers).
+bool isCorsSafelistedType(std::string_view type) {
+  for (auto safe : {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+    if (equalsIgnoreCase(mediaType(type), safe)) return true;
+  return false;
+}
+
+// The request's body into ctx: JSON parsed (ctx.body), a type of the route's textBodyTypes as
+// it is (ctx.text); any other type 415.
+Result<void> readBody(HttpRequest& req, const RouteOptions& options, RequestContext& ctx) {
+  if (req.body.empty()) return {};
+  std::string contentType = req.headerValue("Content-Type");
+  auto type = mediaType(contentType);
+  if (equalsIgnoreCase(type, "application/json")) {
+    auto body = parseJsonBody(req.body);
+    if (!body) return body.error();
+    ctx.body = std::move(*body);
+    return {};
+  }
+  std::string expected = "application/json";
+  for (const auto& t : options.textBodyTypes) {
+    if (equalsIgnoreCase(type, t)) {
+      ctx.text = std::move(req.body);
+      return {};
+    }
+    expected += " or " + t;
+  }
+  return Error{415, "Content-Type: " + expected + " expected"};
+}
+
 nlohmann::json principalJson(const Principal& p) {
   const char* kind = p.kind == Principal::Kind::Session ? "session"
                      : p.kind == Principal::Kind::Token ? "token"
@@ -71,6 +109,9 @@ AdminServer::~AdminServer() {
 
 void AdminServer::route(Method method, std::string_view pattern, Handler handler,
                         RouteOptions options) {
+  for (const auto& type : options.textBodyTypes)
+    if (isCorsSafelistedType(type))
+      throw std::logic_error("admin API: " + type + " bodies would skip the CORS preflight");
   if (!router_.add(method, pattern, Entry{std::move(handler), options}))
     throw std::logic_error("admin API: bad or duplicate route " + std::string(pattern));
 }
@@ -237,7 +278,7 @@ Result<void> AdminServer::checkBrowserRequest(const HttpRequest& req,
   return {};
 }
 
-Result<Response> AdminServer::dispatch(const HttpRequest& req, RequestContext& ctx) {
+Result<Response> AdminServer::dispatch(HttpRequest& req, RequestContext& ctx) {
   auto m = router_.match(ctx.method, ctx.path);
   if (!m.entry) {
     if (m.pathKnown) return Error{405, "method: not allowed on " + ctx.path};
@@ -245,6 +286,7 @@ Result<Response> AdminServer::dispatch(const HttpRequest& req, RequestContext& c
   }
   ctx.params = std::move(m.params);
   const Entry& entry = *m.entry;
+  if (auto b = readBody(req, entry.options, ctx); !b) return b.error();
 
   std::string bearer;
   if (auto a = req.headerValue("Authorization"); a.size() > 7 && a.starts_with("Bearer "))
@@ -330,14 +372,6 @@ HttpResponse jsonError(const Error& e) {
   return res;
 }
 
-// "application/json", any case, optionally with parameters ("; charset=utf-8").
-bool isJsonContentType(std::string_view v) {
-  auto semi = v.find(';');
-  v = v.substr(0, semi);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return equalsIgnoreCase(v, "application/json");
-}
-
 } // namespace
 
 HttpResponse AdminServer::serve(HttpRequest& req, const std::string& remote) {
@@ -358,15 +392,6 @@ HttpResponse AdminServer::serve(HttpRequest& req, const std::string& remote) {
         logger("http")->info("refused a cross-origin admin API request from {} ({})", remote,
                              b.error().message);
         return b.error();
-      }
-      if (!req.body.empty()) {
-        // JSON only: a form or text/plain body is what a cross-site page can send without a
-        // CORS preflight.
-        if (!isJsonContentType(req.headerValue("Content-Type")))
-          return Error{415, "Content-Type: application/json expected"};
-        auto body = parseJsonBody(req.body);
-        if (!body) return body.error();
-        ctx.body = std::move(*body);
       }
       return dispatch(req, ctx);
     }();

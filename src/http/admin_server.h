@@ -5,9 +5,10 @@
 // workers; every handler's work runs on the node's io_context through LoopExecutor (503 when the
 // loop does not get to it in time). Routes are added before start() and never after.
 //
-// Requests with a body must be application/json (415). Login and every other non-GET API request
-// that carries an Origin must come from an allowed origin (origin_check.h; 403, not counted by
-// the login throttle); login also needs an allowed Host.
+// Requests with a body must be application/json, or of a type in the route's textBodyTypes
+// (415). Login and every other non-GET API request that carries an Origin must come from an
+// allowed origin (origin_check.h; 403, not counted by the login throttle); login also needs an
+// allowed Host.
 //
 // Built-in routes:
 //   POST   /api/v1/session          {password} -> cookie + {csrfToken}      (public, throttled)
@@ -93,7 +94,7 @@ private:
   void addBuiltinRoutes();
   HttpResponse serve(HttpRequest& req, const std::string& remote);
   HttpResponse serveAsset(const HttpRequest& req);
-  Result<Response> dispatch(const HttpRequest& req, RequestContext& ctx);
+  Result<Response> dispatch(HttpRequest& req, RequestContext& ctx);
   Result<void> checkBrowserRequest(const HttpRequest& req, const RequestContext& ctx) const;
   Result<Response> login(RequestContext& ctx);
   Result<Response> changePassword(RequestContext& ctx);

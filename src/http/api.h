@@ -24,7 +24,9 @@ struct RequestContext {
   std::string path;
   PathParams params; // from "{name}" segments of the pattern
   std::multimap<std::string, std::string> query;
-  nlohmann::json body; // null when the request had no body
+  nlohmann::json body; // null when the request had no body or a text body
+  // The body as sent when its media type is one of the route's textBodyTypes (e.g. a CSV file).
+  std::optional<std::string> text;
   Principal principal;
   std::string remoteAddress;
   LoopExecutor* loop = nullptr; // for handlers that run off the loop
@@ -74,6 +76,10 @@ struct RouteOptions {
   // Handlers run on the node's loop by default. Off-loop handlers (for slow work such as
   // password hashing) must use ctx.loop->run() for any node state.
   bool onLoop = true;
+  // Media types besides JSON whose bodies reach the handler as they are, in ctx.text ("text/csv"
+  // for the user import). Never a type a cross-site page can send without a CORS preflight
+  // (text/plain, the form encodings): route() refuses those.
+  std::vector<std::string> textBodyTypes;
 };
 
 // The error document: {"error":{"code":"invalid","field":"extension","message":"..."}}. The

@@ -8,6 +8,10 @@
 //          from 1 (otherRow: the earlier row a repeat repeats), every invalid row listed:
 //          field rules, conflicts with existing users/groups, repeats inside the array);
 //          dry run: 200 {dryRun: true, valid: n} or the same 400. Body limit 16 MiB (413).
+//          With Content-Type text/csv the body is the CSV file itself (pbx/directory/user_csv.h,
+//          the one codec of the CLI and the web UI): rows are the file's rows (header = row 1),
+//          CSV-level errors (field count, "shared") listed with the others; a file that is not
+//          CSV (unclosed quote, not UTF-8) 400 "row N: reason", more than 50,000 records 413.
 //   GET    /api/v1/users/{id}   PATCH /api/v1/users/{id}   DELETE /api/v1/users/{id} (204)
 //   PUT    /api/v1/users/{id}/features   {dnd, forward: {always, busy, noAnswer,
 //          noAnswerSeconds, unregistered}} (present keys replace; answers the user)

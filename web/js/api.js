@@ -14,6 +14,8 @@ export class ApiError extends Error {
     this.code = e.code || '';
     this.field = e.field || '';
     this.reason = e.reason || '';
+    // The invalid rows of a refused import: [{row, field, error[, otherRow]}].
+    this.rows = body && Array.isArray(body.rows) ? body.rows : [];
   }
   // The message without its "field: " prefix.
   get detail() {
@@ -35,13 +37,14 @@ function setCsrf(token) {
 }
 
 // request('GET', '/api/v1/users') -> parsed JSON (null for 204). {raw: true} returns the
-// Response (for file downloads). Throws ApiError.
-export async function request(method, path, body, { raw = false } = {}) {
+// Response (for file downloads); {type: 'text/csv'} sends body (a Blob or string) as it is,
+// with that Content-Type, instead of as JSON. Throws ApiError.
+export async function request(method, path, body, { raw = false, type = null } = {}) {
   const headers = { Accept: 'application/json' };
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
   if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
+    headers['Content-Type'] = type || 'application/json';
+    init.body = type ? body : JSON.stringify(body);
   }
   if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
   let res;
@@ -73,6 +76,8 @@ export const post = (p, b) => request('POST', p, b === undefined ? {} : b);
 export const put = (p, b) => request('PUT', p, b);
 export const patch = (p, b) => request('PATCH', p, b);
 export const del = (p) => request('DELETE', p);
+// A file as it is (e.g. a CSV import: postFile(path, file, 'text/csv')).
+export const postFile = (p, blob, type) => request('POST', p, blob, { type });
 
 export async function login(password) {
   const js = await request('POST', '/api/v1/session', { password });

@@ -60,7 +60,7 @@ std::optional<bool> parseBool(const std::string& v) {
 
 Result<std::vector<CsvRecord>> parseCsv(std::string_view text, size_t maxRecords) {
   if (text.size() > kMaxCsvBytes)
-    return Error{400, "file: larger than " + std::to_string(kMaxCsvBytes) + " bytes"};
+    return Error{413, "file: larger than " + std::to_string(kMaxCsvBytes) + " bytes"};
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   if (auto bad = invalidUtf8(text); bad != std::string_view::npos)
     return rowErr(lineOf(text, bad), "not UTF-8");
@@ -119,7 +119,8 @@ Result<std::vector<CsvRecord>> parseCsv(std::string_view text, size_t maxRecords
     }
     if (!anyQuoted && rec.fields.size() == 1 && rec.fields[0].empty()) continue; // blank line
     if (out.size() == maxRecords)
-      return rowErr(rec.row, "more than " + std::to_string(maxRecords) + " records");
+      return Error{413, "row " + std::to_string(rec.row) + ": more than " +
+                            std::to_string(maxRecords) + " records"};
     out.push_back(std::move(rec));
   }
   return out;
@@ -185,6 +186,21 @@ Result<UserCsv> usersFromCsv(std::string_view text) {
     }
     out.rows.push_back(std::move(row));
   }
+  return out;
+}
+
+std::vector<UserRowError> fileRowErrors(const UserCsv& csv,
+                                        const std::vector<UserRowError>& importErrors) {
+  auto fileRow = [&](size_t i) { return i >= 1 && i <= csv.rows.size() ? csv.rows[i - 1].row : 0; };
+  std::vector<UserRowError> out = csv.errors;
+  out.reserve(out.size() + importErrors.size());
+  for (const auto& e : importErrors) {
+    UserRowError f{fileRow(e.row), e.field, e.error, fileRow(e.otherRow)};
+    if (e.otherRow) f.error = "also in row " + std::to_string(f.otherRow);
+    out.push_back(std::move(f));
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const UserRowError& a, const UserRowError& b) { return a.row < b.row; });
   return out;
 }
 

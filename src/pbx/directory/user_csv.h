@@ -27,9 +27,9 @@ struct CsvRecord {
   std::vector<std::string> fields;
 };
 
-// The records of `text`, at most maxRecords (more: error). Error 400 "row N: reason" for an
-// unterminated quoted field, a quote inside an unquoted field, text after a closing quote, a field
-// longer than kMaxCsvField, invalid UTF-8 or text over kMaxCsvBytes.
+// The records of `text`, at most maxRecords. Error 400 "row N: reason" for an unterminated
+// quoted field, a quote inside an unquoted field, text after a closing quote, a field longer than
+// kMaxCsvField or invalid UTF-8; 413 for more than maxRecords or text over kMaxCsvBytes.
 Result<std::vector<CsvRecord>> parseCsv(std::string_view text, size_t maxRecords);
 
 struct UserCsvRow {
@@ -48,5 +48,12 @@ inline constexpr std::string_view kUserCsvColumns[] = {
 // kMaxImportRows data records. Field rules (extension digits, ...) are the directory's, checked
 // by the import, not here.
 Result<UserCsv> usersFromCsv(std::string_view text);
+
+// The errors of one CSV import in the file's rows, sorted by row: csv.errors plus the errors of
+// Directory::importUsers over csv.rows' inputs (whose row and otherRow count csv.rows from 1; a
+// repeat's "also in row N" is renamed to the file's row too). True to the file for every client,
+// so the API, the CLI and the web UI name the same rows.
+std::vector<UserRowError> fileRowErrors(const UserCsv& csv,
+                                        const std::vector<UserRowError>& importErrors);
 
 } // namespace verbund::pbx

@@ -2,6 +2,11 @@
 // thread, cpp-httplib's client.
 #include "server_fixture.h"
 
+#include "pbx/directory/user_csv.h"
+
+#include <map>
+#include <utility>
+
 namespace verbund::http {
 namespace {
 
@@ -339,6 +344,133 @@ TEST_F(AdminServerTest, BusyLoopGives503) {
   EXPECT_EQ(r->status, 503);
   EXPECT_EQ(body(r)["error"]["code"], "unavailable");
   EXPECT_EQ(client_->Get("/api/v1/users", session(false))->status, 200);
+}
+
+// POST /api/v1/users/import with the CSV file itself (issue 14): the node's one CSV codec, rows
+// named by the file's rows, nothing written unless every row is valid.
+const std::string kCsvHeader = "extension,displayName,sipPassword,language\n";
+
+TEST_F(AdminServerTest, CsvImportWithOneBadRowImportsNothingAndNamesTheRow) {
+  login();
+  std::string bad = kCsvHeader + "201,Anna,pw-201-secret,de\n"
+                                 "202,\"Bau, Bernd\",pw-202-secret,en\n"
+                                 "20x,Carla,pw-203-secret,de\n";
+  auto r = client_->Post("/api/v1/users/import", session(), bad, "text/csv");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  auto rows = body(r)["rows"];
+  ASSERT_EQ(rows.size(), 1u) << r->body;
+  EXPECT_EQ(rows[0]["row"], 4);
+  EXPECT_EQ(rows[0]["field"], "extension");
+  EXPECT_EQ(body(r)["error"]["message"], "1 invalid row(s): nothing imported");
+  EXPECT_EQ(body(client_->Get("/api/v1/users", session(false)))["users"].size(), 0u);
+
+  std::string good = kCsvHeader + "201,Anna,pw-201-secret,de\n"
+                                  "202,\"Bau, Bernd\",pw-202-secret,en\n"
+                                  "203,Carla,pw-203-secret,de\n";
+  r = client_->Post("/api/v1/users/import?dryRun=true", session(), good, "text/csv; charset=utf-8");
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(body(r), (json{{"dryRun", true}, {"valid", 3}}));
+  EXPECT_EQ(body(client_->Get("/api/v1/users", session(false)))["users"].size(), 0u);
+  r = client_->Post("/api/v1/users/import", session(), good, "text/csv");
+  EXPECT_EQ(r->status, 201) << r->body;
+  EXPECT_EQ(body(r)["created"], 3);
+  auto users = body(client_->Get("/api/v1/users?extension=202", session(false)))["users"];
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_EQ(users[0]["displayName"], "Bau, Bernd");
+  EXPECT_EQ(users[0]["language"], "en");
+}
+
+TEST_F(AdminServerTest, CsvImportListsEveryInvalidRowByItsFileRow) {
+  login();
+  ASSERT_EQ(client_->Post("/api/v1/users", session(), kAlice, "application/json")->status, 201);
+  std::string csv = kCsvHeader + "301,\"Eva\nEbert\",pw-301-secret,de\n" // rows 2-3
+                                 "101,Fritz,pw-302-secret,de\n"          // row 4: Alice's
+                                 "303,Gina\n"                            // row 5: field count
+                                 "301,Hans,pw-304-secret,de\n"           // row 6: repeats row 2
+                                 "305,Ida,pw-305-secret,fr\n";           // row 7: language
+  auto r = client_->Post("/api/v1/users/import?dryRun=true", session(), csv, "text/csv");
+  ASSERT_EQ(r->status, 400) << r->body;
+  std::vector<std::pair<int, std::string>> rows;
+  std::map<std::pair<int, std::string>, json> byRow;
+  auto answer = body(r);
+  for (const auto& e : answer["rows"]) {
+    rows.emplace_back(e["row"], e["field"]);
+    byRow[rows.back()] = e;
+  }
+  EXPECT_EQ(rows, (std::vector<std::pair<int, std::string>>{{2, "displayName"},
+                                                            {4, "extension"},
+                                                            {4, "sipUser"},
+                                                            {5, ""},
+                                                            {6, "extension"},
+                                                            {6, "sipUser"},
+                                                            {7, "language"}}))
+      << r->body;
+  auto at = [&](int row, const char* field) {
+    return byRow[std::pair<int, std::string>(row, field)];
+  };
+  EXPECT_EQ(at(4, "extension")["error"], "already used by user 'Alice'");
+  EXPECT_EQ(at(5, "")["error"], "2 fields, the header has 4");
+  EXPECT_EQ(at(6, "extension")["error"], "also in row 2");
+  EXPECT_EQ(at(6, "sipUser")["otherRow"], 2);
+
+  // A header without a required column: only row 1.
+  r = client_->Post("/api/v1/users/import", session(), "extension,name\n401,A\n", "text/csv");
+  ASSERT_EQ(r->status, 400) << r->body;
+  auto header = body(r);
+  ASSERT_FALSE(header["rows"].empty()) << r->body;
+  for (const auto& e : header["rows"]) EXPECT_EQ(e["row"], 1) << r->body;
+  EXPECT_EQ(body(client_->Get("/api/v1/users", session(false)))["users"].size(), 1u);
+}
+
+TEST_F(AdminServerTest, CsvImportRefusesWhatIsNotCsvOrTooLarge) {
+  login();
+  auto post = [&](const std::string& text, const char* type) {
+    return client_->Post("/api/v1/users/import", session(), text, type);
+  };
+  std::string good = kCsvHeader + "201,Anna,pw-201-secret,de\n";
+  // What a cross-site form can send stays refused (no CORS preflight for those).
+  for (const char* type : {"text/plain", "application/x-www-form-urlencoded", "text/html"}) {
+    auto r = post(good, type);
+    EXPECT_EQ(r->status, 415) << type;
+    EXPECT_EQ(body(r)["error"]["message"], "Content-Type: application/json or text/csv expected");
+  }
+  // Only the import takes CSV.
+  EXPECT_EQ(client_->Post("/api/v1/users", session(), good, "text/csv")->status, 415);
+
+  auto r = post(kCsvHeader + "201,Anna,pw-201-secret,de\n202,B\"x,pw-202-secret,de\n", "text/csv");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(body(r)["error"]["message"], "row 3: quote inside an unquoted field");
+  r = post(kCsvHeader + "201,Anna,pw-201-secret,de\n202,M\xFCller,pw-202-secret,de\n", "text/csv");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(body(r)["error"]["message"], "row 3: not UTF-8");
+
+  std::string many = kCsvHeader;
+  for (size_t i = 0; i <= pbx::kMaxImportRows; ++i) many += "1,a,b,c\n";
+  r = post(many, "text/csv");
+  EXPECT_EQ(r->status, 413) << r->body.substr(0, 200);
+  std::string huge = kCsvHeader + std::string(pbx::kMaxCsvBytes, 'x');
+  r = post(huge, "text/csv");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(body(r)["error"]["code"], "too_large");
+  EXPECT_EQ(body(client_->Get("/api/v1/users", session(false)))["users"].size(), 0u);
+}
+
+TEST(AdminServerRoutes, TextBodiesACrossSitePageCanSendAreRefused) {
+  asio::io_context io;
+  ManualTimers timers;
+  auto db = std::move(store::Database::open(":memory:", AdminAuth::migrations()).value());
+  auto auth = std::move(AdminAuth::open(*db, timers, AuthConfig{}).value());
+  AdminServer server(io, *auth, AdminServerConfig{});
+  auto handler = [](RequestContext&) -> Result<Response> { return Response::noContent(); };
+  EXPECT_THROW(server.route(Method::Post, "/api/v1/a", handler,
+                            {Access::Admin, true, {"text/plain; charset=utf-8"}}),
+               std::logic_error);
+  EXPECT_THROW(server.route(Method::Post, "/api/v1/b", handler,
+                            {Access::Admin, true, {"Multipart/Form-Data"}}),
+               std::logic_error);
+  server.route(Method::Post, "/api/v1/c", handler, {Access::Admin, true, {"text/csv"}});
 }
 
 } // namespace

@@ -1,5 +1,5 @@
 import { t, language } from '../i18n.js';
-import { h, field, table, showError, clearErrors, busy, confirmDialog, errorText, formValues, badge } from '../ui.js';
+import { h, field, table, showError, clearErrors, busy, confirmDialog, errorText, formValues, badge, notice, download } from '../ui.js';
 import { pageHeader, messageArea, conflictWarnings } from './common.js';
 
 // Forwarding targets of the API's user JSON ("forward": {always, busy, noAnswer,
@@ -116,6 +116,111 @@ function userForm(user, onSaved, onCancel, api) {
   return form;
 }
 
+// CSV import (README "Many users at once"): the node reads the file with the same codec as
+// `verbund user import`; the columns and limits below are the documented ones.
+const IMPORT_PATH = '/api/v1/users/import';
+const MAX_CSV_BYTES = 16 * 1024 * 1024;
+// Literal keys (the i18n test checks every literal key of the code).
+const importColumns = () => [
+  ['extension', t('users.import.col.extension')], ['displayName', t('users.import.col.displayName')],
+  ['sipPassword', t('users.import.col.sipPassword')], ['sipUser', t('users.import.col.sipUser')],
+  ['externalNumber', t('users.import.col.externalNumber')], ['language', t('users.import.col.language')],
+  ['shared', t('users.import.col.shared')],
+];
+const EXAMPLE_CSV = 'extension,displayName,sipPassword,sipUser,externalNumber,language,shared\r\n' +
+  '201,Anna Alt,change-me-201,,+4930123201,de,true\r\n' +
+  '202,"Bau, Bernd",change-me-202,bernd,,en,false\r\n';
+
+// The file's bytes, or a translated reason why they cannot be a CSV file for the import.
+async function readCsvFile(file) {
+  if (!file) return { problem: t('users.import.noFile') };
+  if (file.size > MAX_CSV_BYTES) return { problem: t('users.import.tooLarge') };
+  const bytes = await file.arrayBuffer();
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return { problem: t('users.import.notUtf8') };
+  }
+  return { bytes };
+}
+
+// Every invalid row as the node names it: row of the file (the header is row 1), field, reason.
+function rowErrors(rows) {
+  const n = new Set(rows.map((r) => r.row)).size;
+  return h('div', { class: 'import-errors', 'data-testid': 'import-errors' },
+    notice('error', t('users.import.invalid', { n })),
+    table([t('users.import.row'), t('users.import.field'), t('users.import.reason')],
+      rows.map((r) => h('tr', { 'data-row': r.row }, h('td', {}, String(r.row)), h('td', { class: 'mono' }, r.field || '–'), h('td', {}, r.error))),
+      { caption: t('users.import.invalid', { n }) }));
+}
+
+function importForm(onImported, onCancel, api) {
+  const check = h('button', { type: 'button', class: 'secondary', 'data-testid': 'import-check' }, t('users.import.check'));
+  const submit = h('button', { type: 'submit', class: 'primary', disabled: true, 'aria-describedby': 'user-import-gate', 'data-testid': 'import-submit' }, t('users.import.submit'));
+  const result = h('div', { class: 'import-result', 'data-testid': 'import-result', 'aria-live': 'polite' });
+  const fileField = field({ name: 'file', label: t('users.import.file'), kind: 'file', required: true, hint: t('users.import.format'),
+    attrs: { accept: '.csv,text/csv', 'data-testid': 'import-file' } });
+  const input = fileField.querySelector('input');
+  const form = h('form', { class: 'editor', 'aria-labelledby': 'user-import-title', novalidate: true, 'data-testid': 'user-import' },
+    h('h2', { id: 'user-import-title' }, t('users.import.title')),
+    h('p', { class: 'hint' }, t('users.import.intro')),
+    h('dl', { class: 'csv-columns', 'data-testid': 'import-columns' },
+      importColumns().flatMap(([name, text]) => [h('dt', {}, h('code', {}, name)), h('dd', {}, text)])),
+    h('p', {}, h('button', { type: 'button', class: 'link', 'data-testid': 'import-example',
+      onclick: () => download('users-example.csv', EXAMPLE_CSV, 'text/csv') }, t('users.import.example'))),
+    fileField,
+    result,
+    h('p', { class: 'hint', id: 'user-import-gate' }, t('users.import.checkFirst')),
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', class: 'secondary', onclick: onCancel }, t('common.cancel')), check, submit));
+
+  // The file of the last clean check; Import sends exactly these bytes.
+  let checked = null;
+  const reset = () => { checked = null; submit.disabled = true; result.replaceChildren(); };
+  input.addEventListener('change', reset);
+
+  // The node's answer to a refused check or import, in the result area.
+  function refused(e) {
+    if (e.status === 401) return;
+    if (e.status === 400 && e.rows.length) result.replaceChildren(rowErrors(e.rows));
+    else if (e.status === 413) result.replaceChildren(notice('error', t('users.import.tooLarge')));
+    else result.replaceChildren(notice('error', errorText(e)));
+  }
+
+  check.addEventListener('click', async () => {
+    clearErrors(form);
+    reset();
+    await busy(check, async () => {
+      const file = await readCsvFile(input.files[0]);
+      if (file.problem) { showError(form, { field: 'file' }, {}, file.problem); return; }
+      try {
+        const r = await api.postFile(`${IMPORT_PATH}?dryRun=true`, file.bytes, 'text/csv');
+        if (!r.valid) { result.replaceChildren(notice('warning', t('users.import.empty'))); return; }
+        result.replaceChildren(notice('success', t('users.import.valid', { n: r.valid })));
+        checked = file.bytes;
+        submit.disabled = false;
+      } catch (e) {
+        refused(e);
+      }
+    });
+    submit.disabled = !checked;
+  });
+
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!checked) return;
+    const bytes = checked;
+    try {
+      const r = await busy(submit, () => api.postFile(IMPORT_PATH, bytes, 'text/csv'));
+      onImported(r.created);
+    } catch (e) {
+      reset();
+      refused(e);
+    }
+  });
+  return form;
+}
+
 function devicesOf(user, regs) {
   const mine = regs.filter((r) => r.sipUser === user.sipUser);
   return h('section', { class: 'devices', 'aria-label': t('users.devicesOf', { name: user.displayName }) },
@@ -139,7 +244,8 @@ export default {
     let timer = null;
     search.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(load, 250); });
     const createBtn = h('button', { type: 'button', class: 'primary', 'data-testid': 'user-new', onclick: () => edit(null) }, t('users.new'));
-    main.append(pageHeader(t('nav.users'), createBtn), msgs, editor, searchForm, list);
+    const importBtn = h('button', { type: 'button', class: 'secondary', 'data-testid': 'user-import-open', onclick: () => openImport() }, t('users.import.open'));
+    main.append(pageHeader(t('nav.users'), h('div', { class: 'head-actions' }, importBtn, createBtn)), msgs, editor, searchForm, list);
     let openDevices = null;
 
     function edit(user) {
@@ -150,6 +256,18 @@ export default {
         load();
         createBtn.focus();
       }, () => { editor.replaceChildren(); createBtn.focus(); }, api);
+      editor.replaceChildren(form);
+      form.querySelector('input').focus();
+    }
+
+    function openImport() {
+      msgs.clear();
+      const form = importForm((created) => {
+        editor.replaceChildren();
+        msgs.show('success', t('users.import.done', { n: created }));
+        load();
+        importBtn.focus();
+      }, () => { editor.replaceChildren(); importBtn.focus(); }, api);
       editor.replaceChildren(form);
       form.querySelector('input').focus();
     }

@@ -28,19 +28,23 @@ TEST(Csv, Errors) {
   struct Case {
     const char* text;
     const char* message;
+    int code = 400;
   };
   for (const auto& c : std::vector<Case>{{"a\n\"open", "row 2: quoted field not closed"},
                                          {"a\nb\"c", "row 2: quote inside an unquoted field"},
                                          {"\"a\"b", "row 1: text after a closing quote"},
                                          {"a\n\nb\xC3\x28", "row 3: not UTF-8"},
                                          {"a\n\xED\xA0\x80", "row 2: not UTF-8"}, // a surrogate
-                                         {"a\nb\nc", "row 3: more than 2 records"}}) {
+                                         {"a\nb\nc", "row 3: more than 2 records", 413}}) {
     auto r = parseCsv(c.text, 2);
     ASSERT_FALSE(r.ok()) << c.text;
-    EXPECT_EQ(r.error().code, 400);
+    EXPECT_EQ(r.error().code, c.code);
     EXPECT_EQ(r.error().message, c.message);
   }
   EXPECT_FALSE(parseCsv(std::string(kMaxCsvField + 1, 'x'), 2).ok());
+  auto big = parseCsv(std::string(kMaxCsvBytes + 1, '\n'), 2);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code, 413);
 }
 
 TEST(UserCsv, MapsColumnsByHeader) {
@@ -84,6 +88,24 @@ TEST(UserCsv, HeaderErrors) {
   auto empty = usersFromCsv("");
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(empty->errors.size(), 1u);
+}
+
+TEST(UserCsv, FileRowErrorsNameTheFileRows) {
+  // Row 2's record spans two lines, so the records start on rows 2, 4, 5 and 6.
+  auto r = usersFromCsv("extension,displayName,sipPassword\n"
+                        "201,\"A\nB\",pw-201-xx\n"
+                        "202,C,pw-202-xx\n"
+                        "203\n"
+                        "201,D,pw-204-xx\n");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->rows.size(), 3u);
+  // importUsers counts r->rows from 1: its row 3 (file row 6) repeats its row 1 (file row 2).
+  std::vector<UserRowError> import = {{3, "extension", "also in row 1", 1},
+                                      {2, "sipPassword", "too short"}};
+  EXPECT_EQ(fileRowErrors(*r, import),
+            (std::vector<UserRowError>{{4, "sipPassword", "too short"},
+                                       {5, "", "1 fields, the header has 3"},
+                                       {6, "extension", "also in row 2", 2}}));
 }
 
 } // namespace
