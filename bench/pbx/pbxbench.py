@@ -866,6 +866,11 @@ def cmd_memory(h: Harness, a) -> None:
               f"{(kr1 - kr0) * 1024 / max(rk.ok, 1):,.0f} B | {os.getloadavg()[0]:.2f} |", flush=True)
         k.stop()
 
+    if a.skip_calls:
+        print_findings(b, v, runs)
+        v.stop()
+        return
+
     # -- calls: caller u<n+1>, device u<n+2> on a SIPp UAS that answers at once
     caller, callee = n + 1, n + 2
     uas_port = free_port()
@@ -966,6 +971,8 @@ def main() -> None:
     ap.add_argument("--call-rate", type=int, default=100)
     ap.add_argument("--hold-ms", type=int, default=60000, help="hold of the memory test's calls")
     ap.add_argument("--no-kamailio", action="store_true")
+    ap.add_argument("--skip-calls", action="store_true",
+                    help="memory: measure the registered devices only (no call part)")
     ap.add_argument("--log-level", default="warn")
     ap.add_argument("--servers", default="verbund,kamailio",
                     help="b2bua: which servers to run, comma-separated (verbund, kamailio)")

@@ -483,21 +483,21 @@ std::optional<User> Directory::user(int64_t id) const {
 }
 
 std::optional<User> Directory::userByExtension(std::string_view extension) const {
-  auto it = userByExtension_.find(std::string(extension));
+  auto it = userByExtension_.find(extension);
   if (it == userByExtension_.end()) return std::nullopt;
   return users_.at(it->second).user;
 }
 
 std::optional<User> Directory::userBySipUser(std::string_view sipUser) const {
-  auto it = userBySipUser_.find(std::string(sipUser));
+  auto it = userBySipUser_.find(sipUser);
   if (it == userBySipUser_.end()) return std::nullopt;
   return users_.at(it->second).user;
 }
 
-std::optional<DeviceCredentials> Directory::credentials(std::string_view sipUser) const {
-  auto it = userBySipUser_.find(std::string(sipUser));
-  if (it == userBySipUser_.end()) return std::nullopt;
-  return users_.at(it->second).credentials;
+const DeviceCredentials* Directory::credentials(std::string_view sipUser) const {
+  auto it = userBySipUser_.find(sipUser);
+  if (it == userBySipUser_.end()) return nullptr;
+  return &users_.at(it->second).credentials;
 }
 
 std::vector<User> Directory::users() const {
@@ -651,7 +651,7 @@ std::optional<Group> Directory::group(int64_t id) const {
 }
 
 std::optional<Group> Directory::groupByNumber(std::string_view number) const {
-  auto it = groupByNumber_.find(std::string(number));
+  auto it = groupByNumber_.find(number);
   if (it == groupByNumber_.end()) return std::nullopt;
   return groups_.at(it->second);
 }

@@ -152,7 +152,10 @@ public:
   std::optional<User> user(int64_t id) const;
   std::optional<User> userByExtension(std::string_view extension) const;
   std::optional<User> userBySipUser(std::string_view sipUser) const;
-  std::optional<DeviceCredentials> credentials(std::string_view sipUser) const;
+  // The device credentials of a SIP user, or null. Not a copy: valid until the next change of the
+  // directory, i.e. for the synchronous use of a caller on the directory's event loop (the
+  // registrar's and the call engine's digest checks); copy what you keep.
+  const DeviceCredentials* credentials(std::string_view sipUser) const;
   std::vector<User> users() const; // ordered by extension
   // Users whose extension, display name or SIP user contains q (case-insensitive for ASCII).
   std::vector<User> searchUsers(std::string_view q) const;
@@ -214,7 +217,13 @@ private:
   int64_t version_ = 0;
   std::map<int64_t, UserRecord> users_;
   std::map<int64_t, Group> groups_;
-  std::unordered_map<std::string, int64_t> userByExtension_, userBySipUser_, groupByNumber_;
+  // Transparent: looked up by string_view without building a std::string.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, int64_t, KeyHash, std::equal_to<>> userByExtension_,
+      userBySipUser_, groupByNumber_;
   std::set<std::string> dndExtensions_;
   std::vector<ChangeListener> listeners_;
   Change pending_, lastChange_; // collected by the (un)index calls; handed over by notify()

@@ -415,7 +415,7 @@ void Registrar::handleRegister(sip::TransactionLayer& txl, sip::ServerTxId tx,
   sip::DigestLookup lookup = [this](std::string_view user, std::string_view,
                                     sip::DigestAlgorithm base) -> std::optional<sip::DigestSecret> {
     if (!config_.credentials) return std::nullopt;
-    auto c = config_.credentials(user);
+    const DeviceCredentials* c = config_.credentials(user);
     if (!c) return std::nullopt;
     const std::string* ha1 = base == sip::DigestAlgorithm::Sha256 ? &c->ha1Sha256
                              : base == sip::DigestAlgorithm::Md5  ? &c->ha1Md5
@@ -661,6 +661,7 @@ Result<void> Registrar::commit(const std::string& user, std::vector<Binding> nex
   } else {
     users_.emplace(user, std::move(next));
   }
+  writeIfFull();
   if (earliest != TimePoint::max()) armSweep(earliest);
   if (changed) notify(user);
   return {};
@@ -672,12 +673,12 @@ void Registrar::track(const std::string& user, const std::vector<Binding>& cur,
     flowIndexRemove(b);
     bool kept =
         std::any_of(next.begin(), next.end(), [&](const Binding& n) { return n.id == b.id; });
-    if (!kept) queueWrite(b.id, nullptr);
+    if (!kept) queueWrite(b.id, user);
   }
   for (auto& b : next) {
     if (b.id == 0) b.id = nextId_++;
     flowIndexAdd(b);
-    queueWrite(b.id, &b);
+    queueWrite(b.id, user);
     expiry_.emplace(b.expires, user);
   }
   compactExpiry();
@@ -699,20 +700,14 @@ void Registrar::flowIndexRemove(const Binding& b) {
 
 // ---- Write-behind ----------------------------------------------------------------------------
 
-void Registrar::queueWrite(int64_t id, const Binding* b) {
-  PendingWrite& w = pending_[id];
-  if (b) {
-    w.binding = *b;
-    w.expiresMs =
-        wallNowMs() +
-        std::chrono::duration_cast<std::chrono::milliseconds>(b->expires - timers_.now()).count();
-  } else {
-    w.binding.reset();
-  }
-  if (pending_.size() >= config_.writeBehindBatch && !writing_)
-    startWrite(false);
-  else
-    armFlush();
+void Registrar::queueWrite(int64_t id, const std::string& sipUser) {
+  auto [it, added] = pending_.try_emplace(id, sipUser);
+  if (!added && it->second != sipUser) it->second = sipUser;
+  armFlush();
+}
+
+void Registrar::writeIfFull() {
+  if (pending_.size() >= config_.writeBehindBatch && !writing_) startWrite(false);
 }
 
 void Registrar::armFlush() {
@@ -735,7 +730,22 @@ void Registrar::startWrite(bool wait) {
   if (pending_.empty()) return;
   std::vector<std::pair<int64_t, PendingWrite>> batch;
   batch.reserve(pending_.size());
-  for (auto& [id, w] : pending_) batch.emplace_back(id, std::move(w));
+  int64_t wallNow = wallNowMs();
+  TimePoint now = timers_.now();
+  for (const auto& [id, user] : pending_) {
+    PendingWrite w;
+    if (auto u = users_.find(user); u != users_.end()) {
+      for (const Binding& b : u->second) {
+        if (b.id != id) continue;
+        w.binding = b;
+        w.expiresMs =
+            wallNow +
+            std::chrono::duration_cast<std::chrono::milliseconds>(b.expires - now).count();
+        break;
+      }
+    }
+    batch.emplace_back(id, std::move(w));
+  }
   pending_.clear();
   if (!config_.storage) {
     if (auto r = writeBatch(db_, batch); !r)
@@ -874,7 +884,7 @@ void Registrar::sweep() {
     for (const auto& b : list)
       if (b.expires <= now) {
         flowIndexRemove(b);
-        queueWrite(b.id, nullptr);
+        queueWrite(b.id, user);
       }
     std::erase_if(list, [&](const Binding& b) { return b.expires <= now; });
     if (list.size() == before) continue; // refreshed since: a stale entry
@@ -884,6 +894,7 @@ void Registrar::sweep() {
   }
   count_ -= gone;
   g_bindingsRemoved.inc(gone);
+  writeIfFull();
   // Many bindings expiring close together are taken in one pass at most every granularity.
   if (!expiry_.empty()) armSweep(std::max(expiry_.top().first, now + config_.sweepGranularity));
   for (const auto& u : changed) notify(u);
@@ -924,7 +935,7 @@ size_t Registrar::flowClosed(sip::ConnectionId id) {
     for (auto& b : list) {
       if (b.peer.connection != id) continue;
       if (b.onDeviceFlow())
-        queueWrite(b.id, nullptr);
+        queueWrite(b.id, user);
       else
         b.peer.connection = 0; // over an edge proxy: reconnect to the proxy when needed
     }
@@ -934,6 +945,7 @@ size_t Registrar::flowClosed(sip::ConnectionId id) {
     changed.push_back(user);
     if (list.empty()) users_.erase(it);
   }
+  writeIfFull();
   if (gone == 0) return 0;
   count_ -= gone;
   g_bindingsRemoved.inc(gone);

@@ -93,8 +93,9 @@ bool behindNat(const sip::Uri& contact, const sip::Peer& source, std::string_vie
 
 struct RegistrarConfig {
   std::string realm;
-  // Device credentials by SIP user name (Directory::credentials); nullopt for unknown users.
-  std::function<std::optional<DeviceCredentials>(std::string_view sipUser)> credentials;
+  // Device credentials by SIP user name (Directory::credentials); null for unknown users. Used
+  // within the REGISTER's handling only (not kept), so a reference into the directory will do.
+  std::function<const DeviceCredentials*(std::string_view sipUser)> credentials;
   // Challenges offered, strongest first (RFC 8760 §2.4).
   std::vector<sip::DigestAlgorithm> algorithms{sip::DigestAlgorithm::Sha256,
                                                sip::DigestAlgorithm::Md5};
@@ -226,15 +227,20 @@ private:
              std::vector<Binding>& next);
   void flowIndexRemove(const Binding& b);
   void flowIndexAdd(const Binding& b);
-  void queueWrite(int64_t id, const Binding* b);
+  // Notes that binding `id` of `sipUser` changed (or went). Only the id and the user are queued:
+  // the batch copies the binding as it is when the batch is made (or deletes the row when the
+  // binding is gone by then), so the queue holds no second copy of the bindings.
+  void queueWrite(int64_t id, const std::string& sipUser);
+  // Starts a write when a full batch is waiting; called once the change is installed in users_.
+  void writeIfFull();
   void armFlush();
   // Hands the pending changes to the store unless a write is still running. With `wait` blocks
   // until they are written.
   void startWrite(bool wait);
   void compactExpiry();
 
-  // A change waiting for the store: the binding as it is now (with its expiry on the wall clock),
-  // or nothing when it was removed.
+  // A change handed to the store: the binding as it was when the batch was made (with its expiry
+  // on the wall clock), or nothing when it was removed.
   struct PendingWrite {
     std::optional<Binding> binding;
     int64_t expiresMs = 0;
@@ -259,7 +265,7 @@ private:
   using ExpiryEntry = std::pair<TimePoint, std::string>;
   std::priority_queue<ExpiryEntry, std::vector<ExpiryEntry>, std::greater<>> expiry_;
 
-  std::unordered_map<int64_t, PendingWrite> pending_;
+  std::unordered_map<int64_t, std::string> pending_; // binding id -> its user, see queueWrite
   TimerId flushTimer_ = 0;
   std::atomic<bool> writing_{false}; // a batch is with the storage thread
   std::atomic<bool> stopping_{false};

@@ -683,17 +683,15 @@ std::optional<size_t> DigestClient::pickChallenge(std::span<const AuthParams> ch
 Result<std::string> DigestClient::authorize(const AuthParams& challenge, std::string_view username,
                                             std::string_view password, std::string_view method,
                                             std::string_view uri, std::string_view body) {
-  return answer(challenge, username,
-                DigestSecret{DigestSecret::Kind::Password, std::string(password)}, method, uri,
-                body);
+  return answer(challenge, username, DigestSecret{DigestSecret::Kind::Password, password}, method,
+                uri, body);
 }
 
 Result<std::string> DigestClient::authorizeHa1(const AuthParams& challenge,
                                                std::string_view username, std::string_view ha1,
                                                std::string_view method, std::string_view uri,
                                                std::string_view body) {
-  return answer(challenge, username, DigestSecret{DigestSecret::Kind::Ha1, std::string(ha1)},
-                method, uri, body);
+  return answer(challenge, username, DigestSecret{DigestSecret::Kind::Ha1, ha1}, method, uri, body);
 }
 
 Result<std::string> DigestClient::answer(const AuthParams& challenge, std::string_view username,

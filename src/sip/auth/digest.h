@@ -69,11 +69,13 @@ struct DigestInputs {
 std::optional<std::string> digestResponse(const DigestInputs& in);
 
 // What the user database knows about a user for one realm and base algorithm: the plaintext
-// password, or HA1 computed with that algorithm's hash (hex, any case).
+// password, or HA1 computed with that algorithm's hash (hex, any case). A view: the lookup's owner
+// keeps the text alive for the call that asked (DigestServer::verify uses it before returning),
+// so a credential lookup copies nothing.
 struct DigestSecret {
   enum class Kind : uint8_t { Password, Ha1 };
   Kind kind = Kind::Password;
-  std::string value;
+  std::string_view value;
 };
 // (username, realm, base algorithm) -> secret, or nullopt for an unknown user.
 using DigestLookup = std::function<std::optional<DigestSecret>(

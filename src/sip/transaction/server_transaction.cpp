@@ -51,27 +51,36 @@ std::string ackKeyOf(std::string_view callId, uint32_t seq, std::string_view fro
 }
 } // namespace
 
-TransactionLayer::ServerTx* TransactionLayer::findServer(const Message& req,
-                                                         std::string_view method) {
+ServerTxId TransactionLayer::matchServer(const Message& req, std::string_view method) {
   auto it = serverByKey_.find(serverKey(req, method));
-  if (it == serverByKey_.end()) return nullptr;
-  ServerTx& tx = servers_.find(it->second)->second;
+  if (it == serverByKey_.end()) return 0;
+  auto s = servers_.find(it->second);
+  if (s == servers_.end()) return it->second; // a CompletedTx: RFC 3261 key, nothing more to check
+  ServerTx& tx = s->second;
   if (!req.topVia().rfc3261Branch()) {
     // RFC 3261 §17.2.3, RFC 2543 fallback: the To tag must match the INVITE's, or for an ACK the
     // tag of the response we sent.
     if (req.method() == Method::Ack) {
-      if (tx.lastStatus < 200 || toTagOf(tx.lastResponse) != req.toTag()) return nullptr;
+      if (tx.lastStatus < 200 || toTagOf(tx.lastResponse) != req.toTag()) return 0;
     } else if (req.toTag() != (tx.request ? tx.request->toTag() : tx.requestToTag)) {
-      return nullptr;
+      return 0;
     }
   }
-  return &tx;
+  return tx.id;
+}
+
+TransactionLayer::ServerTx* TransactionLayer::findServer(const Message& req,
+                                                         std::string_view method) {
+  ServerTxId id = matchServer(req, method);
+  if (!id) return nullptr;
+  auto s = servers_.find(id);
+  return s == servers_.end() ? nullptr : &s->second;
 }
 
 bool TransactionLayer::hasServerTransaction(const Message& request) {
   if (!request.isRequest() || request.vias().empty()) return false;
   std::string_view method = request.method() == Method::Ack ? "INVITE" : request.methodName();
-  return findServer(request, method) != nullptr;
+  return matchServer(request, method) != 0;
 }
 
 void TransactionLayer::setServerState(ServerTx& tx, State s) {
@@ -84,8 +93,8 @@ void TransactionLayer::receiveRequest(MessagePtr req) {
   if (req->method() == Method::Ack) return receiveAck(std::move(req));
   if (req->method() == Method::Cancel) return receiveCancel(std::move(req));
 
-  if (ServerTx* tx = findServer(*req, req->methodName())) {
-    requestRetransmitted(*tx);
+  if (ServerTxId id = matchServer(*req, req->methodName())) {
+    requestRetransmitted(id);
     return;
   }
   // RFC 3261 §8.2.2.2: same From tag, Call-ID and CSeq as a pending request but another
@@ -130,6 +139,21 @@ void TransactionLayer::receiveRequest(MessagePtr req) {
   // The tx (and the request it owns) lives at least until the next timer callback, whatever the
   // TU does inside onRequest.
   tu_.onRequest(id, request);
+}
+
+void TransactionLayer::requestRetransmitted(ServerTxId id) {
+  if (auto s = servers_.find(id); s != servers_.end()) return requestRetransmitted(s->second);
+  auto c = completed_.find(id);
+  if (c == completed_.end()) return;
+  // RFC 3261 §17.2.2: Completed, the final response again.
+  retransmissionsAbsorbed.inc();
+  if (!transport_.send(c->second.responsePeer, c->second.response())) {
+    // Over UDP (the only transport of a CompletedTx) a failed send leaves nothing to tell the TU
+    // that Timer J would not tell it anyway: count it and let Timer J run.
+    transportErrors.inc();
+    return;
+  }
+  retransmissionsSent.inc();
 }
 
 void TransactionLayer::requestRetransmitted(ServerTx& tx) {
@@ -190,8 +214,8 @@ void TransactionLayer::noteAckFor2xx(const Message& ack) {
 }
 
 void TransactionLayer::receiveCancel(MessagePtr cancel) {
-  if (ServerTx* own = findServer(*cancel, "CANCEL")) {
-    requestRetransmitted(*own);
+  if (ServerTxId own = matchServer(*cancel, "CANCEL")) {
+    requestRetransmitted(own);
     return;
   }
   if (screen_) {
@@ -230,11 +254,17 @@ TransactionLayer::ServerTx& TransactionLayer::createServer(MessagePtr request, b
   tx.state = tx.invite ? State::Proceeding : State::Trying;
   if (!internal) ++pendingServers_;
   tx.responsePeer = responseDestination(*request);
+  // The indexes hold views of the keys this transaction owns: an entry of another transaction
+  // with the same key (RFC 2543 fallback with another To tag) is replaced, not just re-pointed.
+  auto index = [id](auto& map, std::string_view key) {
+    if (auto old = map.find(key); old != map.end()) map.erase(old);
+    map.emplace(key, id);
+  };
   tx.key = serverKey(*request, request->methodName());
-  serverByKey_[tx.key] = id;
+  index(serverByKey_, tx.key);
   if (!internal && request->toTag().empty()) {
     tx.mergeKey = mergeKeyOf(*request);
-    serverByMergeKey_[tx.mergeKey] = id;
+    index(serverByMergeKey_, tx.mergeKey);
   }
   tx.request = std::move(request);
   created.inc();
@@ -397,7 +427,22 @@ void TransactionLayer::serverEnd(ServerTx& tx, Duration after, ServerTxEnd how) 
   // Timer I / Timer J, or "terminate now" from the event loop.
   tx.end = timers_.after(after, [this, id] {
     auto it = servers_.find(id);
-    if (it == servers_.end()) return;
+    if (it == servers_.end()) {
+      // Timer J of a CompletedTx.
+      auto c = completed_.find(id);
+      if (c == completed_.end()) return;
+      bool internal = c->second.internal;
+      auto k = serverByKey_.find(c->second.key());
+      if (k != serverByKey_.end() && k->second == id) serverByKey_.erase(k);
+      if (c->second.mergeKeyLen) {
+        auto m = serverByMergeKey_.find(c->second.mergeKey());
+        if (m != serverByMergeKey_.end() && m->second == id) serverByMergeKey_.erase(m);
+      }
+      completed_.erase(c);
+      terminated.inc();
+      if (!internal) tu_.onServerTxTerminated(id, ServerTxEnd::Normal);
+      return;
+    }
     it->second.end = 0;
     ServerTxEnd reason = it->second.endReason;
     bool internal = it->second.internal;
@@ -421,10 +466,50 @@ void TransactionLayer::releaseRequests() {
     if (it == servers_.end()) continue;
     ServerTx& tx = it->second;
     if (tx.state != State::Completed || !tx.request) continue;
-    if (!tx.request->topVia().rfc3261Branch()) tx.requestToTag = std::string(tx.request->toTag());
-    tx.request.reset();
+    if (!tx.request->topVia().rfc3261Branch()) {
+      tx.requestToTag = std::string(tx.request->toTag());
+      tx.request.reset();
+      continue;
+    }
+    compactServer(tx); // erases tx
   }
   releasable_.clear();
+}
+
+void TransactionLayer::compactServer(ServerTx& tx) {
+  ServerTxId id = tx.id;
+  auto k = serverByKey_.find(tx.key);
+  if (k == serverByKey_.end() || k->second != id || tx.end == 0) return;
+  auto m = tx.mergeKey.empty() ? serverByMergeKey_.end() : serverByMergeKey_.find(tx.mergeKey);
+  if (m != serverByMergeKey_.end() && m->second != id) m = serverByMergeKey_.end();
+  CompletedTx c;
+  std::string_view mergeKey =
+      m == serverByMergeKey_.end() ? std::string_view() : std::string_view(tx.mergeKey);
+  c.bytes.reserve(tx.key.size() + mergeKey.size() + tx.lastResponse.size());
+  c.bytes.append(tx.key).append(mergeKey).append(tx.lastResponse);
+  c.keyLen = static_cast<uint32_t>(tx.key.size());
+  c.mergeKeyLen = static_cast<uint32_t>(mergeKey.size());
+  c.internal = tx.internal;
+  c.responsePeer = tx.responsePeer;
+  c.end = tx.end; // Timer J (its callback looks in completed_ when servers_ has no `id`)
+  tx.end = 0;
+  CompletedTx& stored = completed_.emplace(id, std::move(c)).first->second;
+  // The index entries now view the CompletedTx's bytes (a node's key may be changed when
+  // extracted; the hash stays the same as the text does).
+  auto node = serverByKey_.extract(k);
+  node.key() = stored.key();
+  serverByKey_.insert(std::move(node));
+  if (m != serverByMergeKey_.end()) {
+    auto mn = serverByMergeKey_.extract(m);
+    mn.key() = stored.mergeKey();
+    serverByMergeKey_.insert(std::move(mn));
+  }
+  tx.key.clear(); // re-pointed: nothing of tx may be looked up or erased from the indexes
+  tx.mergeKey.clear();
+  cancelTimer(tx.retransmit);
+  cancelTimer(tx.timeout);
+  cancelTimer(tx.trying);
+  servers_.erase(id);
 }
 
 void TransactionLayer::eraseServer(ServerTxId id) {

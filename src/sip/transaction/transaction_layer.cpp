@@ -78,6 +78,7 @@ TransactionLayer::~TransactionLayer() {
     cancelTimer(tx.end);
     cancelTimer(tx.trying);
   }
+  for (auto& [id, tx] : completed_) cancelTimer(tx.end);
 }
 
 void TransactionLayer::cancelTimer(TimerId& t) {
@@ -105,7 +106,10 @@ std::string& TransactionLayer::serverKey(const Message& req, std::string_view me
     scratch_.append(via.branch).push_back(kSep);
     for (char c : via.host) scratch_.push_back(text::lower(c));
     scratch_.push_back(':');
-    scratch_.append(std::to_string(via.port));
+    char digits[5];
+    size_t n = 0;
+    for (uint32_t p = via.port; n == 0 || p; p /= 10) digits[n++] = static_cast<char>('0' + p % 10);
+    while (n) scratch_.push_back(digits[--n]);
   } else {
     scratch_.push_back('2');
     scratch_.push_back(kSep);

@@ -3,9 +3,13 @@
 //
 // Four machines: INVITE client (Timers A, B, D, M), non-INVITE client (E, F, K), INVITE server
 // (G, H, I, L) and non-INVITE server (J). Transactions live in hash maps keyed by compact strings
-// (O(1) per message, no allocation for the lookup itself); outside the layer they are plain
-// integer ids. Everything runs on one event loop: no locks, all time through the injected
-// verbund::Timers, so tests run in simulated time with ManualTimers.
+// (O(1) per message, no allocation for the lookup itself; the server index holds views of the key
+// each transaction owns, not copies); outside the layer they are plain integer ids. A Completed
+// non-INVITE server transaction over UDP (RFC 3261 branch) shrinks, once the TU's callback has
+// returned, to what §17.2.2 needs to absorb retransmissions until Timer J: its key and the final
+// response's bytes in one allocation, plus the response's destination (CompletedTx). Everything
+// runs on one event loop: no locks, all time through the injected verbund::Timers, so tests run in
+// simulated time with ManualTimers.
 //
 // Callbacks into the TU are made from receive(), onTransportError() and timer callbacks, never
 // from inside a call the TU makes (sendRequest, cancel, respond, ...).
@@ -191,7 +195,7 @@ public:
 
   // Live transactions (for tests and metrics).
   size_t clientCount() const { return clients_.size(); }
-  size_t serverCount() const { return servers_.size(); }
+  size_t serverCount() const { return servers_.size() + completed_.size(); }
   // Server transactions announced to the TU that have not sent a final response yet: the work
   // the TU has in hand (the overload cap counts these, not those lingering in Timer J/I/L).
   size_t pendingServerCount() const { return pendingServers_; }
@@ -297,6 +301,13 @@ private:
   // released at the next zero-delay timer, after the TU's callback has returned.
   void releaseRequestLater(ServerTx& tx);
   void releaseRequests();
+  // Moves a Completed non-INVITE UDP transaction with an RFC 3261 key into completed_ (same id,
+  // same Timer J).
+  void compactServer(ServerTx& tx);
+  // The id of the live server transaction `req` matches (RFC 3261 §17.2.3), in servers_ or
+  // completed_, or 0.
+  ServerTxId matchServer(const Message& req, std::string_view method);
+  void requestRetransmitted(ServerTxId id);
   std::string_view ensureTag(ServerTx& tx);
 
   void cancelTimer(TimerId& t);
@@ -315,10 +326,32 @@ private:
   std::string scratch_; // lookup keys are built here to avoid an allocation per message
 
   std::unordered_map<ClientTxId, ClientTx> clients_;
+  // What RFC 3261 §17.2.2 needs of a Completed non-INVITE server transaction (see above).
+  struct CompletedTx {
+    // The transaction key, the RFC 3261 §8.2.2.2 merge key (empty for requests with a To tag),
+    // then the final response's wire bytes: one allocation.
+    std::string bytes;
+    uint32_t keyLen = 0;
+    uint32_t mergeKeyLen = 0;
+    bool internal = false;
+    Peer responsePeer;
+    TimerId end = 0; // Timer J
+    std::string_view key() const { return {bytes.data(), keyLen}; }
+    std::string_view mergeKey() const {
+      return std::string_view(bytes).substr(keyLen, mergeKeyLen);
+    }
+    std::string_view response() const {
+      return std::string_view(bytes).substr(keyLen + mergeKeyLen);
+    }
+  };
+
   std::unordered_map<ServerTxId, ServerTx> servers_;
+  std::unordered_map<ServerTxId, CompletedTx> completed_;
   std::unordered_map<std::string, ClientTxId> clientByKey_;
-  std::unordered_map<std::string, ServerTxId> serverByKey_;
-  std::unordered_map<std::string, ServerTxId> serverByMergeKey_;
+  // Views of ServerTx::key or CompletedTx::bytes (map nodes do not move; a key is never changed
+  // while indexed).
+  std::unordered_map<std::string_view, ServerTxId> serverByKey_;
+  std::unordered_map<std::string_view, ServerTxId> serverByMergeKey_; // views of ServerTx::mergeKey
   std::unordered_map<std::string, ServerTxId> serverByAckKey_;
 };
 

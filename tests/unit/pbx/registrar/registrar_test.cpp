@@ -67,14 +67,14 @@ protected:
     users["alice"] = "alice-secret";
     users["bob"] = "bob-secret";
     config.realm = kRealm;
-    config.credentials = [this](std::string_view u) -> std::optional<DeviceCredentials> {
+    config.credentials = [this](std::string_view u) -> const DeviceCredentials* {
       auto it = users.find(std::string(u));
-      if (it == users.end()) return std::nullopt;
-      DeviceCredentials c;
+      if (it == users.end()) return nullptr;
+      DeviceCredentials& c = credentialStore[it->first]; // kept: the registrar gets a reference
       c.sipUser = it->first;
       c.ha1Md5 = *sip::digestHa1(sip::DigestAlgorithm::Md5, it->first, kRealm, it->second);
       c.ha1Sha256 = *sip::digestHa1(sip::DigestAlgorithm::Sha256, it->first, kRealm, it->second);
-      return c;
+      return &c;
     };
     config.wallClockMs = [this] {
       return kWall0 +
@@ -205,6 +205,7 @@ protected:
   }
 
   std::map<std::string, std::string> users;
+  std::map<std::string, DeviceCredentials> credentialStore;
   RegistrarConfig config;
   ManualTimers timers;
   FakeTransport transport;

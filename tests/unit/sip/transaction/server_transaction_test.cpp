@@ -347,6 +347,94 @@ TEST_F(ServerTxTest, NonInviteServerReleasesItsRequestInTimerJ) {
   EXPECT_EQ(tu.ended.size(), 1u);
 }
 
+// A REGISTER with digest over UDP: 401, then the authenticated REGISTER (new branch, CSeq + 1)
+// gets 200. Once the TU's callbacks have returned, both Completed transactions keep only their
+// key and response bytes (issue 14): retransmissions of either request get the identical bytes
+// until Timer J, the TU sees neither again, and after Timer J the same request is a new
+// transaction.
+TEST_F(ServerTxTest, RegisterRetransmissionsAfter401And200GetTheIdenticalBytes) {
+  RequestSpec first;
+  first.method = "REGISTER";
+  first.via = "SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKreg1;rport";
+  inject(first);
+  ServerTxId tx401 = lastTx();
+  ASSERT_TRUE(layer->respond(tx401, 401));
+  timers.advance(0ms); // the TU's callback is over: the transaction shrinks
+  EXPECT_EQ(layer->request(tx401), nullptr);
+  EXPECT_FALSE(layer->respond(tx401, 200).ok()); // no second final response
+  RequestSpec second = first;
+  second.via = "SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKreg2;rport";
+  second.cseq = 2;
+  second.extra = "Authorization: Digest username=\"alice\"\r\n";
+  timers.advance(1s);
+  inject(second);
+  ServerTxId tx200 = lastTx();
+  ASSERT_NE(tx200, tx401);
+  ASSERT_TRUE(layer->respond(tx200, 200));
+  timers.advance(0ms);
+  EXPECT_EQ(layer->serverCount(), 2u);
+  ASSERT_EQ(transport.sent.size(), 2u);
+
+  inject(first); // a late copy of the first REGISTER
+  inject(second);
+  inject(second);
+  ASSERT_EQ(transport.sent.size(), 5u);
+  EXPECT_EQ(transport.sent[2].bytes, transport.sent[0].bytes);
+  EXPECT_EQ(statusAt(2), 401);
+  EXPECT_EQ(transport.sent[3].bytes, transport.sent[1].bytes);
+  EXPECT_EQ(transport.sent[4].bytes, transport.sent[1].bytes);
+  EXPECT_TRUE(samePeer(transport.sent[4].to, udp));
+  EXPECT_EQ(tu.requests.size(), 2u);
+  // Another sent-by with the same branch is another transaction (another From tag too, else it
+  // would be a merged request and get 482).
+  RequestSpec otherHost = second;
+  otherHost.via = "SIP/2.0/UDP 198.51.100.8:5062;branch=z9hG4bKreg2;rport";
+  otherHost.fromTag = "ft2";
+  inject(otherHost);
+  EXPECT_EQ(tu.requests.size(), 3u);
+  ASSERT_TRUE(layer->respond(lastTx(), 200));
+
+  timers.advance(30999ms); // 31.999 s after the 401
+  EXPECT_TRUE(tu.ended.empty());
+  timers.advance(1ms); // Timer J of the 401's transaction: 32 s after its response
+  ASSERT_EQ(tu.ended.size(), 1u);
+  EXPECT_EQ(tu.ended[0], std::make_pair(tx401, ServerTxEnd::Normal));
+  inject(first); // now a new transaction
+  EXPECT_EQ(tu.requests.size(), 4u);
+  EXPECT_EQ(transport.sent.size(), 6u); // nothing resent for it
+  inject(second);                       // the 200's transaction still absorbs
+  ASSERT_EQ(transport.sent.size(), 7u);
+  EXPECT_EQ(transport.sent[6].bytes, transport.sent[1].bytes);
+  timers.advance(1s); // Timer J of the 200's transaction and of otherHost's
+  ASSERT_EQ(tu.ended.size(), 3u);
+  EXPECT_TRUE(std::count(tu.ended.begin(), tu.ended.end(),
+                         std::make_pair(tx200, ServerTxEnd::Normal)) == 1);
+  inject(second);
+  EXPECT_EQ(tu.requests.size(), 5u);
+}
+
+// A shrunk transaction still takes part in merge detection (RFC 3261 §8.2.2.2): the same
+// request over another branch (a forking proxy's second copy) gets 482 until Timer J.
+TEST_F(ServerTxTest, CompletedNonInviteStillDetectsMergedRequests) {
+  RequestSpec msg;
+  msg.method = "MESSAGE";
+  inject(msg);
+  ASSERT_TRUE(layer->respond(lastTx(), 200));
+  timers.advance(0ms);
+  EXPECT_EQ(layer->request(lastTx()), nullptr); // shrunk
+  RequestSpec forked = msg;
+  forked.via = "SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKother";
+  inject(forked);
+  EXPECT_EQ(tu.requests.size(), 1u);
+  ASSERT_EQ(transport.sent.size(), 2u);
+  EXPECT_EQ(statusAt(1), 482);
+  timers.advance(32s); // both Timer Js ran out
+  EXPECT_EQ(layer->serverCount(), 0u);
+  EXPECT_EQ(timers.pending(), 0u);
+  inject(forked); // nothing left to merge with
+  EXPECT_EQ(tu.requests.size(), 2u);
+}
+
 TEST_F(ServerTxTest, NonInviteServerProceedingResendsTheProvisional) {
   RequestSpec reg;
   reg.method = "REGISTER";
