@@ -54,8 +54,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                            DigestAlgorithm base) -> std::optional<DigestSecret> {
     if (user == "alice") return DigestSecret{DigestSecret::Kind::Password, "wonderland"};
     if (user == "carol") {
-      auto ha1 = digestHa1(base, "carol", "verbund.test", "pw");
-      return DigestSecret{DigestSecret::Kind::Ha1, ha1.value_or("")};
+      // The secret is a view: it must outlive verify(), as the directory's HA1 strings do.
+      static const std::string md5 =
+          digestHa1(DigestAlgorithm::Md5, "carol", "verbund.test", "pw").value_or("");
+      static const std::string sha256 =
+          digestHa1(DigestAlgorithm::Sha256, "carol", "verbund.test", "pw").value_or("");
+      if (base != DigestAlgorithm::Md5 && base != DigestAlgorithm::Sha256) return std::nullopt;
+      return DigestSecret{DigestSecret::Kind::Ha1, base == DigestAlgorithm::Md5 ? md5 : sha256};
     }
     return std::nullopt;
   };
