@@ -761,20 +761,26 @@ Result<void> DirectoryReplica::persistAll(const DirectorySnapshot& s) {
       return r;
     if (auto r = db_.exec("DELETE FROM federation_replica_groups WHERE owner = ?1", {s.owner}); !r)
       return r;
-    for (const auto& u : s.users)
-      if (auto r = db_.exec("INSERT INTO federation_replica_users(owner, extension, body) "
-                            "VALUES (?1, ?2, ?3)",
-                            {s.owner, u.extension, dumpSafe(toJson(u))});
-          !r)
-        return r;
-    for (const auto& g : s.groups)
-      if (auto r = db_.exec("INSERT INTO federation_replica_groups(owner, number, body) "
-                            "VALUES (?1, ?2, ?3)",
-                            {s.owner, g.number, dumpSafe(toJson(g))});
-          !r)
-        return r;
-    return {};
+    return putRows(s.owner, s.users, s.groups);
   });
+}
+
+Result<void> DirectoryReplica::putRows(const std::string& owner,
+                                       const std::vector<ReplicaUser>& users,
+                                       const std::vector<ReplicaGroup>& groups) {
+  for (const auto& u : users)
+    if (auto r = db_.exec("INSERT OR REPLACE INTO federation_replica_users(owner, extension, "
+                          "body) VALUES (?1, ?2, ?3)",
+                          {owner, u.extension, dumpSafe(toJson(u))});
+        !r)
+      return r;
+  for (const auto& g : groups)
+    if (auto r = db_.exec("INSERT OR REPLACE INTO federation_replica_groups(owner, number, "
+                          "body) VALUES (?1, ?2, ?3)",
+                          {owner, g.number, dumpSafe(toJson(g))});
+        !r)
+      return r;
+  return {};
 }
 
 void DirectoryReplica::index(const DirectorySnapshot& s) {
@@ -882,19 +888,7 @@ Result<bool> DirectoryReplica::applyDelta(const DirectoryDelta& d) {
                             {d.owner, n});
           !r)
         return r;
-    for (const auto& u : d.users)
-      if (auto r = db_.exec("INSERT OR REPLACE INTO federation_replica_users(owner, extension, "
-                            "body) VALUES (?1, ?2, ?3)",
-                            {d.owner, u.extension, dumpSafe(toJson(u))});
-          !r)
-        return r;
-    for (const auto& g : d.groups)
-      if (auto r = db_.exec("INSERT OR REPLACE INTO federation_replica_groups(owner, number, "
-                            "body) VALUES (?1, ?2, ?3)",
-                            {d.owner, g.number, dumpSafe(toJson(g))});
-          !r)
-        return r;
-    return {};
+    return putRows(d.owner, d.users, d.groups);
   });
   if (!tx) return tx.error();
 

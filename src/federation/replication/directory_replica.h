@@ -180,6 +180,9 @@ private:
   // seq row in federation_replicas, so that a delta writes only its records.
   Result<void> persistAll(const DirectorySnapshot& s);
   Result<void> deleteRows(const std::string& owner);
+  // Writes (inserts or replaces) the owner's user and group rows; inside a transaction.
+  Result<void> putRows(const std::string& owner, const std::vector<ReplicaUser>& users,
+                       const std::vector<ReplicaGroup>& groups);
   // Stores s (sorted, validated) as its owner's replica: rows first, then memory and indexes.
   Result<void> replace(DirectorySnapshot s);
   void index(const DirectorySnapshot& s);
