@@ -99,8 +99,10 @@ void TransactionLayer::receiveRequest(MessagePtr req) {
   }
   // RFC 3261 §8.2.2.2: same From tag, Call-ID and CSeq as a pending request but another
   // transaction (it reached us twice through a forking proxy): 482.
+  std::string mergeKey; // built once: looked up here, owned by the new transaction below
   if (req->toTag().empty()) {
-    auto m = serverByMergeKey_.find(mergeKeyOf(*req));
+    mergeKey = mergeKeyOf(*req);
+    auto m = serverByMergeKey_.find(mergeKey);
     if (m != serverByMergeKey_.end()) {
       sent482.inc();
       internalRespond(std::move(req), 482, {});
@@ -113,7 +115,7 @@ void TransactionLayer::receiveRequest(MessagePtr req) {
       return;
     }
   }
-  ServerTx& tx = createServer(std::move(req), false);
+  ServerTx& tx = createServer(std::move(req), false, std::move(mergeKey));
   ServerTxId id = tx.id;
   const Message& request = *tx.request;
   if (tx.invite) {
@@ -244,7 +246,8 @@ void TransactionLayer::receiveCancel(MessagePtr cancel) {
   tu_.onCancel(inviteId, *servers_.find(cancelId)->second.request);
 }
 
-TransactionLayer::ServerTx& TransactionLayer::createServer(MessagePtr request, bool internal) {
+TransactionLayer::ServerTx& TransactionLayer::createServer(MessagePtr request, bool internal,
+                                                           std::string mergeKey) {
   ServerTxId id = ++nextId_;
   ServerTx& tx = servers_[id];
   tx.id = id;
@@ -263,7 +266,7 @@ TransactionLayer::ServerTx& TransactionLayer::createServer(MessagePtr request, b
   tx.key = serverKey(*request, request->methodName());
   index(serverByKey_, tx.key);
   if (!internal && request->toTag().empty()) {
-    tx.mergeKey = mergeKeyOf(*request);
+    tx.mergeKey = mergeKey.empty() ? mergeKeyOf(*request) : std::move(mergeKey);
     index(serverByMergeKey_, tx.mergeKey);
   }
   tx.request = std::move(request);

@@ -283,7 +283,8 @@ private:
   void sendAckForNon2xx(ClientTx& tx, const Message& response);
 
   // Server machinery.
-  ServerTx& createServer(MessagePtr request, bool internal);
+  // mergeKey: the request's merge key when the caller already built it (else built here).
+  ServerTx& createServer(MessagePtr request, bool internal, std::string mergeKey = {});
   Result<void> sendOnServer(ServerTx& tx, int status, std::string bytes);
   void serverTimerRetransmit(ServerTxId id);
   void serverTimerTimeout(ServerTxId id);
